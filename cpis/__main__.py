@@ -1,0 +1,3 @@
+from cpis.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,536 @@
+"""PostgreSQL through asyncpg: the only module that sees ``asyncpg.Record``.
+
+Personal data is hashed and sealed here, on its way in, through the
+:class:`~cpis.ports.Vault`; callers pass and receive plain domain values.
+Connection failures are translated to :class:`cpis.errors.Unavailable` at this
+edge, so the web layer answers 503 with Retry-After instead of 500.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+
+from cpis.errors import Unavailable
+from cpis.model import (
+    AccessEvent,
+    Accessor,
+    Client,
+    LocalAuthority,
+    Organisation,
+    Plan,
+    PlanFields,
+    PlanType,
+    Role,
+    SettingType,
+)
+from cpis.ports import AuditEntry, StoredAccessEvent, Vault
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "schemas" / "migrations"
+# Any constant will do; it only has to be the same in every replica.
+_MIGRATION_LOCK = 7_201_843_551
+
+# Errors that mean "the database is not there right now", not "the query is wrong".
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.QueryCanceledError,
+    asyncpg.exceptions.ConnectionFailureError,
+)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=lambda v: orjson.dumps(v).decode(),
+        decoder=orjson.loads,
+        schema="pg_catalog",
+    )
+
+
+async def create_pool(
+    dsn: str, *, min_size: int, max_size: int, statement_timeout_ms: int
+) -> asyncpg.Pool:
+    try:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            init=_init_connection,
+            server_settings={"statement_timeout": str(statement_timeout_ms)},
+            timeout=10,
+        )
+    except _UNAVAILABLE as exc:
+        raise Unavailable("database unreachable") from exc
+    assert pool is not None
+    return pool
+
+
+def migration_files(directory: Path = MIGRATIONS_DIR) -> list[tuple[str, Path]]:
+    return sorted((p.stem, p) for p in directory.glob("*.sql"))
+
+
+async def migrate(pool: asyncpg.Pool, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Apply pending migrations, each in its own transaction; returns what was applied.
+
+    A session advisory lock makes two replicas starting at once take turns:
+    the second finds everything applied and does nothing.
+    """
+    applied: list[str] = []
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migration ("
+                " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migration")}
+            for version, path in migration_files(directory):
+                if version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(path.read_text())
+                    await conn.execute(
+                        "INSERT INTO schema_migration (version) VALUES ($1)", version
+                    )
+                applied.append(version)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+    return applied
+
+
+_PLAN_COLUMNS = """
+    p.id, p.la_ods, p.la_plan_id, p.updated_at, v.version, v.nhs_sealed, v.plan_type,
+    v.start_date, v.end_date, v.delete_date, v.birth_sealed, v.family_sealed, v.given_sealed,
+    v.recorded_at,
+    la.name AS la_name, la.office_phone, la.edt_phone, la.repeat_window_hours,
+    la.version AS la_version, la.updated_at AS la_updated_at
+"""
+
+_EVENT_COLUMNS = """
+    id, nhs_sealed, occurred_at, client_id, org_ods, org_name, setting_type, user_id,
+    user_name, user_role, trace_id, la_codes, is_repeat
+"""
+
+_RECORD_ACCESS = """
+WITH prev AS (
+    SELECT 1 FROM access_event
+    WHERE subject_key = $1 AND user_id = $8 AND NOT is_repeat
+      AND occurred_at > $4 - interval '24 hours'
+    LIMIT 1
+), ev AS (
+    INSERT INTO access_event (id, subject_key, nhs_sealed, occurred_at, client_id, org_ods,
+        org_name, setting_type, user_id, user_name, user_role, trace_id, la_codes, is_repeat)
+    VALUES ($2, $1, $3, $4, $5, $6, $7, $11, $8, $9, $10, $12, $13, EXISTS (SELECT 1 FROM prev))
+    RETURNING id
+), due AS (
+    SELECT la.ods_code FROM local_authority la
+    WHERE la.ods_code = ANY($13::text[])
+      AND NOT EXISTS (
+        SELECT 1 FROM outbox o
+        WHERE o.la_ods = la.ods_code AND o.subject_key = $1 AND o.user_id = $8
+          AND o.org_ods = $6 AND o.kind = 'access'
+          AND o.created_at > $4 - make_interval(hours => la.repeat_window_hours))
+), queued AS (
+    INSERT INTO outbox (notification_id, kind, la_ods, access_event_id, subject_key, user_id,
+        org_ods, plan_ids, created_at)
+    SELECT gen_random_uuid(), 'access', due.ods_code, (SELECT id FROM ev), $1, $8, $6,
+        ARRAY(SELECT jsonb_array_elements_text($14::jsonb -> due.ods_code)), $4
+    FROM due
+    RETURNING la_ods
+)
+SELECT ARRAY(SELECT la_ods FROM queued ORDER BY la_ods) AS queued
+"""
+
+
+class PgTransaction:
+    """The :class:`~cpis.ports.Transaction` port over one asyncpg connection."""
+
+    def __init__(self, conn: asyncpg.Connection, vault: Vault) -> None:
+        self._conn = conn
+        self._vault = vault
+
+    # --- plans -----------------------------------------------------------
+
+    def _open_opt(self, purpose: str, sealed: bytes | None) -> str | None:
+        return None if sealed is None else self._vault.open(purpose, sealed)
+
+    def _plan(self, r: Mapping[str, Any]) -> Plan:
+        birth = self._open_opt("birth_date", r["birth_sealed"])
+        fields = PlanFields(
+            nhs_number=self._vault.open("nhs_number", r["nhs_sealed"]),
+            plan_type=PlanType(r["plan_type"]),
+            start_date=r["start_date"],
+            end_date=r["end_date"],
+            delete_date=r["delete_date"],
+            birth_date=None if birth is None else date.fromisoformat(birth),
+            family_name=self._open_opt("family_name", r["family_sealed"]),
+            given_name=self._open_opt("given_name", r["given_sealed"]),
+        )
+        return Plan(
+            id=r["id"],
+            la_ods=r["la_ods"],
+            la_plan_id=r["la_plan_id"],
+            fields=fields,
+            version=r["version"],
+            updated_at=r["recorded_at"],
+        )
+
+    @staticmethod
+    def _la(r: Mapping[str, Any]) -> LocalAuthority:
+        return LocalAuthority(
+            ods_code=r["la_ods"],
+            name=r["la_name"],
+            office_phone=r["office_phone"],
+            edt_phone=r["edt_phone"],
+            repeat_window_hours=r["repeat_window_hours"],
+            version=r["la_version"],
+            updated_at=r["la_updated_at"],
+        )
+
+    async def lock_subject(self, nhs_number: str) -> None:
+        """Serialise concurrent unscheduled lookups of one subject (repeat-view rules)."""
+        key = self._vault.subject_key(nhs_number)
+        await self._conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(encode($1::bytea, 'hex'), 0))", key
+        )
+
+    async def visible_plan_rows(self, nhs_number: str) -> Sequence[tuple[Plan, LocalAuthority]]:
+        rows = await self._conn.fetch(
+            f"SELECT {_PLAN_COLUMNS} FROM plan p"  # noqa: S608 - constant column list
+            " JOIN plan_version v ON v.plan_id = p.id AND v.version = p.version"
+            " JOIN local_authority la ON la.ods_code = p.la_ods"
+            " WHERE p.subject_key = $1 ORDER BY v.start_date DESC, p.id",
+            self._vault.subject_key(nhs_number),
+        )
+        return [(self._plan(r), self._la(r)) for r in rows]
+
+    async def get_plan(self, la_ods: str, la_plan_id: str) -> Plan | None:
+        r = await self._conn.fetchrow(
+            f"SELECT {_PLAN_COLUMNS} FROM plan p"  # noqa: S608
+            " JOIN plan_version v ON v.plan_id = p.id AND v.version = p.version"
+            " JOIN local_authority la ON la.ods_code = p.la_ods"
+            " WHERE p.la_ods = $1 AND p.la_plan_id = $2",
+            la_ods,
+            la_plan_id,
+        )
+        return None if r is None else self._plan(r)
+
+    async def get_plan_by_id(
+        self, plan_id: uuid.UUID, version: int | None = None
+    ) -> tuple[Plan, LocalAuthority] | None:
+        r = await self._conn.fetchrow(
+            f"SELECT {_PLAN_COLUMNS} FROM plan p"  # noqa: S608
+            " JOIN plan_version v ON v.plan_id = p.id AND v.version = coalesce($2, p.version)"
+            " JOIN local_authority la ON la.ods_code = p.la_ods"
+            " WHERE p.id = $1",
+            plan_id,
+            version,
+        )
+        return None if r is None else (self._plan(r), self._la(r))
+
+    async def put_plan(
+        self, la_ods: str, la_plan_id: str, fields: PlanFields, at: datetime
+    ) -> tuple[Plan, bool]:
+        key = self._vault.subject_key(fields.nhs_number)
+        row = await self._conn.fetchrow(
+            "INSERT INTO plan (id, la_ods, la_plan_id, subject_key, version, updated_at)"
+            " VALUES ($1, $2, $3, $4, 1, $5)"
+            " ON CONFLICT (la_ods, la_plan_id) DO UPDATE"
+            " SET version = plan.version + 1, subject_key = EXCLUDED.subject_key,"
+            "     updated_at = EXCLUDED.updated_at"
+            " RETURNING id, version, (xmax = 0) AS created",
+            uuid.uuid4(),
+            la_ods,
+            la_plan_id,
+            key,
+            at,
+        )
+        assert row is not None
+        seal = self._vault.seal
+        await self._conn.execute(
+            "INSERT INTO plan_version (plan_id, version, nhs_sealed, plan_type, start_date,"
+            " end_date, delete_date, birth_sealed, family_sealed, given_sealed, recorded_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            row["id"],
+            row["version"],
+            seal("nhs_number", fields.nhs_number),
+            fields.plan_type.value,
+            fields.start_date,
+            fields.end_date,
+            fields.delete_date,
+            None if fields.birth_date is None else seal("birth_date", fields.birth_date.isoformat()),
+            None if fields.family_name is None else seal("family_name", fields.family_name),
+            None if fields.given_name is None else seal("given_name", fields.given_name),
+            at,
+        )
+        plan = Plan(
+            id=row["id"],
+            la_ods=la_ods,
+            la_plan_id=la_plan_id,
+            fields=fields,
+            version=row["version"],
+            updated_at=at,
+        )
+        return plan, bool(row["created"])
+
+    async def delete_plan(self, la_ods: str, la_plan_id: str) -> bool:
+        result = await self._conn.execute(
+            "DELETE FROM plan WHERE la_ods = $1 AND la_plan_id = $2", la_ods, la_plan_id
+        )
+        return bool(result.endswith(" 1"))
+
+    # --- access events -----------------------------------------------------
+
+    async def record_access(
+        self, nhs_number: str, accessor: Accessor, la_codes: Sequence[str], at: datetime,
+        plan_ids: Mapping[str, Sequence[str]] | None = None,
+    ) -> tuple[AccessEvent, tuple[str, ...]]:
+        event_id = uuid.uuid4()
+        queued = await self._conn.fetchval(
+            _RECORD_ACCESS,
+            self._vault.subject_key(nhs_number),
+            event_id,
+            self._vault.seal("nhs_number", nhs_number),
+            at,
+            accessor.client_id,
+            accessor.org_ods,
+            accessor.org_name,
+            accessor.user_id,
+            accessor.user_name,
+            accessor.user_role,
+            accessor.setting_type.value,
+            accessor.trace_id,
+            list(la_codes),
+            dict(plan_ids or {}),
+        )
+        event = AccessEvent(
+            id=event_id,
+            nhs_number=nhs_number,
+            occurred_at=at,
+            accessor=accessor,
+            la_codes=tuple(la_codes),
+        )
+        return event, tuple(queued)
+
+    def _event(self, r: Mapping[str, Any]) -> StoredAccessEvent:
+        accessor = Accessor(
+            client_id=r["client_id"],
+            org_ods=r["org_ods"],
+            org_name=r["org_name"],
+            setting_type=SettingType(r["setting_type"]),
+            user_id=r["user_id"],
+            user_name=r["user_name"],
+            user_role=r["user_role"],
+            trace_id=r["trace_id"],
+        )
+        event = AccessEvent(
+            id=r["id"],
+            nhs_number=self._vault.open("nhs_number", r["nhs_sealed"]),
+            occurred_at=r["occurred_at"],
+            accessor=accessor,
+            la_codes=tuple(r["la_codes"]),
+        )
+        return StoredAccessEvent(event=event, repeat=r["is_repeat"])
+
+    async def access_history(self, nhs_number: str, limit: int) -> Sequence[StoredAccessEvent]:
+        rows = await self._conn.fetch(
+            f"SELECT {_EVENT_COLUMNS} FROM access_event"  # noqa: S608
+            " WHERE subject_key = $1 AND NOT is_repeat ORDER BY occurred_at DESC, id LIMIT $2",
+            self._vault.subject_key(nhs_number),
+            limit,
+        )
+        return [self._event(r) for r in rows]
+
+    async def get_access_event(self, event_id: uuid.UUID) -> StoredAccessEvent | None:
+        r = await self._conn.fetchrow(
+            f"SELECT {_EVENT_COLUMNS} FROM access_event WHERE id = $1",  # noqa: S608
+            event_id,
+        )
+        return None if r is None else self._event(r)
+
+    # --- reference data ---------------------------------------------------
+
+    async def get_la(self, ods_code: str) -> LocalAuthority | None:
+        r = await self._conn.fetchrow(
+            "SELECT ods_code AS la_ods, name AS la_name, office_phone, edt_phone,"
+            " repeat_window_hours, version AS la_version, updated_at AS la_updated_at"
+            " FROM local_authority WHERE ods_code = $1",
+            ods_code,
+        )
+        return None if r is None else self._la(r)
+
+    async def get_organisation(self, ods_code: str) -> Organisation | None:
+        r = await self._conn.fetchrow(
+            "SELECT ods_code, name, setting_type FROM organisation WHERE ods_code = $1", ods_code
+        )
+        if r is None:
+            return None
+        return Organisation(r["ods_code"], r["name"], SettingType(r["setting_type"]))
+
+    async def append_audit(self, entry: AuditEntry, at: datetime) -> None:
+        await _append_audit(self._conn, self._vault, entry, at)
+
+
+async def _append_audit(
+    conn: asyncpg.Connection, vault: Vault, entry: AuditEntry, at: datetime
+) -> None:
+    subject = None if entry.subject is None else vault.subject_key(entry.subject).hex()
+    await conn.execute(
+        "SELECT audit_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        at,
+        entry.action,
+        entry.outcome,
+        entry.client_id,
+        entry.role,
+        entry.org_ods,
+        entry.user_id,
+        entry.resource,
+        subject,
+        entry.trace_id,
+        entry.detail,
+    )
+
+
+class PgDatabase:
+    """The :class:`~cpis.ports.Database` port over an asyncpg pool."""
+
+    def __init__(self, pool: asyncpg.Pool, vault: Vault) -> None:
+        self.pool = pool
+        self._vault = vault
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PgTransaction]:
+        try:
+            async with self.pool.acquire(timeout=5) as conn, conn.transaction():
+                yield PgTransaction(conn, self._vault)
+        except _UNAVAILABLE as exc:
+            raise Unavailable("database unreachable") from exc
+
+    async def _run(self, query: str, *args: Any) -> Any:
+        try:
+            async with self.pool.acquire(timeout=5) as conn:
+                return await conn.fetch(query, *args)
+        except _UNAVAILABLE as exc:
+            raise Unavailable("database unreachable") from exc
+
+    async def append_audit(self, entry: AuditEntry, at: datetime) -> None:
+        try:
+            async with self.pool.acquire(timeout=5) as conn:
+                await _append_audit(conn, self._vault, entry, at)
+        except _UNAVAILABLE as exc:
+            raise Unavailable("database unreachable") from exc
+
+    async def get_client(self, client_id: str) -> Client | None:
+        rows = await self._run(
+            "SELECT id, role, ods_codes, jwks, silent_only, active FROM client WHERE id = $1",
+            client_id,
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return Client(
+            id=r["id"],
+            role=Role(r["role"]),
+            ods_codes=tuple(r["ods_codes"]),
+            jwks=r["jwks"],
+            silent_only=r["silent_only"],
+            active=r["active"],
+        )
+
+    async def use_jti(self, client_id: str, jti: str, expires_at: datetime) -> bool:
+        rows = await self._run(
+            "WITH gone AS (DELETE FROM used_jti WHERE expires_at < now() - interval '1 hour')"
+            " INSERT INTO used_jti (client_id, jti, expires_at) VALUES ($1, $2, $3)"
+            " ON CONFLICT DO NOTHING RETURNING 1",
+            client_id,
+            jti,
+            expires_at,
+        )
+        return bool(rows)
+
+    async def ping(self) -> bool:
+        try:
+            await self._run("SELECT 1")
+        except Unavailable:
+            return False
+        return True
+
+    async def migrations_current(self) -> bool:
+        try:
+            rows = await self._run("SELECT version FROM schema_migration")
+        except (Unavailable, asyncpg.exceptions.UndefinedTableError):
+            return False
+        return {r["version"] for r in rows} >= {v for v, _ in migration_files()}
+
+    # --- administration (CLI) ----------------------------------------------
+
+    async def upsert_la(self, la: LocalAuthority) -> None:
+        await self._run(
+            "INSERT INTO local_authority (ods_code, name, office_phone, edt_phone,"
+            " repeat_window_hours) VALUES ($1, $2, $3, $4, $5)"
+            " ON CONFLICT (ods_code) DO UPDATE SET name = EXCLUDED.name,"
+            " office_phone = EXCLUDED.office_phone, edt_phone = EXCLUDED.edt_phone,"
+            " repeat_window_hours = EXCLUDED.repeat_window_hours,"
+            " version = local_authority.version + 1, updated_at = now()",
+            la.ods_code,
+            la.name,
+            la.office_phone,
+            la.edt_phone,
+            la.repeat_window_hours,
+        )
+
+    async def upsert_organisation(self, org: Organisation) -> None:
+        await self._run(
+            "INSERT INTO organisation (ods_code, name, setting_type) VALUES ($1, $2, $3)"
+            " ON CONFLICT (ods_code) DO UPDATE SET name = EXCLUDED.name,"
+            " setting_type = EXCLUDED.setting_type",
+            org.ods_code,
+            org.name,
+            org.setting_type.value,
+        )
+
+    async def upsert_client(self, client: Client) -> None:
+        await self._run(
+            "INSERT INTO client (id, role, ods_codes, jwks, silent_only, active)"
+            " VALUES ($1, $2, $3, $4, $5, $6)"
+            " ON CONFLICT (id) DO UPDATE SET role = EXCLUDED.role, ods_codes = EXCLUDED.ods_codes,"
+            " jwks = EXCLUDED.jwks, silent_only = EXCLUDED.silent_only, active = EXCLUDED.active",
+            client.id,
+            client.role.value,
+            list(client.ods_codes),
+            client.jwks,
+            client.silent_only,
+            client.active,
+        )
+
+    async def verify_audit_chain(self) -> int | None:
+        """Recompute the audit chain; the first broken seq, or None when intact."""
+        rows = await self._run(
+            "SELECT seq, prev_hash, hash, sha256(prev_hash || convert_to(audit_row_text(seq, at,"
+            " action, outcome, client_id, role, org_ods, user_id, resource, subject, trace_id,"
+            " detail), 'UTF8')) AS recomputed FROM audit_log ORDER BY seq"
+        )
+        previous = b"\x00"
+        expected_seq = 1
+        for r in rows:
+            if r["seq"] != expected_seq or r["prev_hash"] != previous:
+                return int(r["seq"])
+            if r["recomputed"] != r["hash"]:
+                return int(r["seq"])
+            previous = r["hash"]
+            expected_seq += 1
+        return None

@@ -1,0 +1,1 @@
+"""Pure matching code: NHS number rules and (later) demographic scoring."""

@@ -1,0 +1,65 @@
+"""NHS number rules (SPEC §2).
+
+Ten digits; the tenth is a Modulus 11 check digit over the first nine with
+weights 10..2. A remainder giving 11 means check digit 0; one giving 10 is never
+issued. Spaces and hyphens are allowed on input (people copy numbers from
+letters as "943 476 5919"). Numbers of ten identical digits pass the checksum
+arithmetic for some digits but are never issued, so they are refused too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
+
+
+@dataclass(frozen=True, slots=True)
+class NhsNumberCheck:
+    """The outcome of checking a candidate NHS number.
+
+    ``value`` is the normalised ten-digit string when valid; ``reason`` says,
+    without echoing the input, why it is not.
+    """
+
+    value: str | None
+    reason: str | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.value is not None
+
+
+def check_digit(first_nine: str) -> int | None:
+    """The check digit for nine digits, or None when no valid number has them."""
+    total = sum(int(d) * w for d, w in zip(first_nine, _WEIGHTS, strict=True))
+    digit = 11 - total % 11
+    if digit == 11:
+        return 0
+    if digit == 10:
+        return None
+    return digit
+
+
+def check(raw: str) -> NhsNumberCheck:
+    """Normalise and validate ``raw``; never raises for bad input."""
+    if not isinstance(raw, str):
+        return NhsNumberCheck(None, "must be a string of 10 digits")
+    compact = raw.strip().replace(" ", "").replace("-", "")
+    if len(compact) != 10 or not compact.isascii() or not compact.isdigit():
+        return NhsNumberCheck(None, "must be 10 digits")
+    if len(set(compact)) == 1:
+        return NhsNumberCheck(None, "all digits are the same")
+    expected = check_digit(compact[:9])
+    if expected is None or expected != int(compact[9]):
+        return NhsNumberCheck(None, "check digit is wrong")
+    return NhsNumberCheck(compact)
+
+
+def is_valid(raw: str) -> bool:
+    return check(raw).valid
+
+
+def is_synthetic(number: str) -> bool:
+    """999-range numbers are issued for testing and never to a real person."""
+    return number.startswith("999")

@@ -1,0 +1,181 @@
+"""The domain's values: plain frozen dataclasses and enums, no I/O.
+
+Personal data (NHS numbers, names, dates of birth) lives only in these values
+while a request is being served; adapters encrypt it at rest and the log
+processors never see it.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+
+class PlanType(enum.StrEnum):
+    CPP = "CPP"
+    LAC = "LAC"
+    UCPP = "UCPP"
+
+    @property
+    def snomed_code(self) -> str:
+        return _SNOMED[self][0]
+
+    @property
+    def display(self) -> str:
+        return _SNOMED[self][1]
+
+
+_SNOMED: dict[PlanType, tuple[str, str]] = {
+    PlanType.CPP: ("342191000000101", "Subject to child protection plan"),
+    PlanType.LAC: ("764841000000100", "Looked after child"),
+    PlanType.UCPP: ("818901000000100", "Unborn child subject to child protection plan"),
+}
+
+
+class Role(enum.StrEnum):
+    HEALTH = "health"
+    LA = "la"
+    ADMIN = "admin"
+
+
+class SettingType(enum.StrEnum):
+    """Where an unscheduled-care lookup happened (SPEC §3)."""
+
+    ED = "ED"
+    UTC = "UTC"
+    MIU = "MIU"
+    WIC = "WIC"
+    OOH = "OOH"
+    AMBULANCE = "ambulance"
+    MATERNITY = "maternity"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class LocalAuthority:
+    ods_code: str
+    name: str
+    office_phone: str
+    edt_phone: str
+    # Repeat views of one child by one user at one setting within this many
+    # hours make no second notification (alert fatigue, SPEC §3).
+    repeat_window_hours: int = 24
+    version: int = 1
+    updated_at: datetime | None = None
+
+    @property
+    def team_name(self) -> str:
+        return f"{self.name} Children's Social Care"
+
+
+@dataclass(frozen=True, slots=True)
+class Organisation:
+    """An unscheduled-care organisation that makes lookups."""
+
+    ods_code: str
+    name: str
+    setting_type: SettingType = SettingType.OTHER
+
+
+@dataclass(frozen=True, slots=True)
+class PlanFields:
+    """What an LA sends for one plan (SPEC §5 body fields), already validated."""
+
+    nhs_number: str
+    plan_type: PlanType
+    start_date: date
+    end_date: date | None = None
+    delete_date: date | None = None
+    birth_date: date | None = None
+    family_name: str | None = None
+    given_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One stored version of an LA's plan for a subject."""
+
+    id: uuid.UUID
+    la_ods: str
+    la_plan_id: str
+    fields: PlanFields
+    version: int
+    updated_at: datetime
+
+    @property
+    def nhs_number(self) -> str:
+        return self.fields.nhs_number
+
+    @property
+    def plan_type(self) -> PlanType:
+        return self.fields.plan_type
+
+
+@dataclass(frozen=True, slots=True)
+class VisiblePlan:
+    """A plan as health sees it: the plan, its owning LA and its effective end."""
+
+    plan: Plan
+    la: LocalAuthority
+    effective_end: date | None
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """A registered system (ED, LA or admin tool) and what it may do."""
+
+    id: str
+    role: Role
+    ods_codes: tuple[str, ...]
+    jwks: dict[str, object] = field(default_factory=dict, compare=False)
+    # A client whose users only ever read without being at the bedside
+    # (safeguarding reviews, audits): its lookups never notify.
+    silent_only: bool = False
+    active: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is making this request, from a verified access token."""
+
+    client_id: str
+    role: Role
+    ods_codes: tuple[str, ...]
+    silent_only: bool = False
+    user_id: str | None = None
+    user_name: str | None = None
+    user_role: str | None = None
+    user_org: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Accessor:
+    """The person, place and system behind one lookup (SPEC §3 access event)."""
+
+    client_id: str
+    org_ods: str
+    org_name: str
+    setting_type: SettingType
+    user_id: str
+    user_name: str
+    user_role: str
+    trace_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccessEvent:
+    id: uuid.UUID
+    nhs_number: str
+    occurred_at: datetime
+    accessor: Accessor
+    la_codes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LookupResult:
+    plans: tuple[VisiblePlan, ...]
+    access_event: AccessEvent | None
+    notified_las: tuple[str, ...] = ()

@@ -1,0 +1,152 @@
+"""The ports the services and the web layer depend on.
+
+Adapters (``cpis/adapters``) implement them; ``app.py`` wires real ones and the
+tests wire real ones too (PostgreSQL is always real) or small fakes of their own.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Protocol
+
+from cpis.model import (
+    AccessEvent,
+    Accessor,
+    Client,
+    LocalAuthority,
+    Organisation,
+    Plan,
+    PlanFields,
+    Principal,
+)
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Aware UTC now."""
+
+    def today(self) -> date:
+        """Today's date in England."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One line of the security audit log: who, what, when, outcome (SPEC §3, §6).
+
+    ``subject`` is the NHS number looked up, if any: the adapter stores only
+    its keyed hash, so the log can be joined to a subject without revealing one.
+    """
+
+    action: str
+    outcome: int
+    client_id: str | None = None
+    role: str | None = None
+    org_ods: str | None = None
+    user_id: str | None = None
+    resource: str | None = None
+    subject: str | None = None
+    trace_id: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAccessEvent:
+    event: AccessEvent
+    repeat: bool
+
+
+class Vault(Protocol):
+    """Keyed hashing and field encryption for personal data at rest (SPEC §6)."""
+
+    def subject_key(self, nhs_number: str) -> bytes:
+        """The keyed hash under which a subject's rows are found."""
+
+    def seal(self, purpose: str, value: str) -> bytes:
+        """Encrypt ``value``; the key id travels inside the result."""
+
+    def open(self, purpose: str, sealed: bytes) -> str:
+        """Decrypt what :meth:`seal` made, with whichever key id it names."""
+
+
+class Transaction(Protocol):
+    """One database transaction; everything done through it commits together."""
+
+    async def visible_plan_rows(self, nhs_number: str) -> Sequence[tuple[Plan, LocalAuthority]]:
+        """Every stored plan for the subject with its LA (visibility is the caller's rule)."""
+
+    async def lock_subject(self, nhs_number: str) -> None:
+        """Serialise concurrent unscheduled lookups of one subject until commit."""
+
+    async def record_access(
+        self,
+        nhs_number: str,
+        accessor: Accessor,
+        la_codes: Sequence[str],
+        at: datetime,
+        plan_ids: Mapping[str, Sequence[str]] | None = None,
+    ) -> tuple[AccessEvent, tuple[str, ...]]:
+        """Store one access event and one outbox row per LA not inside its repeat window.
+
+        ``plan_ids`` maps each LA to its own plan ids, carried in the notification.
+        Returns the event and the LA codes that were queued a notification.
+        """
+
+    async def access_history(self, nhs_number: str, limit: int) -> Sequence[StoredAccessEvent]:
+        """The most recent non-repeat access events for the subject, newest first."""
+
+    async def get_access_event(self, event_id: uuid.UUID) -> StoredAccessEvent | None: ...
+
+    async def get_plan(self, la_ods: str, la_plan_id: str) -> Plan | None: ...
+
+    async def get_plan_by_id(
+        self, plan_id: uuid.UUID, version: int | None = None
+    ) -> tuple[Plan, LocalAuthority] | None: ...
+
+    async def put_plan(
+        self, la_ods: str, la_plan_id: str, fields: PlanFields, at: datetime
+    ) -> tuple[Plan, bool]:
+        """Create or replace; returns the new version and whether it was created."""
+
+    async def delete_plan(self, la_ods: str, la_plan_id: str) -> bool:
+        """Remove a plan and its history for good (entered in error)."""
+
+    async def get_la(self, ods_code: str) -> LocalAuthority | None: ...
+
+    async def get_organisation(self, ods_code: str) -> Organisation | None: ...
+
+    async def append_audit(self, entry: AuditEntry, at: datetime) -> None: ...
+
+
+class Database(Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
+
+    async def append_audit(self, entry: AuditEntry, at: datetime) -> None:
+        """Audit outside any other work (failed requests, token exchanges)."""
+
+    async def get_client(self, client_id: str) -> Client | None: ...
+
+    async def use_jti(self, client_id: str, jti: str, expires_at: datetime) -> bool:
+        """Record a client assertion's jti; False if it was seen before."""
+
+    async def ping(self) -> bool: ...
+
+    async def migrations_current(self) -> bool: ...
+
+
+class TokenAuthority(Protocol):
+    """Issues and checks the service's access tokens (SPEC §6)."""
+
+    async def exchange(self, assertion: str, *, client: Client, token_url: str) -> str:
+        """Check a client assertion (already matched to ``client``) and issue a token.
+
+        Raises :class:`cpis.errors.Unauthenticated` on any fault.
+        """
+
+    def verify(self, token: str) -> Principal:
+        """Check an access token; raises :class:`cpis.errors.Unauthenticated`."""
+
+    def public_jwks(self) -> dict[str, Any]: ...

@@ -1,0 +1,132 @@
+"""Configuration, read once from the environment by the CLI and passed down.
+
+Every variable is ``CPIS_*``; nothing else in the package reads ``os.environ``.
+Secrets are wrapped in :class:`Secret` so that printing a Settings object (or a
+traceback that shows one) never reveals key material.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class Secret:
+    """A string that does not show itself in ``repr`` or ``str``."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class SettingsError(ValueError):
+    """A CPIS_* variable has a value the service cannot use."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}")
+    return value
+
+
+def _secret(env: Mapping[str, str], name: str) -> Secret | None:
+    raw = env.get(name)
+    return Secret(raw) if raw else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything the service is told from outside.
+
+    ``database_url`` None means: start an embedded PostgreSQL in
+    ``data_dir / "pg"``.
+    """
+
+    data_dir: Path = Path(".cpis")
+    database_url: Secret | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_base_url: str = "http://127.0.0.1:8080"
+    # Key material; when absent it is generated under data_dir/keys on first start.
+    keys_data: Secret | None = None  # "kid:base64key[,kid:base64key…]", first is active
+    keys_hash: Secret | None = None  # base64 HMAC key for NHS number lookup hashes
+    keys_signing: Secret | None = None  # path to a PEM private key that signs tokens
+    access_token_ttl: int = 600
+    max_body_bytes: int = 1_048_576
+    rate_limit_per_second: int = 50
+    rate_limit_burst: int = 200
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+    log_format: str = "auto"  # json | console | auto (console on a terminal)
+    log_level: str = "info"
+    db_statement_timeout_ms: int = 5000
+
+    @property
+    def fhir_base_url(self) -> str:
+        return f"{self.public_base_url}/FHIR/R4"
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.public_base_url}/oauth2/token"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        host = env.get("CPIS_HOST") or "127.0.0.1"
+        port = _int(env, "CPIS_PORT", 8080, minimum=0)
+        if port > 65535:
+            raise SettingsError("CPIS_PORT must be at most 65535")
+        shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+        base = (env.get("CPIS_PUBLIC_BASE_URL") or f"http://{shown_host}:{port}").rstrip("/")
+        if not base.startswith(("http://", "https://")):
+            raise SettingsError("CPIS_PUBLIC_BASE_URL must start with http:// or https://")
+        log_format = env.get("CPIS_LOG_FORMAT", "auto")
+        if log_format not in ("json", "console", "auto"):
+            raise SettingsError("CPIS_LOG_FORMAT must be json, console or auto")
+        return cls(
+            data_dir=Path(env.get("CPIS_DATA_DIR") or ".cpis"),
+            database_url=_secret(env, "CPIS_DATABASE_URL"),
+            host=host,
+            port=port,
+            public_base_url=base,
+            keys_data=_secret(env, "CPIS_KEYS_DATA"),
+            keys_hash=_secret(env, "CPIS_KEYS_HASH"),
+            keys_signing=_secret(env, "CPIS_KEYS_SIGNING"),
+            access_token_ttl=_int(env, "CPIS_ACCESS_TOKEN_TTL", 600, minimum=30),
+            max_body_bytes=_int(env, "CPIS_MAX_BODY_BYTES", 1_048_576, minimum=1024),
+            rate_limit_per_second=_int(env, "CPIS_RATE_LIMIT_PER_SECOND", 50, minimum=1),
+            rate_limit_burst=_int(env, "CPIS_RATE_LIMIT_BURST", 200, minimum=1),
+            db_pool_min=_int(env, "CPIS_DB_POOL_MIN", 2, minimum=1),
+            db_pool_max=_int(env, "CPIS_DB_POOL_MAX", 10, minimum=1),
+            log_format=log_format,
+            log_level=env.get("CPIS_LOG_LEVEL", "info").lower(),
+            db_statement_timeout_ms=_int(env, "CPIS_DB_STATEMENT_TIMEOUT_MS", 5000, minimum=100),
+        )

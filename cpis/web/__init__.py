@@ -1,0 +1,1 @@
+"""aiohttp routes and middleware: parse the request, call a service, render the answer."""

@@ -1,0 +1,157 @@
+"""Who is calling: bearer tokens, the end user and setting, rate limits (SPEC §4, §6)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from cpis.errors import Forbidden, PreconditionFailed, RateLimited, Unauthenticated
+from cpis.model import Accessor, Organisation, Principal, Role, SettingType
+from cpis.web.context import info
+from cpis.web.state import SERVICES
+
+_MAX_HEADER = 256
+
+
+def authenticate(request: web.Request, *roles: Role) -> Principal:
+    """The verified principal, or 401; 403 unless its role is one of ``roles``."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("a bearer access token is required")
+    services = request.app[SERVICES]
+    principal = services.tokens.verify(token.strip())
+    info(request).principal = principal
+    limiter = request.app[RATE_LIMITER]
+    limiter.take(principal.client_id)
+    if roles and principal.role not in roles:
+        raise Forbidden("this client's role may not do this")
+    return principal
+
+
+def require_trace_id(request: web.Request) -> str:
+    raw = request.headers.get("TraceID")
+    if raw is None or not raw.strip():
+        raise PreconditionFailed("the TraceID header is required", expression="TraceID")
+    ri = info(request)
+    if ri.trace_id != raw:
+        raise PreconditionFailed("the TraceID header is malformed", expression="TraceID")
+    return raw
+
+
+def is_unscheduled(request: web.Request, principal: Principal) -> bool:
+    raw = request.headers.get("IsUnscheduledAccessEvent")
+    if raw is None:
+        unscheduled = True
+    elif raw.strip().lower() in ("true", "false"):
+        unscheduled = raw.strip().lower() == "true"
+    else:
+        raise PreconditionFailed(
+            "IsUnscheduledAccessEvent must be true or false", expression="IsUnscheduledAccessEvent"
+        )
+    # A silent-read client never notifies, whatever it says.
+    return unscheduled and not principal.silent_only
+
+
+def _header(request: web.Request, name: str, *, required: bool) -> str | None:
+    value = request.headers.get(name)
+    if value is None or not value.strip():
+        if required:
+            raise PreconditionFailed(f"the {name} header is required", expression=name)
+        return None
+    value = value.strip()
+    if len(value) > _MAX_HEADER or not value.isprintable():
+        raise PreconditionFailed(f"the {name} header is malformed", expression=name)
+    return value
+
+
+def acting_org(request: web.Request, principal: Principal) -> str:
+    """The organisation the caller acts for; it must be one the client is registered for."""
+    org = principal.user_org or _header(
+        request, "NHSD-End-User-Organisation-ODS", required=len(principal.ods_codes) != 1
+    )
+    if org is None:
+        return principal.ods_codes[0]
+    org = org.upper()
+    if org not in principal.ods_codes:
+        raise Forbidden("this client is not registered for that organisation")
+    return org
+
+
+async def accessor_for(
+    request: web.Request, principal: Principal, *, unscheduled: bool
+) -> Accessor:
+    """The person, place and system behind a lookup; token claims first, else headers."""
+    org = acting_org(request, principal)
+
+    def pick(claim: str | None, header: str) -> str:
+        if claim:
+            return claim
+        return _header(request, header, required=unscheduled) or "unknown"
+
+    organisation = await request.app[ORGANISATIONS].get(request, org)
+    return Accessor(
+        client_id=principal.client_id,
+        org_ods=org,
+        org_name=organisation.name,
+        setting_type=organisation.setting_type,
+        user_id=pick(principal.user_id, "NHSD-End-User-Id"),
+        user_name=pick(principal.user_name, "NHSD-End-User-Name"),
+        user_role=pick(principal.user_role, "NHSD-End-User-Role"),
+        trace_id=info(request).trace_id,
+    )
+
+
+class OrganisationCache:
+    """Organisation names and setting types change rarely; keep them for a few minutes
+    rather than adding a query to every lookup."""
+
+    def __init__(self, ttl_seconds: float = 300.0) -> None:
+        self._ttl = ttl_seconds
+        self._entries: dict[str, tuple[float, Organisation]] = {}
+
+    async def get(self, request: web.Request, ods: str) -> Organisation:
+        now = time.monotonic()
+        hit = self._entries.get(ods)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        async with request.app[SERVICES].db.transaction() as tx:
+            org = await tx.get_organisation(ods)
+        if org is None:
+            org = Organisation(ods_code=ods, name=ods, setting_type=SettingType.OTHER)
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[ods] = (now + self._ttl, org)
+        return org
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    at: float
+
+
+class RateLimiter:
+    """A token bucket per client, per replica (SPEC §6: clients are rate limited)."""
+
+    def __init__(self, *, per_second: float, burst: int) -> None:
+        self._rate = per_second
+        self._burst = float(burst)
+        self._buckets: dict[str, _Bucket] = {}
+
+    def take(self, client_id: str) -> None:
+        now = time.monotonic()
+        b = self._buckets.get(client_id)
+        if b is None:
+            b = self._buckets[client_id] = _Bucket(self._burst, now)
+        b.tokens = min(self._burst, b.tokens + (now - b.at) * self._rate)
+        b.at = now
+        if b.tokens < 1.0:
+            raise RateLimited("too many requests for this client", retry_after=1)
+        b.tokens -= 1.0
+
+
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+ORGANISATIONS = web.AppKey("organisations", OrganisationCache)

@@ -1,0 +1,120 @@
+"""The one error middleware, request context, canonical log line and audit.
+
+Every request gets: a trace id (the caller's ``TraceID`` header, echoed, or a
+new one), one log line with method, route template, status, duration and
+client (never the path's or query's values: they may hold an NHS number), a
+security audit line unless its route already wrote one in its own
+transaction, and errors rendered as OperationOutcome.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import structlog
+from aiohttp import web
+
+from cpis.errors import (
+    CpisError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    Unavailable,
+)
+from cpis.fhir.resources import operation_outcome_from
+from cpis.ports import AuditEntry
+from cpis.web.context import REQUEST_INFO, RequestInfo
+from cpis.web.render import fhir_response
+from cpis.web.state import SERVICES
+
+log = structlog.get_logger("cpis.web")
+
+_TRACE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# Operational endpoints carry no data and are polled constantly by
+# orchestrators; auditing them would bury the log that matters.
+_UNAUDITED = {"healthz", "readyz", "metrics", "jwks"}
+
+
+def _from_http_exception(exc: web.HTTPException) -> CpisError:
+    if isinstance(exc, web.HTTPNotFound):
+        return NotFound("no such resource or endpoint")
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return MethodNotAllowed("method not allowed here")
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return PayloadTooLarge("request body too large")
+    return InvalidRequest(exc.reason or "bad request", status=exc.status)
+
+
+def error_response(err: CpisError) -> web.Response:
+    headers: dict[str, str] = {}
+    if isinstance(err, Unavailable | RateLimited):
+        headers["Retry-After"] = str(err.retry_after)
+    if err.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="cpis"'
+    return fhir_response(operation_outcome_from(err), status=err.status, headers=headers)
+
+
+@web.middleware
+async def request_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    caller_trace = request.headers.get("TraceID", "")
+    trace_id = caller_trace if _TRACE_ID.match(caller_trace) else str(uuid.uuid4())
+    route = request.match_info.route
+    action = route.name or "unmatched"
+    ri = RequestInfo(trace_id=trace_id, action=action)
+    request[REQUEST_INFO] = ri
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(trace_id=trace_id)
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except CpisError as err:
+        response = error_response(err)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = error_response(_from_http_exception(exc))
+    except Exception:
+        log.exception("unhandled_error", action=action)
+        response = error_response(CpisError("the request could not be completed"))
+    response.headers["TraceID"] = trace_id
+    services = request.app[SERVICES]
+    if not ri.audited and action not in _UNAUDITED:
+        await _audit(request, ri, response.status)
+    elapsed = time.perf_counter() - started
+    services.metrics.requests.labels(action, str(response.status)).inc()
+    services.metrics.latency.labels(action).observe(elapsed)
+    log.info(
+        "request",
+        method=request.method,
+        route=action,
+        status=response.status,
+        ms=round(elapsed * 1000, 2),
+        client=ri.principal.client_id if ri.principal else None,
+    )
+    return response
+
+
+async def _audit(request: web.Request, ri: RequestInfo, status: int) -> None:
+    services = request.app[SERVICES]
+    p = ri.principal
+    entry = AuditEntry(
+        action=ri.action,
+        outcome=status,
+        client_id=p.client_id if p else None,
+        role=p.role.value if p else None,
+        org_ods=request.headers.get("NHSD-End-User-Organisation-ODS", "")[:32] or None,
+        resource=request.match_info.route.resource.canonical
+        if request.match_info.route.resource
+        else None,
+        trace_id=ri.trace_id,
+        detail={"method": request.method},
+    )
+    try:
+        await services.db.append_audit(entry, services.clock.now())
+    except Exception:
+        services.metrics.audit_failures.inc()
+        log.error("audit_write_failed", action=ri.action, status=status)
