@@ -71,7 +71,9 @@ async def lookup(
     return LookupResult(plans=tuple(visible), access_event=event, notified_las=notified)
 
 
-async def _subject_visible_to(tx: Transaction, principal: Principal, nhs: str, clock: Clock) -> bool:
+async def _subject_visible_to(
+    tx: Transaction, principal: Principal, nhs: str, clock: Clock
+) -> bool:
     rows = list(await tx.visible_plan_rows(nhs))
     if principal.role is Role.LA:
         return any(p.la_ods in principal.ods_codes for p, _ in rows)

@@ -129,7 +129,7 @@ _RECORD_ACCESS = """
 WITH prev AS (
     SELECT 1 FROM access_event
     WHERE subject_key = $1 AND user_id = $8 AND NOT is_repeat
-      AND occurred_at > $4 - interval '24 hours'
+      AND occurred_at > $4::timestamptz - interval '24 hours'
     LIMIT 1
 ), ev AS (
     INSERT INTO access_event (id, subject_key, nhs_sealed, occurred_at, client_id, org_ods,
@@ -143,7 +143,7 @@ WITH prev AS (
         SELECT 1 FROM outbox o
         WHERE o.la_ods = la.ods_code AND o.subject_key = $1 AND o.user_id = $8
           AND o.org_ods = $6 AND o.kind = 'access'
-          AND o.created_at > $4 - make_interval(hours => la.repeat_window_hours))
+          AND o.created_at > $4::timestamptz - make_interval(hours => la.repeat_window_hours))
 ), queued AS (
     INSERT INTO outbox (notification_id, kind, la_ods, access_event_id, subject_key, user_id,
         org_ods, plan_ids, created_at)
@@ -272,7 +272,9 @@ class PgTransaction:
             fields.start_date,
             fields.end_date,
             fields.delete_date,
-            None if fields.birth_date is None else seal("birth_date", fields.birth_date.isoformat()),
+            None
+            if fields.birth_date is None
+            else seal("birth_date", fields.birth_date.isoformat()),
             None if fields.family_name is None else seal("family_name", fields.family_name),
             None if fields.given_name is None else seal("given_name", fields.given_name),
             at,
@@ -296,7 +298,11 @@ class PgTransaction:
     # --- access events -----------------------------------------------------
 
     async def record_access(
-        self, nhs_number: str, accessor: Accessor, la_codes: Sequence[str], at: datetime,
+        self,
+        nhs_number: str,
+        accessor: Accessor,
+        la_codes: Sequence[str],
+        at: datetime,
         plan_ids: Mapping[str, Sequence[str]] | None = None,
     ) -> tuple[AccessEvent, tuple[str, ...]]:
         event_id = uuid.uuid4()

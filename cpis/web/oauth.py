@@ -15,7 +15,6 @@ import orjson
 from aiohttp import web
 
 from cpis.errors import PayloadTooLarge, Unauthenticated, Unavailable
-from cpis.web.context import info
 from cpis.web.render import json_response
 from cpis.web.state import SERVICES
 
@@ -56,7 +55,9 @@ async def token(request: web.Request) -> web.Response:
     if form.get("grant_type") != "client_credentials":
         return _oauth_error(400, "unsupported_grant_type", "grant_type must be client_credentials")
     if form.get("client_assertion_type") != ASSERTION_TYPE:
-        return _oauth_error(400, "invalid_request", f"client_assertion_type must be {ASSERTION_TYPE}")
+        return _oauth_error(
+            400, "invalid_request", f"client_assertion_type must be {ASSERTION_TYPE}"
+        )
     assertion = form.get("client_assertion")
     if not isinstance(assertion, str) or not assertion:
         return _oauth_error(400, "invalid_request", "client_assertion is required")

@@ -1,0 +1,1 @@
+"""Adapters: the edge where the ports meet PostgreSQL, keys, tokens, MESH and the network."""

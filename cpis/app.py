@@ -1,0 +1,111 @@
+"""The one place adapters are wired: ``open_runtime()`` and ``create_app()``.
+
+``open_runtime`` starts (or attaches to) the database, migrates it, loads the
+keys and builds the adapters; ``create_app`` builds the aiohttp application on
+top of a runtime. Tests use both with a real PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import asyncpg
+import structlog
+from aiohttp import web
+
+from cpis.adapters.clock import SystemClock
+from cpis.adapters.crypto import FieldVault
+from cpis.adapters.embedded import EmbeddedPostgres
+from cpis.adapters.keys import KeyMaterial, load_keys
+from cpis.adapters.postgres import PgDatabase, create_pool, migrate
+from cpis.adapters.tokens import JwtTokenAuthority
+from cpis.ports import Clock
+from cpis.settings import Settings
+from cpis.web import fhir, la, oauth, ops
+from cpis.web.auth import ORGANISATIONS, RATE_LIMITER, OrganisationCache, RateLimiter
+from cpis.web.metrics import Metrics
+from cpis.web.middleware import request_middleware
+from cpis.web.state import SERVICES, Services
+
+log = structlog.get_logger("cpis")
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    settings: Settings
+    pool: asyncpg.Pool
+    db: PgDatabase
+    keys: KeyMaterial
+    vault: FieldVault
+    tokens: JwtTokenAuthority
+    clock: Clock
+
+
+async def database_url(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
+    """The configured PostgreSQL, or an embedded one started in the data directory."""
+    if settings.database_url is not None:
+        return settings.database_url.reveal(), None
+    embedded = await asyncio.to_thread(EmbeddedPostgres, settings.data_dir)
+    log.info("embedded_postgres_started", data_dir=str(settings.data_dir))
+    return embedded.dsn, embedded
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings, *, apply_migrations: bool = True, clock: Clock | None = None
+) -> AsyncIterator[Runtime]:
+    dsn, embedded = await database_url(settings)
+    try:
+        pool = await create_pool(
+            dsn,
+            min_size=settings.db_pool_min,
+            max_size=max(settings.db_pool_min, settings.db_pool_max),
+            statement_timeout_ms=settings.db_statement_timeout_ms,
+        )
+        try:
+            if apply_migrations:
+                applied = await migrate(pool)
+                if applied:
+                    log.info("migrations_applied", versions=applied)
+            keys = load_keys(settings, log=log)
+            vault = FieldVault.from_keys(keys)
+            db = PgDatabase(pool, vault)
+            clock = clock or SystemClock()
+            tokens = JwtTokenAuthority(
+                signing_key=keys.signing_key,
+                previous_keys=keys.previous_signing_keys,
+                issuer=settings.public_base_url,
+                ttl_seconds=settings.access_token_ttl,
+                use_jti=db.use_jti,
+                clock=clock,
+            )
+            yield Runtime(settings, pool, db, keys, vault, tokens, clock)
+        finally:
+            await pool.close()
+    finally:
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+
+
+def create_app(runtime: Runtime) -> web.Application:
+    settings = runtime.settings
+    app = web.Application(middlewares=[request_middleware], client_max_size=settings.max_body_bytes)
+    app[SERVICES] = Services(
+        settings=settings,
+        db=runtime.db,
+        clock=runtime.clock,
+        tokens=runtime.tokens,
+        metrics=Metrics(),
+    )
+    app[RATE_LIMITER] = RateLimiter(
+        per_second=settings.rate_limit_per_second, burst=settings.rate_limit_burst
+    )
+    app[ORGANISATIONS] = OrganisationCache()
+    fhir.add_routes(app)
+    la.add_routes(app)
+    oauth.add_routes(app)
+    ops.add_routes(app)
+    return app

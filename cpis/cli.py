@@ -1,0 +1,296 @@
+"""The ``cpis`` command line: parse arguments, build Settings, call the app.
+
+cpis serve [--demo]         API (and, later, background workers)
+cpis migrate                apply database migrations
+cpis la add ...             register or update a local authority
+cpis client add ...         register a client system and its public key
+cpis token ...              get an access token from the running service
+cpis audit verify           check the security audit log's hash chain
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import structlog
+
+from cpis.app import Runtime, create_app, open_runtime
+from cpis.errors import CpisError
+from cpis.log import configure_logging
+from cpis.model import Client, LocalAuthority, Organisation, Role, SettingType
+from cpis.settings import Settings, SettingsError
+
+log = structlog.get_logger("cpis")
+
+_ODS = "an ODS code: 3 to 10 letters and digits"
+
+
+def _ods(raw: str) -> str:
+    code = raw.strip().upper()
+    if not (3 <= len(code) <= 10 and code.isalnum() and code.isascii()):
+        raise argparse.ArgumentTypeError(f"expected {_ODS}")
+    return code
+
+
+def _ods_list(raw: str) -> list[str]:
+    return [_ods(part) for part in raw.split(",") if part.strip()]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cpis", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the API")
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="register a demo LA, clients and plans, and say how to query them",
+    )
+    sub.add_parser("migrate", help="apply database migrations")
+
+    la = sub.add_parser("la", help="local authorities").add_subparsers(
+        dest="la_command", required=True
+    )
+    la_add = la.add_parser("add", help="register or update a local authority")
+    la_add.add_argument("--ods", type=_ods, required=True)
+    la_add.add_argument("--name", required=True)
+    la_add.add_argument("--office-phone", required=True)
+    la_add.add_argument("--edt-phone", required=True, help="emergency duty team (out of hours)")
+    la_add.add_argument(
+        "--repeat-window-hours",
+        type=int,
+        default=24,
+        help="repeat views of a child by one user at one setting within this many hours "
+        "make no second notification (default 24)",
+    )
+
+    client = sub.add_parser("client", help="client systems").add_subparsers(
+        dest="client_command", required=True
+    )
+    c_add = client.add_parser("add", help="register a client system")
+    c_add.add_argument("--id", required=True)
+    c_add.add_argument("--role", choices=[r.value for r in Role], required=True)
+    c_add.add_argument("--ods", type=_ods_list, required=True, help="CODE[,CODE...]")
+    keys = c_add.add_mutually_exclusive_group(required=True)
+    keys.add_argument("--jwks", type=Path, help="the client's public keys (JWKS JSON file)")
+    keys.add_argument(
+        "--new-key", type=Path, help="generate a key pair; write the private key here"
+    )
+    c_add.add_argument("--alg", choices=["RS512", "ES256", "ES384", "EdDSA"], default="RS512")
+    c_add.add_argument("--silent-only", action="store_true", help="lookups never notify")
+    c_add.add_argument("--org-name", help="name of the (health) organisation, shown to LAs")
+    c_add.add_argument(
+        "--setting-type", choices=[s.value for s in SettingType], default=SettingType.OTHER.value
+    )
+
+    tok = sub.add_parser("token", help="print an access token from the running service")
+    tok.add_argument("--client", required=True)
+    tok.add_argument("--key", type=Path, required=True, help="the client's private key (PEM)")
+    tok.add_argument("--kid", help="key id registered for the key (default: the client id)")
+    tok.add_argument("--url", help="token endpoint (default: CPIS_PUBLIC_BASE_URL/oauth2/token)")
+
+    audit = sub.add_parser("audit", help="security audit log").add_subparsers(
+        dest="audit_command", required=True
+    )
+    audit.add_parser("verify", help="check the hash chain")
+    return p
+
+
+def _run(coro: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.run(coro)
+
+
+async def _with_runtime(
+    settings: Settings, fn: Callable[[Runtime], Coroutine[Any, Any, int]]
+) -> int:
+    async with open_runtime(settings) as rt:
+        return await fn(rt)
+
+
+async def _serve(settings: Settings, demo: bool) -> int:
+    from aiohttp import web
+
+    async with open_runtime(settings) as rt:
+        app = create_app(rt)
+        text = None
+        if demo:
+            from cpis import demo as demo_data
+
+            text = demo_data.instructions(rt, await demo_data.seed(rt))
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+        await site.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("serving", host=settings.host, port=settings.port, base=settings.public_base_url)
+        if text:
+            print(text, flush=True)
+        await stop.wait()
+        log.info("stopping")
+        await runner.cleanup()
+    return 0
+
+
+async def _la_add(rt: Runtime, args: argparse.Namespace) -> int:
+    await rt.db.upsert_la(
+        LocalAuthority(
+            ods_code=args.ods,
+            name=args.name,
+            office_phone=args.office_phone,
+            edt_phone=args.edt_phone,
+            repeat_window_hours=args.repeat_window_hours,
+        )
+    )
+    print(f"local authority {args.ods} registered")
+    return 0
+
+
+async def _client_add(rt: Runtime, args: argparse.Namespace) -> int:
+    from cpis.adapters.tokens import generate_client_key
+
+    role = Role(args.role)
+    if role is Role.LA:
+        async with rt.db.transaction() as tx:
+            for code in args.ods:
+                if await tx.get_la(code) is None:
+                    print(
+                        f"error: local authority {code} is not registered (cpis la add)",
+                        file=sys.stderr,
+                    )
+                    return 2
+    if args.new_key:
+        pem, jwks = generate_client_key(args.alg, kid=args.id)
+        args.new_key.parent.mkdir(parents=True, exist_ok=True)
+        args.new_key.write_bytes(pem)
+        args.new_key.chmod(0o600)
+    else:
+        try:
+            jwks = orjson.loads(args.jwks.read_bytes())
+        except (OSError, orjson.JSONDecodeError) as exc:
+            print(f"error: cannot read a JWKS from {args.jwks}: {exc}", file=sys.stderr)
+            return 2
+        if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list) or not jwks["keys"]:
+            print("error: the JWKS must be an object with a non-empty 'keys' list", file=sys.stderr)
+            return 2
+    if role is Role.HEALTH:
+        for code in args.ods:
+            await rt.db.upsert_organisation(
+                Organisation(code, args.org_name or code, SettingType(args.setting_type))
+            )
+    await rt.db.upsert_client(
+        Client(
+            id=args.id,
+            role=role,
+            ods_codes=tuple(args.ods),
+            jwks=jwks,
+            silent_only=args.silent_only,
+        )
+    )
+    where = f"; private key written to {args.new_key}" if args.new_key else ""
+    print(f"client {args.id} registered as {role.value} for {','.join(args.ods)}{where}")
+    return 0
+
+
+def _assertion(pem: bytes, client_id: str, url: str, kid: str) -> str:
+    """A client assertion signed with the key in ``pem``, its algorithm chosen by key type."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    from cpis.adapters.tokens import make_client_assertion
+
+    key = serialization.load_pem_private_key(pem, password=None)
+    if isinstance(key, rsa.RSAPrivateKey):
+        alg = "RS512"
+    elif isinstance(key, ec.EllipticCurvePrivateKey):
+        alg = "ES384" if key.curve.name == "secp384r1" else "ES256"
+    elif isinstance(key, ed25519.Ed25519PrivateKey):
+        alg = "EdDSA"
+    else:
+        raise ValueError("unsupported key type")
+    return make_client_assertion(pem, client_id=client_id, token_url=url, kid=kid, alg=alg)  # type: ignore[arg-type]
+
+
+async def _token(settings: Settings, args: argparse.Namespace) -> int:
+    import aiohttp
+
+    url = args.url or settings.token_url
+    try:
+        assertion = _assertion(args.key.read_bytes(), args.client, url, args.kid or args.client)
+    except (OSError, ValueError, TypeError) as exc:
+        print(f"error: cannot use the key in {args.key}: {exc}", file=sys.stderr)
+        return 2
+    form = {
+        "grant_type": "client_credentials",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": assertion,
+    }
+    try:
+        async with aiohttp.ClientSession() as session, session.post(url, data=form) as resp:
+            body = await resp.json(content_type=None)
+    except aiohttp.ClientError as exc:
+        print(f"error: cannot reach {url}: {exc} (is `cpis serve` running?)", file=sys.stderr)
+        return 1
+    if resp.status != 200 or "access_token" not in body:
+        print(
+            f"error: token refused ({resp.status}): {body.get('error_description', body)}",
+            file=sys.stderr,
+        )
+        return 1
+    print(body["access_token"])
+    return 0
+
+
+async def _audit_verify(rt: Runtime) -> int:
+    broken = await rt.db.verify_audit_chain()
+    if broken is None:
+        print("audit log intact")
+        return 0
+    print(f"audit log broken at entry {broken}", file=sys.stderr)
+    return 1
+
+
+async def _migrate(rt: Runtime) -> int:
+    print("migrations current")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    try:
+        if args.command == "serve":
+            return _run(_serve(settings, args.demo))
+        if args.command == "token":
+            return _run(_token(settings, args))
+        if args.command == "migrate":
+            return _run(_with_runtime(settings, _migrate))
+        if args.command == "la":
+            return _run(_with_runtime(settings, lambda rt: _la_add(rt, args)))
+        if args.command == "client":
+            return _run(_with_runtime(settings, lambda rt: _client_add(rt, args)))
+        if args.command == "audit":
+            return _run(_with_runtime(settings, _audit_verify))
+    except (CpisError, SettingsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 2

@@ -1,0 +1,197 @@
+"""``cpis serve --demo``: a demo LA, an ED and an LA client, and a few plans.
+
+Everything is synthetic: 999-range NHS numbers, Ofcom drama phone numbers,
+made-up names. Seeding is idempotent, so restarting the demo keeps its keys
+and plans.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from cpis import services
+from cpis.adapters.tokens import generate_client_key
+from cpis.app import Runtime
+from cpis.matching.nhs_number import check_digit
+from cpis.model import (
+    Client,
+    LocalAuthority,
+    Organisation,
+    PlanFields,
+    PlanType,
+    Principal,
+    Role,
+    SettingType,
+)
+
+DEMO_LA = LocalAuthority(
+    ods_code="XDM01",
+    name="Demoshire County Council",
+    office_phone="01632 960000",
+    edt_phone="01632 960999",
+)
+DEMO_ED = Organisation("XED01", "Demoshire General Hospital Emergency Department", SettingType.ED)
+ED_CLIENT = "demo-ed"
+LA_CLIENT = "demo-la"
+
+
+def synthetic_nhs_numbers(count: int, start: int = 1) -> list[str]:
+    """Valid 999-range NHS numbers: never issued to a real person."""
+    found: list[str] = []
+    n = start
+    while len(found) < count:
+        nine = f"999{n:06d}"
+        digit = check_digit(nine)
+        if digit is not None:
+            found.append(nine + str(digit))
+        n += 1
+    return found
+
+
+@dataclass(frozen=True)
+class DemoChild:
+    nhs_number: str
+    plan_id: str
+    fields: PlanFields
+
+
+def demo_children() -> list[DemoChild]:
+    child, looked_after, mother = synthetic_nhs_numbers(3)
+    return [
+        DemoChild(
+            child,
+            "DEMO-CPP-0001",
+            PlanFields(
+                child,
+                PlanType.CPP,
+                date(2026, 3, 2),
+                None,
+                None,
+                date(2016, 7, 14),
+                "Testchild",
+                "Alex",
+            ),
+        ),
+        DemoChild(
+            looked_after,
+            "DEMO-LAC-0001",
+            PlanFields(
+                looked_after,
+                PlanType.LAC,
+                date(2025, 9, 15),
+                None,
+                None,
+                date(2012, 1, 30),
+                "Testchild",
+                "Sam",
+            ),
+        ),
+        DemoChild(
+            mother,
+            "DEMO-UCPP-0001",
+            PlanFields(
+                mother,
+                PlanType.UCPP,
+                date(2026, 8, 1),
+                date(2027, 2, 20),
+                None,
+                None,
+                "Testmother",
+                "Jo",
+            ),
+        ),
+    ]
+
+
+async def _client_with_key(
+    rt: Runtime, client_id: str, role: Role, ods: str, key_path: Path
+) -> None:
+    if key_path.exists() and await rt.db.get_client(client_id) is not None:
+        return
+    pem, jwks = generate_client_key("ES256", kid=client_id)
+    key_path.parent.mkdir(parents=True, exist_ok=True)
+    key_path.write_bytes(pem)
+    key_path.chmod(0o600)
+    await rt.db.upsert_client(Client(id=client_id, role=role, ods_codes=(ods,), jwks=jwks))
+
+
+async def seed(rt: Runtime) -> list[DemoChild]:
+    demo_dir = rt.settings.data_dir / "demo"
+    await rt.db.upsert_la(DEMO_LA)
+    await rt.db.upsert_organisation(DEMO_ED)
+    await _client_with_key(rt, ED_CLIENT, Role.HEALTH, DEMO_ED.ods_code, demo_dir / "demo-ed.pem")
+    await _client_with_key(rt, LA_CLIENT, Role.LA, DEMO_LA.ods_code, demo_dir / "demo-la.pem")
+    la = Principal(client_id=LA_CLIENT, role=Role.LA, ods_codes=(DEMO_LA.ods_code,))
+    children = demo_children()
+    for c in children:
+        existing = (
+            await services.get_plan(
+                rt.db, principal=la, la_ods=DEMO_LA.ods_code, la_plan_id=c.plan_id
+            )
+            if await _exists(rt, c.plan_id)
+            else None
+        )
+        if existing is None:
+            await services.put_plan(
+                rt.db,
+                rt.clock,
+                principal=la,
+                la_ods=DEMO_LA.ods_code,
+                la_plan_id=c.plan_id,
+                fields=c.fields,
+                if_match=None,
+            )
+    return children
+
+
+async def _exists(rt: Runtime, plan_id: str) -> bool:
+    async with rt.db.transaction() as tx:
+        return await tx.get_plan(DEMO_LA.ods_code, plan_id) is not None
+
+
+def _cpis_command() -> str:
+    exe = Path(sys.argv[0])
+    try:
+        return str(exe.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return "cpis" if exe.name == "cpis" else str(exe)
+
+
+def instructions(rt: Runtime, children: list[DemoChild]) -> str:
+    s = rt.settings
+    cpis = _cpis_command()
+    key = shlex.quote(str(s.data_dir / "demo" / "demo-ed.pem"))
+    la_key = shlex.quote(str(s.data_dir / "demo" / "demo-la.pem"))
+    child = children[0].nhs_number
+    ident = f"https://fhir.nhs.uk/Id/nhs-number%7C{child}"
+    headers = (
+        '-H "Authorization: Bearer $TOKEN" -H "TraceID: demo-$RANDOM" '
+        f'-H "NHSD-End-User-Organisation-ODS: {DEMO_ED.ods_code}" '
+        '-H "NHSD-End-User-Id: 555021935107" -H "NHSD-End-User-Name: Demo Nurse" '
+        '-H "NHSD-End-User-Role: Staff Nurse"'
+    )
+    fhir = s.fhir_base_url
+    lines = [
+        "",
+        "CP-IS demo is running. Everything below is synthetic test data.",
+        f"  FHIR base:      {fhir}",
+        f"  Local authority {DEMO_LA.ods_code} ({DEMO_LA.name}); ED {DEMO_ED.ods_code}",
+        "  Demo subjects:  "
+        + ", ".join(f"{c.nhs_number} ({c.fields.plan_type.value})" for c in children),
+        "",
+        "In another terminal, as the ED:",
+        f"  TOKEN=$({cpis} token --client {ED_CLIENT} --key {key})",
+        f'  curl -s {headers} "{fhir}/CareTeam?patient:identifier={ident}"',
+        "Then see that visit in the child's recent visits:",
+        f'  curl -s {headers} "{fhir}/AuditEvent?patient:identifier={ident}"',
+        "As the LA, read or change a plan:",
+        f"  LA_TOKEN=$({cpis} token --client {LA_CLIENT} --key {la_key})",
+        f'  curl -s -H "Authorization: Bearer $LA_TOKEN" {s.public_base_url}/la/v1/plans/'
+        f"{children[0].plan_id}",
+        "",
+    ]
+    return "\n".join(lines)
