@@ -55,9 +55,7 @@ class InvalidRequest(CpisError):
     issue_code = "invalid"
     display = "Invalid value"
 
-    def __init__(
-        self, message: str, *, expression: str | None = None, status: int = 422
-    ) -> None:
+    def __init__(self, message: str, *, expression: str | None = None, status: int = 422) -> None:
         super().__init__(message, expression=expression)
         self.status = status
 

@@ -64,7 +64,7 @@ async def lookup(
             event, notified = await tx.record_access(
                 nhs_number, accessor, sorted(plan_ids), clock.now(), plan_ids=plan_ids
             )
-        detail = {"plans": len(visible), "unscheduled": unscheduled}
+        detail: dict[str, object] = {"plans": len(visible), "unscheduled": unscheduled}
         if event is not None:
             detail |= {"access_event": str(event.id), "notified": list(notified)}
         await tx.append_audit(dataclasses.replace(audit, detail=detail), clock.now())

@@ -28,7 +28,7 @@ def _with_database(url: str, name: str) -> str:
     """The same server URL, pointing at another database."""
     base, sep, query = url.partition("?")
     scheme, _, rest = base.partition("://")
-    authority, slash, _db = rest.partition("/")
+    authority, _slash, _db = rest.partition("/")
     return f"{scheme}://{authority}/{name}{sep}{query}"
 
 

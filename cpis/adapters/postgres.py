@@ -33,6 +33,9 @@ from cpis.model import (
 )
 from cpis.ports import AuditEntry, StoredAccessEvent, Vault
 
+# A pooled connection is a proxy for a Connection; both offer the same calls.
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "schemas" / "migrations"
 # Any constant will do; it only has to be the same in every replica.
 _MIGRATION_LOCK = 7_201_843_551
@@ -159,7 +162,7 @@ SELECT ARRAY(SELECT la_ods FROM queued ORDER BY la_ods) AS queued
 class PgTransaction:
     """The :class:`~cpis.ports.Transaction` port over one asyncpg connection."""
 
-    def __init__(self, conn: asyncpg.Connection, vault: Vault) -> None:
+    def __init__(self, conn: Connection, vault: Vault) -> None:
         self._conn = conn
         self._vault = vault
 
@@ -168,7 +171,7 @@ class PgTransaction:
     def _open_opt(self, purpose: str, sealed: bytes | None) -> str | None:
         return None if sealed is None else self._vault.open(purpose, sealed)
 
-    def _plan(self, r: Mapping[str, Any]) -> Plan:
+    def _plan(self, r: asyncpg.Record) -> Plan:
         birth = self._open_opt("birth_date", r["birth_sealed"])
         fields = PlanFields(
             nhs_number=self._vault.open("nhs_number", r["nhs_sealed"]),
@@ -190,7 +193,7 @@ class PgTransaction:
         )
 
     @staticmethod
-    def _la(r: Mapping[str, Any]) -> LocalAuthority:
+    def _la(r: asyncpg.Record) -> LocalAuthority:
         return LocalAuthority(
             ods_code=r["la_ods"],
             name=r["la_name"],
@@ -332,7 +335,7 @@ class PgTransaction:
         )
         return event, tuple(queued)
 
-    def _event(self, r: Mapping[str, Any]) -> StoredAccessEvent:
+    def _event(self, r: asyncpg.Record) -> StoredAccessEvent:
         accessor = Accessor(
             client_id=r["client_id"],
             org_ods=r["org_ods"],
@@ -391,9 +394,7 @@ class PgTransaction:
         await _append_audit(self._conn, self._vault, entry, at)
 
 
-async def _append_audit(
-    conn: asyncpg.Connection, vault: Vault, entry: AuditEntry, at: datetime
-) -> None:
+async def _append_audit(conn: Connection, vault: Vault, entry: AuditEntry, at: datetime) -> None:
     subject = None if entry.subject is None else vault.subject_key(entry.subject).hex()
     await conn.execute(
         "SELECT audit_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",

@@ -49,7 +49,7 @@ OAUTH_URIS_EXTENSION = "http://fhir-registry.smarthealthit.org/StructureDefiniti
 FHIR_VERSION = "4.0.1"
 
 OFFICE_HOURS_LABEL = "Office hours"
-EDT_LABEL = "Out of hours: emergency duty team"
+EDT_LABEL = "Out of hours (emergency duty team)"
 
 SETTING_TYPE_DISPLAY: dict[SettingType, str] = {
     SettingType.ED: "Emergency department",
@@ -259,112 +259,138 @@ def audit_event(ev: AccessEvent, base: str) -> Resource:
     acc = ev.accessor
     recorded = instant(ev.occurred_at)
     setting_display = SETTING_TYPE_DISPLAY[acc.setting_type]
-    return {
-        "resourceType": "AuditEvent",
-        "id": str(ev.id),
-        # Access events are never changed once recorded.
-        "meta": {"versionId": "1", "lastUpdated": recorded},
-        "type": {
-            "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
-            "code": "rest",
-            "display": "RESTful Operation",
-        },
-        "subtype": [
-            {
-                "system": "http://hl7.org/fhir/restful-interaction",
-                "code": "search-type",
-                "display": "search type",
-            }
-        ],
-        # FHIR's AuditEvent guidance records a search as Execute.
-        "action": "E",
-        "recorded": recorded,
-        "outcome": "0",
-        "purposeOfEvent": [
-            {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
-                        "code": "TREAT",
-                        "display": "treatment",
-                    }
-                ]
-            }
-        ],
-        "agent": [
-            {
-                "type": {
-                    "coding": [
-                        {
-                            "system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type",
-                            "code": "humanuser",
-                            "display": "human user",
-                        }
-                    ]
-                },
-                "role": [{"text": acc.user_role}],
-                "who": {"identifier": {"value": acc.user_id}, "display": acc.user_name},
-                "name": acc.user_name,
-                "requestor": True,
+    # User details come from token claims or headers and may be blank; FHIR
+    # forbids empty strings, so blanks are pruned rather than rendered.
+    return _pruned(
+        {
+            "resourceType": "AuditEvent",
+            "id": str(ev.id),
+            # Access events are never changed once recorded.
+            "meta": {"versionId": "1", "lastUpdated": recorded},
+            "type": {
+                "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
+                "code": "rest",
+                "display": "RESTful Operation",
             },
-            {
-                "type": {
+            "subtype": [
+                {
+                    "system": "http://hl7.org/fhir/restful-interaction",
+                    "code": "search-type",
+                    "display": "search type",
+                }
+            ],
+            # FHIR's AuditEvent guidance records a search as Execute.
+            "action": "E",
+            "recorded": recorded,
+            "outcome": "0",
+            "purposeOfEvent": [
+                {
                     "coding": [
                         {
-                            "system": "http://terminology.hl7.org/CodeSystem/v3-RoleClass",
-                            "code": "PROV",
-                            "display": "healthcare provider",
+                            "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+                            "code": "TREAT",
+                            "display": "treatment",
                         }
                     ]
-                },
-                "role": [
-                    {
+                }
+            ],
+            "agent": [
+                {
+                    "type": {
                         "coding": [
                             {
-                                "system": setting_type_system(base),
-                                "code": acc.setting_type.value,
-                                "display": setting_display,
+                                "system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type",
+                                "code": "humanuser",
+                                "display": "human user",
                             }
-                        ],
-                        "text": setting_display,
-                    }
-                ],
-                "who": _setting_reference(acc.org_ods, acc.org_name),
-                "name": acc.org_name,
-                "requestor": False,
-            },
-            {
-                "type": {
-                    "coding": [
+                        ]
+                    },
+                    "role": [{"text": acc.user_role}],
+                    "who": {"identifier": {"value": acc.user_id}, "display": acc.user_name},
+                    "name": acc.user_name,
+                    "requestor": True,
+                },
+                {
+                    "type": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/v3-RoleClass",
+                                "code": "PROV",
+                                "display": "healthcare provider",
+                            }
+                        ]
+                    },
+                    "role": [
                         {
-                            "system": "http://dicom.nema.org/resources/ontology/DCM",
-                            "code": "110150",
-                            "display": "Application",
+                            "coding": [
+                                {
+                                    "system": setting_type_system(base),
+                                    "code": acc.setting_type.value,
+                                    "display": setting_display,
+                                }
+                            ],
+                            "text": setting_display,
                         }
-                    ]
+                    ],
+                    "who": _setting_reference(acc.org_ods, acc.org_name),
+                    "name": acc.org_name,
+                    "requestor": False,
                 },
-                "who": {"identifier": {"system": client_id_system(base), "value": acc.client_id}},
-                "requestor": False,
+                {
+                    "type": {
+                        "coding": [
+                            {
+                                "system": "http://dicom.nema.org/resources/ontology/DCM",
+                                "code": "110150",
+                                "display": "Application",
+                            }
+                        ]
+                    },
+                    "who": {
+                        "identifier": {"system": client_id_system(base), "value": acc.client_id}
+                    },
+                    "requestor": False,
+                },
+            ],
+            "source": {
+                "site": acc.org_name,
+                "observer": _setting_reference(acc.org_ods, acc.org_name),
             },
-        ],
-        "source": {"site": acc.org_name, "observer": _setting_reference(acc.org_ods, acc.org_name)},
-        "entity": [
-            {
-                "what": {"identifier": {"system": NHS_NUMBER_SYSTEM, "value": ev.nhs_number}},
-                "type": {
-                    "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
-                    "code": "1",
-                    "display": "Person",
-                },
-                "role": {
-                    "system": "http://terminology.hl7.org/CodeSystem/object-role",
-                    "code": "1",
-                    "display": "Patient",
-                },
-                "detail": [{"type": "TraceID", "valueString": acc.trace_id}],
-            }
-        ],
-    }
+            "entity": [
+                {
+                    "what": {"identifier": {"system": NHS_NUMBER_SYSTEM, "value": ev.nhs_number}},
+                    "type": {
+                        "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                        "code": "1",
+                        "display": "Person",
+                    },
+                    "role": {
+                        "system": "http://terminology.hl7.org/CodeSystem/object-role",
+                        "code": "1",
+                        "display": "Patient",
+                    },
+                    # A detail needs a value, so no trace id means no detail at all.
+                    "detail": (
+                        [{"type": "TraceID", "valueString": acc.trace_id}] if acc.trace_id else []
+                    ),
+                }
+            ],
+        }
+    )
+
+
+def _pruned(node: Resource) -> Resource:
+    """``node`` without empty strings, objects or arrays (FHIR JSON allows none of them)."""
+    out: Resource = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            value = _pruned(value)
+        elif isinstance(value, list):
+            value = [_pruned(v) if isinstance(v, dict) else v for v in value]
+            value = [v for v in value if v != {} and v != ""]
+        if value != "" and value != {} and value != []:
+            out[key] = value
+    return out
 
 
 def bundle_searchset(

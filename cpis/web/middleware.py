@@ -15,6 +15,7 @@ import uuid
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from cpis.errors import (
     CpisError,
@@ -59,7 +60,7 @@ def error_response(err: CpisError) -> web.Response:
 
 
 @web.middleware
-async def request_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def request_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     caller_trace = request.headers.get("TraceID", "")
     trace_id = caller_trace if _TRACE_ID.match(caller_trace) else str(uuid.uuid4())
     route = request.match_info.route

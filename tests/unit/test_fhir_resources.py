@@ -415,3 +415,29 @@ def test_validator_checks_resources_nested_in_a_bundle():
     bundle = r.bundle_searchset([(fl, "match")], total=1, self_url=f"{BASE}/Flag", base=BASE)
     with pytest.raises(AssertionError, match=r"Bundle\.entry\[0\]\.resource"):
         validate_resource(bundle)
+
+
+def test_audit_event_with_blank_user_details_is_still_valid():
+    """Blank user id, name, role or trace id are left out (FHIR forbids empty strings)."""
+    ev = access_event()
+    blank = AccessEvent(
+        id=ev.id,
+        nhs_number=NHS,
+        occurred_at=ev.occurred_at,
+        accessor=Accessor(
+            client_id="ed-system-1",
+            org_ods="RXX01",
+            org_name="Example General Hospital",
+            setting_type=SettingType.OTHER,
+            user_id="",
+            user_name="",
+            user_role="",
+            trace_id="",
+        ),
+    )
+    ae = r.audit_event(blank, BASE)
+
+    validate_resource(ae)
+    user = ae["agent"][0]
+    assert user == {"type": user["type"], "requestor": True}
+    assert "detail" not in ae["entity"][0]

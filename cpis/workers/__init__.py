@@ -1,0 +1,1 @@
+"""Background workers: outbox dispatcher, retention, MESH poller."""
