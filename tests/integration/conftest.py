@@ -1,0 +1,49 @@
+"""Integration fixtures: the real PostgreSQL adapter over a fresh database."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from cpis.adapters.crypto import FieldVault
+from cpis.adapters.postgres import PgDatabase, create_pool
+
+
+class FakeClock:
+    """A clock the test moves by hand; today is the UTC date of now."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self._now = now or datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def today(self) -> date:
+        return self._now.date()
+
+    def advance(self, **kwargs: float) -> None:
+        self._now += timedelta(**kwargs)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def vault() -> FieldVault:
+    return FieldVault(
+        data_keys={"k1": secrets.token_bytes(32)}, active_kid="k1", hash_key=secrets.token_bytes(32)
+    )
+
+
+@pytest.fixture
+async def db(database_url: str, vault: FieldVault) -> AsyncIterator[PgDatabase]:
+    pool = await create_pool(database_url, min_size=1, max_size=4, statement_timeout_ms=10_000)
+    try:
+        yield PgDatabase(pool, vault)
+    finally:
+        await pool.close()
