@@ -1,0 +1,145 @@
+"""The quick start as a new user runs it: ``cpis serve --demo`` as a real process.
+
+Follows the printed instructions: ``cpis token`` for the demo ED, a CareTeam
+lookup for a demo child, then that visit in the AuditEvent search. Also runs
+the admin commands against the same data directory while the server is up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.fhir_validation import validate_resource
+
+CPIS = [sys.executable, "-m", "cpis"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _cpis(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *CPIS, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+@pytest.fixture
+async def demo_server() -> AsyncIterator[tuple[dict[str, str], str, str]]:
+    """A `cpis serve --demo` process on its own data directory and port."""
+    data = Path(tempfile.mkdtemp(prefix="cpis-demo-"))
+    port = _free_port()
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("CPIS_") and k != "XDG_RUNTIME_DIR"
+    }
+    env |= {"CPIS_DATA_DIR": str(data), "CPIS_PORT": str(port), "CPIS_LOG_FORMAT": "json"}
+    out_path = data / "serve.out"
+    with out_path.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            *CPIS, "serve", "--demo", env=env, stdout=out, stderr=asyncio.subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + 90
+            while "CP-IS demo is running" not in out_path.read_text(errors="replace"):
+                assert proc.returncode is None, out_path.read_text(errors="replace")
+                assert time.monotonic() < deadline, "demo did not start in time"
+                await asyncio.sleep(0.1)
+            yield env, out_path.read_text(), f"http://127.0.0.1:{port}"
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+                await asyncio.wait_for(proc.wait(), timeout=30)
+    assert proc.returncode == 0, out_path.read_text(errors="replace")
+
+
+async def test_quick_start_instructions_work(
+    demo_server: tuple[dict[str, str], str, str],
+) -> None:
+    """The printed token command and curl lookups return a CareTeam, then show the visit."""
+    env, printed, base = demo_server
+    token_cmd = re.search(r"TOKEN=\$\((.*?) token --client (\S+) --key (\S+)\)", printed)
+    assert token_cmd is not None, printed
+    code, token, err = await _cpis(
+        env, "token", "--client", token_cmd.group(2), "--key", token_cmd.group(3)
+    )
+    assert code == 0, err
+    lookup_url = re.search(r'"(http://[^"]+/CareTeam\?[^"]+)"', printed)
+    history_url = re.search(r'"(http://[^"]+/AuditEvent\?[^"]+)"', printed)
+    assert lookup_url and history_url
+    headers = dict(re.findall(r'-H "([^:]+): ([^"]+)"', printed))
+    headers["Authorization"] = f"Bearer {token.strip()}"
+    headers["TraceID"] = "demo-test-1"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(lookup_url.group(1), headers=headers) as resp:
+            assert resp.status == 200
+            bundle = await resp.json(content_type=None)
+        validate_resource(bundle)
+        assert bundle["total"] == 1
+        care_team = bundle["entry"][0]["resource"]
+        assert care_team["resourceType"] == "CareTeam"
+        assert {t["value"] for t in care_team["telecom"]} == {"01632 960000", "01632 960999"}
+        async with http.get(history_url.group(1), headers=headers) as resp:
+            assert resp.status == 200
+            history = await resp.json(content_type=None)
+        validate_resource(history)
+        assert history["total"] == 1
+        event = history["entry"][0]["resource"]
+        assert event["resourceType"] == "AuditEvent"
+        assert any(a.get("name") == "Demo Nurse" for a in event["agent"])
+        async with http.get(f"{base}/readyz") as resp:
+            assert resp.status == 200
+        async with http.get(f"{base}/metrics") as resp:
+            assert "cpis_lookups_total" in await resp.text()
+
+
+async def test_admin_commands_share_the_running_database(
+    demo_server: tuple[dict[str, str], str, str],
+) -> None:
+    """`la add`, `client add` and `token` work against the data directory serve is using."""
+    env, _printed, _base = demo_server
+    code, out, err = await _cpis(
+        env, "la", "add", "--ods", "XLA77", "--name", "Gammashire",
+        "--office-phone", "01632 960777", "--edt-phone", "01632 960778",
+    )  # fmt: skip
+    assert code == 0, err
+    key = Path(env["CPIS_DATA_DIR"]) / "gamma.pem"
+    code, out, err = await _cpis(
+        env, "client", "add", "--id", "gamma-cms", "--role", "la", "--ods", "XLA77",
+        "--new-key", str(key), "--alg", "EdDSA",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "gamma-cms" in out
+    code, token, err = await _cpis(env, "token", "--client", "gamma-cms", "--key", str(key))
+    assert code == 0, err
+    assert token.count(".") == 2
+    code, out, err = await _cpis(env, "audit", "verify")
+    assert code == 0, err
+    assert "intact" in out
+
+
+async def test_client_for_an_unregistered_la_is_refused(
+    demo_server: tuple[dict[str, str], str, str],
+) -> None:
+    """An LA client can only be registered for an LA that exists."""
+    env, _printed, _base = demo_server
+    code, _out, err = await _cpis(
+        env, "client", "add", "--id", "x", "--role", "la", "--ods", "XNOPE",
+        "--new-key", str(Path(env["CPIS_DATA_DIR"]) / "x.pem"),
+    )  # fmt: skip
+    assert code == 2
+    assert "not registered" in err
