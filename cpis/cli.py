@@ -96,6 +96,14 @@ def _parser() -> argparse.ArgumentParser:
     tok.add_argument("--kid", help="key id registered for the key (default: the client id)")
     tok.add_argument("--url", help="token endpoint (default: CPIS_PUBLIC_BASE_URL/oauth2/token)")
 
+    keys_cmd = sub.add_parser("keys", help="key material in CPIS_DATA_DIR/keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    rotate = keys_cmd.add_parser(
+        "rotate", help="make a new active key, keeping old ones to open/verify what they made"
+    )
+    rotate.add_argument("kind", choices=["data", "signing"])
+
     audit = sub.add_parser("audit", help="security audit log").add_subparsers(
         dest="audit_command", required=True
     )
@@ -264,6 +272,25 @@ async def _audit_verify(rt: Runtime) -> int:
     return 1
 
 
+def _rotate_keys(settings: Settings, kind: str) -> int:
+    """Rotate keys kept in the data directory; keys given by CPIS_KEYS_* are the operator's."""
+    from cpis.adapters.keys import rotate_data_key, rotate_signing_key
+
+    if kind == "data":
+        if settings.keys_data is not None:
+            print("error: data keys come from CPIS_KEYS_DATA; rotate them there", file=sys.stderr)
+            return 2
+        kid = rotate_data_key(settings.keys_dir)
+        print(f"new active data key {kid}; restart every replica to start sealing with it")
+    else:
+        if settings.keys_signing is not None:
+            print("error: the signing key comes from CPIS_KEYS_SIGNING", file=sys.stderr)
+            return 2
+        rotate_signing_key(settings.keys_dir)
+        print("new signing key; the old public key stays published until the next rotation")
+    return 0
+
+
 async def _migrate(rt: Runtime) -> int:
     print("migrations current")
     return 0
@@ -288,6 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(_with_runtime(settings, lambda rt: _la_add(rt, args)))
         if args.command == "client":
             return _run(_with_runtime(settings, lambda rt: _client_add(rt, args)))
+        if args.command == "keys":
+            return _rotate_keys(settings, args.kind)
         if args.command == "audit":
             return _run(_with_runtime(settings, _audit_verify))
     except (CpisError, SettingsError) as exc:

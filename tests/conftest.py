@@ -78,3 +78,17 @@ async def database_url(pg_server_url: str, template_db: str) -> AsyncIterator[st
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    """`cpis.cli.main` configures logging globally; undo it so no test inherits a
+    logger bound to another test's captured (and since closed) stream."""
+    import logging
+
+    import structlog
+
+    handlers = logging.getLogger().handlers[:]
+    yield
+    structlog.reset_defaults()
+    logging.getLogger().handlers[:] = handlers
