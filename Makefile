@@ -27,8 +27,8 @@ run: $(STAMP)
 	$(BIN)/cpis serve --demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check cpis tests bench
-	$(BIN)/ruff format --check cpis tests bench
+	$(BIN)/ruff check $(wildcard cpis tests bench)
+	$(BIN)/ruff format --check $(wildcard cpis tests bench)
 	$(BIN)/mypy cpis
 	$(BIN)/lint-imports
 
