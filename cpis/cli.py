@@ -139,7 +139,15 @@ async def _serve(settings: Settings, demo: bool) -> int:
             text = demo_data.instructions(rt, await demo_data.seed(rt))
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+        from cpis.adapters.tls import server_ssl_context
+
+        site = web.TCPSite(
+            runner,
+            settings.host,
+            settings.port,
+            reuse_address=True,
+            ssl_context=server_ssl_context(settings),
+        )
         await site.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -84,6 +84,9 @@ class Settings:
     log_format: str = "auto"  # json | console | auto (console on a terminal)
     log_level: str = "info"
     db_statement_timeout_ms: int = 5000
+    tls_cert: str | None = None  # PEM certificate chain; enables HTTPS
+    tls_key: str | None = None
+    tls_client_ca: str | None = None  # require client certificates from this CA (mTLS)
 
     @property
     def fhir_base_url(self) -> str:
@@ -129,4 +132,7 @@ class Settings:
             log_format=log_format,
             log_level=env.get("CPIS_LOG_LEVEL", "info").lower(),
             db_statement_timeout_ms=_int(env, "CPIS_DB_STATEMENT_TIMEOUT_MS", 5000, minimum=100),
+            tls_cert=env.get("CPIS_TLS_CERT") or None,
+            tls_key=env.get("CPIS_TLS_KEY") or None,
+            tls_client_ca=env.get("CPIS_TLS_CLIENT_CA") or None,
         )
