@@ -35,6 +35,7 @@ _FIELDS = {
     "given_name",
 }
 _MAX_NAME = 100
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 def _plan_id(request: web.Request) -> str:
@@ -92,7 +93,12 @@ def parse_plan_body(body: Any) -> PlanFields:
         raise InvalidRequest("the body must be a JSON object", status=400)
     unknown = sorted(set(body) - _FIELDS)
     if unknown:
-        raise InvalidRequest(f"unknown field: {unknown[0]}", expression=unknown[0])
+        # A badly built body may key its JSON by an NHS number or a name: only
+        # name the field back when it looks like a field name.
+        name = unknown[0]
+        if _FIELD_NAME.fullmatch(name) and not re.search(r"\d{3}", name):
+            raise InvalidRequest(f"unknown field: {name}", expression=name)
+        raise InvalidRequest("the body has a field that is not a plan field")
     raw_nhs = body.get("nhs_number")
     if raw_nhs is None:
         raise InvalidRequest("nhs_number is required", expression="nhs_number")

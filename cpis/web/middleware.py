@@ -78,6 +78,8 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
         if exc.status < 400:
             raise
         response = error_response(_from_http_exception(exc))
+        if "Allow" in exc.headers:  # a 405 must say what is allowed (RFC 9110 §15.5.6)
+            response.headers["Allow"] = exc.headers["Allow"]
     except Exception:
         log.exception("unhandled_error", action=action)
         response = error_response(CpisError("the request could not be completed"))

@@ -1,0 +1,188 @@
+"""The security audit log, seen from outside: one line per request, append-only, chained.
+
+SPEC §3, §6: every request of any kind, silent and failed ones included, goes
+to the audit log (who, what, when, outcome); the log is append-only and
+hash-chained, so an edit made behind the database's back is detectable with
+``verify_audit_chain()``. Operational endpoints (``/healthz``, ``/readyz``,
+``/metrics``, ``/.well-known/jwks.json``) carry no data and are not audited
+(a decision recorded in ``cpis/web/middleware.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import pytest
+
+from cpis.demo import synthetic_nhs_numbers
+from tests.e2e.conftest import (
+    E2E,
+    ED_CLIENT,
+    LA_NORTH_CLIENT,
+    LA_SOUTH_CLIENT,
+    SILENT_CLIENT,
+    identifier,
+    user_headers,
+)
+
+CHILD, OTHER = synthetic_nhs_numbers(2, start=401)
+
+
+async def audit_count(e2e: E2E) -> int:
+    return (await e2e.counts("audit_log"))["audit_log"]
+
+
+async def seed(e2e: E2E) -> None:
+    for client_id, plan_id in ((LA_NORTH_CLIENT, "N-1"), (LA_SOUTH_CLIENT, "S-1")):
+        await e2e.put_plan(
+            client_id, plan_id, nhs_number=CHILD, plan_type="CPP", start_date="2025-03-03"
+        )
+
+
+async def test_every_request_adds_one_audit_line_silent_and_failed_included(e2e: E2E) -> None:
+    """Each request (lookups, silent reads, history, reads, LA calls, token requests, and
+    requests refused with 400, 401, 403, 404, 405 or 406) adds exactly one audit line,
+    in order, carrying its TraceID, action and HTTP outcome; lookups record the subject
+    only as a keyed hash. Health checks add none. The chain verifies."""
+    await seed(e2e)
+    end_user = {k: v for k, v in user_headers().items() if k != "TraceID"}
+    ed = {**await e2e.auth(ED_CLIENT), **end_user}
+    silent = {**await e2e.auth(SILENT_CLIENT), **end_user}
+    la = await e2e.auth(LA_NORTH_CLIENT)
+    ident = [("patient:identifier", identifier(CHILD))]
+    assertion = e2e.assertion(LA_SOUTH_CLIENT)
+
+    # (method, path, headers, params, kwargs, expected status)
+    requests = [
+        ("GET", "/FHIR/R4/CareTeam", ed, ident, {}, 200),
+        ("GET", "/FHIR/R4/Flag", {**ed, "IsUnscheduledAccessEvent": "false"}, ident, {}, 200),
+        ("GET", "/FHIR/R4/CareTeam", silent, ident, {}, 200),
+        ("GET", "/FHIR/R4/AuditEvent", ed, ident, {}, 200),
+        ("GET", "/FHIR/R4/CareTeam", ed, [("patient:identifier", identifier(OTHER))], {}, 200),
+        ("GET", "/FHIR/R4/metadata", {}, None, {}, 200),
+        ("GET", "/la/v1/plans/N-1", la, None, {}, 200),
+        ("GET", "/FHIR/R4/CareTeam", ed, [("patient:identifier", CHILD)], {}, 400),
+        ("GET", "/FHIR/R4/CareTeam", {}, ident, {}, 401),
+        ("GET", "/FHIR/R4/CareTeam", la, ident, {}, 403),
+        ("GET", f"/FHIR/R4/CareTeam/{uuid.uuid4()}", ed, None, {}, 404),
+        ("GET", "/no/such/route", {}, None, {}, 404),
+        ("POST", "/FHIR/R4/CareTeam", ed, None, {}, 405),
+        ("GET", "/FHIR/R4/metadata", {"Accept": "application/fhir+xml"}, None, {}, 406),
+        ("PUT", "/la/v1/plans/N-1", la, None, {"json": {"nhs_number": "1"}}, 422),
+        (
+            "POST",
+            "/oauth2/token",
+            {},
+            None,
+            {
+                "data": {
+                    "grant_type": "client_credentials",
+                    "client_assertion_type": (
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+                    ),
+                    "client_assertion": assertion,
+                }
+            },
+            200,
+        ),
+    ]
+    start = await audit_count(e2e)
+    (last_seq,) = [r["seq"] for r in await e2e.fetch("SELECT max(seq) AS seq FROM audit_log")]
+    traces = []
+    for method, path, auth, params, kwargs, status in requests:
+        trace = f"audit-{uuid.uuid4()}"
+        traces.append(trace)
+        headers = {**auth, "TraceID": trace}
+        reply = await e2e.request(method, path, headers=headers, params=params, **kwargs)
+        assert reply.status == status, (method, path, reply.status, reply.text)
+        assert reply.headers["TraceID"] == trace
+    for path in ("/healthz", "/readyz", "/metrics", "/.well-known/jwks.json"):
+        assert (await e2e.request("GET", path)).status == 200
+
+    assert await audit_count(e2e) == start + len(requests)
+    rows = await e2e.fetch(
+        "SELECT seq, trace_id, outcome, action, client_id, subject FROM audit_log"
+        " WHERE seq > $1 ORDER BY seq",
+        last_seq,
+    )
+    assert [r["trace_id"] for r in rows] == traces
+    assert [r["outcome"] for r in rows] == [status for *_, status in requests]
+    assert [r["seq"] for r in rows] == list(range(last_seq + 1, last_seq + 1 + len(requests)))
+    assert rows[0]["action"] == "plan_search"
+    assert rows[0]["client_id"] == ED_CLIENT
+    assert rows[2]["client_id"] == SILENT_CLIENT
+    assert rows[8]["client_id"] is None  # no token, no client
+    subject = rows[0]["subject"]
+    assert subject and CHILD not in subject and len(subject) == 64
+    assert rows[1]["subject"] == subject == rows[2]["subject"] == rows[3]["subject"]
+    assert rows[4]["subject"] not in (None, subject)
+    assert await e2e.runtime.db.verify_audit_chain() is None
+
+
+async def test_concurrent_requests_keep_one_unbroken_chain(e2e: E2E) -> None:
+    """Twenty lookups at once from two clients each add one line, and the chain still
+    verifies: the rows chain in one order however the requests interleave."""
+    await seed(e2e)
+    await e2e.token(ED_CLIENT)
+    await e2e.token(SILENT_CLIENT)
+    start = await audit_count(e2e)
+    users = [f"5550000001{i:02d}" for i in range(10)]
+    replies = await asyncio.gather(
+        *(
+            e2e.search("CareTeam", CHILD, client_id=client, headers=user_headers(user))
+            for user in users
+            for client in (ED_CLIENT, SILENT_CLIENT)
+        )
+    )
+    assert [r.status for r in replies] == [200] * 20
+    assert await audit_count(e2e) == start + 20
+    assert await e2e.runtime.db.verify_audit_chain() is None
+    # Ten distinct users at one ED: ten visits, two LAs notified for each.
+    assert await e2e.counts("access_event", "outbox") == {"access_event": 10, "outbox": 20}
+
+
+async def test_audit_log_is_append_only_and_tampering_is_detected(e2e: E2E) -> None:
+    """UPDATE, DELETE and TRUNCATE on audit_log raise; with the triggers disabled behind
+    the service's back, an edited row makes ``verify_audit_chain()`` return its seq."""
+    await seed(e2e)
+    for _ in range(3):
+        assert (await e2e.search("CareTeam", CHILD)).status == 200
+    assert await e2e.runtime.db.verify_audit_chain() is None
+    rows = await e2e.fetch("SELECT seq FROM audit_log ORDER BY seq")
+    assert len(rows) >= 6
+    target = rows[len(rows) // 2]["seq"]
+
+    for statement in (
+        f"UPDATE audit_log SET outcome = 500 WHERE seq = {target}",
+        f"DELETE FROM audit_log WHERE seq = {target}",
+        "TRUNCATE audit_log",
+    ):
+        with pytest.raises(asyncpg.PostgresError, match="append-only"):
+            await e2e.db.execute(statement)
+    assert await e2e.runtime.db.verify_audit_chain() is None
+
+    await e2e.db.execute("ALTER TABLE audit_log DISABLE TRIGGER ALL")
+    try:
+        await e2e.db.execute("UPDATE audit_log SET outcome = 299 WHERE seq = $1", target)
+    finally:
+        await e2e.db.execute("ALTER TABLE audit_log ENABLE TRIGGER ALL")
+    assert await e2e.runtime.db.verify_audit_chain() == target
+    with pytest.raises(asyncpg.PostgresError, match="append-only"):
+        await e2e.db.execute(f"UPDATE audit_log SET outcome = 200 WHERE seq = {target}")
+
+
+async def test_deleted_audit_line_is_detected(e2e: E2E) -> None:
+    """Removing a line (triggers disabled) breaks the chain at the line after it."""
+    await seed(e2e)
+    for _ in range(3):
+        assert (await e2e.search("Flag", CHILD)).status == 200
+    rows = await e2e.fetch("SELECT seq FROM audit_log ORDER BY seq")
+    target = rows[2]["seq"]
+    await e2e.db.execute("ALTER TABLE audit_log DISABLE TRIGGER ALL")
+    try:
+        await e2e.db.execute("DELETE FROM audit_log WHERE seq = $1", target)
+    finally:
+        await e2e.db.execute("ALTER TABLE audit_log ENABLE TRIGGER ALL")
+    assert await e2e.runtime.db.verify_audit_chain() == target + 1
