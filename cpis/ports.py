@@ -78,18 +78,17 @@ class Transaction(Protocol):
     async def visible_plan_rows(self, nhs_number: str) -> Sequence[tuple[Plan, LocalAuthority]]:
         """Every stored plan for the subject with its LA (visibility is the caller's rule)."""
 
-    async def lock_subject(self, nhs_number: str) -> None:
-        """Serialise concurrent unscheduled lookups of one subject until commit."""
-
     async def record_access(
         self,
         nhs_number: str,
         accessor: Accessor,
         la_codes: Sequence[str],
         at: datetime,
-        plan_ids: Mapping[str, Sequence[str]] | None = None,
+        plan_ids: Mapping[str, Sequence[str]],
+        audit: AuditEntry,
     ) -> tuple[AccessEvent, tuple[str, ...]]:
-        """Store one access event and one outbox row per LA not inside its repeat window.
+        """Store one access event, one outbox row per LA not inside its repeat window,
+        and the request's audit line, serialised with other lookups of the subject.
 
         ``plan_ids`` maps each LA to its own plan ids, carried in the notification.
         Returns the event and the LA codes that were queued a notification.

@@ -56,18 +56,18 @@ async def lookup(
         visible = _visible(list(await tx.visible_plan_rows(nhs_number)), clock)
         event: AccessEvent | None = None
         notified: tuple[str, ...] = ()
+        detail: dict[str, object] = {"plans": len(visible), "unscheduled": unscheduled}
+        audit = dataclasses.replace(audit, detail=detail)
         if unscheduled and visible:
             plan_ids: dict[str, list[str]] = defaultdict(list)
             for vp in visible:
                 plan_ids[vp.la.ods_code].append(vp.plan.la_plan_id)
-            await tx.lock_subject(nhs_number)
+            # The access event, its notifications and the audit line in one statement.
             event, notified = await tx.record_access(
-                nhs_number, accessor, sorted(plan_ids), clock.now(), plan_ids=plan_ids
+                nhs_number, accessor, sorted(plan_ids), clock.now(), plan_ids, audit
             )
-        detail: dict[str, object] = {"plans": len(visible), "unscheduled": unscheduled}
-        if event is not None:
-            detail |= {"access_event": str(event.id), "notified": list(notified)}
-        await tx.append_audit(dataclasses.replace(audit, detail=detail), clock.now())
+        else:
+            await tx.append_audit(audit, clock.now())
     return LookupResult(plans=tuple(visible), access_event=event, notified_las=notified)
 
 

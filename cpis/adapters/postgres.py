@@ -64,6 +64,12 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+async def _no_session_state(conn: asyncpg.Connection) -> None:
+    """Skip asyncpg's per-release RESET ALL round trip: nothing here leaves session
+    state behind (locks are transaction-scoped; the migration lock is released
+    explicitly), and an open transaction is still rolled back by asyncpg itself."""
+
+
 async def create_pool(
     dsn: str, *, min_size: int, max_size: int, statement_timeout_ms: int
 ) -> asyncpg.Pool:
@@ -74,6 +80,7 @@ async def create_pool(
             max_size=max_size,
             init=_init_connection,
             server_settings={"statement_timeout": str(statement_timeout_ms)},
+            reset=_no_session_state,
             timeout=10,
         )
     except _UNAVAILABLE as exc:
@@ -128,36 +135,6 @@ _EVENT_COLUMNS = """
     user_name, user_role, trace_id, la_codes, is_repeat
 """
 
-_RECORD_ACCESS = """
-WITH prev AS (
-    SELECT 1 FROM access_event
-    WHERE subject_key = $1 AND user_id = $8 AND NOT is_repeat
-      AND occurred_at > $4::timestamptz - interval '24 hours'
-    LIMIT 1
-), ev AS (
-    INSERT INTO access_event (id, subject_key, nhs_sealed, occurred_at, client_id, org_ods,
-        org_name, setting_type, user_id, user_name, user_role, trace_id, la_codes, is_repeat)
-    VALUES ($2, $1, $3, $4, $5, $6, $7, $11, $8, $9, $10, $12, $13, EXISTS (SELECT 1 FROM prev))
-    RETURNING id
-), due AS (
-    SELECT la.ods_code FROM local_authority la
-    WHERE la.ods_code = ANY($13::text[])
-      AND NOT EXISTS (
-        SELECT 1 FROM outbox o
-        WHERE o.la_ods = la.ods_code AND o.subject_key = $1 AND o.user_id = $8
-          AND o.org_ods = $6 AND o.kind = 'access'
-          AND o.created_at > $4::timestamptz - make_interval(hours => la.repeat_window_hours))
-), queued AS (
-    INSERT INTO outbox (notification_id, kind, la_ods, access_event_id, subject_key, user_id,
-        org_ods, plan_ids, created_at)
-    SELECT gen_random_uuid(), 'access', due.ods_code, (SELECT id FROM ev), $1, $8, $6,
-        ARRAY(SELECT jsonb_array_elements_text($14::jsonb -> due.ods_code)), $4
-    FROM due
-    RETURNING la_ods
-)
-SELECT ARRAY(SELECT la_ods FROM queued ORDER BY la_ods) AS queued
-"""
-
 
 class PgTransaction:
     """The :class:`~cpis.ports.Transaction` port over one asyncpg connection."""
@@ -165,6 +142,7 @@ class PgTransaction:
     def __init__(self, conn: Connection, vault: Vault) -> None:
         self._conn = conn
         self._vault = vault
+        self._subjects: dict[str, bytes] = {}
 
     # --- plans -----------------------------------------------------------
 
@@ -204,12 +182,12 @@ class PgTransaction:
             updated_at=r["la_updated_at"],
         )
 
-    async def lock_subject(self, nhs_number: str) -> None:
-        """Serialise concurrent unscheduled lookups of one subject (repeat-view rules)."""
-        key = self._vault.subject_key(nhs_number)
-        await self._conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(encode($1::bytea, 'hex'), 0))", key
-        )
+    def _subject(self, nhs_number: str) -> bytes:
+        # The keyed hash is asked for several times per lookup; compute it once.
+        key = self._subjects.get(nhs_number)
+        if key is None:
+            key = self._subjects[nhs_number] = self._vault.subject_key(nhs_number)
+        return key
 
     async def visible_plan_rows(self, nhs_number: str) -> Sequence[tuple[Plan, LocalAuthority]]:
         rows = await self._conn.fetch(
@@ -217,7 +195,7 @@ class PgTransaction:
             " JOIN plan_version v ON v.plan_id = p.id AND v.version = p.version"
             " JOIN local_authority la ON la.ods_code = p.la_ods"
             " WHERE p.subject_key = $1 ORDER BY v.start_date DESC, p.id",
-            self._vault.subject_key(nhs_number),
+            self._subject(nhs_number),
         )
         return [(self._plan(r), self._la(r)) for r in rows]
 
@@ -248,7 +226,7 @@ class PgTransaction:
     async def put_plan(
         self, la_ods: str, la_plan_id: str, fields: PlanFields, at: datetime
     ) -> tuple[Plan, bool]:
-        key = self._vault.subject_key(fields.nhs_number)
+        key = self._subject(fields.nhs_number)
         row = await self._conn.fetchrow(
             "INSERT INTO plan (id, la_ods, la_plan_id, subject_key, version, updated_at)"
             " VALUES ($1, $2, $3, $4, 1, $5)"
@@ -306,25 +284,33 @@ class PgTransaction:
         accessor: Accessor,
         la_codes: Sequence[str],
         at: datetime,
-        plan_ids: Mapping[str, Sequence[str]] | None = None,
+        plan_ids: Mapping[str, Sequence[str]],
+        audit: AuditEntry,
     ) -> tuple[AccessEvent, tuple[str, ...]]:
         event_id = uuid.uuid4()
+        subject = self._subject(nhs_number)
         queued = await self._conn.fetchval(
-            _RECORD_ACCESS,
-            self._vault.subject_key(nhs_number),
+            "SELECT record_lookup($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
+            " $15, $16, $17, $18, $19)",
+            subject,
             event_id,
             self._vault.seal("nhs_number", nhs_number),
             at,
             accessor.client_id,
             accessor.org_ods,
             accessor.org_name,
+            accessor.setting_type.value,
             accessor.user_id,
             accessor.user_name,
             accessor.user_role,
-            accessor.setting_type.value,
             accessor.trace_id,
             list(la_codes),
-            dict(plan_ids or {}),
+            {k: list(v) for k, v in plan_ids.items()},
+            audit.action,
+            audit.role,
+            audit.resource,
+            subject.hex(),
+            audit.detail,
         )
         event = AccessEvent(
             id=event_id,
@@ -359,7 +345,7 @@ class PgTransaction:
         rows = await self._conn.fetch(
             f"SELECT {_EVENT_COLUMNS} FROM access_event"  # noqa: S608
             " WHERE subject_key = $1 AND NOT is_repeat ORDER BY occurred_at DESC, id LIMIT $2",
-            self._vault.subject_key(nhs_number),
+            self._subject(nhs_number),
             limit,
         )
         return [self._event(r) for r in rows]
@@ -391,11 +377,20 @@ class PgTransaction:
         return Organisation(r["ods_code"], r["name"], SettingType(r["setting_type"]))
 
     async def append_audit(self, entry: AuditEntry, at: datetime) -> None:
-        await _append_audit(self._conn, self._vault, entry, at)
+        await _append_audit(self._conn, self._vault, entry, at, self._subjects)
 
 
-async def _append_audit(conn: Connection, vault: Vault, entry: AuditEntry, at: datetime) -> None:
-    subject = None if entry.subject is None else vault.subject_key(entry.subject).hex()
+async def _append_audit(
+    conn: Connection,
+    vault: Vault,
+    entry: AuditEntry,
+    at: datetime,
+    known: Mapping[str, bytes] | None = None,
+) -> None:
+    subject = None
+    if entry.subject is not None:
+        key = (known or {}).get(entry.subject) or vault.subject_key(entry.subject)
+        subject = key.hex()
     await conn.execute(
         "SELECT audit_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         at,
