@@ -8,9 +8,11 @@ top of a runtime. Tests use both with a real PostgreSQL.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import structlog
@@ -29,6 +31,7 @@ from cpis.web.auth import ORGANISATIONS, RATE_LIMITER, OrganisationCache, RateLi
 from cpis.web.metrics import Metrics
 from cpis.web.middleware import request_middleware
 from cpis.web.state import SERVICES, Services
+from cpis.workers.audit_chain import run_audit_chainer
 
 log = structlog.get_logger("cpis")
 
@@ -90,6 +93,21 @@ async def open_runtime(
             await asyncio.to_thread(embedded.stop)
 
 
+def _background(
+    coro: Coroutine[Any, Any, None],
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup_ctx entry running ``coro`` for the app's lifetime."""
+
+    async def ctx(_app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(coro)
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return ctx
+
+
 def create_app(runtime: Runtime) -> web.Application:
     settings = runtime.settings
     app = web.Application(middlewares=[request_middleware], client_max_size=settings.max_body_bytes)
@@ -104,6 +122,7 @@ def create_app(runtime: Runtime) -> web.Application:
         per_second=settings.rate_limit_per_second, burst=settings.rate_limit_burst
     )
     app[ORGANISATIONS] = OrganisationCache()
+    app.cleanup_ctx.append(_background(run_audit_chainer(runtime.db)))
     fhir.add_routes(app)
     la.add_routes(app)
     oauth.add_routes(app)

@@ -86,10 +86,14 @@ class Transaction(Protocol):
         at: datetime,
         plan_ids: Mapping[str, Sequence[str]],
         audit: AuditEntry,
-    ) -> tuple[AccessEvent, tuple[str, ...]]:
+        based_on: Sequence[Plan],
+    ) -> tuple[AccessEvent, tuple[str, ...]] | None:
         """Store one access event, one outbox row per LA not inside its repeat window,
         and the request's audit line, serialised with other lookups of the subject.
 
+        ``based_on`` is every plan the caller read for the subject: if the stored
+        plans are no longer exactly those (same ids and versions), nothing is
+        written and None is returned, so the caller can read again.
         ``plan_ids`` maps each LA to its own plan ids, carried in the notification.
         Returns the event and the LA codes that were queued a notification.
         """
@@ -122,6 +126,9 @@ class Transaction(Protocol):
 
 class Database(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
+
+    def connection(self) -> AbstractAsyncContextManager[Transaction]:
+        """The same operations, each statement committing on its own (fewer round trips)."""
 
     async def append_audit(self, entry: AuditEntry, at: datetime) -> None:
         """Audit outside any other work (failed requests, token exchanges)."""

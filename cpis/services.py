@@ -13,7 +13,7 @@ import uuid
 from collections import defaultdict
 
 from cpis import rules
-from cpis.errors import Forbidden, NotFound, VersionMismatch
+from cpis.errors import Forbidden, NotFound, Unavailable, VersionMismatch
 from cpis.model import (
     AccessEvent,
     Accessor,
@@ -51,24 +51,43 @@ async def lookup(
     unscheduled: bool,
     audit: AuditEntry,
 ) -> LookupResult:
-    """Find a subject's visible plans; if unscheduled, record the access and queue notifications."""
-    async with db.transaction() as tx:
-        visible = _visible(list(await tx.visible_plan_rows(nhs_number)), clock)
-        event: AccessEvent | None = None
-        notified: tuple[str, ...] = ()
-        detail: dict[str, object] = {"plans": len(visible), "unscheduled": unscheduled}
-        audit = dataclasses.replace(audit, detail=detail)
-        if unscheduled and visible:
+    """Find a subject's visible plans; if unscheduled, record the access and queue notifications.
+
+    Two statements, each its own transaction, instead of BEGIN/read/write/COMMIT:
+    the write names the exact plan versions the read saw and is refused if
+    they changed in between, in which case the lookup reads again. The access
+    event is therefore always recorded against the plans that were shown.
+    """
+    async with db.connection() as conn:
+        for _attempt in range(_LOOKUP_ATTEMPTS):
+            rows = list(await conn.visible_plan_rows(nhs_number))
+            visible = _visible(rows, clock)
+            detail: dict[str, object] = {"plans": len(visible), "unscheduled": unscheduled}
+            entry = dataclasses.replace(audit, detail=detail)
+            if not (unscheduled and visible):
+                await conn.append_audit(entry, clock.now())
+                return LookupResult(plans=tuple(visible), access_event=None)
             plan_ids: dict[str, list[str]] = defaultdict(list)
             for vp in visible:
                 plan_ids[vp.la.ods_code].append(vp.plan.la_plan_id)
-            # The access event, its notifications and the audit line in one statement.
-            event, notified = await tx.record_access(
-                nhs_number, accessor, sorted(plan_ids), clock.now(), plan_ids, audit
+            recorded = await conn.record_access(
+                nhs_number,
+                accessor,
+                sorted(plan_ids),
+                clock.now(),
+                plan_ids,
+                entry,
+                based_on=[p for p, _ in rows],
             )
-        else:
-            await tx.append_audit(audit, clock.now())
-    return LookupResult(plans=tuple(visible), access_event=event, notified_las=notified)
+            if recorded is not None:
+                event, notified = recorded
+                return LookupResult(plans=tuple(visible), access_event=event, notified_las=notified)
+    # Plans for one child changing on every read, several times running, means
+    # something is badly wrong upstream; don't spin.
+    raise Unavailable("the subject's plans are changing; try again", retry_after=1)
+
+
+_LOOKUP_ATTEMPTS = 5
 
 
 async def _subject_visible_to(

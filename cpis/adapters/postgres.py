@@ -286,12 +286,13 @@ class PgTransaction:
         at: datetime,
         plan_ids: Mapping[str, Sequence[str]],
         audit: AuditEntry,
-    ) -> tuple[AccessEvent, tuple[str, ...]]:
+        based_on: Sequence[Plan],
+    ) -> tuple[AccessEvent, tuple[str, ...]] | None:
         event_id = uuid.uuid4()
         subject = self._subject(nhs_number)
         queued = await self._conn.fetchval(
             "SELECT record_lookup($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
-            " $15, $16, $17, $18, $19)",
+            " $15, $16, $17, $18, $19, $20)",
             subject,
             event_id,
             self._vault.seal("nhs_number", nhs_number),
@@ -311,7 +312,10 @@ class PgTransaction:
             audit.resource,
             subject.hex(),
             audit.detail,
+            sorted(f"{p.id}:{p.version}" for p in based_on),
         )
+        if queued is None:
+            return None
         event = AccessEvent(
             id=event_id,
             nhs_number=nhs_number,
@@ -422,6 +426,15 @@ class PgDatabase:
         except _UNAVAILABLE as exc:
             raise Unavailable("database unreachable") from exc
 
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[PgTransaction]:
+        """Like :meth:`transaction`, but each statement commits on its own."""
+        try:
+            async with self.pool.acquire(timeout=5) as conn:
+                yield PgTransaction(conn, self._vault)
+        except _UNAVAILABLE as exc:
+            raise Unavailable("database unreachable") from exc
+
     async def _run(self, query: str, *args: Any) -> Any:
         try:
             async with self.pool.acquire(timeout=5) as conn:
@@ -519,20 +532,32 @@ class PgDatabase:
             client.active,
         )
 
+    async def chain_audit(self, batch: int = 5000) -> int:
+        """Give committed audit rows their place in the hash chain; how many were chained."""
+        total = 0
+        while True:
+            rows = await self._run("SELECT audit_chain($1) AS n", batch)
+            n = int(rows[0]["n"])
+            total += n
+            if n < batch:
+                return total
+
     async def verify_audit_chain(self) -> int | None:
-        """Recompute the audit chain; the first broken seq, or None when intact."""
+        """Chain what is pending, then recompute the chain; the seq of the first row
+        that does not fit (edited, or after a deleted one), or None when intact."""
+        await self.chain_audit()
         rows = await self._run(
-            "SELECT seq, prev_hash, hash, sha256(prev_hash || convert_to(audit_row_text(seq, at,"
-            " action, outcome, client_id, role, org_ods, user_id, resource, subject, trace_id,"
-            " detail), 'UTF8')) AS recomputed FROM audit_log ORDER BY seq"
+            "SELECT seq, chain_pos, prev_hash, hash,"
+            " sha256(prev_hash || convert_to(audit_chain_text(chain_pos, a), 'UTF8')) AS recomputed"
+            " FROM audit_log a ORDER BY chain_pos NULLS LAST"
         )
         previous = b"\x00"
-        expected_seq = 1
+        expected = 1
         for r in rows:
-            if r["seq"] != expected_seq or r["prev_hash"] != previous:
+            if r["chain_pos"] != expected or r["prev_hash"] != previous:
                 return int(r["seq"])
             if r["recomputed"] != r["hash"]:
                 return int(r["seq"])
             previous = r["hash"]
-            expected_seq += 1
+            expected += 1
         return None

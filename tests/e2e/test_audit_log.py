@@ -174,10 +174,15 @@ async def test_audit_log_is_append_only_and_tampering_is_detected(e2e: E2E) -> N
 
 
 async def test_deleted_audit_line_is_detected(e2e: E2E) -> None:
-    """Removing a line (triggers disabled) breaks the chain at the line after it."""
+    """Removing a chained line (triggers disabled) breaks the chain at the line after it.
+
+    Lines are chained by `cpis serve` within about a second of commit; the test
+    chains them at once rather than wait.
+    """
     await seed(e2e)
     for _ in range(3):
         assert (await e2e.search("Flag", CHILD)).status == 200
+    await e2e.runtime.db.chain_audit()
     rows = await e2e.fetch("SELECT seq FROM audit_log ORDER BY seq")
     target = rows[2]["seq"]
     await e2e.db.execute("ALTER TABLE audit_log DISABLE TRIGGER ALL")
@@ -186,3 +191,18 @@ async def test_deleted_audit_line_is_detected(e2e: E2E) -> None:
     finally:
         await e2e.db.execute("ALTER TABLE audit_log ENABLE TRIGGER ALL")
     assert await e2e.runtime.db.verify_audit_chain() == target + 1
+
+
+async def test_the_running_service_chains_new_lines_by_itself(e2e: E2E) -> None:
+    """The app's background chainer links committed lines within seconds, with no help."""
+    import time
+
+    await seed(e2e)
+    assert (await e2e.search("Flag", CHILD)).status == 200
+    deadline = time.monotonic() + 15
+    while (await e2e.fetch("SELECT count(*) AS n FROM audit_log WHERE hash IS NULL"))[0]["n"]:
+        assert time.monotonic() < deadline, "audit lines were not chained in time"
+        await asyncio.sleep(0.05)
+    rows = await e2e.fetch("SELECT seq FROM audit_log ORDER BY seq LIMIT 1")
+    with pytest.raises(asyncpg.exceptions.RaiseError):
+        await e2e.db.execute("UPDATE audit_log SET hash = '\\x00' WHERE seq = $1", rows[0]["seq"])

@@ -320,7 +320,7 @@ async def test_audit_log_is_hash_chained_and_append_only(
             await conn.execute("UPDATE audit_log SET outcome = 500 WHERE seq = 2")
         with pytest.raises(asyncpg.exceptions.RaiseError):
             await conn.execute("DELETE FROM audit_log")
-        await conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update")
+        await conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_chain_only")
         await conn.execute("UPDATE audit_log SET outcome = 500 WHERE seq = 2")
     assert await seeded.verify_audit_chain() == 2
 
@@ -347,3 +347,25 @@ async def test_concurrent_migrations_apply_once(database_url: str) -> None:
         for p in pools:
             await p.close()
     assert sorted(len(r) for r in results) == [0, len(results[0]) + len(results[1])]
+
+
+async def test_access_is_not_recorded_against_plans_that_changed_since_the_read(
+    seeded: PgDatabase, clock: FakeClock
+) -> None:
+    """The write names the plan versions the read saw; if a plan changed (or a new one
+    arrived) in between, nothing is written, so no event is based on stale plans."""
+    async with seeded.connection() as conn:
+        rows = list(await conn.visible_plan_rows(CHILD))
+        stale = [p for p, _ in rows]
+        # another LA's system updates a plan between the read and the write
+        await put(seeded, clock, LA_A, "A-1", PlanFields(CHILD, PlanType.CPP, date(2026, 1, 2)))
+        outcome = await conn.record_access(
+            CHILD, accessor(), ["XLA01", "XLA02"], clock.now(), {}, AUDIT, based_on=stale
+        )
+        assert outcome is None
+        assert await count(seeded, "access_event") == 0
+        assert await count(seeded, "outbox") == 0
+        # the lookup itself reads again and records against the new version
+        result = await lookup(seeded, clock, CHILD)
+        assert result.access_event is not None
+        assert {vp.plan.version for vp in result.plans if vp.la.ods_code == "XLA01"} == {2}
