@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from cpis.adapters.ids import uuid7
 from cpis.errors import Unavailable
 from cpis.model import (
     AccessEvent,
@@ -190,13 +191,8 @@ class PgTransaction:
         return key
 
     async def visible_plan_rows(self, nhs_number: str) -> Sequence[tuple[Plan, LocalAuthority]]:
-        rows = await self._conn.fetch(
-            f"SELECT {_PLAN_COLUMNS} FROM plan p"  # noqa: S608 - constant column list
-            " JOIN plan_version v ON v.plan_id = p.id AND v.version = p.version"
-            " JOIN local_authority la ON la.ods_code = p.la_ods"
-            " WHERE p.subject_key = $1 ORDER BY v.start_date DESC, p.id",
-            self._subject(nhs_number),
-        )
+        # subject_plans() pins the plan to its indexes (migration 0006).
+        rows = await self._conn.fetch("SELECT * FROM subject_plans($1)", self._subject(nhs_number))
         return [(self._plan(r), self._la(r)) for r in rows]
 
     async def get_plan(self, la_ods: str, la_plan_id: str) -> Plan | None:
@@ -288,7 +284,7 @@ class PgTransaction:
         audit: AuditEntry,
         based_on: Sequence[Plan],
     ) -> tuple[AccessEvent, tuple[str, ...]] | None:
-        event_id = uuid.uuid4()
+        event_id = uuid7()
         subject = self._subject(nhs_number)
         queued = await self._conn.fetchval(
             "SELECT record_lookup($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
