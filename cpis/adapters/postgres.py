@@ -528,32 +528,34 @@ class PgDatabase:
             client.active,
         )
 
-    async def chain_audit(self, batch: int = 5000) -> int:
-        """Give committed audit rows their place in the hash chain; how many were chained."""
-        total = 0
-        while True:
-            rows = await self._run("SELECT audit_chain($1) AS n", batch)
-            n = int(rows[0]["n"])
-            total += n
-            if n < batch:
-                return total
+    async def chain_audit(self) -> int:
+        """Seal the audit rows that have become final; how many rows were sealed."""
+        rows = await self._run("SELECT audit_seal() AS n")
+        return int(rows[0]["n"])
 
     async def verify_audit_chain(self) -> int | None:
-        """Chain what is pending, then recompute the chain; the seq of the first row
-        that does not fit (edited, or after a deleted one), or None when intact."""
+        """Seal what is pending, then recompute every seal in order.
+
+        Returns None when intact, else the first seq of the first batch whose
+        rows no longer match their seal (a row edited, deleted or slipped in),
+        or that no longer chains to the seal before it.
+        """
         await self.chain_audit()
-        rows = await self._run(
-            "SELECT seq, chain_pos, prev_hash, hash,"
-            " sha256(prev_hash || convert_to(audit_chain_text(chain_pos, a), 'UTF8')) AS recomputed"
-            " FROM audit_log a ORDER BY chain_pos NULLS LAST"
-        )
+        seals = await self._run("SELECT * FROM audit_seal ORDER BY batch")
         previous = b"\x00"
-        expected = 1
-        for r in rows:
-            if r["chain_pos"] != expected or r["prev_hash"] != previous:
-                return int(r["seq"])
-            if r["recomputed"] != r["hash"]:
-                return int(r["seq"])
-            previous = r["hash"]
-            expected += 1
+        bound: object = None
+        for number, seal in enumerate(seals, start=1):
+            if seal["batch"] != number or seal["prev_hash"] != previous:
+                return int(seal["first_seq"] or 0)
+            if bound is not None and seal["xid_lo"] != bound:
+                return int(seal["first_seq"] or 0)
+            got = await self._run(
+                "SELECT * FROM audit_batch_hash($1, $2, $3)",
+                seal["xid_lo"],
+                seal["xid_hi"],
+                seal["prev_hash"],
+            )
+            if got[0]["hash"] != seal["hash"]:
+                return int(seal["first_seq"] or 0)
+            previous, bound = seal["hash"], seal["xid_hi"]
         return None

@@ -1,8 +1,9 @@
-"""Links committed security audit rows into the hash chain, every second.
+"""Seals committed security audit rows into the hash chain, every second.
 
-Requests only insert their audit row; chaining them here, after commit, keeps
-one global lock off every request's path. Any number of replicas run this:
-the database lets one chain at a time and the others find nothing to do.
+Requests only insert their audit row; sealing them here, in batches after
+commit, keeps a global lock and a second write off every request's path
+(schemas/migrations/0009). Any number of replicas run this: the database
+lets one seal at a time and the others find nothing to do.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ log = structlog.get_logger("cpis.audit")
 
 
 class AuditChain(Protocol):
-    async def chain_audit(self, batch: int = 5000) -> int: ...
+    async def chain_audit(self) -> int: ...
 
 
 async def run_audit_chainer(db: AuditChain, *, interval: float = 1.0) -> None:

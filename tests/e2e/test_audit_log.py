@@ -145,7 +145,8 @@ async def test_concurrent_requests_keep_one_unbroken_chain(e2e: E2E) -> None:
 
 async def test_audit_log_is_append_only_and_tampering_is_detected(e2e: E2E) -> None:
     """UPDATE, DELETE and TRUNCATE on audit_log raise; with the triggers disabled behind
-    the service's back, an edited row makes ``verify_audit_chain()`` return its seq."""
+    the service's back, an edited row makes ``verify_audit_chain()`` name the first seq
+    of the sealed batch that holds it."""
     await seed(e2e)
     for _ in range(3):
         assert (await e2e.search("CareTeam", CHILD)).status == 200
@@ -168,16 +169,16 @@ async def test_audit_log_is_append_only_and_tampering_is_detected(e2e: E2E) -> N
         await e2e.db.execute("UPDATE audit_log SET outcome = 299 WHERE seq = $1", target)
     finally:
         await e2e.db.execute("ALTER TABLE audit_log ENABLE TRIGGER ALL")
-    assert await e2e.runtime.db.verify_audit_chain() == target
+    assert await e2e.runtime.db.verify_audit_chain() == await batch_start(e2e, target)
     with pytest.raises(asyncpg.PostgresError, match="append-only"):
         await e2e.db.execute(f"UPDATE audit_log SET outcome = 200 WHERE seq = {target}")
 
 
 async def test_deleted_audit_line_is_detected(e2e: E2E) -> None:
-    """Removing a chained line (triggers disabled) breaks the chain at the line after it.
+    """Removing a sealed line (triggers disabled) breaks its batch's seal.
 
-    Lines are chained by `cpis serve` within about a second of commit; the test
-    chains them at once rather than wait.
+    Lines are sealed by `cpis serve` within about a second of commit; the test
+    seals them at once rather than wait.
     """
     await seed(e2e)
     for _ in range(3):
@@ -187,22 +188,33 @@ async def test_deleted_audit_line_is_detected(e2e: E2E) -> None:
     target = rows[2]["seq"]
     await e2e.db.execute("ALTER TABLE audit_log DISABLE TRIGGER ALL")
     try:
+        first = await batch_start(e2e, target)
         await e2e.db.execute("DELETE FROM audit_log WHERE seq = $1", target)
     finally:
         await e2e.db.execute("ALTER TABLE audit_log ENABLE TRIGGER ALL")
-    assert await e2e.runtime.db.verify_audit_chain() == target + 1
+    assert await e2e.runtime.db.verify_audit_chain() == first
+
+
+async def batch_start(e2e: E2E, seq: int) -> int:
+    """The first seq of the sealed batch holding ``seq``."""
+    rows = await e2e.fetch(
+        "SELECT first_seq FROM audit_seal WHERE $1 BETWEEN first_seq AND last_seq", seq
+    )
+    assert rows, "that line is not sealed"
+    return int(rows[0]["first_seq"])
 
 
 async def test_the_running_service_chains_new_lines_by_itself(e2e: E2E) -> None:
-    """The app's background chainer links committed lines within seconds, with no help."""
+    """The app's background sealer seals committed lines within seconds, with no help,
+    and a seal cannot be altered."""
     import time
 
     await seed(e2e)
     assert (await e2e.search("Flag", CHILD)).status == 200
+    newest = (await e2e.fetch("SELECT max(seq) AS s FROM audit_log"))[0]["s"]
     deadline = time.monotonic() + 15
-    while (await e2e.fetch("SELECT count(*) AS n FROM audit_log WHERE hash IS NULL"))[0]["n"]:
-        assert time.monotonic() < deadline, "audit lines were not chained in time"
+    while not (await e2e.fetch("SELECT 1 FROM audit_seal WHERE last_seq >= $1", newest)):
+        assert time.monotonic() < deadline, "audit lines were not sealed in time"
         await asyncio.sleep(0.05)
-    rows = await e2e.fetch("SELECT seq FROM audit_log ORDER BY seq LIMIT 1")
     with pytest.raises(asyncpg.exceptions.RaiseError):
-        await e2e.db.execute("UPDATE audit_log SET hash = '\\x00' WHERE seq = $1", rows[0]["seq"])
+        await e2e.db.execute("UPDATE audit_seal SET hash = '\\x00'")

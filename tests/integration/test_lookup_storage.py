@@ -309,7 +309,8 @@ async def test_personal_data_is_not_stored_in_clear(db: PgDatabase, clock: FakeC
 async def test_audit_log_is_hash_chained_and_append_only(
     seeded: PgDatabase, clock: FakeClock
 ) -> None:
-    """Every lookup appends a chained audit line; edits are refused, tampering is detected."""
+    """Every lookup appends an audit line that is sealed into the chain; edits are
+    refused, and tampering with a sealed line is detected."""
     import asyncpg
 
     for _ in range(3):
@@ -320,9 +321,13 @@ async def test_audit_log_is_hash_chained_and_append_only(
             await conn.execute("UPDATE audit_log SET outcome = 500 WHERE seq = 2")
         with pytest.raises(asyncpg.exceptions.RaiseError):
             await conn.execute("DELETE FROM audit_log")
-        await conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_chain_only")
+        await conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update")
         await conn.execute("UPDATE audit_log SET outcome = 500 WHERE seq = 2")
-    assert await seeded.verify_audit_chain() == 2
+        first = await conn.fetchval(
+            "SELECT first_seq FROM audit_seal WHERE 2 BETWEEN first_seq AND last_seq"
+        )
+    assert first is not None
+    assert await seeded.verify_audit_chain() == first
 
 
 async def test_concurrent_migrations_apply_once(database_url: str) -> None:
