@@ -175,7 +175,9 @@ async def test_lookup_notifies_each_owning_la_once_per_user_and_setting(e2e: E2E
     doctor = await fhir_client(e2e, user=DOCTOR)
     validated_bundle(await doctor.resources("CareTeam").search(**search).fetch_raw())
     assert sorted(await outbox_las(e2e)) == sorted([LA_NORTH.ods_code, LA_SOUTH.ods_code] * 2)
-    rows = await e2e.fetch("SELECT la_ods, user_id, org_ods, plan_ids FROM outbox ORDER BY created_at, notification_id")
+    rows = await e2e.fetch(
+        "SELECT la_ods, user_id, org_ods, plan_ids FROM outbox ORDER BY created_at, notification_id"
+    )
     assert {(r["la_ods"], r["user_id"]) for r in rows} == {
         (la, user) for la in (LA_NORTH.ods_code, LA_SOUTH.ods_code) for user in (NURSE, DOCTOR)
     }
@@ -202,7 +204,9 @@ async def test_same_user_at_another_setting_notifies_again_but_is_shown_once(
     validated_bundle(await at_utc.resources("CareTeam").search(**search).fetch_raw())
     validated_bundle(await at_utc.resources("Flag").search(**search).fetch_raw())
 
-    rows = await e2e.fetch("SELECT la_ods, org_ods FROM outbox ORDER BY created_at, notification_id")
+    rows = await e2e.fetch(
+        "SELECT la_ods, org_ods FROM outbox ORDER BY created_at, notification_id"
+    )
     assert sorted((r["la_ods"], r["org_ods"]) for r in rows) == sorted(
         (la, org)
         for la in (LA_NORTH.ods_code, LA_SOUTH.ods_code)
