@@ -12,26 +12,35 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import structlog
 from aiohttp import web
 
+from cpis.adapters.channels import Channels
 from cpis.adapters.clock import SystemClock
 from cpis.adapters.crypto import FieldVault
 from cpis.adapters.embedded import EmbeddedPostgres
 from cpis.adapters.keys import KeyMaterial, load_keys
+from cpis.adapters.mesh import MeshClient
+from cpis.adapters.outbox_store import PgOutboxStore
 from cpis.adapters.postgres import PgDatabase, create_pool, migrate
+from cpis.adapters.render import Renderer
+from cpis.adapters.subscription_store import PgSubscriptionStore
 from cpis.adapters.tokens import JwtTokenAuthority
+from cpis.adapters.webhook import WebhookSender
 from cpis.ports import Clock
 from cpis.settings import Settings
-from cpis.web import fhir, la, oauth, ops
+from cpis.web import fhir, la, notifications, oauth, ops, subscriptions
 from cpis.web.auth import ORGANISATIONS, RATE_LIMITER, OrganisationCache, RateLimiter
 from cpis.web.metrics import Metrics
 from cpis.web.middleware import request_middleware
+from cpis.web.notifications import INBOX
 from cpis.web.state import SERVICES, Services
 from cpis.workers.audit_chain import run_audit_chainer
+from cpis.workers.dispatcher import Dispatcher, DispatchSettings
 
 log = structlog.get_logger("cpis")
 
@@ -108,6 +117,68 @@ def _background(
     return ctx
 
 
+def build_dispatcher(rt: Runtime, metrics: Metrics | None = None) -> tuple[Dispatcher, Channels]:
+    """The dispatcher with this runtime's store, channels, renderer and signer."""
+    settings = rt.settings
+    mesh = None
+    if settings.mesh_url and settings.mesh_mailbox:
+        mesh = MeshClient(
+            base_url=settings.mesh_url,
+            mailbox_id=settings.mesh_mailbox,
+            password=settings.mesh_password.reveal() if settings.mesh_password else "",
+            shared_key=settings.mesh_shared_key.reveal() if settings.mesh_shared_key else "",
+            ca_file=settings.mesh_ca_file,
+        )
+    renderer = Renderer(base=settings.fhir_base_url, keys=rt.keys, clock=rt.clock)
+    channels = Channels(
+        webhook=WebhookSender(),
+        mesh=mesh,
+        render_event=renderer.event,
+        render_control=renderer.control,
+        sign=renderer.sign,
+    )
+
+    def on_attempt(channel: str, ok: bool) -> None:
+        if metrics is not None:
+            metrics.delivery_attempts.labels(channel, "ok" if ok else "failed").inc()
+
+    dispatcher = Dispatcher(
+        PgOutboxStore(rt.pool, rt.vault),
+        rt.clock,
+        channels={"rest-hook": channels.rest_hook, "mesh": channels.mesh},
+        send_control=channels.control,
+        settings=DispatchSettings(
+            concurrency=settings.dispatch_concurrency,
+            horizon=timedelta(hours=settings.delivery_horizon_hours),
+        ),
+        on_attempt=on_attempt,
+    )
+    return dispatcher, channels
+
+
+async def run_dispatcher(rt: Runtime, metrics: Metrics | None = None) -> None:
+    dispatcher, channels = build_dispatcher(rt, metrics)
+    store = PgOutboxStore(rt.pool, rt.vault)
+    try:
+        await asyncio.gather(dispatcher.run(), _queue_stats(store, rt.clock, metrics))
+    finally:
+        await channels.close()
+
+
+async def _queue_stats(store: PgOutboxStore, clock: Clock, metrics: Metrics | None) -> None:
+    """Queue depth and the age of the oldest undelivered row, for /metrics."""
+    if metrics is None:
+        return
+    while True:
+        with contextlib.suppress(Exception):
+            stats = await store.stats(now=clock.now())
+            metrics.outbox_pending.set(stats["outbox_pending"])
+            metrics.deliveries_pending.set(stats["deliveries_pending"])
+            metrics.deliveries_dead.set(stats["deliveries_dead"])
+            metrics.oldest_pending_seconds.set(stats["oldest_pending_seconds"])
+        await asyncio.sleep(5)
+
+
 def create_app(runtime: Runtime) -> web.Application:
     settings = runtime.settings
     app = web.Application(middlewares=[request_middleware], client_max_size=settings.max_body_bytes)
@@ -123,6 +194,12 @@ def create_app(runtime: Runtime) -> web.Application:
     )
     app[ORGANISATIONS] = OrganisationCache()
     app.cleanup_ctx.append(_background(run_audit_chainer(runtime.db)))
+    if settings.workers_in_serve:
+        app.cleanup_ctx.append(_background(run_dispatcher(runtime, app[SERVICES].metrics)))
+    app[INBOX] = PgOutboxStore(runtime.pool, runtime.vault)
+    notifications.add_routes(app)
+    # Before fhir's routes: its /FHIR/R4/{type}/{id} read would answer for Subscription.
+    subscriptions.add_routes(app, store=PgSubscriptionStore(runtime.pool, runtime.vault))
     fhir.add_routes(app)
     la.add_routes(app)
     oauth.add_routes(app)

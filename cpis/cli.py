@@ -54,6 +54,14 @@ def _parser() -> argparse.ArgumentParser:
         help="register a demo LA, clients and plans, and say how to query them",
     )
     sub.add_parser("migrate", help="apply database migrations")
+    sub.add_parser("worker", help="deliver notifications only (no HTTP API)")
+
+    notes = sub.add_parser("notifications", help="notification deliveries").add_subparsers(
+        dest="notifications_command", required=True
+    )
+    notes.add_parser("failed", help="list deliveries that were given up on")
+    retry = notes.add_parser("retry", help="put a failed delivery back in the queue")
+    retry.add_argument("id", type=int, help="delivery id (from `cpis notifications failed`)")
 
     la = sub.add_parser("la", help="local authorities").add_subparsers(
         dest="la_command", required=True
@@ -70,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
         help="repeat views of a child by one user at one setting within this many hours "
         "make no second notification (default 24)",
     )
+
+    la_mesh = la.add_parser("mesh", help="send an LA's notifications to its MESH mailbox")
+    la_mesh.add_argument("--ods", type=_ods, required=True)
+    la_mesh.add_argument("--mailbox", required=True)
+    la_mesh.add_argument("--workflow-id", default="CPIS_NOTIFICATION")
 
     client = sub.add_parser("client", help="client systems").add_subparsers(
         dest="client_command", required=True
@@ -299,6 +312,53 @@ def _rotate_keys(settings: Settings, kind: str) -> int:
     return 0
 
 
+async def _la_mesh(rt: Runtime, args: argparse.Namespace) -> int:
+    async with rt.db.transaction() as tx:
+        if await tx.get_la(args.ods) is None:
+            print(f"error: local authority {args.ods} is not registered", file=sys.stderr)
+            return 2
+    await rt.db.set_la_mesh(args.ods, args.mailbox.strip().upper(), args.workflow_id)
+    print(f"notifications for {args.ods} will also go to MESH mailbox {args.mailbox.upper()}")
+    return 0
+
+
+async def _notifications(rt: Runtime, args: argparse.Namespace) -> int:
+    from cpis.adapters.outbox_store import PgOutboxStore
+
+    store = PgOutboxStore(rt.pool, rt.vault)
+    if args.notifications_command == "retry":
+        if await store.retry(args.id, now=rt.clock.now()):
+            print(f"delivery {args.id} queued again")
+            return 0
+        print(f"error: no failed delivery {args.id}", file=sys.stderr)
+        return 1
+    rows = await store.dead_deliveries(None)
+    for r in rows:
+        print(
+            f"{r['id']}\t{r['la_ods']}\t{r['channel']}\t{r['attempts']} attempts\t"
+            f"{r['created_at']:%Y-%m-%d %H:%M}\t{r['last_error']}"
+        )
+    if not rows:
+        print("no failed deliveries")
+    return 0
+
+
+async def _worker(settings: Settings) -> int:
+    from cpis.app import run_dispatcher
+
+    async with open_runtime(settings) as rt:
+        task = asyncio.create_task(run_dispatcher(rt))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("worker_started")
+        await stop.wait()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return 0
+
+
 async def _migrate(rt: Runtime) -> int:
     print("migrations current")
     return 0
@@ -320,7 +380,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "migrate":
             return _run(_with_runtime(settings, _migrate))
         if args.command == "la":
-            return _run(_with_runtime(settings, lambda rt: _la_add(rt, args)))
+            action = _la_add if args.la_command == "add" else _la_mesh
+            return _run(_with_runtime(settings, lambda rt: action(rt, args)))
+        if args.command == "worker":
+            return _run(_worker(settings))
+        if args.command == "notifications":
+            return _run(_with_runtime(settings, lambda rt: _notifications(rt, args)))
         if args.command == "client":
             return _run(_with_runtime(settings, lambda rt: _client_add(rt, args)))
         if args.command == "keys":

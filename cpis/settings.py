@@ -84,6 +84,15 @@ class Settings:
     log_format: str = "auto"  # json | console | auto (console on a terminal)
     log_level: str = "info"
     db_statement_timeout_ms: int = 5000
+    # Notification delivery (issue 3)
+    workers_in_serve: bool = True  # run the dispatcher inside `cpis serve`
+    dispatch_concurrency: int = 4
+    delivery_horizon_hours: int = 72
+    mesh_url: str | None = None  # the service's own MESH mailbox, to send to LAs' mailboxes
+    mesh_mailbox: str | None = None
+    mesh_password: Secret | None = None
+    mesh_shared_key: Secret | None = None
+    mesh_ca_file: str | None = None
     tls_cert: str | None = None  # PEM certificate chain; enables HTTPS
     tls_key: str | None = None
     tls_client_ca: str | None = None  # require client certificates from this CA (mTLS)
@@ -132,6 +141,15 @@ class Settings:
             log_format=log_format,
             log_level=env.get("CPIS_LOG_LEVEL", "info").lower(),
             db_statement_timeout_ms=_int(env, "CPIS_DB_STATEMENT_TIMEOUT_MS", 5000, minimum=100),
+            workers_in_serve=(env.get("CPIS_WORKERS_IN_SERVE") or "true").lower()
+            not in ("0", "false", "no"),
+            dispatch_concurrency=_int(env, "CPIS_DISPATCH_CONCURRENCY", 4, minimum=1),
+            delivery_horizon_hours=_int(env, "CPIS_DELIVERY_HORIZON_HOURS", 72, minimum=1),
+            mesh_url=env.get("CPIS_MESH_URL") or None,
+            mesh_mailbox=env.get("CPIS_MESH_MAILBOX") or None,
+            mesh_password=_secret(env, "CPIS_MESH_PASSWORD"),
+            mesh_shared_key=_secret(env, "CPIS_MESH_SHARED_KEY"),
+            mesh_ca_file=env.get("CPIS_MESH_CA_FILE") or None,
             tls_cert=env.get("CPIS_TLS_CERT") or None,
             tls_key=env.get("CPIS_TLS_KEY") or None,
             tls_client_ca=env.get("CPIS_TLS_CLIENT_CA") or None,

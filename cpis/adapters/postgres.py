@@ -504,6 +504,16 @@ class PgDatabase:
             la.repeat_window_hours,
         )
 
+    async def set_la_mesh(self, la_ods: str, mailbox: str, workflow_id: str) -> None:
+        await self._run(
+            "INSERT INTO la_mesh (la_ods, mailbox, workflow_id) VALUES ($1, $2, $3)"
+            " ON CONFLICT (la_ods) DO UPDATE SET mailbox = EXCLUDED.mailbox,"
+            " workflow_id = EXCLUDED.workflow_id",
+            la_ods,
+            mailbox,
+            workflow_id,
+        )
+
     async def upsert_organisation(self, org: Organisation) -> None:
         await self._run(
             "INSERT INTO organisation (ods_code, name, setting_type) VALUES ($1, $2, $3)"

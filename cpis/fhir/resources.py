@@ -467,6 +467,9 @@ _PATIENT_DOC = (
 
 def capability_statement(base: str, *, software_version: str, now: str) -> Resource:
     """What this server serves, and nothing it does not (SPEC §4)."""
+    # Imported here: cpis.fhir.subscriptions builds on this module's helpers.
+    from cpis.fhir.subscriptions import capability_resource
+
     patient_clinical = _search_param(
         "patient",
         "reference",
@@ -572,6 +575,7 @@ def capability_statement(base: str, *, software_version: str, now: str) -> Resou
                         "versioning": "versioned",
                         "readHistory": False,
                     },
+                    capability_resource(base),
                 ],
             }
         ],

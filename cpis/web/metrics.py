@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
 class Metrics:
@@ -36,6 +36,27 @@ class Metrics:
         self.audit_failures = Counter(
             "cpis_audit_write_failures",
             "Security audit lines that could not be written",
+            registry=self.registry,
+        )
+
+        self.delivery_attempts = Counter(
+            "cpis_delivery_attempts",
+            "Notification delivery attempts by channel and result",
+            ["channel", "result"],
+            registry=self.registry,
+        )
+        self.outbox_pending = Gauge(
+            "cpis_outbox_pending", "Outbox rows not yet fanned out", registry=self.registry
+        )
+        self.deliveries_pending = Gauge(
+            "cpis_deliveries_pending", "Deliveries waiting to be made", registry=self.registry
+        )
+        self.deliveries_dead = Gauge(
+            "cpis_deliveries_dead", "Deliveries given up on", registry=self.registry
+        )
+        self.oldest_pending_seconds = Gauge(
+            "cpis_delivery_oldest_pending_seconds",
+            "Age of the oldest undelivered delivery",
             registry=self.registry,
         )
 

@@ -489,7 +489,7 @@ async def test_capability_statement_needs_no_auth(e2e: E2E) -> None:
     assert cap["implementation"]["url"] == e2e.fhir_base
     (rest,) = cap["rest"]
     served = {r["type"]: r for r in rest["resource"]}
-    assert set(served) == {"CareTeam", "Flag", "AuditEvent", "Organization"}
+    assert set(served) == {"CareTeam", "Flag", "AuditEvent", "Organization", "Subscription"}
     assert served["Flag"]["searchInclude"] == ["Flag:author"]
     token_uri = rest["security"]["extension"][0]["extension"][0]["valueUri"]
     assert token_uri == e2e.settings.token_url

@@ -376,7 +376,7 @@ def test_capability_statement_lists_exactly_what_is_served():
     assert cs["implementation"]["url"] == BASE
     (rest,) = cs["rest"]
     served = {res["type"]: res for res in rest["resource"]}
-    assert set(served) == {"CareTeam", "Flag", "AuditEvent", "Organization"}
+    assert set(served) == {"CareTeam", "Flag", "AuditEvent", "Organization", "Subscription"}
     for type_ in ("CareTeam", "Flag", "AuditEvent"):
         assert {i["code"] for i in served[type_]["interaction"]} == {"read", "vread", "search-type"}
         params = {p["name"]: p["type"] for p in served[type_]["searchParam"]}

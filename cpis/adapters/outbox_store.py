@@ -1,0 +1,315 @@
+"""The notification outbox and its deliveries, in PostgreSQL (issue 3).
+
+Two stages, both safe with any number of replicas:
+
+- **fan-out**: pending outbox rows become one delivery per channel the LA
+  has (each active rest-hook Subscription, its MESH mailbox). One replica at
+  a time does this (a transaction advisory lock), in outbox order, so each
+  subscription's events-since-subscription-start numbers follow that order.
+- **delivery**: a worker claims the oldest pending delivery of a target
+  (``FOR UPDATE SKIP LOCKED``), delivers it with the row lock held, and
+  records the outcome in the same transaction. A later delivery of the same
+  target is not claimable while an earlier one is pending, which keeps
+  per-LA order and means no two workers deliver one row at once. If the
+  process dies mid-delivery the lock goes with its connection and the row is
+  delivered again (at least once; receivers de-duplicate by notification id).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from cpis.model import AccessEvent, Accessor, SettingType
+from cpis.ports import Vault
+
+_FAN_OUT_LOCK = 7_201_843_553
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: int
+    notification_id: uuid.UUID
+    la_ods: str
+    channel: str
+    target: str
+    event_number: int | None
+    attempts: int
+    created_at: datetime
+    plan_ids: tuple[str, ...]
+    event: AccessEvent | None
+    subscription: Mapping[str, Any] | None
+    mesh_workflow_id: str | None = None
+
+
+_CLAIM = """
+SELECT d.id, d.notification_id, d.la_ods, d.channel, d.target, d.event_number, d.attempts,
+       d.created_at
+FROM delivery d
+WHERE d.state = 'pending' AND d.next_attempt_at <= $1
+  AND NOT EXISTS (
+    SELECT 1 FROM delivery e
+    WHERE e.target = d.target AND e.state = 'pending' AND e.id < d.id)
+ORDER BY d.next_attempt_at, d.id
+LIMIT 1
+FOR UPDATE OF d SKIP LOCKED
+"""
+
+
+class PgOutboxStore:
+    def __init__(self, pool: asyncpg.Pool, vault: Vault) -> None:
+        self._pool = pool
+        self._vault = vault
+
+    async def fan_out(self, *, now: datetime, limit: int = 500) -> int:
+        """Turn pending outbox rows into deliveries; how many rows were fanned out."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _FAN_OUT_LOCK):
+                return 0
+            rows = await conn.fetch(
+                "SELECT notification_id, la_ods FROM outbox WHERE state = 'pending'"
+                " ORDER BY created_at, notification_id LIMIT $1 FOR UPDATE",
+                limit,
+            )
+            for row in rows:
+                await conn.execute(
+                    "WITH subs AS ("
+                    "  UPDATE subscription SET events_since_start = events_since_start + 1"
+                    "  WHERE la_ods = $2 AND status = 'active' AND (end_at IS NULL OR end_at > $3)"
+                    "  RETURNING id, events_since_start)"
+                    " INSERT INTO delivery (notification_id, la_ods, channel, target, event_number,"
+                    "   next_attempt_at, created_at)"
+                    " SELECT $1::uuid, $2::text, 'rest-hook', subs.id::text,"
+                    "   subs.events_since_start, $3::timestamptz, $3::timestamptz"
+                    " FROM subs"
+                    " UNION ALL"
+                    " SELECT $1::uuid, $2::text, 'mesh', m.mailbox, NULL::bigint, $3::timestamptz,"
+                    "   $3::timestamptz FROM la_mesh m"
+                    " WHERE m.la_ods = $2"
+                    " ON CONFLICT DO NOTHING",
+                    row["notification_id"],
+                    row["la_ods"],
+                    now,
+                )
+            if rows:
+                await conn.execute(
+                    "UPDATE outbox SET state = 'fanned' WHERE notification_id = ANY($1::uuid[])",
+                    [r["notification_id"] for r in rows],
+                )
+            return len(rows)
+
+    @asynccontextmanager
+    async def claim(self, *, now: datetime) -> AsyncIterator[Claim | None]:
+        """The next deliverable row, locked until the block ends (None when idle).
+
+        The caller delivers inside the block and records the outcome through
+        the :class:`Claim`, in the same transaction as the lock.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(_CLAIM, now)
+            if row is None:
+                yield None
+                return
+            yield Claim(conn, await self._load(conn, row))
+
+    async def _load(self, conn: Any, row: Any) -> Delivery:
+        details = await conn.fetchrow(
+            "SELECT o.plan_ids, e.id, e.nhs_sealed, e.occurred_at, e.client_id, e.org_ods,"
+            " e.org_name, e.setting_type, e.user_id, e.user_name, e.user_role, e.trace_id,"
+            " e.la_codes"
+            " FROM outbox o LEFT JOIN access_event e ON e.id = o.access_event_id"
+            " WHERE o.notification_id = $1",
+            row["notification_id"],
+        )
+        event = None
+        if details is not None and details["id"] is not None:
+            event = AccessEvent(
+                id=details["id"],
+                nhs_number=self._vault.open("nhs_number", details["nhs_sealed"]),
+                occurred_at=details["occurred_at"],
+                accessor=Accessor(
+                    client_id=details["client_id"],
+                    org_ods=details["org_ods"],
+                    org_name=details["org_name"],
+                    setting_type=SettingType(details["setting_type"]),
+                    user_id=details["user_id"],
+                    user_name=details["user_name"],
+                    user_role=details["user_role"],
+                    trace_id=details["trace_id"],
+                ),
+                la_codes=tuple(details["la_codes"]),
+            )
+        subscription = None
+        workflow_id = None
+        if row["channel"] == "mesh":
+            workflow_id = await conn.fetchval(
+                "SELECT workflow_id FROM la_mesh WHERE la_ods = $1", row["la_ods"]
+            )
+        if row["channel"] == "rest-hook":
+            sub = await conn.fetchrow(
+                "SELECT * FROM subscription WHERE id::text = $1", row["target"]
+            )
+            subscription = None if sub is None else dict(sub)
+        return Delivery(
+            id=row["id"],
+            notification_id=row["notification_id"],
+            la_ods=row["la_ods"],
+            channel=row["channel"],
+            target=row["target"],
+            event_number=row["event_number"],
+            attempts=row["attempts"],
+            created_at=row["created_at"],
+            plan_ids=tuple(details["plan_ids"]) if details is not None else (),
+            event=event,
+            subscription=subscription,
+            mesh_workflow_id=workflow_id,
+        )
+
+    # --- subscriptions' handshakes and heartbeats -------------------------------
+
+    async def subscriptions_needing(self, *, now: datetime) -> list[dict[str, Any]]:
+        """Subscriptions awaiting a handshake, or due a heartbeat."""
+        rows = await self._fetch(
+            "SELECT * FROM subscription WHERE status = 'requested'"
+            " OR (status = 'active' AND heartbeat_seconds IS NOT NULL"
+            "     AND coalesce(last_sent_at, created_at)"
+            "         < $1::timestamptz - make_interval(secs => heartbeat_seconds))",
+            now,
+        )
+        return [dict(r) for r in rows]
+
+    async def set_subscription_status(
+        self, sub_id: uuid.UUID, status: str, *, error: str | None, now: datetime
+    ) -> None:
+        await self._fetch(
+            "UPDATE subscription SET status = $2, error = $3, updated_at = $4,"
+            " last_sent_at = CASE WHEN $2 = 'active' THEN $4 ELSE last_sent_at END,"
+            " version = version + 1 WHERE id = $1",
+            sub_id,
+            status,
+            error,
+            now,
+        )
+
+    async def heartbeat_sent(self, sub_id: uuid.UUID, *, now: datetime) -> None:
+        await self._fetch("UPDATE subscription SET last_sent_at = $2 WHERE id = $1", sub_id, now)
+
+    # --- operators and the LA inbox ------------------------------------------
+
+    async def retry(self, delivery_id: int, *, now: datetime) -> bool:
+        rows = await self._fetch(
+            "UPDATE delivery SET state = 'pending', next_attempt_at = $2, attempts = 0"
+            " WHERE id = $1 AND state = 'dead' RETURNING id",
+            delivery_id,
+            now,
+        )
+        return bool(rows)
+
+    async def stats(self, *, now: datetime) -> dict[str, float]:
+        rows = await self._fetch(
+            "SELECT"
+            " (SELECT count(*) FROM outbox WHERE state = 'pending') AS outbox_pending,"
+            " (SELECT count(*) FROM delivery WHERE state = 'pending') AS deliveries_pending,"
+            " (SELECT count(*) FROM delivery WHERE state = 'dead') AS deliveries_dead,"
+            " (SELECT extract(epoch FROM $1 - min(created_at)) FROM delivery"
+            "   WHERE state = 'pending') AS oldest_pending_seconds",
+            now,
+        )
+        r = rows[0]
+        return {k: float(r[k] or 0) for k in r.keys()}  # noqa: SIM118 - asyncpg Record
+
+    async def inbox(
+        self, la_ods: str, *, include_acknowledged: bool, limit: int
+    ) -> Sequence[dict[str, Any]]:
+        rows = await self._fetch(
+            "SELECT o.notification_id, o.plan_ids, o.created_at, o.acknowledged_at,"
+            " o.acknowledged_by, e.id AS event_id, e.nhs_sealed, e.occurred_at, e.org_ods,"
+            " e.org_name, e.setting_type, e.user_name, e.user_role,"
+            " (SELECT coalesce(array_agg(d.channel || ':' || d.state), '{}') FROM delivery d"
+            "   WHERE d.notification_id = o.notification_id) AS deliveries"
+            " FROM outbox o JOIN access_event e ON e.id = o.access_event_id"
+            " WHERE o.la_ods = $1 AND ($2 OR o.acknowledged_at IS NULL)"
+            " ORDER BY o.created_at DESC LIMIT $3",
+            la_ods,
+            include_acknowledged,
+            limit,
+        )
+        out = []
+        for r in rows:
+            item = dict(r)
+            item["nhs_number"] = self._vault.open("nhs_number", item.pop("nhs_sealed"))
+            out.append(item)
+        return out
+
+    async def acknowledge(
+        self, la_ods: str, ids: Sequence[uuid.UUID], *, by: str, now: datetime
+    ) -> int:
+        rows = await self._fetch(
+            "UPDATE outbox SET acknowledged_at = $3, acknowledged_by = $4"
+            " WHERE la_ods = $1 AND notification_id = ANY($2::uuid[])"
+            " AND acknowledged_at IS NULL RETURNING 1",
+            la_ods,
+            list(ids),
+            now,
+            by,
+        )
+        return len(rows)
+
+    async def dead_deliveries(self, la_ods: str | None) -> Sequence[dict[str, Any]]:
+        rows = await self._fetch(
+            "SELECT id, notification_id, la_ods, channel, target, attempts, created_at,"
+            " last_error FROM delivery WHERE state = 'dead' AND ($1::text IS NULL OR la_ods = $1)"
+            " ORDER BY id",
+            la_ods,
+        )
+        return [dict(r) for r in rows]
+
+    async def _fetch(self, query: str, *args: Any) -> list[Any]:
+        async with self._pool.acquire() as conn:
+            return list(await conn.fetch(query, *args))
+
+
+class Claim:
+    """A delivery locked for this worker, and how to record what happened to it."""
+
+    def __init__(self, conn: Any, delivery: Delivery) -> None:
+        self._conn = conn
+        self.delivery = delivery
+
+    async def delivered(self, *, now: datetime) -> None:
+        delivery = self.delivery
+        await self._conn.execute(
+            "UPDATE delivery SET state = 'delivered', delivered_at = $2, attempts = attempts + 1,"
+            " last_error = NULL WHERE id = $1",
+            delivery.id,
+            now,
+        )
+        if delivery.channel == "rest-hook":
+            await self._conn.execute(
+                "UPDATE subscription SET last_sent_at = $2 WHERE id::text = $1",
+                delivery.target,
+                now,
+            )
+
+    async def failed(self, *, error: str, retry_at: datetime | None) -> None:
+        """Record a failed attempt; ``retry_at`` None means give up (dead)."""
+        delivery = self.delivery
+        await self._conn.execute(
+            "UPDATE delivery SET attempts = attempts + 1, last_error = $2,"
+            " state = CASE WHEN $3::timestamptz IS NULL THEN 'dead' ELSE 'pending' END,"
+            " next_attempt_at = coalesce($3, next_attempt_at) WHERE id = $1",
+            delivery.id,
+            error[:500],
+            retry_at,
+        )
+
+
+def backoff(attempts: int, *, base: float = 5.0, cap: float = 3600.0) -> timedelta:
+    """Exponential backoff before attempt ``attempts + 1`` (jitter is the caller's)."""
+    return timedelta(seconds=min(cap, base * 2 ** min(attempts, 20)))

@@ -1,0 +1,144 @@
+"""The LA's notifications (SPEC §5 web inbox; issue 3 alert fatigue).
+
+``GET /la/v1/notifications`` lists the caller's attendance notifications,
+grouped by child, newest child first: what a social worker scans to see that
+a child was seen at five EDs in three weeks. ``?status=new`` (default),
+``acknowledged`` or ``all``. ``POST /la/v1/notifications/acknowledge`` with
+``{"ids": [...]}`` acknowledges one or many. ``GET /la/v1/notifications/failed``
+lists deliveries that could not be made (the inbox always has them).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+import orjson
+from aiohttp import web
+
+from cpis.errors import InvalidRequest, UnsupportedMediaType
+from cpis.model import Role
+from cpis.web.auth import acting_org, authenticate
+from cpis.web.render import json_response
+from cpis.web.state import SERVICES
+
+_MAX_ACK = 500
+
+
+class InboxStore(Protocol):
+    async def inbox(
+        self, la_ods: str, *, include_acknowledged: bool, limit: int
+    ) -> Sequence[dict[str, Any]]: ...
+
+    async def acknowledge(
+        self, la_ods: str, ids: Sequence[uuid.UUID], *, by: str, now: datetime
+    ) -> int: ...
+
+    async def dead_deliveries(self, la_ods: str | None) -> Sequence[dict[str, Any]]: ...
+
+
+INBOX = web.AppKey("inbox_store", InboxStore)
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _grouped(items: Sequence[dict[str, Any]], status: str) -> list[dict[str, Any]]:
+    children: dict[str, dict[str, Any]] = {}
+    for item in items:
+        acknowledged = item["acknowledged_at"] is not None
+        if status == "acknowledged" and not acknowledged:
+            continue
+        child = children.setdefault(
+            item["nhs_number"],
+            {"nhs_number": item["nhs_number"], "plan_ids": set(), "attendances": []},
+        )
+        child["plan_ids"].update(item["plan_ids"])
+        child["attendances"].append(
+            {
+                "notification_id": str(item["notification_id"]),
+                "access_event_id": str(item["event_id"]),
+                "when": _iso(item["occurred_at"]),
+                "setting": {
+                    "ods_code": item["org_ods"],
+                    "name": item["org_name"],
+                    "type": item["setting_type"],
+                },
+                "user": {"name": item["user_name"], "role": item["user_role"]},
+                "acknowledged_at": _iso(item["acknowledged_at"]),
+                "acknowledged_by": item["acknowledged_by"],
+                "deliveries": sorted(item["deliveries"]),
+            }
+        )
+    out = []
+    for child in children.values():
+        child["plan_ids"] = sorted(child["plan_ids"])
+        child["count"] = len(child["attendances"])
+        child["latest"] = child["attendances"][0]["when"]
+        out.append(child)
+    return out
+
+
+async def list_notifications(request: web.Request) -> web.Response:
+    principal = authenticate(request, Role.LA)
+    la_ods = acting_org(request, principal)
+    status = request.query.get("status", "new")
+    if status not in ("new", "acknowledged", "all"):
+        raise InvalidRequest(
+            "status must be new, acknowledged or all", expression="status", status=400
+        )
+    raw_limit = request.query.get("limit", "500")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 5000:
+        raise InvalidRequest("limit must be 1 to 5000", expression="limit", status=400)
+    items = await request.app[INBOX].inbox(
+        la_ods, include_acknowledged=status != "new", limit=int(raw_limit)
+    )
+    children = _grouped(items, status)
+    return json_response({"la_ods": la_ods, "status": status, "children": children})
+
+
+async def acknowledge(request: web.Request) -> web.Response:
+    principal = authenticate(request, Role.LA)
+    la_ods = acting_org(request, principal)
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType("the body must be application/json")
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("the body is not valid JSON", status=400) from None
+    raw = body.get("ids") if isinstance(body, dict) else None
+    if not isinstance(raw, list) or not raw or len(raw) > _MAX_ACK:
+        raise InvalidRequest(f"ids must be a list of 1 to {_MAX_ACK} ids", expression="ids")
+    try:
+        ids = [uuid.UUID(x) for x in raw]
+    except (ValueError, TypeError, AttributeError):
+        raise InvalidRequest("ids must be notification ids", expression="ids") from None
+    svc = request.app[SERVICES]
+    n = await request.app[INBOX].acknowledge(
+        la_ods, ids, by=principal.user_id or principal.client_id, now=svc.clock.now()
+    )
+    return json_response({"acknowledged": n})
+
+
+async def failed(request: web.Request) -> web.Response:
+    principal = authenticate(request, Role.LA, Role.ADMIN)
+    la_ods = None if principal.role is Role.ADMIN else acting_org(request, principal)
+    rows = await request.app[INBOX].dead_deliveries(la_ods)
+    return json_response(
+        {
+            "failed": [
+                {k: _iso(str(v) if isinstance(v, uuid.UUID) else v) for k, v in r.items()}
+                for r in rows
+            ]
+        }
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/la/v1/notifications", list_notifications, name="la_notifications")
+    r.add_post("/la/v1/notifications/acknowledge", acknowledge, name="la_notifications_ack")
+    r.add_get("/la/v1/notifications/failed", failed, name="la_notifications_failed")

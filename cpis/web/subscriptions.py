@@ -1,0 +1,307 @@
+"""FHIR Subscriptions for LA clients (SPEC §5; Subscriptions R5 Backport IG, R4).
+
+``POST/GET/PUT/DELETE /FHIR/R4/Subscription[/{id}]``, ``$status`` and
+``$events``, for LA clients only, every one scoped to the caller's own ODS
+code (:func:`cpis.web.auth.acting_org`): another LA's subscription answers
+404 exactly like one that never existed.
+
+What the routes store is the request; the dispatcher (``cpis.workers``) does
+the rest: the handshake that moves ``requested`` to ``active`` (or ``error``),
+heartbeats, numbering and delivery. ``DELETE`` removes the subscription (not
+``status = off``): a client that wants to pause sets ``status: off`` with
+``PUT``; after ``DELETE`` a read is 404, as FHIR's delete says.
+
+The routes reach the database through :class:`SubscriptionStore`, a port
+defined here because ``cpis.web`` may not import adapters; ``app.py`` passes
+the PostgreSQL one to :func:`add_routes`.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from email.utils import format_datetime
+from typing import Protocol
+
+import orjson
+from aiohttp import web
+
+from cpis.errors import (
+    InvalidRequest,
+    InvalidSearch,
+    NotFound,
+    PreconditionFailed,
+    UnsupportedMediaType,
+)
+from cpis.fhir import resources as fr
+from cpis.fhir import subscriptions as fs
+from cpis.model import Role
+from cpis.web.auth import acting_org, authenticate
+from cpis.web.render import check_acceptable, fhir_response
+from cpis.web.state import SERVICES
+
+# One $events answer carries at most this many events; a client pages on with
+# eventsSinceNumber. Keeps a replay of a busy subscription to a bounded body.
+MAX_EVENTS_PER_CALL = 100
+_ETAG = re.compile(r'^(?:W/)?"(\d{1,9})"$')
+_SEARCH_PARAMS = {"status", "_format"}
+_EVENTS_PARAMS = {"eventsSinceNumber", "eventsUntilNumber", "content", "_format"}
+
+
+class SubscriptionStore(Protocol):
+    """Where subscriptions and their numbered events live; every call is scoped by LA."""
+
+    async def create(
+        self,
+        *,
+        la_ods: str,
+        client_id: str,
+        topic: str,
+        request: fs.SubscriptionRequest,
+        at: datetime,
+    ) -> fs.Subscription: ...
+
+    async def get(self, la_ods: str, subscription_id: uuid.UUID) -> fs.Subscription | None: ...
+
+    async def search(
+        self, la_ods: str, *, status: fs.Status | None = None
+    ) -> list[fs.Subscription]: ...
+
+    async def update(
+        self,
+        la_ods: str,
+        subscription_id: uuid.UUID,
+        *,
+        request: fs.SubscriptionRequest,
+        if_match: int | None,
+        at: datetime,
+    ) -> fs.Subscription | None:
+        """None if there is no such subscription; raises VersionMismatch on a stale If-Match."""
+
+    async def delete(
+        self, la_ods: str, subscription_id: uuid.UUID, *, if_match: int | None
+    ) -> bool:
+        """False if there is no such subscription; raises VersionMismatch on a stale If-Match."""
+
+    async def events(
+        self,
+        la_ods: str,
+        subscription_id: uuid.UUID,
+        *,
+        since: int,
+        until: int | None,
+        limit: int,
+    ) -> Sequence[fs.NotificationEvent]: ...
+
+
+SUBSCRIPTION_STORE = web.AppKey("subscription_store", SubscriptionStore)
+
+
+def _base(request: web.Request) -> str:
+    return request.app[SERVICES].settings.fhir_base_url
+
+
+def _now(request: web.Request) -> datetime:
+    return request.app[SERVICES].clock.now()
+
+
+def _id(request: web.Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.match_info["id"])
+    except ValueError:
+        raise NotFound("no such subscription") from None
+
+
+def _if_match(request: web.Request) -> int | None:
+    raw = request.headers.get("If-Match")
+    if raw is None:
+        return None
+    m = _ETAG.match(raw.strip())
+    if m is None:
+        raise PreconditionFailed('If-Match must be an ETag such as W/"3"', expression="If-Match")
+    return int(m.group(1))
+
+
+async def _body(request: web.Request) -> object:
+    ctype = request.content_type.lower()
+    if ctype not in ("application/json", "application/fhir+json"):
+        raise UnsupportedMediaType("the body must be application/fhir+json")
+    raw = await request.read()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("the body is not valid JSON", status=400) from None
+
+
+def _resource_response(
+    request: web.Request, sub: fs.Subscription, *, status: int = 200
+) -> web.Response:
+    base = _base(request)
+    headers = {
+        "ETag": f'W/"{sub.version}"',
+        "Last-Modified": format_datetime(sub.updated_at, usegmt=True),
+    }
+    if status == 201:
+        headers["Location"] = f"{base}/Subscription/{sub.id}/_history/{sub.version}"
+    return fhir_response(fs.subscription_resource(sub, base), status=status, headers=headers)
+
+
+def _single(request: web.Request, name: str) -> str | None:
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        raise InvalidSearch(f"{name} may be given at most once", expression=name)
+    return values[0] if values else None
+
+
+def _check_params(request: web.Request, allowed: set[str]) -> None:
+    for name in request.query:
+        if name not in allowed:
+            # Parameter names are not personal data, but keep them short in diagnostics.
+            raise InvalidSearch(f"unknown parameter: {name[:40]}", expression=name[:40])
+
+
+async def _owned(request: web.Request) -> tuple[str, fs.Subscription]:
+    principal = authenticate(request, Role.LA)
+    la = acting_org(request, principal)
+    sub = await request.app[SUBSCRIPTION_STORE].get(la, _id(request))
+    if sub is None:
+        raise NotFound("no such subscription")
+    return la, sub
+
+
+async def create(request: web.Request) -> web.Response:
+    """Store a new subscription as ``requested``; the dispatcher makes the handshake."""
+    check_acceptable(request)
+    principal = authenticate(request, Role.LA)
+    la = acting_org(request, principal)
+    base = _base(request)
+    now = _now(request)
+    wanted = fs.parse_subscription(await _body(request), base=base, la_ods=la, now=now)
+    sub = await request.app[SUBSCRIPTION_STORE].create(
+        la_ods=la, client_id=principal.client_id, topic=fs.topic_url(base), request=wanted, at=now
+    )
+    return _resource_response(request, sub, status=201)
+
+
+async def read(request: web.Request) -> web.Response:
+    check_acceptable(request)
+    _, sub = await _owned(request)
+    return _resource_response(request, sub)
+
+
+async def search(request: web.Request) -> web.Response:
+    """The caller's own LA's subscriptions, optionally by ``status``."""
+    check_acceptable(request)
+    principal = authenticate(request, Role.LA)
+    la = acting_org(request, principal)
+    _check_params(request, _SEARCH_PARAMS)
+    raw_status = _single(request, "status")
+    status: fs.Status | None = None
+    if raw_status is not None:
+        status = next((s for s in fs.STATUSES if s == raw_status), None)
+        if status is None:
+            raise InvalidSearch(
+                "status must be requested, active, error or off", expression="status"
+            )
+    subs = await request.app[SUBSCRIPTION_STORE].search(la, status=status)
+    base = _base(request)
+    query = request.rel_url.raw_query_string
+    self_url = f"{base}/Subscription" + (f"?{query}" if query else "")
+    entries = [(fs.subscription_resource(s, base), "match") for s in subs]
+    return fhir_response(fr.bundle_searchset(entries, len(entries), self_url, base))
+
+
+async def update(request: web.Request) -> web.Response:
+    """Replace a subscription (``If-Match`` honoured); it goes back to ``requested``."""
+    check_acceptable(request)
+    principal = authenticate(request, Role.LA)
+    la = acting_org(request, principal)
+    sub_id = _id(request)
+    if_match = _if_match(request)
+    body = await _body(request)
+    if not isinstance(body, dict) or body.get("id") != str(sub_id):
+        raise InvalidRequest(
+            "the body's id must match the id in the URL", expression="Subscription.id", status=400
+        )
+    base = _base(request)
+    now = _now(request)
+    wanted = fs.parse_subscription(body, base=base, la_ods=la, now=now)
+    sub = await request.app[SUBSCRIPTION_STORE].update(
+        la, sub_id, request=wanted, if_match=if_match, at=now
+    )
+    if sub is None:
+        # FHIR allows update-as-create; ids here are the server's to assign.
+        raise NotFound("no such subscription")
+    return _resource_response(request, sub)
+
+
+async def delete(request: web.Request) -> web.Response:
+    principal = authenticate(request, Role.LA)
+    la = acting_org(request, principal)
+    sub_id = _id(request)
+    removed = await request.app[SUBSCRIPTION_STORE].delete(la, sub_id, if_match=_if_match(request))
+    if not removed:
+        raise NotFound("no such subscription")
+    return web.Response(status=204)
+
+
+async def status(request: web.Request) -> web.Response:
+    """``$status``: a searchset Bundle holding one ``query-status`` Parameters."""
+    check_acceptable(request)
+    _, sub = await _owned(request)
+    base = _base(request)
+    self_url = f"{base}/Subscription/{sub.id}/$status"
+    return fhir_response(fs.status_bundle([sub], base=base, self_url=self_url))
+
+
+def _event_number(request: web.Request, name: str) -> int | None:
+    raw = _single(request, name)
+    if raw is None:
+        return None
+    if not raw.isdigit() or len(raw) > 18 or int(raw) < 1:
+        raise InvalidSearch(f"{name} must be a positive whole number", expression=name)
+    return int(raw)
+
+
+async def events(request: web.Request) -> web.Response:
+    """``$events``: replay numbered events from the delivery log as a ``query-event`` Bundle."""
+    check_acceptable(request)
+    la, sub = await _owned(request)
+    _check_params(request, _EVENTS_PARAMS)
+    since = _event_number(request, "eventsSinceNumber") or 1
+    until = _event_number(request, "eventsUntilNumber")
+    if until is not None and until < since:
+        raise InvalidSearch(
+            "eventsUntilNumber is before eventsSinceNumber", expression="eventsUntilNumber"
+        )
+    raw_content = _single(request, "content")
+    content: fs.Payload | None = None
+    if raw_content is not None:
+        content = next((p for p in fs.PAYLOADS if p == raw_content), None)
+        if content is None:
+            raise InvalidSearch(
+                "content must be empty, id-only or full-resource", expression="content"
+            )
+    found = await request.app[SUBSCRIPTION_STORE].events(
+        la, sub.id, since=since, until=until, limit=MAX_EVENTS_PER_CALL
+    )
+    body = fs.notification_bundle(
+        "query-event", sub, found, base=_base(request), now=_now(request), payload=content
+    )
+    return fhir_response(body)
+
+
+def add_routes(app: web.Application, *, store: SubscriptionStore) -> None:
+    """Register the routes; call before ``cpis.web.fhir.add_routes``, whose
+    ``/FHIR/R4/{type}/{id}`` read would otherwise answer for Subscription."""
+    app[SUBSCRIPTION_STORE] = store
+    r = app.router
+    r.add_post("/FHIR/R4/Subscription", create, name="subscription_create")
+    r.add_get("/FHIR/R4/Subscription", search, name="subscription_search")
+    r.add_get("/FHIR/R4/Subscription/{id}/$status", status, name="subscription_status")
+    r.add_get("/FHIR/R4/Subscription/{id}/$events", events, name="subscription_events")
+    r.add_get("/FHIR/R4/Subscription/{id}", read, name="subscription_read")
+    r.add_put("/FHIR/R4/Subscription/{id}", update, name="subscription_update")
+    r.add_delete("/FHIR/R4/Subscription/{id}", delete, name="subscription_delete")

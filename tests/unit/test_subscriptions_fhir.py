@@ -1,0 +1,670 @@
+"""Subscriptions (Backport IG, R4): the Subscription resource, notification bundles, validation."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from cpis import errors
+from cpis.fhir import resources as r
+from cpis.fhir import subscriptions as fs
+from cpis.model import AccessEvent, Accessor, SettingType
+from tests.fhir_validation import validate_resource
+
+BASE = "https://cpis.example.org/FHIR/R4"
+TOPIC = f"{BASE}/SubscriptionTopic/cpis-attendance"
+NOW = datetime(2024, 6, 1, 12, 0, 0, tzinfo=UTC)
+NHS = "9990000018"  # 999 range: synthetic
+LA = "XLA01"
+
+
+def subscription(**overrides: Any) -> fs.Subscription:
+    values: dict[str, Any] = {
+        "id": uuid.UUID("0b6f6a0e-7d1e-4a4f-9d52-3c1d2b9f0001"),
+        "la_ods": LA,
+        "client_id": "la-north",
+        "status": "active",
+        "topic": TOPIC,
+        "reason": "Attendances of our children",
+        "endpoint": "https://cms.example.gov.uk/fhir/notify",
+        "headers": ("Authorization: Bearer secret-for-cms",),
+        "payload": "id-only",
+        "heartbeat_seconds": 300,
+        "timeout_seconds": 10,
+        "end_at": None,
+        "events_since_start": 7,
+        "last_sent_at": None,
+        "error": None,
+        "version": 2,
+        "created_at": NOW - timedelta(days=1),
+        "updated_at": NOW - timedelta(hours=1),
+    }
+    values.update(overrides)
+    return fs.Subscription(**values)
+
+
+def access_event(**accessor: Any) -> AccessEvent:
+    acc: dict[str, Any] = {
+        "client_id": "ed-system",
+        "org_ods": "XED01",
+        "org_name": "Northshire General Hospital Emergency Department",
+        "setting_type": SettingType.ED,
+        "user_id": "555000000001",
+        "user_name": "Casey Nurse",
+        "user_role": "Staff Nurse",
+        "trace_id": "trace-1",
+    }
+    acc.update(accessor)
+    return AccessEvent(
+        id=uuid.UUID("0190f3a0-0000-7000-8000-000000000001"),
+        nhs_number=NHS,
+        occurred_at=NOW - timedelta(minutes=5),
+        accessor=Accessor(**acc),
+        la_codes=(LA,),
+    )
+
+
+def event(
+    number: int = 7, *, ae: AccessEvent | None = None, gone: bool = False
+) -> fs.NotificationEvent:
+    return fs.NotificationEvent(
+        number=number,
+        notification_id=uuid.UUID(f"0190f3a0-0000-7000-8000-{number:012d}"),
+        occurred_at=NOW - timedelta(minutes=5),
+        access_event=None if gone else (ae or access_event()),
+        plan_ids=("PLAN-1", "PLAN-2"),
+    )
+
+
+def params(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    status = bundle["entry"][0]["resource"]
+    assert status["resourceType"] == "Parameters"
+    assert status["meta"]["profile"] == [fs.STATUS_PROFILE]
+    return list(status["parameter"])
+
+
+def named(parameters: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [p for p in parameters if p["name"] == name]
+
+
+def parts(parameter: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for part in parameter["part"]:
+        out.setdefault(part["name"], []).append(part)
+    return out
+
+
+# --- the Subscription resource ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("payload", ["empty", "id-only", "full-resource"])
+def test_subscription_resource_is_valid_r4_with_backport_extensions(payload: str) -> None:
+    """A stored subscription renders as valid R4 with the backport profile, its LA filter,
+    heartbeat, timeout and payload-content extensions where the IG puts them."""
+    sub = subscription(payload=payload, end_at=NOW + timedelta(days=30), error="last one failed")
+    res = fs.subscription_resource(sub, BASE)
+    validate_resource(res)
+    assert res["meta"] == {
+        "versionId": "2",
+        "lastUpdated": "2024-06-01T11:00:00.000Z",
+        "profile": [fs.SUBSCRIPTION_PROFILE],
+    }
+    assert res["criteria"] == TOPIC
+    assert res["_criteria"]["extension"] == [
+        {"url": fs.FILTER_EXT, "valueString": "AuditEvent?local-authority=XLA01"}
+    ]
+    channel = res["channel"]
+    assert channel["type"] == "rest-hook"
+    assert channel["payload"] == "application/fhir+json"
+    assert channel["_payload"]["extension"] == [
+        {"url": fs.PAYLOAD_CONTENT_EXT, "valueCode": payload}
+    ]
+    assert {e["url"]: e["valueUnsignedInt"] for e in channel["extension"]} == {
+        fs.HEARTBEAT_EXT: 300,
+        fs.TIMEOUT_EXT: 10,
+    }
+    assert channel["header"] == ["Authorization: Bearer secret-for-cms"]
+    assert res["end"] == "2024-07-01T12:00:00.000Z"
+    assert res["error"] == "last one failed"
+
+
+def test_subscription_resource_without_heartbeat_or_headers_omits_them() -> None:
+    """No heartbeat, no headers, no end: the elements are left out, never sent empty."""
+    res = fs.subscription_resource(subscription(heartbeat_seconds=None, headers=()), BASE)
+    validate_resource(res)
+    assert "header" not in res["channel"]
+    assert [e["url"] for e in res["channel"]["extension"]] == [fs.TIMEOUT_EXT]
+    assert "end" not in res
+
+
+def test_capability_statement_advertises_the_topic_as_the_ig_says() -> None:
+    """/metadata lists Subscription with the topic canonical extension on its rest.resource,
+    the backport profile, the LA-facing interactions and $status / $events."""
+    cs = r.capability_statement(BASE, software_version="0.1.0", now="2024-06-01T00:00:00Z")
+    validate_resource(cs)
+    (rest,) = cs["rest"]
+    (sub,) = [res for res in rest["resource"] if res["type"] == "Subscription"]
+    assert sub["extension"] == [{"url": fs.TOPIC_CANONICAL_EXT, "valueCanonical": TOPIC}]
+    assert sub["supportedProfile"] == [fs.SUBSCRIPTION_PROFILE]
+    assert {i["code"] for i in sub["interaction"]} == {
+        "create",
+        "read",
+        "update",
+        "delete",
+        "search-type",
+    }
+    assert {o["name"]: o["definition"] for o in sub["operation"]} == {
+        "status": fs.STATUS_OPERATION,
+        "events": fs.EVENTS_OPERATION,
+    }
+
+
+# --- notification bundles ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["handshake", "heartbeat"])
+def test_control_bundles_carry_status_and_no_events(kind: str) -> None:
+    """Handshakes and heartbeats: a history Bundle whose only entry is the status Parameters
+    with subscription, topic, status, type and the event count, and nothing about a child."""
+    bundle = fs.notification_bundle(kind, subscription(), base=BASE, now=NOW)  # type: ignore[arg-type]
+    validate_resource(bundle)
+    assert bundle["type"] == "history"
+    assert bundle["meta"]["profile"] == [fs.NOTIFICATION_PROFILE]
+    assert bundle["timestamp"] == "2024-06-01T12:00:00.000Z"
+    (entry,) = bundle["entry"]
+    assert entry["fullUrl"] == f"urn:uuid:{entry['resource']['id']}"
+    assert entry["request"] == {
+        "method": "GET",
+        "url": f"{BASE}/Subscription/0b6f6a0e-7d1e-4a4f-9d52-3c1d2b9f0001/$status",
+    }
+    assert entry["response"] == {"status": "200"}
+    ps = params(bundle)
+    assert [p["name"] for p in ps] == [
+        "subscription",
+        "topic",
+        "status",
+        "type",
+        "events-since-subscription-start",
+    ]
+    assert ps[0]["valueReference"]["reference"].endswith("/Subscription/" + str(subscription().id))
+    assert ps[1]["valueCanonical"] == TOPIC
+    assert ps[3]["valueCode"] == kind
+    assert ps[4]["valueString"] == "7"
+    assert NHS not in str(bundle)
+
+
+def test_control_bundles_refuse_events() -> None:
+    """A heartbeat with events is a programming error, not a notification."""
+    with pytest.raises(ValueError):
+        fs.notification_bundle("heartbeat", subscription(), [event()], base=BASE, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("payload", "has_focus", "has_personal", "entries"),
+    [
+        ("empty", False, False, 1),
+        ("id-only", True, True, 1),
+        ("full-resource", True, True, 2),
+    ],
+)
+def test_event_notification_per_payload(
+    payload: str, has_focus: bool, has_personal: bool, entries: int
+) -> None:
+    """One event: Bundle.id is the notification id (MNS's event id); the notification-event
+    has number and time, a focus on the AuditEvent unless empty; MNS's additional-context
+    always has event type, source and notification id, and the SPEC §3 contents only when
+    the payload allows; full-resource adds the AuditEvent entry."""
+    ev = event(7)
+    bundle = fs.notification_bundle(
+        "event-notification",
+        subscription(payload=payload),
+        [ev],
+        base=BASE,
+        now=NOW,
+    )
+    validate_resource(bundle)
+    assert bundle["id"] == str(ev.notification_id)
+    assert len(bundle["entry"]) == entries
+    ps = params(bundle)
+    (notification,) = named(ps, "notification-event")
+    np = parts(notification)
+    assert np["event-number"] == [{"name": "event-number", "valueString": "7"}]
+    assert np["timestamp"] == [{"name": "timestamp", "valueInstant": "2024-06-01T11:55:00.000Z"}]
+    focus_url = f"{BASE}/AuditEvent/0190f3a0-0000-7000-8000-000000000001"
+    if has_focus:
+        assert np["focus"][0]["valueReference"] == {"reference": focus_url, "type": "AuditEvent"}
+    else:
+        assert "focus" not in np
+    (context,) = named(ps, "additional-context")
+    cp = parts(context)
+    assert cp["event-type"][0]["valueString"] == "cpis-attendance-1"
+    assert cp["source"][0]["valueUri"] == BASE
+    assert cp["notification-id"][0]["valueString"] == str(ev.notification_id)
+    assert cp["event-number"][0]["valueString"] == "7"
+    if has_personal:
+        assert cp["subject"][0]["valueReference"]["identifier"] == {
+            "system": "https://fhir.nhs.uk/Id/nhs-number",
+            "value": NHS,
+        }
+        assert [p["valueIdentifier"]["value"] for p in cp["plan-id"]] == ["PLAN-1", "PLAN-2"]
+        assert cp["plan-id"][0]["valueIdentifier"]["system"] == f"{BASE}/la/XLA01/plan-id"
+        assert cp["setting"][0]["valueReference"] == {
+            "identifier": {
+                "system": "https://fhir.nhs.uk/Id/ods-organization-code",
+                "value": "XED01",
+            },
+            "display": "Northshire General Hospital Emergency Department",
+        }
+        assert cp["setting-type"][0]["valueCoding"]["code"] == "ED"
+        assert cp["user-name"][0]["valueString"] == "Casey Nurse"
+        assert cp["user-role"][0]["valueString"] == "Staff Nurse"
+    else:
+        assert NHS not in str(bundle)
+        assert "Casey Nurse" not in str(bundle)
+        assert "PLAN-1" not in str(bundle)
+    if entries == 2:
+        audit = bundle["entry"][1]
+        assert audit["fullUrl"] == focus_url
+        assert audit["resource"] == r.audit_event(ev.access_event, BASE)  # type: ignore[arg-type]
+        assert audit["request"] == {"method": "GET", "url": focus_url}
+
+
+def test_blank_user_details_are_left_out_not_sent_empty() -> None:
+    """Token claims or headers may leave the user's name or role blank; FHIR forbids ''."""
+    ev = event(ae=access_event(user_name="", user_role=""))
+    bundle = fs.notification_bundle("event-notification", subscription(), [ev], base=BASE, now=NOW)
+    validate_resource(bundle)
+    cp = parts(named(params(bundle), "additional-context")[0])
+    assert "user-name" not in cp
+    assert "user-role" not in cp
+
+
+def test_query_event_bundle_replays_several_events_each_with_its_id() -> None:
+    """$events: several events in one Bundle, each notification-event paired with an
+    additional-context naming its number and notification id; payload may be overridden;
+    an event whose access event retention removed keeps its number, time and id only."""
+    events = [event(3), event(4, gone=True), event(5)]
+    bundle = fs.notification_bundle(
+        "query-event", subscription(), events, base=BASE, now=NOW, payload="full-resource"
+    )
+    validate_resource(bundle)
+    ps = params(bundle)
+    assert named(ps, "type")[0]["valueCode"] == "query-event"
+    numbers = [parts(p)["event-number"][0]["valueString"] for p in named(ps, "notification-event")]
+    assert numbers == ["3", "4", "5"]
+    contexts = [parts(p) for p in named(ps, "additional-context")]
+    assert [c["notification-id"][0]["valueString"] for c in contexts] == [
+        str(e.notification_id) for e in events
+    ]
+    assert "subject" not in contexts[1]
+    assert "focus" not in parts(named(ps, "notification-event")[1])
+    # The same AuditEvent is included once however many events point at it.
+    assert len(bundle["entry"]) == 2
+    assert bundle["id"] not in {str(e.notification_id) for e in events}
+
+
+def test_notification_bundle_accepts_a_table_row() -> None:
+    """The dispatcher holds subscription rows as mappings; they render the same."""
+    sub = subscription()
+    row = {
+        "id": str(sub.id),
+        "la_ods": sub.la_ods,
+        "client_id": sub.client_id,
+        "status": sub.status,
+        "topic": sub.topic,
+        "reason": sub.reason,
+        "endpoint": sub.endpoint,
+        "headers": list(sub.headers),
+        "payload": sub.payload,
+        "heartbeat_seconds": sub.heartbeat_seconds,
+        "timeout_seconds": sub.timeout_seconds,
+        "end_at": None,
+        "events_since_start": sub.events_since_start,
+        "last_sent_at": None,
+        "error": None,
+        "version": sub.version,
+        "created_at": sub.created_at,
+        "updated_at": sub.updated_at,
+    }
+    from_row = fs.notification_bundle("handshake", row, base=BASE, now=NOW)
+    from_value = fs.notification_bundle("handshake", sub, base=BASE, now=NOW)
+    assert params(from_row) == params(from_value)
+
+
+def test_status_bundle_is_a_searchset_of_query_status_parameters() -> None:
+    """$status answers as the IG's operation says: a searchset Bundle, one Parameters each."""
+    bundle = fs.status_bundle(
+        [subscription()], base=BASE, self_url=f"{BASE}/Subscription/x/$status"
+    )
+    validate_resource(bundle)
+    assert bundle["type"] == "searchset"
+    assert bundle["total"] == 1
+    (entry,) = bundle["entry"]
+    assert entry["search"] == {"mode": "match"}
+    ps = entry["resource"]["parameter"]
+    assert {p["name"]: p.get("valueCode") for p in ps}["type"] == "query-status"
+    assert named(ps, "events-since-subscription-start")[0]["valueString"] == "7"
+
+
+# --- validating what an LA sends -----------------------------------------------------------
+
+
+def body(**changes: Any) -> dict[str, Any]:
+    """A good Subscription body, with ``changes`` applied (None deletes a key; dotted paths)."""
+    b: dict[str, Any] = {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "Attendances of our children",
+        "criteria": TOPIC,
+        "channel": {
+            "extension": [
+                {"url": fs.HEARTBEAT_EXT, "valueUnsignedInt": 60},
+                {"url": fs.TIMEOUT_EXT, "valueUnsignedInt": 20},
+            ],
+            "type": "rest-hook",
+            "endpoint": "https://cms.example.gov.uk/notify",
+            "payload": "application/fhir+json",
+            "_payload": {
+                "extension": [{"url": fs.PAYLOAD_CONTENT_EXT, "valueCode": "full-resource"}]
+            },
+            "header": ["Authorization: Bearer abc"],
+        },
+    }
+    for path, value in changes.items():
+        node = b
+        *parents, leaf = path.split("__")
+        for p in parents:
+            node = node[p]
+        if value is None:
+            node.pop(leaf, None)
+        else:
+            node[leaf] = value
+    return b
+
+
+def parse(b: Any, la: str = LA) -> fs.SubscriptionRequest:
+    return fs.parse_subscription(copy.deepcopy(b), base=BASE, la_ods=la, now=NOW)
+
+
+def test_a_good_body_parses_into_what_is_stored() -> None:
+    """Every element the service uses is read from where the IG puts it."""
+    req = parse(body(end="2024-12-31T00:00:00Z"))
+    assert req == fs.SubscriptionRequest(
+        status="requested",
+        reason="Attendances of our children",
+        endpoint="https://cms.example.gov.uk/notify",
+        headers=("Authorization: Bearer abc",),
+        payload="full-resource",
+        heartbeat_seconds=60,
+        timeout_seconds=20,
+        end_at=datetime(2024, 12, 31, tzinfo=UTC),
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"channel___payload": None}, "id-only"),
+        ({"channel__payload": None, "channel___payload": None}, "empty"),
+        ({"channel__extension": []}, None),
+    ],
+    ids=["payload-without-content-is-id-only", "no-payload-is-empty", "no-heartbeat"],
+)
+def test_defaults(changes: dict[str, Any], expected: str | None) -> None:
+    """No content extension means id-only; no payload at all means empty (R4: "omit for no
+    payload"); no heartbeat extension means no heartbeats and the default timeout."""
+    req = parse(body(**changes))
+    if expected is not None:
+        assert req.payload == expected
+    else:
+        assert req.heartbeat_seconds is None
+        assert req.timeout_seconds == fs.DEFAULT_TIMEOUT_SECONDS
+
+
+def test_local_http_endpoint_is_allowed_for_testing() -> None:
+    """http is accepted only to this machine, so an LA developer can try it locally."""
+    assert parse(body(channel__endpoint="http://127.0.0.1:9000/hook")).endpoint.startswith("http:")
+
+
+def test_status_off_creates_a_paused_subscription() -> None:
+    """``off`` is kept (a paused subscription); ``active`` is asked for but starts ``requested``."""
+    assert parse(body(status="off")).status == "off"
+    assert parse(body(status="active")).status == "requested"
+
+
+def test_filter_for_own_la_is_accepted_in_any_spelling() -> None:
+    """The filter may name the caller's own LA with or without the ODS system or resource."""
+    for value in (
+        "AuditEvent?local-authority=XLA01",
+        "local-authority=xla01",
+        "AuditEvent?local-authority=https://fhir.nhs.uk/Id/ods-organization-code|XLA01",
+    ):
+        parse(body(_criteria={"extension": [{"url": fs.FILTER_EXT, "valueString": value}]}))
+
+
+def test_filter_naming_another_la_is_forbidden() -> None:
+    """An LA can never subscribe to another LA's children."""
+    b = body(
+        _criteria={
+            "extension": [{"url": fs.FILTER_EXT, "valueString": "AuditEvent?local-authority=XLA02"}]
+        }
+    )
+    with pytest.raises(errors.Forbidden):
+        parse(b)
+
+
+BAD_BODIES: list[tuple[str, Any, int, str | None]] = [
+    ("not-an-object", [], 400, None),
+    ("wrong-type", {"resourceType": "Patient"}, 400, "resourceType"),
+    ("unknown-element", body(colour="red"), 400, "Subscription.colour"),
+    ("channel-missing", body(channel=None), 400, "Subscription.channel"),
+    ("reason-not-string", body(reason=5), 400, "Subscription.reason"),
+    ("status-error", body(status="error"), 422, "Subscription.status"),
+    ("reason-missing", body(reason=None), 400, "Subscription.reason"),
+    ("criteria-legacy-query", body(criteria="AuditEvent?patient=x"), 422, "Subscription.criteria"),
+    (
+        "criteria-other-topic",
+        body(criteria=f"{BASE}/SubscriptionTopic/x"),
+        422,
+        "Subscription.criteria",
+    ),
+    ("channel-email", body(channel__type="email"), 422, "Subscription.channel.type"),
+    ("endpoint-missing", body(channel__endpoint=None), 422, "Subscription.channel.endpoint"),
+    (
+        "endpoint-plain-http",
+        body(channel__endpoint="http://cms.example.gov.uk/n"),
+        422,
+        "Subscription.channel.endpoint",
+    ),
+    (
+        "endpoint-ftp",
+        body(channel__endpoint="ftp://cms.example.gov.uk/n"),
+        422,
+        "Subscription.channel.endpoint",
+    ),
+    (
+        "endpoint-credentials",
+        body(channel__endpoint="https://u:p@cms.example.gov.uk/n"),
+        422,
+        "Subscription.channel.endpoint",
+    ),
+    (
+        "endpoint-bad-port",
+        body(channel__endpoint="https://cms.example.gov.uk:99999/n"),
+        422,
+        "Subscription.channel.endpoint",
+    ),
+    (
+        "payload-xml",
+        body(channel__payload="application/fhir+xml"),
+        422,
+        "Subscription.channel.payload",
+    ),
+    (
+        "payload-content-unknown",
+        body(
+            channel___payload={"extension": [{"url": fs.PAYLOAD_CONTENT_EXT, "valueCode": "all"}]}
+        ),
+        422,
+        "Subscription.channel.payload",
+    ),
+    (
+        "header-no-colon",
+        body(channel__header=["Authorization Bearer x"]),
+        422,
+        "Subscription.channel.header",
+    ),
+    ("header-empty-value", body(channel__header=["X-Key:  "]), 422, "Subscription.channel.header"),
+    (
+        "header-reserved",
+        body(channel__header=["X-JWS-Signature: forged"]),
+        422,
+        "Subscription.channel.header",
+    ),
+    (
+        "header-too-many",
+        body(channel__header=[f"X-H{i}: v" for i in range(11)]),
+        422,
+        "Subscription.channel.header",
+    ),
+    (
+        "heartbeat-too-often",
+        body(channel__extension=[{"url": fs.HEARTBEAT_EXT, "valueUnsignedInt": 1}]),
+        422,
+        "Subscription.channel.heartbeatPeriod",
+    ),
+    (
+        "timeout-too-long",
+        body(channel__extension=[{"url": fs.TIMEOUT_EXT, "valueUnsignedInt": 600}]),
+        422,
+        "Subscription.channel.timeout",
+    ),
+    ("end-in-past", body(end="2020-01-01T00:00:00Z"), 422, "Subscription.end"),
+    (
+        "filter-unknown-parameter",
+        body(
+            _criteria={"extension": [{"url": fs.FILTER_EXT, "valueString": "AuditEvent?patient=1"}]}
+        ),
+        422,
+        "Subscription.criteria.extension",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "bad", "status", "expression"), BAD_BODIES, ids=[c[0] for c in BAD_BODIES]
+)
+def test_bad_bodies_are_refused_naming_the_element(
+    case: str, bad: Any, status: int, expression: str | None
+) -> None:
+    """Each fault gets 400 (not a Subscription) or 422 (breaks this service's rules), with
+    the element named as the OperationOutcome expression."""
+    with pytest.raises(errors.InvalidRequest) as info:
+        parse(bad)
+    assert info.value.status == status, info.value.message
+    assert info.value.expression == expression
+
+
+def test_errors_never_echo_values() -> None:
+    """Diagnostics name elements, never values: an endpoint or header may hold a secret, and
+    a badly built body may key an element by an NHS number."""
+    secret = "https://user:hunter2@cms.example.gov.uk/n"
+    with pytest.raises(errors.InvalidRequest) as info:
+        parse(body(channel__endpoint=secret))
+    assert "hunter2" not in info.value.message
+    with pytest.raises(errors.InvalidRequest) as info:
+        parse({**body(), NHS: "x"})
+    assert NHS not in info.value.message
+    assert info.value.expression is None
+
+
+# --- signing ---------------------------------------------------------------------------------
+
+
+def _authority(key: Any, previous: tuple[Any, ...] = ()) -> Any:
+    from cpis.adapters.tokens import JwtTokenAuthority
+
+    async def never(client_id: str, jti: str, expires_at: datetime) -> bool:
+        return False
+
+    class Clock:
+        def now(self) -> datetime:
+            return NOW
+
+    return JwtTokenAuthority(
+        signing_key=key,
+        previous_keys=previous,
+        issuer="https://cpis.example.org",
+        ttl_seconds=60,
+        use_jti=never,
+        clock=Clock(),
+    )
+
+
+def test_detached_signature_verifies_against_the_published_jwks() -> None:
+    """The signature is ``header..signature`` (payload left out), ES256, with the kid the
+    token authority publishes, and verifies only over the exact body bytes."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from cpis.adapters.signing import DetachedSigner, verify_detached
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    signer = DetachedSigner(key)
+    jwks = _authority(key).public_jwks()
+    body = b'{"resourceType":"Bundle","type":"history"}'
+    sig = signer.sign_detached(body)
+    protected, empty, _ = sig.split(".")
+    assert empty == ""
+    header = json.loads(base64.urlsafe_b64decode(protected + "=" * (-len(protected) % 4)))
+    assert header == {"alg": "ES256", "kid": jwks["keys"][0]["kid"], "typ": "JOSE"}
+    assert verify_detached(body, sig, jwks)
+    assert not verify_detached(body + b" ", sig, jwks)
+    assert not verify_detached(body, sig, {"keys": []})
+
+
+def test_a_rotated_out_key_still_verifies_while_it_is_published() -> None:
+    """After a key rotation the JWKS keeps the previous public key, so a notification signed
+    just before the rotation (and retried after it) still verifies."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from cpis.adapters.signing import DetachedSigner, verify_detached
+
+    old = ec.generate_private_key(ec.SECP256R1())
+    new = ec.generate_private_key(ec.SECP256R1())
+    sig = DetachedSigner(old).sign_detached(b"{}")
+    assert verify_detached(b"{}", sig, _authority(new, (old.public_key(),)).public_jwks())
+    assert not verify_detached(b"{}", sig, _authority(new).public_jwks())
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda p, s, b: f"{p}.{b}.{s}",  # attached, not detached
+        lambda p, s, b: f"{p}..",  # no signature
+        lambda p, s, b: "not-a-jws",
+        lambda p, s, b: f"{_header({'alg': 'HS256'})}..{s}",
+        lambda p, s, b: f"{_header({'alg': 'ES256', 'b64': False, 'crit': ['b64']})}..{s}",
+    ],
+    ids=["attached", "no-signature", "garbage", "other-alg", "rfc7797"],
+)
+def test_malformed_signatures_do_not_verify(mangle: Any) -> None:
+    """Anything but a detached ES256 JWS by a published key is simply not valid."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from cpis.adapters.signing import DetachedSigner, verify_detached
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    body = b'{"a":1}'
+    protected, _, sig = DetachedSigner(key).sign_detached(body).split(".")
+    payload = base64.urlsafe_b64encode(body).rstrip(b"=").decode()
+    assert not verify_detached(body, mangle(protected, sig, payload), _authority(key).public_jwks())
+
+
+def _header(h: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(h).encode()).rstrip(b"=").decode()
