@@ -192,6 +192,8 @@ def instructions(rt: Runtime, children: list[DemoChild]) -> str:
         f"  LA_TOKEN=$({cpis} token --client {LA_CLIENT} --key {la_key})",
         f'  curl -s -H "Authorization: Bearer $LA_TOKEN" {s.public_base_url}/la/v1/plans/'
         f"{children[0].plan_id}",
+        "As the LA, receive attendance notifications: docs/notifications.md",
+        "(subscribe with a FHIR rest-hook Subscription, or read GET /la/v1/notifications)",
         "",
     ]
     return "\n".join(lines)
