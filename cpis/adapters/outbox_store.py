@@ -26,7 +26,8 @@ from typing import Any
 
 import asyncpg
 
-from cpis.model import AccessEvent, Accessor, SettingType
+from cpis.adapters.postgres import access_event_from_row
+from cpis.model import AccessEvent
 from cpis.ports import Vault
 
 _FAN_OUT_LOCK = 7_201_843_553
@@ -129,22 +130,7 @@ class PgOutboxStore:
         )
         event = None
         if details is not None and details["id"] is not None:
-            event = AccessEvent(
-                id=details["id"],
-                nhs_number=self._vault.open("nhs_number", details["nhs_sealed"]),
-                occurred_at=details["occurred_at"],
-                accessor=Accessor(
-                    client_id=details["client_id"],
-                    org_ods=details["org_ods"],
-                    org_name=details["org_name"],
-                    setting_type=SettingType(details["setting_type"]),
-                    user_id=details["user_id"],
-                    user_name=details["user_name"],
-                    user_role=details["user_role"],
-                    trace_id=details["trace_id"],
-                ),
-                la_codes=tuple(details["la_codes"]),
-            )
+            event = access_event_from_row(details, self._vault)
         subscription = None
         workflow_id = None
         if row["channel"] == "mesh":

@@ -42,7 +42,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "schemas" / "migrations"
 _MIGRATION_LOCK = 7_201_843_551
 
 # Errors that mean "the database is not there right now", not "the query is wrong".
-_UNAVAILABLE: tuple[type[BaseException], ...] = (
+UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
@@ -84,7 +84,7 @@ async def create_pool(
             reset=_no_session_state,
             timeout=10,
         )
-    except _UNAVAILABLE as exc:
+    except UNAVAILABLE as exc:
         raise Unavailable("database unreachable") from exc
     assert pool is not None
     return pool
@@ -135,6 +135,26 @@ _EVENT_COLUMNS = """
     id, nhs_sealed, occurred_at, client_id, org_ods, org_name, setting_type, user_id,
     user_name, user_role, trace_id, la_codes, is_repeat
 """
+
+
+def access_event_from_row(r: asyncpg.Record, vault: Vault, *, id_column: str = "id") -> AccessEvent:
+    """An access event from a row with access_event's columns (shared by the stores)."""
+    return AccessEvent(
+        id=r[id_column],
+        nhs_number=vault.open("nhs_number", r["nhs_sealed"]),
+        occurred_at=r["occurred_at"],
+        accessor=Accessor(
+            client_id=r["client_id"],
+            org_ods=r["org_ods"],
+            org_name=r["org_name"],
+            setting_type=SettingType(r["setting_type"]),
+            user_id=r["user_id"],
+            user_name=r["user_name"],
+            user_role=r["user_role"],
+            trace_id=r["trace_id"],
+        ),
+        la_codes=tuple(r["la_codes"]),
+    )
 
 
 class PgTransaction:
@@ -322,24 +342,7 @@ class PgTransaction:
         return event, tuple(queued)
 
     def _event(self, r: asyncpg.Record) -> StoredAccessEvent:
-        accessor = Accessor(
-            client_id=r["client_id"],
-            org_ods=r["org_ods"],
-            org_name=r["org_name"],
-            setting_type=SettingType(r["setting_type"]),
-            user_id=r["user_id"],
-            user_name=r["user_name"],
-            user_role=r["user_role"],
-            trace_id=r["trace_id"],
-        )
-        event = AccessEvent(
-            id=r["id"],
-            nhs_number=self._vault.open("nhs_number", r["nhs_sealed"]),
-            occurred_at=r["occurred_at"],
-            accessor=accessor,
-            la_codes=tuple(r["la_codes"]),
-        )
-        return StoredAccessEvent(event=event, repeat=r["is_repeat"])
+        return StoredAccessEvent(event=access_event_from_row(r, self._vault), repeat=r["is_repeat"])
 
     async def access_history(self, nhs_number: str, limit: int) -> Sequence[StoredAccessEvent]:
         rows = await self._conn.fetch(
@@ -419,7 +422,7 @@ class PgDatabase:
         try:
             async with self.pool.acquire(timeout=5) as conn, conn.transaction():
                 yield PgTransaction(conn, self._vault)
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE as exc:
             raise Unavailable("database unreachable") from exc
 
     @asynccontextmanager
@@ -428,21 +431,21 @@ class PgDatabase:
         try:
             async with self.pool.acquire(timeout=5) as conn:
                 yield PgTransaction(conn, self._vault)
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE as exc:
             raise Unavailable("database unreachable") from exc
 
     async def _run(self, query: str, *args: Any) -> Any:
         try:
             async with self.pool.acquire(timeout=5) as conn:
                 return await conn.fetch(query, *args)
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE as exc:
             raise Unavailable("database unreachable") from exc
 
     async def append_audit(self, entry: AuditEntry, at: datetime) -> None:
         try:
             async with self.pool.acquire(timeout=5) as conn:
                 await _append_audit(conn, self._vault, entry, at)
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE as exc:
             raise Unavailable("database unreachable") from exc
 
     async def get_client(self, client_id: str) -> Client | None:

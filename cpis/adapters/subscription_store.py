@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 
+from cpis.adapters.postgres import UNAVAILABLE, access_event_from_row
 from cpis.errors import Unavailable, VersionMismatch
 from cpis.fhir.subscriptions import (
     NotificationEvent,
@@ -26,22 +27,8 @@ from cpis.fhir.subscriptions import (
     Subscription,
     SubscriptionRequest,
 )
-from cpis.model import AccessEvent, Accessor, SettingType
+from cpis.model import AccessEvent
 from cpis.ports import Vault
-
-# Errors that mean "the database is not there right now" (as cpis.adapters.postgres).
-_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CrashShutdownError,
-    asyncpg.exceptions.QueryCanceledError,
-    asyncpg.exceptions.ConnectionFailureError,
-)
 
 _COLUMNS = """
     id, la_ods, client_id, status, topic, reason, endpoint, headers, payload,
@@ -84,7 +71,7 @@ class PgSubscriptionStore:
         try:
             async with self._pool.acquire(timeout=5) as conn:
                 return list(await conn.fetch(query, *args))
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE as exc:
             raise Unavailable("database unreachable") from exc
 
     async def create(
@@ -210,7 +197,7 @@ class PgSubscriptionStore:
                     str(subscription_id),
                 )
                 return True
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE as exc:
             raise Unavailable("database unreachable") from exc
 
     async def events(
@@ -246,22 +233,7 @@ class PgSubscriptionStore:
     def _event(self, r: asyncpg.Record) -> NotificationEvent:
         access: AccessEvent | None = None
         if r["event_id"] is not None:
-            access = AccessEvent(
-                id=r["event_id"],
-                nhs_number=self._vault.open("nhs_number", r["nhs_sealed"]),
-                occurred_at=r["occurred_at"],
-                accessor=Accessor(
-                    client_id=r["client_id"],
-                    org_ods=r["org_ods"],
-                    org_name=r["org_name"],
-                    setting_type=SettingType(r["setting_type"]),
-                    user_id=r["user_id"],
-                    user_name=r["user_name"],
-                    user_role=r["user_role"],
-                    trace_id=r["trace_id"],
-                ),
-                la_codes=tuple(r["la_codes"]),
-            )
+            access = access_event_from_row(r, self._vault, id_column="event_id")
         return NotificationEvent(
             number=r["event_number"],
             notification_id=r["notification_id"],
