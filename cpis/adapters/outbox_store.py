@@ -26,7 +26,7 @@ from typing import Any
 
 import asyncpg
 
-from cpis.adapters.postgres import access_event_from_row
+from cpis.adapters.postgres import access_event_from_row, open_text
 from cpis.model import AccessEvent
 from cpis.ports import Vault
 
@@ -141,7 +141,7 @@ class PgOutboxStore:
             sub = await conn.fetchrow(
                 "SELECT * FROM subscription WHERE id::text = $1", row["target"]
             )
-            subscription = None if sub is None else dict(sub)
+            subscription = None if sub is None else self._subscription_row(sub)
         return Delivery(
             id=row["id"],
             notification_id=row["notification_id"],
@@ -168,7 +168,21 @@ class PgOutboxStore:
             "         < $1::timestamptz - make_interval(secs => heartbeat_seconds))",
             now,
         )
-        return [dict(r) for r in rows]
+        return [self._subscription_row(r) for r in rows]
+
+    def _subscription_row(self, r: Any) -> dict[str, Any]:
+        row = dict(r)
+        row["headers"] = [open_text(self._vault, "subscription_header", h) for h in row["headers"]]
+        return row
+
+    async def expire_subscriptions(self, *, now: datetime) -> int:
+        """Subscriptions past their ``end`` are switched off (FHIR: status off)."""
+        rows = await self._fetch(
+            "UPDATE subscription SET status = 'off', updated_at = $1, version = version + 1"
+            " WHERE end_at <= $1 AND status <> 'off' RETURNING 1",
+            now,
+        )
+        return len(rows)
 
     async def set_subscription_status(
         self, sub_id: uuid.UUID, status: str, *, error: str | None, now: datetime

@@ -8,6 +8,7 @@ edge, so the web layer answers 503 with Retry-After instead of 500.
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -135,6 +136,17 @@ _EVENT_COLUMNS = """
     id, nhs_sealed, occurred_at, client_id, org_ods, org_name, setting_type, user_id,
     user_name, user_role, trace_id, la_codes, is_repeat
 """
+
+
+def seal_text(vault: Vault, purpose: str, value: str) -> str:
+    """A sealed value that fits a text column (e.g. a text[] of secrets)."""
+    return "sealed:" + base64.b64encode(vault.seal(purpose, value)).decode("ascii")
+
+
+def open_text(vault: Vault, purpose: str, text: str) -> str:
+    if not text.startswith("sealed:"):
+        return text  # written before values were sealed
+    return vault.open(purpose, base64.b64decode(text[len("sealed:") :]))
 
 
 def access_event_from_row(r: asyncpg.Record, vault: Vault, *, id_column: str = "id") -> AccessEvent:

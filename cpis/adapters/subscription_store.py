@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from cpis.adapters.postgres import UNAVAILABLE, access_event_from_row
+from cpis.adapters.postgres import UNAVAILABLE, access_event_from_row, open_text, seal_text
 from cpis.errors import Unavailable, VersionMismatch
 from cpis.fhir.subscriptions import (
     NotificationEvent,
@@ -30,6 +30,10 @@ from cpis.fhir.subscriptions import (
 from cpis.model import AccessEvent
 from cpis.ports import Vault
 
+# channel.header values often carry the LA's bearer secret for its endpoint:
+# sealed at rest like personal data, so a database dump does not give them away.
+_HEADER_PURPOSE = "subscription_header"
+
 _COLUMNS = """
     id, la_ods, client_id, status, topic, reason, endpoint, headers, payload,
     heartbeat_seconds, timeout_seconds, end_at, events_since_start, last_sent_at,
@@ -37,7 +41,7 @@ _COLUMNS = """
 """
 
 
-def _subscription(r: asyncpg.Record) -> Subscription:
+def _subscription(r: asyncpg.Record, vault: Vault) -> Subscription:
     return Subscription(
         id=r["id"],
         la_ods=r["la_ods"],
@@ -46,7 +50,7 @@ def _subscription(r: asyncpg.Record) -> Subscription:
         topic=r["topic"],
         reason=r["reason"],
         endpoint=r["endpoint"],
-        headers=tuple(r["headers"]),
+        headers=tuple(open_text(vault, _HEADER_PURPOSE, h) for h in r["headers"]),
         payload=r["payload"],
         heartbeat_seconds=r["heartbeat_seconds"],
         timeout_seconds=r["timeout_seconds"],
@@ -96,14 +100,14 @@ class PgSubscriptionStore:
             topic,
             request.reason,
             request.endpoint,
-            list(request.headers),
+            [seal_text(self._vault, _HEADER_PURPOSE, h) for h in request.headers],
             request.payload,
             request.heartbeat_seconds,
             request.timeout_seconds,
             request.end_at,
             at,
         )
-        return _subscription(rows[0])
+        return _subscription(rows[0], self._vault)
 
     async def get(self, la_ods: str, subscription_id: uuid.UUID) -> Subscription | None:
         rows = await self._fetch(
@@ -111,7 +115,7 @@ class PgSubscriptionStore:
             subscription_id,
             la_ods,
         )
-        return _subscription(rows[0]) if rows else None
+        return _subscription(rows[0], self._vault) if rows else None
 
     async def search(self, la_ods: str, *, status: Status | None = None) -> list[Subscription]:
         rows = await self._fetch(
@@ -121,7 +125,7 @@ class PgSubscriptionStore:
             la_ods,
             status,
         )
-        return [_subscription(r) for r in rows]
+        return [_subscription(r, self._vault) for r in rows]
 
     async def update(
         self,
@@ -151,7 +155,7 @@ class PgSubscriptionStore:
             request.status,
             request.reason,
             request.endpoint,
-            list(request.headers),
+            [seal_text(self._vault, _HEADER_PURPOSE, h) for h in request.headers],
             request.payload,
             request.heartbeat_seconds,
             request.timeout_seconds,
@@ -159,7 +163,7 @@ class PgSubscriptionStore:
             at,
         )
         if rows:
-            return _subscription(rows[0])
+            return _subscription(rows[0], self._vault)
         if if_match is not None and await self.get(la_ods, subscription_id) is not None:
             raise VersionMismatch("If-Match does not match the current version")
         return None

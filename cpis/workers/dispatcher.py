@@ -59,6 +59,8 @@ class DeliveryStore(Protocol):
 
     async def subscriptions_needing(self, *, now: datetime) -> list[dict[str, Any]]: ...
 
+    async def expire_subscriptions(self, *, now: datetime) -> int: ...
+
     async def set_subscription_status(
         self, sub_id: uuid.UUID, status: str, *, error: str | None, now: datetime
     ) -> None: ...
@@ -188,6 +190,7 @@ class Dispatcher:
 
     async def _subscription_loop(self) -> None:
         async def step() -> bool:
+            await self._store.expire_subscriptions(now=self._clock.now())
             subs = await self._store.subscriptions_needing(now=self._clock.now())
             for sub in subs:
                 kind = "handshake" if sub["status"] == "requested" else "heartbeat"

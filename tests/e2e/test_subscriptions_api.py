@@ -104,7 +104,10 @@ async def test_create_stores_a_requested_subscription_for_the_handshake(e2e: E2E
         LA_NORTH_CLIENT,
         "id-only",
     )
-    assert row["headers"] == ["Authorization: Bearer cms-secret"]
+    # channel headers carry the LA's endpoint secret: sealed at rest, returned to the LA
+    assert len(row["headers"]) == 1
+    assert "cms-secret" not in row["headers"][0]
+    assert created["channel"]["header"] == ["Authorization: Bearer cms-secret"]
     assert row["heartbeat_seconds"] == 3600
     assert row["events_since_start"] == 0
 

@@ -310,3 +310,19 @@ async def _status(db: PgDatabase, sub_id: uuid.UUID, status: str) -> bool:
                 "SELECT status = $2 FROM subscription WHERE id = $1", sub_id, status
             )
         )
+
+
+async def test_a_subscription_past_its_end_is_switched_off(
+    db: PgDatabase, clock: FakeClock, receiver: Receiver, harness: Harness
+) -> None:
+    """A subscription whose `end` has passed goes to status off and is sent nothing."""
+    await seed(db, clock)
+    sub_id = await add_subscription(db, receiver.url, clock)
+    async with db.pool.acquire() as conn:
+        await conn.execute("UPDATE subscription SET end_at = $2 WHERE id = $1", sub_id, clock.now())
+    await run_until(harness.dispatcher, lambda: _status(db, sub_id, "off"))
+    await view(db, clock, CHILD, "u1")
+    assert await harness.store.fan_out(now=clock.now()) == 1
+    async with db.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM delivery") == 0
+    assert receiver.received == []
