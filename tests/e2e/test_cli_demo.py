@@ -72,11 +72,16 @@ async def test_quick_start_instructions_work(
 ) -> None:
     """The printed token command and curl lookups return a CareTeam, then show the visit."""
     env, printed, base = demo_server
-    token_cmd = re.search(r"TOKEN=\$\((.*?) token --client (\S+) --key (\S+)\)", printed)
-    assert token_cmd is not None, printed
-    code, token, err = await _cpis(
-        env, "token", "--client", token_cmd.group(2), "--key", token_cmd.group(3)
+    token_cmd = re.search(
+        r"TOKEN=\$\((.*?) token --client (\S+) --key (\S+) --url (\S+)\)", printed
     )
+    assert token_cmd is not None, printed
+    # the printed command works even without the server's CPIS_* settings
+    bare = {k: v for k, v in env.items() if not k.startswith("CPIS_")}
+    code, token, err = await _cpis(
+        bare, "token", "--client", token_cmd.group(2), "--key",
+        str(Path(env["CPIS_DATA_DIR"]) / "demo" / "demo-ed.pem"), "--url", token_cmd.group(4),
+    )  # fmt: skip
     assert code == 0, err
     lookup_url = re.search(r'"(http://[^"]+/CareTeam\?[^"]+)"', printed)
     history_url = re.search(r'"(http://[^"]+/AuditEvent\?[^"]+)"', printed)
