@@ -39,7 +39,7 @@ unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
 bench: $(STAMP)
-	bench/lookup
+	bench/lookup && bench/notify
 
 clean:
 	rm -rf $(VENV) tests/node_modules .mypy_cache .pytest_cache .ruff_cache

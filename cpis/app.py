@@ -38,7 +38,7 @@ from cpis.web.auth import ORGANISATIONS, RATE_LIMITER, OrganisationCache, RateLi
 from cpis.web.metrics import Metrics
 from cpis.web.middleware import request_middleware
 from cpis.web.notifications import INBOX
-from cpis.web.state import SERVICES, Services
+from cpis.web.state import NOTIFICATIONS_QUEUED, SERVICES, Services, Signal
 from cpis.workers.audit_chain import run_audit_chainer
 from cpis.workers.dispatcher import Dispatcher, DispatchSettings
 
@@ -156,8 +156,12 @@ def build_dispatcher(rt: Runtime, metrics: Metrics | None = None) -> tuple[Dispa
     return dispatcher, channels
 
 
-async def run_dispatcher(rt: Runtime, metrics: Metrics | None = None) -> None:
+async def run_dispatcher(
+    rt: Runtime, metrics: Metrics | None = None, queued: Signal | None = None
+) -> None:
     dispatcher, channels = build_dispatcher(rt, metrics)
+    if queued is not None:
+        queued.connect(dispatcher.wake)
     store = PgOutboxStore(rt.pool, rt.vault)
     try:
         await asyncio.gather(dispatcher.run(), _queue_stats(store, rt.clock, metrics))
@@ -194,8 +198,11 @@ def create_app(runtime: Runtime) -> web.Application:
     )
     app[ORGANISATIONS] = OrganisationCache()
     app.cleanup_ctx.append(_background(run_audit_chainer(runtime.db)))
+    app[NOTIFICATIONS_QUEUED] = Signal()
     if settings.workers_in_serve:
-        app.cleanup_ctx.append(_background(run_dispatcher(runtime, app[SERVICES].metrics)))
+        app.cleanup_ctx.append(
+            _background(run_dispatcher(runtime, app[SERVICES].metrics, app[NOTIFICATIONS_QUEUED]))
+        )
     app[INBOX] = PgOutboxStore(runtime.pool, runtime.vault)
     notifications.add_routes(app)
     # Before fhir's routes: its /FHIR/R4/{type}/{id} read would answer for Subscription.

@@ -49,14 +49,27 @@ class Delivery:
     mesh_workflow_id: str | None = None
 
 
+# The oldest pending delivery of each target (a loose index scan over the
+# pending index: one probe per target, however long the backlog), then the
+# first of those that is due and not locked by another worker. Scanning every
+# pending row instead made each claim slower as a backlog grew, so a backlog
+# never drained (bench/notify).
 _CLAIM = """
+WITH RECURSIVE targets AS (
+    (SELECT target FROM delivery WHERE state = 'pending' ORDER BY target LIMIT 1)
+    UNION ALL
+    SELECT (SELECT d.target FROM delivery d
+            WHERE d.state = 'pending' AND d.target > t.target ORDER BY d.target LIMIT 1)
+    FROM targets t WHERE t.target IS NOT NULL
+), heads AS (
+    SELECT (SELECT d.id FROM delivery d
+            WHERE d.state = 'pending' AND d.target = t.target ORDER BY d.id LIMIT 1) AS id
+    FROM targets t WHERE t.target IS NOT NULL
+)
 SELECT d.id, d.notification_id, d.la_ods, d.channel, d.target, d.event_number, d.attempts,
        d.created_at
-FROM delivery d
+FROM delivery d JOIN heads h ON h.id = d.id
 WHERE d.state = 'pending' AND d.next_attempt_at <= $1
-  AND NOT EXISTS (
-    SELECT 1 FROM delivery e
-    WHERE e.target = d.target AND e.state = 'pending' AND e.id < d.id)
 ORDER BY d.next_attempt_at, d.id
 LIMIT 1
 FOR UPDATE OF d SKIP LOCKED

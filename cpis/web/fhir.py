@@ -17,7 +17,7 @@ from cpis.ports import AuditEntry
 from cpis.web.auth import accessor_for, authenticate, is_unscheduled, require_trace_id
 from cpis.web.context import info
 from cpis.web.render import check_acceptable, fhir_response
-from cpis.web.state import SERVICES
+from cpis.web.state import NOTIFICATIONS_QUEUED, SERVICES
 
 PLAN_TYPES = {"CareTeam": fr.care_team, "Flag": fr.flag}
 READABLE = ("CareTeam", "Flag", "Organization", "AuditEvent")
@@ -91,6 +91,8 @@ async def search_plans(request: web.Request) -> web.Response:
     if result.access_event is not None:
         svc.metrics.access_events.inc()
         svc.metrics.notifications_queued.inc(len(result.notified_las))
+    if result.notified_las:
+        request.app[NOTIFICATIONS_QUEUED]()
     base = _base(request)
     plans = list(result.plans)
     if params.status is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -21,3 +22,21 @@ class Services:
 
 
 SERVICES = web.AppKey("services", Services)
+
+
+class Signal:
+    """A hook the routes can fire; the in-process dispatcher listens to it so a new
+    notification is fanned out at once rather than at its next poll."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Callable[[], None]] = []
+
+    def connect(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def __call__(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+
+NOTIFICATIONS_QUEUED = web.AppKey("notifications_queued", Signal)
