@@ -26,7 +26,8 @@ from typing import Any
 
 import asyncpg
 
-from cpis.adapters.postgres import access_event_from_row, open_text
+from cpis.adapters.postgres import UNAVAILABLE, access_event_from_row, open_text
+from cpis.errors import Unavailable
 from cpis.model import AccessEvent
 from cpis.ports import Vault
 
@@ -83,7 +84,13 @@ class PgOutboxStore:
 
     async def fan_out(self, *, now: datetime, limit: int = 500) -> int:
         """Turn pending outbox rows into deliveries; how many rows were fanned out."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        try:
+            return await self._fan_out(now=now, limit=limit)
+        except UNAVAILABLE as exc:
+            raise Unavailable("database unreachable") from exc
+
+    async def _fan_out(self, *, now: datetime, limit: int) -> int:
+        async with self._pool.acquire(timeout=5) as conn, conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _FAN_OUT_LOCK):
                 return 0
             rows = await conn.fetch(
@@ -125,12 +132,12 @@ class PgOutboxStore:
         The caller delivers inside the block and records the outcome through
         the :class:`Claim`, in the same transaction as the lock.
         """
-        async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(_CLAIM, now)
-            if row is None:
-                yield None
-                return
-            yield Claim(conn, await self._load(conn, row))
+        try:
+            async with self._pool.acquire(timeout=5) as conn, conn.transaction():
+                row = await conn.fetchrow(_CLAIM, now)
+                yield None if row is None else Claim(conn, await self._load(conn, row))
+        except UNAVAILABLE as exc:
+            raise Unavailable("database unreachable") from exc
 
     async def _load(self, conn: Any, row: Any) -> Delivery:
         details = await conn.fetchrow(
@@ -284,8 +291,11 @@ class PgOutboxStore:
         return [dict(r) for r in rows]
 
     async def _fetch(self, query: str, *args: Any) -> list[Any]:
-        async with self._pool.acquire() as conn:
-            return list(await conn.fetch(query, *args))
+        try:
+            async with self._pool.acquire(timeout=5) as conn:
+                return list(await conn.fetch(query, *args))
+        except UNAVAILABLE as exc:
+            raise Unavailable("database unreachable") from exc
 
 
 class Claim:

@@ -15,15 +15,14 @@ import orjson
 from aiohttp import web
 
 from cpis import services
-from cpis.errors import InvalidRequest, PreconditionFailed, UnsupportedMediaType
+from cpis.errors import InvalidRequest, UnsupportedMediaType
 from cpis.matching import nhs_number
 from cpis.model import Plan, PlanFields, PlanType, Role
 from cpis.web.auth import acting_org, authenticate
-from cpis.web.render import json_response
+from cpis.web.render import if_match, json_response
 from cpis.web.state import SERVICES
 
 _PLAN_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
-_ETAG = re.compile(r'^(?:W/)?"(\d{1,9})"$')
 _FIELDS = {
     "nhs_number",
     "plan_type",
@@ -47,16 +46,6 @@ def _plan_id(request: web.Request) -> str:
             status=400,
         )
     return raw
-
-
-def _if_match(request: web.Request) -> int | None:
-    raw = request.headers.get("If-Match")
-    if raw is None:
-        return None
-    m = _ETAG.match(raw.strip())
-    if m is None:
-        raise PreconditionFailed('If-Match must be an ETag such as W/"3"', expression="If-Match")
-    return int(m.group(1))
 
 
 def _date(body: dict[str, Any], name: str, *, required: bool = False) -> date | None:
@@ -171,7 +160,7 @@ async def put_plan(request: web.Request) -> web.Response:
     principal = authenticate(request, Role.LA)
     plan_id = _plan_id(request)
     la_ods = acting_org(request, principal)
-    if_match = _if_match(request)
+    version = if_match(request)
     fields = parse_plan_body(await _json_body(request))
     svc = request.app[SERVICES]
     plan, created = await services.put_plan(
@@ -181,7 +170,7 @@ async def put_plan(request: web.Request) -> web.Response:
         la_ods=la_ods,
         la_plan_id=plan_id,
         fields=fields,
-        if_match=if_match,
+        if_match=version,
         if_none_match_any=request.headers.get("If-None-Match", "").strip() == "*",
     )
     return _plan_response(plan, 201 if created else 200)
@@ -206,7 +195,7 @@ async def delete_plan(request: web.Request) -> web.Response:
         principal=principal,
         la_ods=acting_org(request, principal),
         la_plan_id=plan_id,
-        if_match=_if_match(request),
+        if_match=if_match(request),
     )
     return web.Response(status=204)
 

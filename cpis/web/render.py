@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from cpis.errors import NotAcceptable
+from cpis.errors import NotAcceptable, PreconditionFailed
 
 FHIR_JSON = "application/fhir+json"
 _ACCEPTED_MEDIA = {"application/fhir+json", "application/json", "application/*", "*/*"}
@@ -39,6 +40,20 @@ def check_acceptable(request: web.Request) -> None:
         if q > 0:
             return
     raise NotAcceptable("only application/fhir+json or application/json is served")
+
+
+_ETAG = re.compile(r'^(?:W/)?"(\d{1,9})"$')
+
+
+def if_match(request: web.Request) -> int | None:
+    """The version an ``If-Match: W/"n"`` header names, or None without one."""
+    raw = request.headers.get("If-Match")
+    if raw is None:
+        return None
+    m = _ETAG.match(raw.strip())
+    if m is None:
+        raise PreconditionFailed('If-Match must be an ETag such as W/"3"', expression="If-Match")
+    return int(m.group(1))
 
 
 def fhir_response(

@@ -18,7 +18,6 @@ the PostgreSQL one to :func:`add_routes`.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -32,20 +31,18 @@ from cpis.errors import (
     InvalidRequest,
     InvalidSearch,
     NotFound,
-    PreconditionFailed,
     UnsupportedMediaType,
 )
 from cpis.fhir import resources as fr
 from cpis.fhir import subscriptions as fs
 from cpis.model import Role
 from cpis.web.auth import acting_org, authenticate
-from cpis.web.render import check_acceptable, fhir_response
+from cpis.web.render import check_acceptable, fhir_response, if_match
 from cpis.web.state import SERVICES
 
 # One $events answer carries at most this many events; a client pages on with
 # eventsSinceNumber. Keeps a replay of a busy subscription to a bounded body.
 MAX_EVENTS_PER_CALL = 100
-_ETAG = re.compile(r'^(?:W/)?"(\d{1,9})"$')
 _SEARCH_PARAMS = {"status", "_format"}
 _EVENTS_PARAMS = {"eventsSinceNumber", "eventsUntilNumber", "content", "_format"}
 
@@ -112,16 +109,6 @@ def _id(request: web.Request) -> uuid.UUID:
         return uuid.UUID(request.match_info["id"])
     except ValueError:
         raise NotFound("no such subscription") from None
-
-
-def _if_match(request: web.Request) -> int | None:
-    raw = request.headers.get("If-Match")
-    if raw is None:
-        return None
-    m = _ETAG.match(raw.strip())
-    if m is None:
-        raise PreconditionFailed('If-Match must be an ETag such as W/"3"', expression="If-Match")
-    return int(m.group(1))
 
 
 async def _body(request: web.Request) -> object:
@@ -219,7 +206,7 @@ async def update(request: web.Request) -> web.Response:
     principal = authenticate(request, Role.LA)
     la = acting_org(request, principal)
     sub_id = _id(request)
-    if_match = _if_match(request)
+    version = if_match(request)
     body = await _body(request)
     if not isinstance(body, dict) or body.get("id") != str(sub_id):
         raise InvalidRequest(
@@ -229,7 +216,7 @@ async def update(request: web.Request) -> web.Response:
     now = _now(request)
     wanted = fs.parse_subscription(body, base=base, la_ods=la, now=now)
     sub = await request.app[SUBSCRIPTION_STORE].update(
-        la, sub_id, request=wanted, if_match=if_match, at=now
+        la, sub_id, request=wanted, if_match=version, at=now
     )
     if sub is None:
         # FHIR allows update-as-create; ids here are the server's to assign.
@@ -241,7 +228,7 @@ async def delete(request: web.Request) -> web.Response:
     principal = authenticate(request, Role.LA)
     la = acting_org(request, principal)
     sub_id = _id(request)
-    removed = await request.app[SUBSCRIPTION_STORE].delete(la, sub_id, if_match=_if_match(request))
+    removed = await request.app[SUBSCRIPTION_STORE].delete(la, sub_id, if_match=if_match(request))
     if not removed:
         raise NotFound("no such subscription")
     return web.Response(status=204)
