@@ -16,30 +16,18 @@ from aiohttp import web
 
 from cpis import services
 from cpis.errors import InvalidRequest, UnsupportedMediaType
-from cpis.matching import nhs_number
-from cpis.model import Plan, PlanFields, PlanType, Role
+from cpis.model import Plan, PlanFields, Role
+from cpis.uploads.parse import FieldRejection, check_plan_fields
 from cpis.web.auth import acting_org, authenticate
 from cpis.web.render import if_match, json_response
 from cpis.web.state import SERVICES
 
 _PLAN_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
-_FIELDS = {
-    "nhs_number",
-    "plan_type",
-    "start_date",
-    "end_date",
-    "delete_date",
-    "birth_date",
-    "family_name",
-    "given_name",
-}
-_MAX_NAME = 100
-_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 def _plan_id(request: web.Request) -> str:
     raw = request.match_info["plan_id"]
-    if not _PLAN_ID.match(raw):
+    if not _PLAN_ID.fullmatch(raw):
         raise InvalidRequest(
             "plan_id must be 1-64 letters, digits, '.', '_' or '-'",
             expression="plan_id",
@@ -48,74 +36,18 @@ def _plan_id(request: web.Request) -> str:
     return raw
 
 
-def _date(body: dict[str, Any], name: str, *, required: bool = False) -> date | None:
-    raw = body.get(name)
-    if raw is None:
-        if required:
-            raise InvalidRequest(f"{name} is required", expression=name)
-        return None
-    if not isinstance(raw, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
-        raise InvalidRequest(f"{name} must be a date as YYYY-MM-DD", expression=name)
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise InvalidRequest(f"{name} is not a real date", expression=name) from None
-
-
-def _name(body: dict[str, Any], name: str) -> str | None:
-    raw = body.get(name)
-    if raw is None:
-        return None
-    if not isinstance(raw, str) or not raw.strip() or len(raw) > _MAX_NAME:
-        raise InvalidRequest(
-            f"{name} must be a non-empty string of at most {_MAX_NAME} characters",
-            expression=name,
-        )
-    if not raw.isprintable():
-        raise InvalidRequest(f"{name} has characters that are not allowed", expression=name)
-    return raw.strip()
-
-
 def parse_plan_body(body: Any) -> PlanFields:
-    """Validate a plan body into domain values, or raise naming the first bad field."""
+    """Validate a plan body into domain values, or raise naming the first bad field.
+
+    The rules are the uploads' (``check_plan_fields``), so a plan accepted by one
+    way in is accepted by the other.
+    """
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object", status=400)
-    unknown = sorted(set(body) - _FIELDS)
-    if unknown:
-        # A badly built body may key its JSON by an NHS number or a name: only
-        # name the field back when it looks like a field name.
-        name = unknown[0]
-        if _FIELD_NAME.fullmatch(name) and not re.search(r"\d{3}", name):
-            raise InvalidRequest(f"unknown field: {name}", expression=name)
-        raise InvalidRequest("the body has a field that is not a plan field")
-    raw_nhs = body.get("nhs_number")
-    if raw_nhs is None:
-        raise InvalidRequest("nhs_number is required", expression="nhs_number")
-    checked = nhs_number.check(raw_nhs) if isinstance(raw_nhs, str) else None
-    if checked is None or checked.value is None:
-        reason = checked.reason if checked else "must be a string of 10 digits"
-        raise InvalidRequest(f"nhs_number {reason}", expression="nhs_number")
-    raw_type = body.get("plan_type")
-    if raw_type not in {t.value for t in PlanType}:
-        raise InvalidRequest("plan_type must be CPP, LAC or UCPP", expression="plan_type")
-    start = _date(body, "start_date", required=True)
-    assert start is not None
-    end = _date(body, "end_date")
-    if end is not None and end < start:
-        raise InvalidRequest("end_date is before start_date", expression="end_date")
-    birth = _date(body, "birth_date")
-    if birth is not None and birth > start and raw_type != PlanType.UCPP:
-        raise InvalidRequest("birth_date is after start_date", expression="birth_date")
-    return PlanFields(
-        nhs_number=checked.value,
-        plan_type=PlanType(raw_type),
-        start_date=start,
-        end_date=end,
-        delete_date=_date(body, "delete_date"),
-        birth_date=birth,
-        family_name=_name(body, "family_name"),
-        given_name=_name(body, "given_name"),
-    )
+    result = check_plan_fields(body)
+    if isinstance(result, FieldRejection):
+        raise InvalidRequest(result.reason, expression=result.field)
+    return result
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:
