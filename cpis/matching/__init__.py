@@ -1,1 +1,1 @@
-"""Pure matching code: NHS number rules and (later) demographic scoring."""
+"""Pure matching code: NHS number rules, name normalisation and demographic comparison."""

@@ -1,0 +1,341 @@
+"""Deciding whether an LA's child and the person index's record are the same child.
+
+When an LA sends a plan for an NHS number, its name and date of birth are
+compared with what the person index holds for that number (SPEC §3, CPR03
+"demographics do not match the NHS number well enough"). A wrong child is worse
+than no match: a plan pinned to the wrong NHS number shows a stranger's child
+protection alert in an emergency department, and hides the real child's. So the
+policy is tuned for precision (target >= 99.9%): "match" needs every part to
+agree strongly, anything less is at best "possible" for a person to review.
+
+Each part is graded on its own, then a fixed rule decides:
+
+birth date
+    exact; day and month transposed (03/04 vs 04/03); year off by one; one digit
+    different (in YYYYMMDD); mismatch; missing.
+family name
+    exact (after normalisation: case, accents, punctuation, Mc/Mac);
+    typo (Jaro-Winkler >= ``TYPO_JW``, not a known different surname such as
+    Harris/Harrison); partial (one double-barrelled half: Smith-Jones vs Jones);
+    similar (JW >= ``SIMILAR_JW``); mismatch; missing.
+given name
+    exact; first-token (a middle name on one side only); nickname (Tom/Thomas,
+    from a small built-in table); typo (JW >= ``TYPO_JW``, not a known pair of
+    different names such as Louis/Louise); partial (shares a word, e.g. known by
+    the middle name); initial ("J" vs "James"); similar; mismatch; missing.
+
+Decision (``MAX_FUZZY`` = 1):
+
+match
+    the birth dates are exact, the family name is exact or a typo, the given
+    name is exact, first-token, nickname or typo, and at most one of these is
+    fuzzy (a family typo, a nickname/given typo, or given and family recorded
+    the wrong way round); or the birth date is day/month transposed and both
+    names are exact. Never with a missing birth date, and never when both
+    records state a sex and they differ.
+possible
+    not a match, but the birth date nearly agrees (any grade except mismatch or
+    missing) and at least one name agrees (family exact/typo/partial/similar or
+    given exact/first-token/nickname/typo/partial); or both names strongly agree
+    whatever the birth date says (a person should look).
+no-match
+    everything else.
+
+Why ``TYPO_JW`` = 0.92: at that level one-letter slips in names of five or more
+letters (Jonathon/Jonathan 0.95, Thompson/Thomson 0.975) pass while common
+distinct pairs of short names stay below (Tom/Tim 0.80, Smith/Smyth 0.89). Pairs
+of different given names that still score above it (Alexander/Alexandra 0.96,
+Louis/Louise 0.97, Christian/Christina 0.98) are caught by an explicit list and
+suffix rules in ``names``; surnames extended by two or more letters
+(Harris/Harrison 0.95) are never typos. Some distinct surnames remain
+(Johnson/Johnston 0.975): they reach "match" only when given name and birth date
+are exact, because a match may rest on one fuzzy part at most. The records being
+compared are already tied by an NHS number that passed its check digit, so a
+different child agreeing on all of that is far rarer than a misspelling.
+
+Sex and postcode are weak evidence: they move the score a little, and a stated
+sex that differs blocks "match", but a different postcode does not count against
+(children in care move, often out of area).
+
+The score summarises the same evidence in [0, 1] for ranking and audit (birth
+date 0.4, family name 0.3, given name 0.3, small nudges for sex and postcode),
+clamped into its decision's band: match 0.9-1.0, possible 0.5-0.89, no-match
+0-0.49. The decision comes from the rules above, never from the score. Reasons are
+short codes, never names or dates, so they can be logged and shown to anyone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Literal
+
+from cpis.matching import names
+
+Decision = Literal["match", "possible", "no-match"]
+
+TYPO_JW = 0.92
+"""Jaro-Winkler at or above which two names count as the same name mistyped."""
+
+SIMILAR_JW = 0.85
+"""Jaro-Winkler at or above which two names are similar: weak evidence only."""
+
+MAX_FUZZY = 1
+"""How many fuzzy parts (typo, nickname, swapped names) a "match" may rest on."""
+
+_WEIGHTS = {"birth_date": 0.4, "family": 0.3, "given": 0.3}
+
+_DATE_SCORE = {
+    "exact": 1.0,
+    "day-month-transposed": 0.85,
+    "year-off-by-one": 0.7,
+    "one-digit": 0.7,
+    "missing": 0.5,  # neither for nor against
+    "mismatch": 0.0,
+}
+
+_NAME_SCORE = {
+    "exact": 1.0,
+    "first-token": 0.95,
+    "nickname": 0.9,
+    "partial": 0.75,
+    "initial": 0.6,
+    "missing": 0.5,
+}
+
+# The score is clamped into its decision's band so that it can be read on its
+# own: >= 0.9 is always a match, < 0.5 never more than no-match.
+_SCORE_BANDS: dict[str, tuple[float, float]] = {
+    "match": (0.9, 1.0),
+    "possible": (0.5, 0.89),
+    "no-match": (0.0, 0.49),
+}
+
+_STRONG_FAMILY = frozenset({"exact", "typo"})
+_STRONG_GIVEN = frozenset({"exact", "first-token", "nickname", "typo"})
+_SOME_FAMILY = _STRONG_FAMILY | {"partial", "similar"}
+_SOME_GIVEN = _STRONG_GIVEN | {"partial"}
+_NEAR_DATES = frozenset({"exact", "day-month-transposed", "year-off-by-one", "one-digit"})
+
+_SEXES = {
+    "m": "male",
+    "male": "male",
+    "1": "male",
+    "f": "female",
+    "female": "female",
+    "2": "female",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """The demographics of one child as one side recorded them.
+
+    Names are free text as received; an empty name means "not given".
+    ``sex`` accepts "male"/"female", "M"/"F" or the NHS codes "1"/"2"; anything
+    else (unknown, not stated, other) is treated as not given.
+    """
+
+    given_name: str
+    family_name: str
+    birth_date: date | None
+    sex: str | None = None
+    postcode: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MatchResult:
+    """The outcome of comparing two people: a decision, a score in [0, 1], reason codes."""
+
+    decision: Decision
+    score: float
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Grade:
+    """One name part's grade and its contribution to the score."""
+
+    level: str
+    score: float
+    reason: str
+
+
+def compare(la: Person, index: Person) -> MatchResult:
+    """Compare an LA's record of a child with the person index's; never raises.
+
+    Symmetric: swapping the arguments gives the same result, so the decision
+    does not depend on which side is believed.
+    """
+    birth = _grade_birth_date(la.birth_date, index.birth_date)
+    family = _grade_family(la.family_name, index.family_name)
+    given = _grade_given(la.given_name, index.given_name)
+    swapped = False
+    if not (family.level in _STRONG_FAMILY and given.level in _STRONG_GIVEN):
+        # The swap is only believed when the crossed names are exact: "Thomas
+        # Jones" vs "Jones Thomas". A fuzzy swap is too easy to find by chance.
+        # Comparing keys, not grades, keeps compare() symmetric.
+        given_la, family_la = names.key(la.given_name), names.key(la.family_name)
+        given_ix, family_ix = names.key(index.given_name), names.key(index.family_name)
+        sides = (la.given_name, la.family_name, index.given_name, index.family_name)
+        if all(map(_not_initial, sides)) and given_la == family_ix and family_la == given_ix:
+            family = _Grade("exact", 1.0, "family-name-exact")
+            given = _Grade("exact", 1.0, "given-name-exact")
+            swapped = True
+
+    sex_la, sex_index = _sex(la.sex), _sex(index.sex)
+    sex_known = sex_la is not None and sex_index is not None
+    sex_conflict = sex_known and sex_la != sex_index
+    postcode = _grade_postcode(la.postcode, index.postcode)
+
+    fuzzy = (family.level == "typo") + (given.level in {"nickname", "typo"}) + swapped
+    names_strong = family.level in _STRONG_FAMILY and given.level in _STRONG_GIVEN
+    names_exact = family.level == "exact" and given.level in {"exact", "first-token"}
+
+    decision: Decision
+    if not sex_conflict and (
+        (birth == "exact" and names_strong and fuzzy <= MAX_FUZZY)
+        or (birth == "day-month-transposed" and names_exact and not swapped)
+    ):
+        decision = "match"
+    elif (
+        birth in _NEAR_DATES and (family.level in _SOME_FAMILY or given.level in _SOME_GIVEN)
+    ) or names_strong:
+        decision = "possible"
+    else:
+        decision = "no-match"
+
+    reasons = [family.reason, given.reason]
+    if swapped:
+        reasons.append("names-swapped")
+    reasons.append(f"birth-date-{birth}")
+    if sex_known:
+        reasons.append("sex-mismatch" if sex_conflict else "sex-match")
+    if postcode is not None:
+        reasons.append(postcode)
+
+    score = (
+        _WEIGHTS["birth_date"] * _DATE_SCORE[birth]
+        + _WEIGHTS["family"] * family.score
+        + _WEIGHTS["given"] * given.score
+    )
+    if swapped:
+        score -= 0.05
+    if sex_known:
+        score += -0.15 if sex_conflict else 0.02
+    if postcode == "postcode-exact":
+        score += 0.03
+    elif postcode == "postcode-district":
+        score += 0.01
+    low, high = _SCORE_BANDS[decision]
+    return MatchResult(decision, round(min(high, max(low, score)), 4), tuple(reasons))
+
+
+def _grade_birth_date(a: date | None, b: date | None) -> str:
+    """Grade two birth dates; the grades are the common ways dates get mistyped."""
+    if a is None or b is None:
+        return "missing"
+    if a == b:
+        return "exact"
+    if a.year == b.year and a.month == b.day and a.day == b.month:
+        return "day-month-transposed"
+    if a.month == b.month and a.day == b.day and abs(a.year - b.year) == 1:
+        return "year-off-by-one"
+    sa, sb = f"{a.year:04d}{a.month:02d}{a.day:02d}", f"{b.year:04d}{b.month:02d}{b.day:02d}"
+    if len(sa) == len(sb) and sum(x != y for x, y in zip(sa, sb, strict=True)) == 1:
+        return "one-digit"
+    return "mismatch"
+
+
+def _grade_family(a: str, b: str) -> _Grade:
+    """Grade two family names; double-barrelled halves count as partial, not exact."""
+    ka, kb = names.key(a), names.key(b)
+    if not ka or not kb:
+        return _Grade("missing", _NAME_SCORE["missing"], "family-name-missing")
+    if ka == kb:
+        return _Grade("exact", 1.0, "family-name-exact")
+    sig_a, sig_b = names.significant(names.tokens(a)), names.significant(names.tokens(b))
+    if sig_a and sig_b and (sig_a <= sig_b or sig_b <= sig_a):
+        return _Grade("partial", _NAME_SCORE["partial"], "family-name-partial")
+    jw = names.jaro_winkler(ka, kb)
+    if jw >= TYPO_JW and not _surname_extension(ka, kb):
+        return _Grade("typo", jw, "family-name-typo")
+    if jw >= SIMILAR_JW:
+        return _Grade("similar", jw * 0.8, "family-name-similar")
+    return _Grade("mismatch", jw * 0.4, "family-name-mismatch")
+
+
+def _surname_extension(a: str, b: str) -> bool:
+    """Harris/Harrison, Williams/Williamson: a different surname, not a typo.
+
+    One letter more (Robert/Roberts) is as often a slip as a different name, so
+    only extensions of two or more letters count.
+    """
+    short, long_ = sorted((a, b), key=lambda s: (len(s), s))
+    return long_.startswith(short) and len(long_) - len(short) >= 2
+
+
+def _grade_given(a: str, b: str) -> _Grade:
+    """Grade two given names, which may carry middle names on either side."""
+    ta, tb = names.tokens(a), names.tokens(b)
+    if not ta or not tb:
+        return _Grade("missing", _NAME_SCORE["missing"], "given-name-missing")
+    first_a, first_b = ta[0], tb[0]
+    if len(first_a) == 1 or len(first_b) == 1:
+        # An initial is never strong evidence, even when both sides give only "J".
+        if first_a[0] == first_b[0]:
+            return _Grade("initial", _NAME_SCORE["initial"], "given-name-initial")
+        return _Grade("mismatch", 0.0, "given-name-mismatch")
+    if "".join(ta) == "".join(tb):
+        return _Grade("exact", 1.0, "given-name-exact")
+    rest_a, rest_b = set(ta[1:]), set(tb[1:])
+    # Middle names only conflict when both sides give some and none agree
+    # ("Mary Jane" vs "Mary Ann" may be twins; "Mary" vs "Mary Jane" is not).
+    rest_ok = not rest_a or not rest_b or bool(rest_a & rest_b)
+    jw_first = names.jaro_winkler(first_a, first_b)
+    if rest_ok:
+        if first_a == first_b:
+            return _Grade("first-token", _NAME_SCORE["first-token"], "given-name-first-token")
+        if names.are_variants(first_a, first_b):
+            return _Grade("nickname", _NAME_SCORE["nickname"], "given-name-nickname")
+        if jw_first >= TYPO_JW:
+            if names.are_distinct_forms(first_a, first_b):
+                return _Grade("similar", jw_first * 0.5, "given-name-distinct-variant")
+            return _Grade("typo", jw_first, "given-name-typo")
+    words_a, words_b = set(ta), set(tb)
+    if any(len(w) > 1 for w in words_a & words_b) or any(
+        names.are_variants(x, y) for x in words_a for y in words_b
+    ):
+        return _Grade("partial", _NAME_SCORE["partial"], "given-name-partial")
+    jw = names.jaro_winkler("".join(ta), "".join(tb))
+    if names.are_distinct_forms(first_a, first_b):
+        return _Grade("similar", jw * 0.5, "given-name-distinct-variant")
+    if jw >= SIMILAR_JW:
+        return _Grade("similar", jw * 0.7, "given-name-similar")
+    return _Grade("mismatch", jw * 0.4, "given-name-mismatch")
+
+
+def _not_initial(name: str) -> bool:
+    words = names.tokens(name)
+    return bool(words) and len(words[0]) > 1
+
+
+def _sex(value: str | None) -> str | None:
+    if not isinstance(value, str):
+        return None
+    return _SEXES.get(value.strip().casefold())
+
+
+def _grade_postcode(a: str | None, b: str | None) -> str | None:
+    """Same postcode or same district is weak support; a difference is no evidence."""
+    if not isinstance(a, str) or not isinstance(b, str):
+        return None
+    ca = "".join(ch for ch in a.upper() if ch.isascii() and ch.isalnum())
+    cb = "".join(ch for ch in b.upper() if ch.isascii() and ch.isalnum())
+    if len(ca) < 5 or len(cb) < 5:
+        return None
+    if ca == cb:
+        return "postcode-exact"
+    if ca[:-3] == cb[:-3]:
+        return "postcode-district"
+    return None

@@ -1,0 +1,268 @@
+"""Name normalisation, Jaro-Winkler similarity and a small table of given-name variants.
+
+Local authorities and the person index type the same child's name in different
+ways: capitals, accents dropped or kept, "O'Neill" or "O Neill", "McDonald" or
+"MacDonald", "Smith-Jones" or "Smith Jones", "Tom" for "Thomas". Everything here
+turns those spellings into comparable keys so that ``demographics`` can decide
+how strongly two names agree. Pure functions over ``str``; no I/O, stdlib only.
+
+A name normalises to *tokens* (words, lower case, ASCII where the script allows)
+and a *key* (the tokens run together), so that hyphens, spaces and apostrophes
+never decide whether two names are the same.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable
+from functools import cache
+
+# Apostrophes join ("O'Neill" -> "oneill"); every other non-letter separates.
+_APOSTROPHES = frozenset("'\u2019\u2018\u02bc`\u00b4")
+
+# Letters that NFKD leaves alone but that people routinely type as plain ASCII.
+_FOLD = {
+    "\u00f8": "o",  # ø
+    "\u00e6": "ae",  # æ
+    "\u0153": "oe",  # œ
+    "\u0142": "l",  # ł
+    "\u0111": "d",  # đ
+    "\u00f0": "d",  # ð
+    "\u00fe": "th",  # þ
+    "\u0131": "i",  # dotless i
+}
+
+# Tokens that are spelled two ways for the same name part.
+_TOKEN_ALIASES = {"st": "saint", "ste": "sainte"}
+
+# Surname particles: sharing one of these says nothing about being the same
+# family ("Van Dyke" and "Van Damme"), so they never count as a partial match.
+PARTICLES = frozenset(
+    {
+        "al", "ap", "bin", "bint", "da", "das", "de", "del", "della", "den", "der",
+        "di", "do", "dos", "du", "el", "ibn", "la", "le", "mc", "o", "saint",
+        "sainte", "ten", "ter", "van", "von",
+    }
+)  # fmt: skip
+
+
+def _fold_char(ch: str) -> str:
+    return _FOLD.get(ch, ch)
+
+
+@cache
+def tokens(name: str) -> tuple[str, ...]:
+    """The words of ``name``, case- and accent-folded, with "Mac" spelled "Mc".
+
+    "Mac"/"Mc" are folded together because the same family is recorded both
+    ways ("MacDonald"/"McDonald"). Folding every token that starts with "mac"
+    could only join names that differ by "a" after a leading "Mc", which is the
+    point. Never raises: anything that is not a non-empty string gives ``()``.
+    """
+    if not isinstance(name, str) or not name:
+        return ()
+    decomposed = unicodedata.normalize("NFKD", name.casefold())
+    out: list[str] = []
+    for ch in decomposed:
+        if unicodedata.combining(ch) or ch in _APOSTROPHES:
+            continue
+        folded = _fold_char(ch)
+        out.append(folded if folded.isalnum() else " ")
+    words = []
+    for word in "".join(out).split():
+        word = _TOKEN_ALIASES.get(word, word)
+        if word.startswith("mac"):
+            word = "mc" + word[3:]
+        words.append(word)
+    return tuple(words)
+
+
+def key(name: str) -> str:
+    """The tokens run together: "Smith-Jones", "Smith Jones", "SMITH JONES" agree."""
+    return "".join(tokens(name))
+
+
+def significant(words: Iterable[str]) -> frozenset[str]:
+    """The words of a surname that identify a family (particles removed)."""
+    return frozenset(w for w in words if w not in PARTICLES)
+
+
+def _jaro_ordered(s1: str, s2: str) -> float:
+    len1, len2 = len(s1), len(s2)
+    if len1 == 0 or len2 == 0:
+        return 0.0
+    window = max(max(len1, len2) // 2 - 1, 0)
+    matched2 = [False] * len2
+    chars1: list[str] = []
+    for i, ch in enumerate(s1):
+        lo, hi = max(0, i - window), min(len2, i + window + 1)
+        for j in range(lo, hi):
+            if not matched2[j] and s2[j] == ch:
+                matched2[j] = True
+                chars1.append(ch)
+                break
+    m = len(chars1)
+    if m == 0:
+        return 0.0
+    chars2 = [s2[j] for j in range(len2) if matched2[j]]
+    half_transpositions = sum(a != b for a, b in zip(chars1, chars2, strict=True))
+    t = half_transpositions / 2
+    return (m / len1 + m / len2 + (m - t) / m) / 3
+
+
+def jaro_winkler(a: str, b: str, *, prefix_scale: float = 0.1) -> float:
+    """Jaro-Winkler similarity in [0, 1] (1 = identical), symmetric in its arguments.
+
+    The Winkler boost (up to four common leading characters) suits names,
+    where typos cluster at the end. The boost is applied only above a Jaro of
+    0.7, as Winkler did, so that a shared initial cannot lift two unrelated
+    names. Greedy Jaro matching can differ by argument order in rare cases, so
+    the arguments are put in a canonical order: compare(a, b) must equal
+    compare(b, a) or a decision could depend on which side is "the LA".
+    """
+    if a == b:
+        return 1.0 if a else 0.0
+    s1, s2 = sorted((a, b), key=lambda s: (len(s), s))
+    jaro = _jaro_ordered(s1, s2)
+    if jaro <= 0.7:
+        return jaro
+    prefix = 0
+    for c1, c2 in zip(s1[:4], s2[:4], strict=False):
+        if c1 != c2:
+            break
+        prefix += 1
+    return min(1.0, jaro + prefix * prefix_scale * (1.0 - jaro))
+
+
+# Each group is one set of names that one person may be recorded under. Two
+# names are variants when some group holds both: "Alex" is in the Alexander and
+# the Alexandra groups, so it is a variant of each, but Alexander and Alexandra
+# never share a group, so they are never variants of each other (they may be
+# twins). Keep groups small and uncontroversial: every entry widens "match".
+_VARIANT_GROUPS: tuple[frozenset[str], ...] = tuple(
+    frozenset(group.split())
+    for group in (
+        "alexander alex alec alek sandy xander",
+        "alexandra alex alexa lexi lexie sandy",
+        "samuel sam sammy",
+        "samantha sam sammie sammy",
+        "joanne joanna jo",
+        "josephine jo josie",
+        "joseph joe joey",
+        "william will bill billy willie",
+        "robert rob bob bobby robbie bert",
+        "katherine catherine kathryn katharine kate katie kat cathy kathy kitty",
+        "elizabeth liz lizzie lizzy beth betty eliza libby",
+        "thomas tom tommy",
+        "michael mike mikey mick mickey",
+        "james jim jimmy jamie",
+        "daniel dan danny",
+        "christopher chris kit",
+        "christine christina chris chrissie tina",
+        "nicholas nick nicky",
+        "nicola nikki",
+        "charles charlie chas chuck",
+        "charlotte charlie lottie lotte",
+        "eleanor elinor ellie nell nellie",
+        "madison maddie maddy",
+        "madeleine madeline maddie maddy",
+        "john jack johnny",
+        "jonathan jon jonny",
+        "benjamin ben benji benny",
+        "edward ed eddie ted teddy ned",
+        "richard rich rick ricky dick",
+        "anthony tony ant",
+        "andrew andy drew",
+        "matthew matt matty",
+        "joshua josh",
+        "zachary zach zack",
+        "oliver olly ollie",
+        "harry henry hal",
+        "frederick freddie freddy fred",
+        "alfred alfie alf",
+        "archibald archie",
+        "theodore theo teddy",
+        "margaret maggie meg peggy",
+        "rebecca becky becca",
+        "jessica jess jessie",
+        "victoria vicky tori",
+        "abigail abbie abby",
+        "isabella isabelle isabel izzy bella",
+        "anne ann annie",
+        "hannah hanna",
+        "mohammed mohammad muhammad muhammed mohamed mohamad",
+        "stephen steven steve stevie",
+        "gabriel gabe",
+        "gabriella gabrielle gabby",
+        "patrick pat paddy",
+        "patricia pat patsy trish",
+        "susan sue susie",
+        "deborah debbie debra deb",
+        "jennifer jenny jen",
+        "amelia millie milly",
+        "emily em emmy",
+        "sophie sophia",
+    )
+)
+
+
+@cache
+def _groups_of(word: str) -> frozenset[int]:
+    return frozenset(i for i, group in enumerate(_VARIANT_GROUPS) if word in group)
+
+
+def are_variants(a: str, b: str) -> bool:
+    """True when one normalised given name is a known variant or nickname of the other."""
+    if not a or not b or a == b:
+        return False
+    return bool(_groups_of(a) & _groups_of(b))
+
+
+# Names close in spelling that are different names (usually a boy's and a
+# girl's), which Jaro-Winkler alone would call a typo. Twins are given names
+# like these, so they must never count as the same given name.
+_DISTINCT_PAIRS: frozenset[frozenset[str]] = frozenset(
+    frozenset(pair.split())
+    for pair in (
+        "alexander alexandra",
+        "francis frances",
+        "christian christina",
+        "nicholas nicola",
+        "dominic dominique",
+        "frederick frederica",
+        "george georgia",
+        "georgie georgia",
+        "oliver olivia",
+        "adrian adriana",
+        "julian julia",
+        "jesse jessie",
+        "marcus marcia",
+        "luca lucas",
+        "ryan rhian",
+        "jean joan",
+        "jon joan",
+    )
+)
+
+# Endings that turn one given name into another, typically the feminine form
+# (Louis/Louise, Paul/Paula, Daniel/Danielle, Joseph/Josephine).
+_GENDERED_ENDINGS = ("a", "e", "ie", "la", "le", "lla", "lle", "ne", "ine", "ina", "ette")
+_VOWELS = frozenset("aeiouy")
+
+
+def are_distinct_forms(a: str, b: str) -> bool:
+    """True when two close spellings are known to be different given names.
+
+    Used to stop a high Jaro-Winkler score from joining twins such as
+    Louis/Louise or Mario/Maria. Errs towards "distinct": a real typo that
+    falls here only downgrades a match to "possible".
+    """
+    if a == b or not a or not b:
+        return False
+    if frozenset((a, b)) in _DISTINCT_PAIRS:
+        return True
+    short, long_ = sorted((a, b), key=lambda s: (len(s), s))
+    if long_.startswith(short) and long_[len(short) :] in _GENDERED_ENDINGS:
+        return True
+    # Mario/Maria, Antonio/Antonia: same stem, different final vowel.
+    return len(a) == len(b) >= 3 and a[:-1] == b[:-1] and a[-1] in _VOWELS and b[-1] in _VOWELS
