@@ -33,7 +33,7 @@ from cpis.adapters.tokens import JwtTokenAuthority
 from cpis.adapters.webhook import WebhookSender
 from cpis.ports import Clock
 from cpis.settings import Settings
-from cpis.web import fhir, la, notifications, oauth, ops, subscriptions
+from cpis.web import fhir, la, notifications, oauth, ops, subscriptions, uploads
 from cpis.web.auth import ORGANISATIONS, RATE_LIMITER, OrganisationCache, RateLimiter
 from cpis.web.metrics import Metrics
 from cpis.web.middleware import request_middleware
@@ -205,6 +205,7 @@ def create_app(runtime: Runtime) -> web.Application:
         )
     app[INBOX] = PgOutboxStore(runtime.pool, runtime.vault)
     notifications.add_routes(app)
+    uploads.add_routes(app)
     # Before fhir's routes: its /FHIR/R4/{type}/{id} read would answer for Subscription.
     subscriptions.add_routes(app, store=PgSubscriptionStore(runtime.pool, runtime.vault))
     fhir.add_routes(app)

@@ -119,6 +119,18 @@ class Transaction(Protocol):
 
     async def get_la(self, ods_code: str) -> LocalAuthority | None: ...
 
+    async def lock_uploads(self, la_ods: str) -> None:
+        """Serialise uploads of one LA until commit (sequence numbers are per LA)."""
+
+    async def upload_acknowledgement(self, la_ods: str, sequence: int) -> dict[str, Any] | None:
+        """The acknowledgement stored for that file, if it was applied before."""
+
+    async def last_upload_sequence(self, la_ods: str) -> int | None: ...
+
+    async def store_upload(
+        self, la_ods: str, sequence: int, file_code: str, ack: dict[str, Any], at: datetime
+    ) -> None: ...
+
     async def get_organisation(self, ods_code: str) -> Organisation | None: ...
 
     async def append_audit(self, entry: AuditEntry, at: datetime) -> None: ...

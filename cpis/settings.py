@@ -77,6 +77,7 @@ class Settings:
     keys_signing: Secret | None = None  # path to a PEM private key that signs tokens
     access_token_ttl: int = 600
     max_body_bytes: int = 1_048_576
+    max_upload_bytes: int = 67_108_864  # batch files (100,000 records is about 10 MB of CSV)
     rate_limit_per_second: int = 50
     rate_limit_burst: int = 200
     db_pool_min: int = 2
@@ -134,6 +135,7 @@ class Settings:
             keys_signing=_secret(env, "CPIS_KEYS_SIGNING"),
             access_token_ttl=_int(env, "CPIS_ACCESS_TOKEN_TTL", 600, minimum=30),
             max_body_bytes=_int(env, "CPIS_MAX_BODY_BYTES", 1_048_576, minimum=1024),
+            max_upload_bytes=_int(env, "CPIS_MAX_UPLOAD_BYTES", 67_108_864, minimum=1024),
             rate_limit_per_second=_int(env, "CPIS_RATE_LIMIT_PER_SECOND", 50, minimum=1),
             rate_limit_burst=_int(env, "CPIS_RATE_LIMIT_BURST", 200, minimum=1),
             db_pool_min=_int(env, "CPIS_DB_POOL_MIN", 2, minimum=1),

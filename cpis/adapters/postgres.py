@@ -383,6 +383,38 @@ class PgTransaction:
         )
         return None if r is None else self._la(r)
 
+    async def lock_uploads(self, la_ods: str) -> None:
+        await self._conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('upload:' || $1, 0))", la_ods
+        )
+
+    async def upload_acknowledgement(self, la_ods: str, sequence: int) -> dict[str, Any] | None:
+        ack = await self._conn.fetchval(
+            "SELECT acknowledgement FROM upload WHERE la_ods = $1 AND sequence = $2",
+            la_ods,
+            sequence,
+        )
+        return None if ack is None else dict(ack)
+
+    async def last_upload_sequence(self, la_ods: str) -> int | None:
+        value = await self._conn.fetchval(
+            "SELECT max(sequence) FROM upload WHERE la_ods = $1", la_ods
+        )
+        return None if value is None else int(value)
+
+    async def store_upload(
+        self, la_ods: str, sequence: int, file_code: str, ack: dict[str, Any], at: datetime
+    ) -> None:
+        await self._conn.execute(
+            "INSERT INTO upload (la_ods, sequence, received_at, file_code, acknowledgement)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            la_ods,
+            sequence,
+            at,
+            file_code,
+            ack,
+        )
+
     async def get_organisation(self, ods_code: str) -> Organisation | None:
         r = await self._conn.fetchrow(
             "SELECT ods_code, name, setting_type FROM organisation WHERE ods_code = $1", ods_code

@@ -71,6 +71,9 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
     structlog.contextvars.bind_contextvars(trace_id=trace_id)
     started = time.perf_counter()
     try:
+        limit = request.app[SERVICES].settings.max_body_bytes
+        if action != "la_upload" and (request.content_length or 0) > limit:
+            raise PayloadTooLarge("request body too large")
         response = await handler(request)
     except CpisError as err:
         response = error_response(err)

@@ -1,0 +1,44 @@
+"""``POST /la/v1/uploads``: an LA's daily file over HTTP (SPEC §5).
+
+The body is the file itself, JSON (``application/json``) or CSV
+(``text/csv``), as documented in ``schemas/uploads.md``. The answer is the
+acknowledgement: 200 with CPF02/CPF03/CPF04 and a code per record; 400 with
+CPF01 for a malformed file (nothing applied); 409 with CPF04 for a sequence
+number lower than the last applied. Sending a file again returns the
+acknowledgement it got the first time.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from cpis.errors import PayloadTooLarge
+from cpis.model import Role
+from cpis.uploads.apply import apply_upload, rejected_acknowledgement
+from cpis.uploads.parse import UploadRejected, parse_upload
+from cpis.web.auth import authenticate
+from cpis.web.render import json_response
+from cpis.web.state import SERVICES
+
+
+async def upload(request: web.Request) -> web.Response:
+    principal = authenticate(request, Role.LA)
+    svc = request.app[SERVICES]
+    limit = svc.settings.max_upload_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"uploads are limited to {limit} bytes")
+    data = await request.read()
+    parsed = parse_upload(
+        data,
+        content_type=request.headers.get("Content-Type"),
+        allowed_la_ods=principal.ods_codes,
+    )
+    if isinstance(parsed, UploadRejected):
+        return json_response(rejected_acknowledgement(parsed), status=400)
+    ack, _applied_now = await apply_upload(svc.db, svc.clock, parsed)
+    status = 409 if ack["file_code"] == "CPF04" and not ack["records"] else 200
+    return json_response(ack, status=status)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/la/v1/uploads", upload, name="la_upload")
