@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("worker", help="deliver notifications only (no HTTP API)")
+    up = sub.add_parser("upload", help="apply an LA's upload file (JSON or CSV) and show its codes")
+    up.add_argument("file", type=Path)
+    up.add_argument("--ack", type=Path, help="also write the acknowledgement here (JSON)")
 
     notes = sub.add_parser("notifications", help="notification deliveries").add_subparsers(
         dest="notifications_command", required=True
@@ -343,6 +346,48 @@ async def _notifications(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _upload(rt: Runtime, args: argparse.Namespace) -> int:
+    """Apply a file as `POST /la/v1/uploads` would, with a progress bar and a summary."""
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from cpis.uploads.apply import apply_upload, rejected_acknowledgement
+    from cpis.uploads.parse import UploadRejected, parse_upload
+
+    console = Console(stderr=True)
+    try:
+        data = args.file.read_bytes()
+    except OSError as exc:
+        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    parsed = parse_upload(data, content_type=None, filename=args.file.name)
+    if isinstance(parsed, UploadRejected):
+        ack = rejected_acknowledgement(parsed)
+    else:
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task(f"applying {args.file.name}", total=len(parsed.records))
+            ack, _ = await apply_upload(
+                rt.db, rt.clock, parsed, progress=lambda n: bar.update(task, completed=n)
+            )
+    if args.ack:
+        args.ack.write_bytes(orjson.dumps(ack, option=orjson.OPT_INDENT_2))
+    table = Table(title=f"{args.file.name}: {ack['file_code']}")
+    table.add_column("code")
+    table.add_column("records", justify="right")
+    for code, count in (ack.get("summary") or {}).items():
+        table.add_row(code, str(count))
+    Console().print(table)
+    if ack.get("reason"):
+        print(ack["reason"])
+    for rec in ack["records"]:
+        if rec["code"] != "CPR06":
+            print(
+                f"record {rec['record']} ({rec['plan_id']}): {rec['code']} {rec.get('reason', '')}"
+            )
+    return 0 if ack["file_code"] in ("CPF02", "CPF03") else 1
+
+
 async def _worker(settings: Settings) -> int:
     from cpis.app import run_dispatcher
 
@@ -382,6 +427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "la":
             action = _la_add if args.la_command == "add" else _la_mesh
             return _run(_with_runtime(settings, lambda rt: action(rt, args)))
+        if args.command == "upload":
+            return _run(_with_runtime(settings, lambda rt: _upload(rt, args)))
         if args.command == "worker":
             return _run(_worker(settings))
         if args.command == "notifications":

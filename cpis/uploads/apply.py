@@ -17,6 +17,7 @@ plan id, and never carry an NHS number, name or birth date.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from cpis.ports import Clock, Database
@@ -28,9 +29,16 @@ def rejected_acknowledgement(rejected: UploadRejected) -> dict[str, Any]:
 
 
 async def apply_upload(
-    db: Database, clock: Clock, parsed: ParsedUpload
+    db: Database,
+    clock: Clock,
+    parsed: ParsedUpload,
+    *,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """Apply ``parsed``; returns its acknowledgement and whether it was applied just now."""
+    """Apply ``parsed``; returns its acknowledgement and whether it was applied just now.
+
+    ``progress`` is told how many records have been dealt with, as they are.
+    """
     la = parsed.la_ods
     async with db.transaction() as tx:
         await tx.lock_uploads(la)
@@ -65,6 +73,8 @@ async def apply_upload(
                 await tx.put_plan(la, rec.plan_id, rec.fields, now)
                 entry["code"] = "CPR06"
             records.append(entry)
+            if progress is not None:
+                progress(len(records))
         applied = sum(1 for r in records if r["code"] == "CPR06")
         if applied == len(records):
             file_code = "CPF02"

@@ -8,6 +8,7 @@ the admin commands against the same data directory while the server is up.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import socket
@@ -148,3 +149,22 @@ async def test_client_for_an_unregistered_la_is_refused(
     )  # fmt: skip
     assert code == 2
     assert "not registered" in err
+
+
+async def test_cli_upload_applies_the_example_file_to_the_demo_la(
+    demo_server: tuple[dict[str, str], str, str],
+) -> None:
+    """`cpis upload` applies schemas/examples/upload-example.json (written for the demo LA)
+    beside a running server, prints a table of codes and writes the acknowledgement;
+    sending it again gives the same acknowledgement."""
+    env, _printed, _base = demo_server
+    example = Path(__file__).resolve().parents[2] / "schemas" / "examples" / "upload-example.json"
+    ack_path = Path(env["CPIS_DATA_DIR"]) / "ack.json"
+    code, out, err = await _cpis(env, "upload", str(example), "--ack", str(ack_path))
+    assert code == 0, err
+    assert "CPR06" in out
+    first = json.loads(ack_path.read_text())
+    assert first["file_code"] in ("CPF02", "CPF03")
+    code, out, err = await _cpis(env, "upload", str(example), "--ack", str(ack_path))
+    assert code == 0, err
+    assert json.loads(ack_path.read_text()) == first
