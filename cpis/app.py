@@ -28,6 +28,7 @@ from cpis.adapters.mesh import MeshClient
 from cpis.adapters.outbox_store import PgOutboxStore
 from cpis.adapters.postgres import PgDatabase, create_pool, migrate
 from cpis.adapters.render import Renderer
+from cpis.adapters.retention import PgRetention
 from cpis.adapters.subscription_store import PgSubscriptionStore
 from cpis.adapters.tokens import JwtTokenAuthority
 from cpis.adapters.webhook import WebhookSender
@@ -41,6 +42,7 @@ from cpis.web.notifications import INBOX
 from cpis.web.state import NOTIFICATIONS_QUEUED, SERVICES, Services, Signal
 from cpis.workers.audit_chain import run_audit_chainer
 from cpis.workers.dispatcher import Dispatcher, DispatchSettings
+from cpis.workers.retention import run_retention
 
 log = structlog.get_logger("cpis")
 
@@ -198,6 +200,9 @@ def create_app(runtime: Runtime) -> web.Application:
     )
     app[ORGANISATIONS] = OrganisationCache()
     app.cleanup_ctx.append(_background(run_audit_chainer(runtime.db)))
+    app.cleanup_ctx.append(
+        _background(run_retention(PgRetention(runtime.pool, runtime.vault), runtime.clock))
+    )
     app[NOTIFICATIONS_QUEUED] = Signal()
     if settings.workers_in_serve:
         app.cleanup_ctx.append(

@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("worker", help="deliver notifications only (no HTTP API)")
+    sub.add_parser("purge", help="delete what retention says must go (serve also does this)")
     up = sub.add_parser("upload", help="apply an LA's upload file (JSON or CSV) and show its codes")
     up.add_argument("file", type=Path)
     up.add_argument("--ack", type=Path, help="also write the acknowledgement here (JSON)")
@@ -388,6 +389,17 @@ async def _upload(rt: Runtime, args: argparse.Namespace) -> int:
     return 0 if ack["file_code"] in ("CPF02", "CPF03") else 1
 
 
+async def _purge(rt: Runtime) -> int:
+    from cpis.adapters.retention import PgRetention
+
+    result = await PgRetention(rt.pool, rt.vault).purge(today=rt.clock.today())
+    print(
+        f"purged {result.plans} plans, {result.access_events} access events,"
+        f" {result.notifications} notifications"
+    )
+    return 0
+
+
 async def _worker(settings: Settings) -> int:
     from cpis.app import run_dispatcher
 
@@ -429,6 +441,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(_with_runtime(settings, lambda rt: action(rt, args)))
         if args.command == "upload":
             return _run(_with_runtime(settings, lambda rt: _upload(rt, args)))
+        if args.command == "purge":
+            return _run(_with_runtime(settings, _purge))
         if args.command == "worker":
             return _run(_worker(settings))
         if args.command == "notifications":

@@ -168,3 +168,14 @@ async def test_cli_upload_applies_the_example_file_to_the_demo_la(
     code, out, err = await _cpis(env, "upload", str(example), "--ack", str(ack_path))
     assert code == 0, err
     assert json.loads(ack_path.read_text()) == first
+
+
+async def test_cli_purge_runs_beside_the_server(
+    demo_server: tuple[dict[str, str], str, str],
+) -> None:
+    """`cpis purge` runs retention against the served database; the demo's plans are
+    current, so nothing goes."""
+    env, _printed, _base = demo_server
+    code, out, err = await _cpis(env, "purge")
+    assert code == 0, err
+    assert out.strip() == "purged 0 plans, 0 access events, 0 notifications"

@@ -1,0 +1,86 @@
+"""Retention (SPEC §3): plans are deleted for good at their delete date, and access
+events, with their notifications, go once their subject has no plan left.
+
+The delete date may depend on the child's birth date (the 18th-birthday end),
+which is only stored sealed, so candidate plans are read and judged here with
+:mod:`cpis.rules` rather than in SQL. One replica at a time purges (a
+transaction advisory lock); each batch is its own transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import asyncpg
+
+from cpis import rules
+from cpis.model import PlanFields, PlanType
+from cpis.ports import Vault
+
+_PURGE_LOCK = 7_201_843_554
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeResult:
+    plans: int
+    access_events: int
+    notifications: int
+
+
+class PgRetention:
+    def __init__(self, pool: asyncpg.Pool, vault: Vault) -> None:
+        self._pool = pool
+        self._vault = vault
+
+    def _due(self, r: asyncpg.Record, today: date) -> bool:
+        birth = None
+        if r["birth_sealed"] is not None and r["plan_type"] != PlanType.UCPP.value:
+            birth = date.fromisoformat(self._vault.open("birth_date", r["birth_sealed"]))
+        fields = PlanFields(
+            nhs_number="",  # not needed to judge retention; never opened here
+            plan_type=PlanType(r["plan_type"]),
+            start_date=r["start_date"],
+            end_date=r["end_date"],
+            delete_date=r["delete_date"],
+            birth_date=birth,
+        )
+        gone = rules.delete_on(fields)
+        return gone is not None and today >= gone
+
+    async def purge(self, *, today: date, batch: int = 1000) -> PurgeResult:
+        """Delete what retention says must go, as of ``today``; counts of what went."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _PURGE_LOCK):
+                return PurgeResult(0, 0, 0)
+            # Only plans that can be due: an explicit delete date, an end date, or a
+            # birth date (the 18th birthday ends CPP/LAC plans).
+            rows = await conn.fetch(
+                "SELECT p.id, v.plan_type, v.start_date, v.end_date, v.delete_date,"
+                " v.birth_sealed FROM plan p"
+                " JOIN plan_version v ON v.plan_id = p.id AND v.version = p.version"
+                " WHERE v.delete_date IS NOT NULL OR v.end_date IS NOT NULL"
+                " OR v.birth_sealed IS NOT NULL"
+            )
+            due = [r["id"] for r in rows if self._due(r, today)]
+            plans = 0
+            for i in range(0, len(due), batch):
+                status = await conn.execute(
+                    "DELETE FROM plan WHERE id = ANY($1::uuid[])", due[i : i + batch]
+                )
+                plans += int(status.split()[-1])
+            events = await conn.fetch(
+                "DELETE FROM access_event a WHERE NOT EXISTS"
+                " (SELECT 1 FROM plan p WHERE p.subject_key = a.subject_key) RETURNING id"
+            )
+            event_ids = [r["id"] for r in events]
+            notes = await conn.fetch(
+                "DELETE FROM outbox WHERE access_event_id = ANY($1::uuid[])"
+                " RETURNING notification_id",
+                event_ids,
+            )
+            await conn.execute(
+                "DELETE FROM delivery WHERE notification_id = ANY($1::uuid[])",
+                [r["notification_id"] for r in notes],
+            )
+            return PurgeResult(plans, len(event_ids), len(notes))

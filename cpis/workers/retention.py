@@ -1,0 +1,36 @@
+"""Runs the retention purge on a schedule inside ``cpis serve`` (every replica may;
+the database lets one purge at a time)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date
+from typing import Any, Protocol
+
+import structlog
+
+from cpis.ports import Clock
+
+log = structlog.get_logger("cpis.retention")
+
+
+class Retention(Protocol):
+    async def purge(self, *, today: date, batch: int = 1000) -> Any: ...
+
+
+async def run_retention(
+    retention: Retention, clock: Clock, *, interval: float = 6 * 3600, first_after: float = 60
+) -> None:
+    await asyncio.sleep(first_after)
+    while True:
+        try:
+            result = await retention.purge(today=clock.today())
+            log.info(
+                "retention_purged",
+                plans=result.plans,
+                access_events=result.access_events,
+                notifications=result.notifications,
+            )
+        except Exception:
+            log.exception("retention_failed")
+        await asyncio.sleep(interval)

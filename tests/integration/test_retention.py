@@ -1,0 +1,73 @@
+"""Retention (SPEC §3): plans go at their delete date (explicit, end of the visibility
+window, or after the 18th birthday's window), and visits with their notifications go
+once the child has no plan left."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from cpis import services
+from cpis.adapters.postgres import PgDatabase
+from cpis.adapters.retention import PgRetention
+from cpis.demo import synthetic_nhs_numbers
+from cpis.model import Accessor, LocalAuthority, PlanFields, PlanType, Principal, Role, SettingType
+from cpis.ports import AuditEntry
+from tests.integration.conftest import FakeClock
+
+EXPLICIT, WINDOW, ADULT, OPEN, TWO_PLANS = synthetic_nhs_numbers(5, start=950)
+LA = LocalAuthority("XLA01", "Alphashire", "01632 960001", "01632 960101")
+AUDIT = AuditEntry(action="plan_search", outcome=200, client_id="ed")
+
+
+async def count(db: PgDatabase, table: str) -> int:
+    async with db.pool.acquire() as conn:
+        return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
+
+
+async def test_purge_follows_the_retention_rules(db: PgDatabase, clock: FakeClock) -> None:
+    """On 1 June 2026: an explicit delete date passed goes; an end date more than a year
+    ago goes; a child who turned 18 more than a year ago goes (birth date sealed); an
+    open plan stays; a child with one plan gone and one left keeps the other and its
+    visits; visits of children with no plan left go with their notifications."""
+    await db.upsert_la(LA)
+    la = Principal(client_id="la", role=Role.LA, ods_codes=(LA.ods_code,))
+    plans = {
+        "explicit": PlanFields(EXPLICIT, PlanType.CPP, date(2026, 1, 1), None,
+                               date(2026, 5, 1)),
+        "window": PlanFields(WINDOW, PlanType.LAC, date(2023, 1, 1), date(2025, 5, 1)),
+        "adult": PlanFields(ADULT, PlanType.CPP, date(2020, 1, 1), None, None,
+                            date(2007, 3, 1)),
+        "open": PlanFields(OPEN, PlanType.CPP, date(2026, 1, 1)),
+        "two-a": PlanFields(TWO_PLANS, PlanType.CPP, date(2023, 1, 1), date(2025, 1, 1)),
+        "two-b": PlanFields(TWO_PLANS, PlanType.LAC, date(2026, 1, 1)),
+    }  # fmt: skip
+    # record visits while every plan was still visible
+    clock.advance(days=-365 * 2)
+    for plan_id, fields in plans.items():
+        await services.put_plan(db, clock, principal=la, la_ods=LA.ods_code,
+                                la_plan_id=plan_id, fields=fields, if_match=None)  # fmt: skip
+    clock.advance(days=365 * 2)
+    acc = Accessor("ed", "XED01", "ED", SettingType.ED, "u1", "Nurse", "Nurse", "t")
+    for nhs in (OPEN, TWO_PLANS):
+        await services.lookup(db, clock, nhs_number=nhs, accessor=acc, unscheduled=True,
+                              audit=AUDIT)  # fmt: skip
+    async with db.pool.acquire() as conn:
+        # visits of a child whose plans will all go (recorded directly: its plan is
+        # no longer visible today, so a lookup now would record nothing)
+        await conn.execute(
+            "INSERT INTO access_event SELECT gen_random_uuid(), p.subject_key, v.nhs_sealed,"
+            " now(), 'ed', 'XED01', 'ED', 'ED', 'u9', 'n', 'r', 't', '{XLA01}', false"
+            " FROM plan p JOIN plan_version v ON v.plan_id = p.id WHERE p.la_plan_id = 'window'"
+        )
+    before_events = await count(db, "access_event")
+
+    result = await PgRetention(db.pool, db._vault).purge(today=date(2026, 6, 1))
+
+    async with db.pool.acquire() as conn:
+        left = sorted(r[0] for r in await conn.fetch("SELECT la_plan_id FROM plan"))
+    assert left == ["open", "two-b"]
+    assert result.plans == 4
+    assert result.access_events == 1 and before_events - 1 == await count(db, "access_event")
+    assert await count(db, "outbox") == 2  # one each for OPEN and TWO_PLANS: kept
+    again = await PgRetention(db.pool, db._vault).purge(today=date(2026, 6, 1))
+    assert (again.plans, again.access_events) == (0, 0)
