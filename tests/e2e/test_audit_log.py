@@ -26,6 +26,7 @@ from tests.e2e.conftest import (
     identifier,
     user_headers,
 )
+from tests.polling import wait_until
 
 CHILD, OTHER = synthetic_nhs_numbers(2, start=401)
 
@@ -207,14 +208,13 @@ async def batch_start(e2e: E2E, seq: int) -> int:
 async def test_the_running_service_chains_new_lines_by_itself(e2e: E2E) -> None:
     """The app's background sealer seals committed lines within seconds, with no help,
     and a seal cannot be altered."""
-    import time
-
     await seed(e2e)
     assert (await e2e.search("Flag", CHILD)).status == 200
     newest = (await e2e.fetch("SELECT max(seq) AS s FROM audit_log"))[0]["s"]
-    deadline = time.monotonic() + 15
-    while not (await e2e.fetch("SELECT 1 FROM audit_seal WHERE last_seq >= $1", newest)):
-        assert time.monotonic() < deadline, "audit lines were not sealed in time"
-        await asyncio.sleep(0.05)
+
+    async def sealed() -> bool:
+        return bool(await e2e.fetch("SELECT 1 FROM audit_seal WHERE last_seq >= $1", newest))
+
+    await wait_until(sealed, what="the audit lines to be sealed")
     with pytest.raises(asyncpg.exceptions.RaiseError):
         await e2e.db.execute("UPDATE audit_seal SET hash = '\\x00'")

@@ -6,7 +6,6 @@ is down, dead after the horizon, and MESH delivery."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from cpis.workers.dispatcher import Dispatcher, DispatchSettings
 from tests.fhir_validation import validate_resource
 from tests.integration.conftest import FakeClock
 from tests.mesh_sandbox import running_mesh_sandbox
+from tests.polling import wait_until
 
 CHILD, OTHER = synthetic_nhs_numbers(2, start=300)
 LA = LocalAuthority("XLA01", "Alphashire", "01632 960001", "01632 960101")
@@ -83,13 +83,6 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield rec
     finally:
         await runner.cleanup()
-
-
-async def wait_for(predicate: Any, *, limit: float = 15.0) -> None:
-    deadline = time.monotonic() + limit
-    while not await predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 async def seed(db: PgDatabase, clock: FakeClock) -> None:
@@ -157,7 +150,7 @@ async def harness(db: PgDatabase, clock: FakeClock, tmp_path: Any) -> AsyncItera
 async def run_until(dispatcher: Dispatcher, predicate: Any, limit: float = 15.0) -> None:
     task = asyncio.create_task(dispatcher.run())
     try:
-        await wait_for(predicate, limit=limit)
+        await wait_until(predicate, limit=limit)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

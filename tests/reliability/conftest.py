@@ -16,7 +16,7 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +28,8 @@ import orjson
 import pytest
 from aiohttp import web
 
+from tests.polling import wait_until
+
 CPIS = [sys.executable, "-m", "cpis"]
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 LA_ODS = "XLA01"
@@ -38,14 +40,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-async def wait_until(predicate: Callable[[], Awaitable[bool]], *, limit: float, what: str) -> None:
-    """Poll ``predicate`` until it holds; fail after ``limit`` seconds."""
-    deadline = time.monotonic() + limit
-    while not await predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 def base_env(database_url: str, data_dir: Path, port: int) -> dict[str, str]:
