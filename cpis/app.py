@@ -26,13 +26,14 @@ from cpis.adapters.embedded import EmbeddedPostgres
 from cpis.adapters.keys import KeyMaterial, load_keys
 from cpis.adapters.mesh import MeshClient
 from cpis.adapters.outbox_store import PgOutboxStore
+from cpis.adapters.person_index import open_person_index
 from cpis.adapters.postgres import PgDatabase, create_pool, migrate
 from cpis.adapters.render import Renderer
 from cpis.adapters.retention import PgRetention
 from cpis.adapters.subscription_store import PgSubscriptionStore
 from cpis.adapters.tokens import JwtTokenAuthority
 from cpis.adapters.webhook import WebhookSender
-from cpis.ports import Clock
+from cpis.ports import Clock, PersonIndex
 from cpis.settings import Settings
 from cpis.web import fhir, la, notifications, oauth, ops, subscriptions, uploads
 from cpis.web.auth import ORGANISATIONS, RATE_LIMITER, OrganisationCache, RateLimiter
@@ -56,6 +57,8 @@ class Runtime:
     vault: FieldVault
     tokens: JwtTokenAuthority
     clock: Clock
+    # None: CPIS_PERSON_INDEX=none, NHS numbers are checked by their check digit only
+    person_index: PersonIndex | None = None
 
 
 async def database_url(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
@@ -96,7 +99,8 @@ async def open_runtime(
                 use_jti=db.use_jti,
                 clock=clock,
             )
-            yield Runtime(settings, pool, db, keys, vault, tokens, clock)
+            async with open_person_index(settings, pool, vault) as person_index:
+                yield Runtime(settings, pool, db, keys, vault, tokens, clock, person_index)
         finally:
             await pool.close()
     finally:

@@ -15,6 +15,7 @@
     ├── UnsupportedMediaType          415 UNSUPPORTED_MEDIA_TYPE
     ├── RateLimited                   429 TOO_MANY_REQUESTS
     └── Unavailable                   503 SERVICE_UNAVAILABLE  (database unreachable; Retry-After)
+        └── PersonIndexUnavailable    503 (the person index cannot answer: uploads get CPF05)
 
 Messages are shown to callers as OperationOutcome diagnostics, so they must
 never contain personal data: name the field or header, never echo its value.
@@ -143,3 +144,7 @@ class Unavailable(CpisError):
     def __init__(self, message: str, *, retry_after: int = 5) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class PersonIndexUnavailable(Unavailable):
+    """The person index (PDS or the local index) could not answer; try again later."""

@@ -155,6 +155,55 @@ class Database(Protocol):
     async def migrations_current(self) -> bool: ...
 
 
+@dataclass(frozen=True, slots=True)
+class IndexPerson:
+    """What a person index (PDS, or the local copy of one) holds for an NHS number.
+
+    ``given_names`` are space separated, first name first. ``sex`` is one of
+    ``male``, ``female``, ``other``, ``unknown`` or None. ``superseded_by`` is the
+    number that replaced this one (merged records); ``active`` is False for a
+    number that is retired or invalidated with no replacement known.
+    """
+
+    nhs_number: str
+    family_name: str | None = None
+    given_names: str | None = None
+    birth_date: date | None = None
+    sex: str | None = None
+    postcode: str | None = None
+    sensitive: bool = False
+    superseded_by: str | None = None
+    active: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class PersonQuery:
+    """Demographics to trace an NHS number from (``cpis trace``); any may be missing."""
+
+    family_name: str | None = None
+    given_names: str | None = None
+    birth_date: date | None = None
+    sex: str | None = None
+    postcode: str | None = None
+
+
+class PersonIndex(Protocol):
+    """The role PDS plays nationally (SPEC §5 CPR01/02/03/05, issue 4).
+
+    Adapters raise :class:`cpis.errors.PersonIndexUnavailable` when the index
+    cannot answer (an upload then gets CPF05 and changes nothing).
+    """
+
+    name: str
+
+    async def get_many(self, nhs_numbers: Sequence[str]) -> Mapping[str, IndexPerson]:
+        """The index's record for each number it knows; unknown numbers are absent."""
+
+    async def search(self, query: PersonQuery, *, limit: int = 10) -> Sequence[IndexPerson]:
+        """Candidates for tracing: people who plausibly match ``query`` (blocking only;
+        the caller decides with :mod:`cpis.matching`)."""
+
+
 class TokenAuthority(Protocol):
     """Issues and checks the service's access tokens (SPEC §6)."""
 

@@ -97,6 +97,13 @@ class Settings:
     tls_cert: str | None = None  # PEM certificate chain; enables HTTPS
     tls_key: str | None = None
     tls_client_ca: str | None = None  # require client certificates from this CA (mTLS)
+    # The person index uploads are checked against (issue 4): none | local | pds
+    person_index: str = "none"
+    pds_url: str | None = (
+        None  # PDS FHIR API base, e.g. https://sandbox.api.service.nhs.uk/personal-demographics/FHIR/R4
+    )
+    pds_timeout_seconds: int = 10
+    pds_concurrency: int = 8
 
     @property
     def fhir_base_url(self) -> str:
@@ -124,6 +131,12 @@ class Settings:
         log_format = env.get("CPIS_LOG_FORMAT", "auto")
         if log_format not in ("json", "console", "auto"):
             raise SettingsError("CPIS_LOG_FORMAT must be json, console or auto")
+        person_index = (env.get("CPIS_PERSON_INDEX") or "none").lower()
+        if person_index not in ("none", "local", "pds"):
+            raise SettingsError("CPIS_PERSON_INDEX must be none, local or pds")
+        pds_url = (env.get("CPIS_PDS_URL") or "").rstrip("/") or None
+        if person_index == "pds" and pds_url is None:
+            raise SettingsError("CPIS_PERSON_INDEX=pds needs CPIS_PDS_URL")
         return cls(
             data_dir=Path(env.get("CPIS_DATA_DIR") or ".cpis"),
             database_url=_secret(env, "CPIS_DATABASE_URL"),
@@ -155,4 +168,8 @@ class Settings:
             tls_cert=env.get("CPIS_TLS_CERT") or None,
             tls_key=env.get("CPIS_TLS_KEY") or None,
             tls_client_ca=env.get("CPIS_TLS_CLIENT_CA") or None,
+            person_index=person_index,
+            pds_url=pds_url,
+            pds_timeout_seconds=_int(env, "CPIS_PDS_TIMEOUT_SECONDS", 10, minimum=1),
+            pds_concurrency=_int(env, "CPIS_PDS_CONCURRENCY", 8, minimum=1),
         )

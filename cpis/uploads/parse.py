@@ -35,7 +35,7 @@ import orjson
 from cpis.matching import nhs_number
 from cpis.model import PlanFields, PlanType
 
-RecordCode = Literal["CPR04", "CPR07"]
+RecordCode = Literal["CPR01", "CPR02", "CPR03", "CPR04", "CPR05", "CPR07"]
 Form = Literal["json", "csv"]
 
 PLAN_FIELDS: tuple[str, ...] = (
@@ -83,10 +83,15 @@ _ACTIONS: dict[str, RecordAction] = {a.value: a for a in RecordAction}
 
 
 class RecordRejection(NamedTuple):
-    """Why one record was not applied; a tuple so it unpacks as ``(code, reason)``."""
+    """Why one record was not applied.
+
+    ``new_nhs_number`` is set only for CPR05 (superseded): the acknowledgement
+    gives the LA the number that replaced the one it sent.
+    """
 
     code: RecordCode
     reason: str
+    new_nhs_number: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,75 @@
+"""Blocking keys: which index records are worth comparing with a traced child.
+
+Tracing (``cpis trace``) cannot compare a child with every person in the index,
+so each index record is filed under a few keys and a query looks up the keys
+its own demographics could have been filed under, allowing for the errors LA
+records are known to carry: day and month transposed, the year off by one,
+given and family names recorded the wrong way round, one half of a
+double-barrelled surname. Names with a typo *and* a wrong birth date are
+missed by design: the decision would not be "certain" anyway.
+
+The keys are plain strings here; the local index stores only keyed hashes of
+them (``Vault.blind``), so its table reveals no name or birth date.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from datetime import date
+
+from cpis.matching import names
+
+
+def _surnames(family: str | None) -> frozenset[str]:
+    return names.significant(names.tokens(family or ""))
+
+
+def _first_given(given: str | None) -> str | None:
+    words = names.tokens(given or "")
+    return words[0] if words else None
+
+
+def record_keys(
+    family_name: str | None, given_names: str | None, birth_date: date | None
+) -> frozenset[str]:
+    """The keys an index record is filed under."""
+    keys: set[str] = set()
+    first = _first_given(given_names)
+    if birth_date is not None:
+        keys.add(f"dob:{birth_date.isoformat()}")
+    for surname in _surnames(family_name):
+        if birth_date is not None:
+            keys.add(f"fam-yob:{surname}:{birth_date.year}")
+        if first is not None:
+            keys.add(f"fam-given:{surname}:{first}")
+    return frozenset(keys)
+
+
+def _dates(birth_date: date | None) -> Iterable[date]:
+    if birth_date is None:
+        return ()
+    out = {birth_date}
+    if birth_date.day <= 12:
+        with contextlib.suppress(ValueError):  # 31/12 has no transposed form
+            out.add(date(birth_date.year, birth_date.day, birth_date.month))
+    return out
+
+
+def query_keys(
+    family_name: str | None, given_names: str | None, birth_date: date | None
+) -> frozenset[str]:
+    """Every key a record matching these demographics could be filed under."""
+    keys: set[str] = {f"dob:{d.isoformat()}" for d in _dates(birth_date)}
+    family_words = _surnames(family_name)
+    given_words = names.significant(names.tokens(given_names or ""))
+    first = _first_given(given_names)
+    # Names the wrong way round: the LA's given name is the index's surname.
+    pairs: set[tuple[str, str | None]] = {(s, first) for s in family_words}
+    pairs |= {(g, _first_given(family_name)) for g in given_words}
+    years = () if birth_date is None else range(birth_date.year - 1, birth_date.year + 2)
+    for surname, given in pairs:
+        keys.update(f"fam-yob:{surname}:{y}" for y in years)
+        if given is not None:
+            keys.add(f"fam-given:{surname}:{given}")
+    return frozenset(keys)
