@@ -198,6 +198,7 @@ def create_app(runtime: Runtime) -> web.Application:
         clock=runtime.clock,
         tokens=runtime.tokens,
         metrics=Metrics(),
+        person_index=runtime.person_index,
     )
     app[RATE_LIMITER] = RateLimiter(
         per_second=settings.rate_limit_per_second, burst=settings.rate_limit_burst

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from cpis.ports import Clock, Database, TokenAuthority
+from cpis.ports import Clock, Database, PersonIndex, TokenAuthority
 from cpis.settings import Settings
 from cpis.web.metrics import Metrics
 
@@ -19,6 +19,8 @@ class Services:
     clock: Clock
     tokens: TokenAuthority
     metrics: Metrics
+    # None: CPIS_PERSON_INDEX=none (uploads checked by check digit only)
+    person_index: PersonIndex | None = None
 
 
 SERVICES = web.AppKey("services", Services)
