@@ -73,3 +73,35 @@ def query_keys(
         if given is not None:
             keys.add(f"fam-given:{surname}:{given}")
     return frozenset(keys)
+
+
+class BlockIndex:
+    """An in-memory index of record keys: the blocking half of tracing, without storage.
+
+    The local person index keeps the same keys (hashed) in PostgreSQL; this
+    one serves tests, the matching benchmark and demo data. Values are the
+    callers' own ids (NHS numbers).
+    """
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, set[str]] = {}
+
+    def add(
+        self,
+        record_id: str,
+        family_name: str | None,
+        given_names: str | None,
+        birth_date: date | None,
+    ) -> None:
+        for key in record_keys(family_name, given_names, birth_date):
+            self._by_key.setdefault(key, set()).add(record_id)
+
+    def candidates(
+        self, family_name: str | None, given_names: str | None, birth_date: date | None
+    ) -> list[str]:
+        """Ids filed under any key the query could be filed under, most keys shared first."""
+        hits: dict[str, int] = {}
+        for key in query_keys(family_name, given_names, birth_date):
+            for record_id in self._by_key.get(key, ()):
+                hits[record_id] = hits.get(record_id, 0) + 1
+        return sorted(hits, key=lambda r: (-hits[r], r))

@@ -5,8 +5,9 @@ compared with what the person index holds for that number (SPEC §3, CPR03
 "demographics do not match the NHS number well enough"). A wrong child is worse
 than no match: a plan pinned to the wrong NHS number shows a stranger's child
 protection alert in an emergency department, and hides the real child's. So the
-policy is tuned for precision (target >= 99.9%): "match" needs every part to
-agree strongly, anything less is at best "possible" for a person to review.
+policy is tuned for precision (target >= 99.9%, measured by ``bench/matching``
+on synthetic children and corrupted LA copies; bench/README.md has the figures):
+anything short of "match" is at best "possible" for a person to review.
 
 Each part is graded on its own, then a fixed rule decides:
 
@@ -15,24 +16,31 @@ birth date
     different (in YYYYMMDD); mismatch; missing.
 family name
     exact (after normalisation: case, accents, punctuation, Mc/Mac);
-    typo (Jaro-Winkler >= ``TYPO_JW``, not a known different surname such as
+    typo (Jaro-Winkler >= ``TYPO_JW``, or one keystroke apart in names of
+    ``MIN_EDIT_FAMILY`` letters or more; not a known different surname such as
     Harris/Harrison); partial (one double-barrelled half: Smith-Jones vs Jones);
     similar (JW >= ``SIMILAR_JW``); mismatch; missing.
 given name
     exact; first-token (a middle name on one side only); nickname (Tom/Thomas,
-    from a small built-in table); typo (JW >= ``TYPO_JW``, not a known pair of
-    different names such as Louis/Louise); partial (shares a word, e.g. known by
-    the middle name); initial ("J" vs "James"); similar; mismatch; missing.
+    from a small built-in table); typo (JW >= ``TYPO_JW`` or one keystroke
+    apart, see ``MIN_EDIT_GIVEN``; not a known pair of different names such as
+    Louis/Louise); partial (shares a word, e.g. known by the middle name);
+    initial ("J" vs "James"); similar; mismatch; missing.
 
-Decision (``MAX_FUZZY`` = 1):
+Each grade carries an evidence weight (``_WEIGHT_*``, roughly log-odds): birth
+date exact +3, near +1.5, mismatch -3; given name exact +3, first-token or
+nickname +2.5, typo +2, different -3; family name exact +2, typo or partial
++1.5, different -1 (siblings share a surname; children's surnames change).
 
 match
-    the birth dates are exact, the family name is exact or a typo, the given
-    name is exact, first-token, nickname or typo, and at most one of these is
-    fuzzy (a family typo, a nickname/given typo, or given and family recorded
-    the wrong way round); or the birth date is day/month transposed and both
-    names are exact. Never with a missing birth date, and never when both
-    records state a sex and they differ.
+    the given name agrees strongly (exact, first-token, nickname or typo), the
+    weight is at least ``MATCH_WEIGHT`` (5), at most ``MAX_FUZZY`` (2) parts
+    are imperfect (a typo, a nickname, names the wrong way round, a birth date
+    not exact), and: without a birth date, both names exactly as written; never
+    when both records state a sex and they differ. So the same child matches
+    with one name misspelt and the date transposed, or with a changed surname
+    when given name and birth date are exact; twins (who differ only in the
+    given name) never do, nor does a child whose given name is missing.
 possible
     not a match, but the birth date nearly agrees (any grade except mismatch or
     missing) and at least one name agrees (family exact/typo/partial/similar or
@@ -41,17 +49,20 @@ possible
 no-match
     everything else.
 
+``MatchResult.corroborated`` marks a match on every part (birth date exact or
+transposed, both names agreeing): tracing, which compares one child with many
+candidates instead of one tied by an NHS number, proposes a number with
+certainty only on such a match (``cpis.matching.trace``).
+
 Why ``TYPO_JW`` = 0.92: at that level one-letter slips in names of five or more
 letters (Jonathon/Jonathan 0.95, Thompson/Thomson 0.975) pass while common
 distinct pairs of short names stay below (Tom/Tim 0.80, Smith/Smyth 0.89). Pairs
 of different given names that still score above it (Alexander/Alexandra 0.96,
 Louis/Louise 0.97, Christian/Christina 0.98) are caught by an explicit list and
 suffix rules in ``names``; surnames extended by two or more letters
-(Harris/Harrison 0.95) are never typos. Some distinct surnames remain
-(Johnson/Johnston 0.975): they reach "match" only when given name and birth date
-are exact, because a match may rest on one fuzzy part at most. The records being
-compared are already tied by an NHS number that passed its check digit, so a
-different child agreeing on all of that is far rarer than a misspelling.
+(Harris/Harrison 0.95) are never typos. The records being compared are already
+tied by an NHS number that passed its check digit, so a different child
+agreeing on all of that is far rarer than a misspelling.
 
 Sex and postcode are weak evidence: they move the score a little, and a stated
 sex that differs blocks "match", but a different postcode does not count against
@@ -80,8 +91,55 @@ TYPO_JW = 0.92
 SIMILAR_JW = 0.85
 """Jaro-Winkler at or above which two names are similar: weak evidence only."""
 
-MAX_FUZZY = 1
-"""How many fuzzy parts (typo, nickname, swapped names) a "match" may rest on."""
+MAX_FUZZY = 2
+"""How many imperfect parts (a typo, a nickname, swapped names, a birth date
+not exact) a "match" may rest on; three is too easy to find by chance."""
+
+MIN_EDIT_GIVEN = 5
+"""Given names at least this long are typos of each other one keystroke apart
+(Ethan/Ethsn); four-letter ones one keystroke apart are often different names
+(Eric/Erin, Milo/Mila), so there only a finger's slip counts (Ella/Elka,
+``names.within_one_edit(slips_only=True)``), and shorter ones never."""
+
+MIN_EDIT_FAMILY = 4
+"""The same for family names, where a one-keystroke neighbour is rarely another
+family sharing the child's given name and birth date (Tayler/Taylor)."""
+
+MATCH_WEIGHT = 5.0
+"""The evidence weight (see ``_WEIGHT_*``) a "match" needs."""
+
+# Evidence weights, roughly log-odds that the two records are one child: what
+# agreement on each part is worth, and what disagreement costs. A family name
+# is worth less than a given name (siblings share it) and costs little when it
+# differs (children's surnames change); a given name that differs is decisive
+# (twins differ only there).
+_WEIGHT_BIRTH = {
+    "exact": 3.0,
+    "day-month-transposed": 1.5,
+    "year-off-by-one": 1.5,
+    "one-digit": 1.5,
+    "missing": 0.0,
+    "mismatch": -3.0,
+}
+_WEIGHT_GIVEN = {
+    "exact": 3.0,
+    "first-token": 2.5,
+    "nickname": 2.5,
+    "typo": 2.0,
+    "partial": 1.0,
+    "initial": 0.5,
+    "missing": 0.0,
+    "similar": -1.0,
+    "mismatch": -3.0,
+}
+_WEIGHT_FAMILY = {
+    "exact": 2.0,
+    "typo": 1.5,
+    "partial": 1.5,
+    "similar": 0.0,
+    "missing": 0.0,
+    "mismatch": -1.0,
+}
 
 _WEIGHTS = {"birth_date": 0.4, "family": 0.3, "given": 0.3}
 
@@ -113,7 +171,8 @@ _SCORE_BANDS: dict[str, tuple[float, float]] = {
 
 _STRONG_FAMILY = frozenset({"exact", "typo"})
 _STRONG_GIVEN = frozenset({"exact", "first-token", "nickname", "typo"})
-_SOME_FAMILY = _STRONG_FAMILY | {"partial", "similar"}
+_AGREEING_FAMILY = _STRONG_FAMILY | {"partial"}
+_SOME_FAMILY = _AGREEING_FAMILY | {"similar"}
 _SOME_GIVEN = _STRONG_GIVEN | {"partial"}
 _NEAR_DATES = frozenset({"exact", "day-month-transposed", "year-off-by-one", "one-digit"})
 
@@ -150,6 +209,13 @@ class MatchResult:
     decision: Decision
     score: float
     reasons: tuple[str, ...]
+    weight: float = 0.0
+    """The evidence weight behind the decision; tracing compares candidates by it."""
+    corroborated: bool = False
+    """A match on every part: the birth date exact (or day and month swapped)
+    and both names strongly. Tracing proposes a number with certainty only on
+    such a match: among many candidates, a namesake one digit of the birth
+    date away is too likely to be someone else."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,10 +241,12 @@ def compare(la: Person, index: Person) -> MatchResult:
         # The swap is only believed when the crossed names are exact: "Thomas
         # Jones" vs "Jones Thomas". A fuzzy swap is too easy to find by chance.
         # Comparing keys, not grades, keeps compare() symmetric.
-        given_la, family_la = names.key(la.given_name), names.key(la.family_name)
-        given_ix, family_ix = names.key(index.given_name), names.key(index.family_name)
         sides = (la.given_name, la.family_name, index.given_name, index.family_name)
-        if all(map(_not_initial, sides)) and given_la == family_ix and family_la == given_ix:
+        if (
+            all(map(_not_initial, sides))
+            and _given_is_family(la.given_name, index.family_name)
+            and _given_is_family(index.given_name, la.family_name)
+        ):
             family = _Grade("exact", 1.0, "family-name-exact")
             given = _Grade("exact", 1.0, "given-name-exact")
             swapped = True
@@ -190,12 +258,23 @@ def compare(la: Person, index: Person) -> MatchResult:
 
     fuzzy = (family.level == "typo") + (given.level in {"nickname", "typo"}) + swapped
     names_strong = family.level in _STRONG_FAMILY and given.level in _STRONG_GIVEN
-    names_exact = family.level == "exact" and given.level in {"exact", "first-token"}
+    given_level = "mismatch" if given.reason == "given-name-distinct-variant" else given.level
+    weight = (
+        _WEIGHT_BIRTH[birth]
+        + _WEIGHT_GIVEN[given_level]
+        + _WEIGHT_FAMILY[family.level]
+        - (0.5 if swapped else 0.0)
+        - (3.0 if sex_conflict else 0.0)
+    )
 
     decision: Decision
-    if not sex_conflict and (
-        (birth == "exact" and names_strong and fuzzy <= MAX_FUZZY)
-        or (birth == "day-month-transposed" and names_exact and not swapped)
+    if (
+        not sex_conflict
+        and given.level in _STRONG_GIVEN
+        and fuzzy + (birth != "exact") <= MAX_FUZZY
+        and weight >= MATCH_WEIGHT
+        # No birth date only with both names exactly as written.
+        and (birth != "missing" or (given.level == "exact" and family.level == "exact"))
     ):
         decision = "match"
     elif (
@@ -228,7 +307,18 @@ def compare(la: Person, index: Person) -> MatchResult:
     elif postcode == "postcode-district":
         score += 0.01
     low, high = _SCORE_BANDS[decision]
-    return MatchResult(decision, round(min(high, max(low, score)), 4), tuple(reasons))
+    corroborated = (
+        decision == "match"
+        and birth in {"exact", "day-month-transposed"}
+        and family.level in _AGREEING_FAMILY
+    )
+    return MatchResult(
+        decision,
+        round(min(high, max(low, score)), 4),
+        tuple(reasons),
+        weight=weight,
+        corroborated=corroborated,
+    )
 
 
 def _grade_birth_date(a: date | None, b: date | None) -> str:
@@ -258,8 +348,9 @@ def _grade_family(a: str, b: str) -> _Grade:
     if sig_a and sig_b and (sig_a <= sig_b or sig_b <= sig_a):
         return _Grade("partial", _NAME_SCORE["partial"], "family-name-partial")
     jw = names.jaro_winkler(ka, kb)
-    if jw >= TYPO_JW and not _surname_extension(ka, kb):
-        return _Grade("typo", jw, "family-name-typo")
+    one_slip = min(len(ka), len(kb)) >= MIN_EDIT_FAMILY and names.within_one_edit(ka, kb)
+    if (jw >= TYPO_JW or one_slip) and not _surname_extension(ka, kb):
+        return _Grade("typo", max(jw, TYPO_JW), "family-name-typo")
     if jw >= SIMILAR_JW:
         return _Grade("similar", jw * 0.8, "family-name-similar")
     return _Grade("mismatch", jw * 0.4, "family-name-mismatch")
@@ -298,10 +389,14 @@ def _grade_given(a: str, b: str) -> _Grade:
             return _Grade("first-token", _NAME_SCORE["first-token"], "given-name-first-token")
         if names.are_variants(first_a, first_b):
             return _Grade("nickname", _NAME_SCORE["nickname"], "given-name-nickname")
-        if jw_first >= TYPO_JW:
+        shortest = min(len(first_a), len(first_b))
+        one_slip = shortest >= 4 and names.within_one_edit(
+            first_a, first_b, slips_only=shortest < MIN_EDIT_GIVEN
+        )
+        if jw_first >= TYPO_JW or one_slip:
             if names.are_distinct_forms(first_a, first_b):
                 return _Grade("similar", jw_first * 0.5, "given-name-distinct-variant")
-            return _Grade("typo", jw_first, "given-name-typo")
+            return _Grade("typo", max(jw_first, TYPO_JW), "given-name-typo")
     words_a, words_b = set(ta), set(tb)
     if any(len(w) > 1 for w in words_a & words_b) or any(
         names.are_variants(x, y) for x in words_a for y in words_b
@@ -313,6 +408,14 @@ def _grade_given(a: str, b: str) -> _Grade:
     if jw >= SIMILAR_JW:
         return _Grade("similar", jw * 0.7, "given-name-similar")
     return _Grade("mismatch", jw * 0.4, "given-name-mismatch")
+
+
+def _given_is_family(given: str, family: str) -> bool:
+    """A given name recorded as the family name: all of it, or its first word
+    (the middle name is usually lost when names are swapped)."""
+    key = names.key(family)
+    words = names.tokens(given)
+    return bool(key) and (names.key(given) == key or words[0] == key)
 
 
 def _not_initial(name: str) -> bool:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable
-from functools import cache
+from functools import lru_cache
 
 # Apostrophes join ("O'Neill" -> "oneill"); every other non-letter separates.
 _APOSTROPHES = frozenset("'\u2019\u2018\u02bc`\u00b4")
@@ -50,7 +50,7 @@ def _fold_char(ch: str) -> str:
     return _FOLD.get(ch, ch)
 
 
-@cache
+@lru_cache(maxsize=65536)  # bounded: index loads feed it every distinct name
 def tokens(name: str) -> tuple[str, ...]:
     """The words of ``name``, case- and accent-folded, with "Mac" spelled "Mc".
 
@@ -206,7 +206,7 @@ _VARIANT_GROUPS: tuple[frozenset[str], ...] = tuple(
 )
 
 
-@cache
+@lru_cache(maxsize=4096)  # per word; the variant groups are few
 def _groups_of(word: str) -> frozenset[int]:
     return frozenset(i for i, group in enumerate(_VARIANT_GROUPS) if word in group)
 
@@ -216,6 +216,16 @@ def are_variants(a: str, b: str) -> bool:
     if not a or not b or a == b:
         return False
     return bool(_groups_of(a) & _groups_of(b))
+
+
+def variants_of(word: str) -> frozenset[str]:
+    """Every known variant of a normalised given name (itself excluded), for
+    generating test data that agrees with :func:`are_variants`."""
+    found: set[str] = set()
+    for i in _groups_of(word):
+        found |= _VARIANT_GROUPS[i]
+    found.discard(word)
+    return frozenset(found)
 
 
 # Names close in spelling that are different names (usually a boy's and a
@@ -262,7 +272,60 @@ def are_distinct_forms(a: str, b: str) -> bool:
     if frozenset((a, b)) in _DISTINCT_PAIRS:
         return True
     short, long_ = sorted((a, b), key=lambda s: (len(s), s))
-    if long_.startswith(short) and long_[len(short) :] in _GENDERED_ENDINGS:
+    ending = long_[len(short) :]
+    # The other form grows from a consonant (Louis/Louise, Paul/Paula); a name
+    # cut short after a vowel (Amelia/Ameli, Archie/Archi) or a doubled last
+    # letter (Evie/Eviee) is a slip.
+    if (
+        long_.startswith(short)
+        and ending in _GENDERED_ENDINGS
+        and short[-1] not in _VOWELS
+        and ending != short[-1]
+    ):
         return True
-    # Mario/Maria, Antonio/Antonia: same stem, different final vowel.
-    return len(a) == len(b) >= 3 and a[:-1] == b[:-1] and a[-1] in _VOWELS and b[-1] in _VOWELS
+    # Mario/Maria, Antonio/Antonia: same stem, different final vowel ("y" is
+    # not one here: Holly/Hollu is a slip of the finger).
+    vowels = _VOWELS - {"y"}
+    return len(a) == len(b) >= 3 and a[:-1] == b[:-1] and a[-1] in vowels and b[-1] in vowels
+
+
+_KEYBOARD_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
+_BESIDE = {
+    ch: frozenset(row[max(0, i - 1) : i] + row[i + 1 : i + 2])
+    for row in _KEYBOARD_ROWS
+    for i, ch in enumerate(row)
+}
+
+
+def within_one_edit(a: str, b: str, *, slips_only: bool = False) -> bool:
+    """True when ``a`` and ``b`` differ by one keystroke: a letter changed, added,
+    dropped, or two neighbours swapped (Damerau-Levenshtein distance 1).
+
+    Jaro-Winkler is harsh on short names (Ethan/Ethsn 0.89), where this is not.
+    ``slips_only`` narrows it to what a finger does but a parent does not:
+    two letters swapped, or a letter changed for the key beside it and not a
+    vowel for a vowel. Short names one letter apart are often both names
+    (Milo/Mila, Eric/Erin, Jade/Jake); Ella/Elka is a slip.
+    """
+    if a == b:
+        return False
+    if len(a) == len(b):
+        diffs = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+        i = diffs[0]
+        if len(diffs) == 2:
+            return diffs[1] == i + 1 and a[i] == b[i + 1] and a[i + 1] == b[i]
+        if len(diffs) != 1:
+            return False
+        if not slips_only:
+            return True
+        vowels = a[i] in _VOWELS and b[i] in _VOWELS
+        return b[i] in _BESIDE.get(a[i], frozenset()) and not vowels
+    if slips_only:
+        return False
+    short, long_ = sorted((a, b), key=len)
+    if len(long_) - len(short) != 1:
+        return False
+    i = 0
+    while i < len(short) and short[i] == long_[i]:
+        i += 1
+    return short[i:] == long_[i + 1 :]

@@ -92,27 +92,56 @@ CASES: list[tuple[str, Person, Person, str, set[str]]] = [
     ("different postcode is no evidence against",
      _p("Tamsin", "Quarrell", postcode="TR1 2AB"), _p("Tamsin", "Quarrell", postcode="LS6 9ZZ"),
      "match", set()),
-    # --- partial evidence: "possible", never "match" ---
+    # Measured with bench/matching (bench/README.md): each of these is a common
+    # LA error that costs recall when refused and, with the given name and
+    # birth date agreeing, is almost never a different child.
     ("double-barrelled vs one half", _p("Ruby", "Penhallow-Trask"), _p("Ruby", "Trask"),
-     "possible", {"family-name-partial"}),
+     "match", {"family-name-partial"}),
     ("double-barrelled vs other half", _p("Ruby", "Penhallow-Trask"), _p("Ruby", "Penhallow"),
-     "possible", {"family-name-partial"}),
-    ("transposed date with a nickname",
-     _p("Tom", "Pendarves", date(2016, 3, 4)), _p("Thomas", "Pendarves", date(2016, 4, 3)),
-     "possible", {"birth-date-day-month-transposed", "given-name-nickname"}),
+     "match", {"family-name-partial"}),
     ("one digit of the date wrong",
      _p("Tamsin", "Quarrell", date(2016, 3, 4)), _p("Tamsin", "Quarrell", date(2016, 3, 14)),
-     "possible", {"birth-date-one-digit"}),
+     "match", {"birth-date-one-digit"}),
     ("year off by one",
      _p("Tamsin", "Quarrell", date(2016, 3, 4)), _p("Tamsin", "Quarrell", date(2015, 3, 4)),
-     "possible", {"birth-date-year-off-by-one"}),
-    ("missing birth date never matches",
-     _p("Tamsin", "Quarrell", None), _p("Tamsin", "Quarrell"), "possible",
+     "match", {"birth-date-year-off-by-one"}),
+    ("missing birth date, both names as written",
+     _p("Tamsin", "Quarrell", None), _p("Tamsin", "Quarrell"), "match",
      {"birth-date-missing"}),
-    ("both birth dates missing", _p("Tamsin", "Quarrell", None), _p("Tamsin", "Quarrell", None),
-     "possible", {"birth-date-missing"}),
-    ("two fuzzy parts: nickname and family typo", _p("Tom", "Tregonning"),
-     _p("Thomas", "Tregoning"), "possible", {"given-name-nickname", "family-name-typo"}),
+    ("both birth dates missing, both names as written", _p("Tamsin", "Quarrell", None),
+     _p("Tamsin", "Quarrell", None), "match", {"birth-date-missing"}),
+    ("surname changed: given name and date exact", _p("Ruby", "Quarrell"), _p("Ruby", "Trask"),
+     "match", {"family-name-mismatch"}),
+    ("particle alone is not a partial surname", _p("Pieter", "van Dijkstra"),
+     _p("Pieter", "van Wielen"), "match", {"family-name-mismatch"}),
+    ("harris vs harrison is no typo, but the rest carries it", _p("Ruby", "Harris"),
+     _p("Ruby", "Harrison"), "match", {"family-name-similar"}),
+    ("slip of the finger in a four-letter name", _p("Elka", "Pendarves"),
+     _p("Ella", "Pendarves"), "match", {"given-name-typo"}),
+    ("one keystroke in a longer name", _p("Ethsn", "Pendarves"), _p("Ethan", "Pendarves"),
+     "match", {"given-name-typo"}),
+    ("name cut short after a vowel", _p("Ameli", "Pendarves"), _p("Amelia", "Pendarves"),
+     "match", {"given-name-typo"}),
+    ("doubled last letter", _p("Eviee", "Pendarves"), _p("Evie", "Pendarves"), "match",
+     {"given-name-typo"}),
+    ("short family name one keystroke out", _p("Ruby", "Tayler"), _p("Ruby", "Taylor"),
+     "match", {"family-name-typo"}),
+    ("names swapped, middle name lost", _p("Quarrell", "Tamsin"),
+     _p("Tamsin Rose", "Quarrell"), "match", {"names-swapped"}),
+    # --- partial evidence: "possible", never "match" ---
+    ("missing birth date and a middle name on one side", _p("Tamsin", "Quarrell", None),
+     _p("Tamsin Rose", "Quarrell"), "possible", {"birth-date-missing"}),
+    ("missing birth date and a nickname", _p("Tom", "Pendarves", None),
+     _p("Thomas", "Pendarves"), "possible", {"birth-date-missing"}),
+    ("surname changed and a nickname", _p("Tom", "Quarrell"), _p("Thomas", "Trask"),
+     "possible", {"family-name-mismatch"}),
+    ("three imperfect parts", _p("Tom", "Quarel", date(2016, 3, 4)),
+     _p("Thomas", "Quarrell", date(2015, 3, 4)), "possible", {"birth-date-year-off-by-one"}),
+    ("transposed date with a nickname",
+     _p("Tom", "Pendarves", date(2016, 3, 4)), _p("Thomas", "Pendarves", date(2016, 4, 3)),
+     "match", {"birth-date-day-month-transposed", "given-name-nickname"}),
+    ("two imperfect parts: nickname and family typo", _p("Tom", "Tregonning"),
+     _p("Thomas", "Tregoning"), "match", {"given-name-nickname", "family-name-typo"}),
     ("stated sexes differ", _p("Tamsin", "Quarrell", sex="F"), _p("Tamsin", "Quarrell", sex="1"),
      "possible", {"sex-mismatch"}),
     ("initial only", _p("T", "Quarrell"), _p("Tamsin", "Quarrell"), "possible",
@@ -125,8 +154,6 @@ CASES: list[tuple[str, Person, Person, str, set[str]]] = [
      {"given-name-missing"}),
     ("one-letter surname extension is a typo", _p("Ruby", "Pellowe"), _p("Ruby", "Pellowes"),
      "match", {"family-name-typo"}),
-    ("harris vs harrison", _p("Ruby", "Harris"), _p("Ruby", "Harrison"), "possible",
-     {"family-name-similar"}),
     ("same name, date completely different",
      _p("Tamsin", "Quarrell", date(2016, 3, 4)), _p("Tamsin", "Quarrell", date(2011, 9, 27)),
      "possible", {"birth-date-mismatch"}),
@@ -153,10 +180,11 @@ CASES: list[tuple[str, Person, Person, str, set[str]]] = [
      _p("Jack", "Smith", date(2015, 8, 2)), "possible", {"birth-date-mismatch"}),
     ("tom and tim", _p("Tom", "Quarrell"), _p("Tim", "Quarrell"), "possible",
      {"given-name-mismatch"}),
-    ("different surname, same given name and date", _p("Ruby", "Quarrell"), _p("Ruby", "Trask"),
-     "possible", {"family-name-mismatch"}),
-    ("particle alone is not a partial surname", _p("Pieter", "van Dijkstra"),
-     _p("Pieter", "van Wielen"), "possible", {"family-name-mismatch"}),
+    ("twins milo and mila", _p("Milo", "Quarrell"), _p("Mila", "Quarrell"), "possible", set()),
+    ("twins eric and erin", _p("Eric", "Quarrell"), _p("Erin", "Quarrell"), "possible", set()),
+    ("twins jade and jake", _p("Jade", "Quarrell"), _p("Jake", "Quarrell"), "possible", set()),
+    ("twins, the LA gave no given name", _p("", "Quarrell"), _p("Morwenna", "Quarrell"),
+     "possible", {"given-name-missing"}),
     ("nothing agrees", _p("Kerensa", "Quarrell", date(2010, 1, 1)),
      _p("Pieter", "Vanderwielen", date(2016, 12, 25)), "no-match",
      {"family-name-mismatch", "given-name-mismatch", "birth-date-mismatch"}),
@@ -301,13 +329,14 @@ def test_compare_is_symmetric_total_and_bounded(a: Person, b: Person) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(_person)
-def test_a_person_matches_themself_only_with_a_birth_date_and_names(a: Person) -> None:
-    """Identity is a match exactly when there is enough to go on."""
+def test_a_person_matches_themself_only_with_enough_to_go_on(a: Person) -> None:
+    """Identity is a match exactly when there is enough to go on: a given name
+    that is more than an initial, and the family name or the birth date (or
+    both). A family name and birth date alone never are: twins share them."""
     result = compare(a, a)
     enough = (
-        a.birth_date is not None
-        and len(names.key(a.given_name)) > 1
-        and len(names.key(a.family_name)) > 0
+        len(names.key(a.given_name)) > 1
         and len(names.tokens(a.given_name)[0]) > 1
+        and (len(names.key(a.family_name)) > 0 or a.birth_date is not None)
     )
     assert (result.decision == "match") == enough

@@ -1,0 +1,186 @@
+"""Deciding which NHS number, if any, an LA's child has, from candidates the index found.
+
+``cpis trace`` asks the person index for people who plausibly match a child
+the LA has no NHS number for (blocking only), then this module decides, with
+:func:`cpis.matching.demographics.compare` against each candidate:
+
+certain
+    exactly one person compares "match", and no other person compares "match"
+    or "possible". The LA can send that number without a person checking.
+possible
+    anything else where some person compares "match" or "possible": a person
+    must look. The best candidate's number is proposed with its score and
+    reasons; ``several-candidates`` says there were others.
+none
+    no candidate compares better than "no-match".
+
+"Certain" is deliberately stricter than one "match": a second plausible
+person (a twin, a namesake born the same day) means the first may be the wrong
+child, and a wrong child is worse than no match.
+
+Superseded numbers (merged records) are followed to the number that replaced
+them, so the LA is never told to send a retired number; the old and new
+records of one person count as one person. A number retired with no
+replacement is never proposed.
+
+Sensitive records: the index hides their details from anyone who does not
+need them, and CP-IS does not hold plans for them (CPR02). They are still
+compared, because leaving them out could make a different child look like
+the only match. When a sensitive record compares "match" or "possible" the
+outcome is ``possible`` with no number, no score, and the single reason
+``sensitive-record``: the LA learns that a person must look, and nothing of
+the record's demographics, number, or which parts agreed.
+
+Pure: no I/O; reasons are codes, never names, dates or numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from cpis.matching.demographics import MatchResult, Person, compare
+from cpis.ports import IndexPerson
+
+TraceStatus = Literal["certain", "possible", "none"]
+
+MAX_SUPERSEDED_HOPS = 5
+"""How many merges to follow; a longer chain (or a loop) is treated as unresolved."""
+
+CERTAIN_MARGIN = 3.0
+"""How much more evidence weight (``MatchResult.weight``) the best candidate
+needs than the next: a birth date's worth. A namesake born the same day, or
+the same name one digit of the date away, leaves the best short of it."""
+
+_RANK = {"match": 2, "possible": 1, "no-match": 0}
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One person the LA's child was compared with.
+
+    ``nhs_number`` is the number to propose: the candidate's own, or the one
+    that superseded it (``superseded`` is then True).
+    """
+
+    nhs_number: str
+    result: MatchResult
+    sensitive: bool = False
+    superseded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TraceDecision:
+    """The outcome for one child: status, proposed number, score and reasons.
+
+    ``nhs_number`` and ``score`` are None for ``none`` and for a sensitive
+    ``possible``. ``candidates`` holds every non-sensitive person that
+    compared "match" or "possible", best first, for a caller that wants more
+    than the best one.
+    """
+
+    status: TraceStatus
+    nhs_number: str | None
+    score: float | None
+    reasons: tuple[str, ...]
+    candidates: tuple[Candidate, ...] = ()
+
+
+def as_person(record: IndexPerson) -> Person:
+    """The index's record in the shape ``compare`` takes."""
+    return Person(
+        given_name=record.given_names or "",
+        family_name=record.family_name or "",
+        birth_date=record.birth_date,
+        sex=record.sex,
+        postcode=record.postcode,
+    )
+
+
+def resolve(record: IndexPerson, known: Mapping[str, IndexPerson]) -> IndexPerson | None:
+    """The record that now stands for ``record``'s person, following merges through
+    ``known``; None when the number is retired with no replacement, or the chain
+    is too long or loops.
+
+    A replacement number the index did not return is still the right number to
+    propose: it stands as a bare record (no demographics) carrying ``record``'s
+    sensitivity.
+    """
+    current = record
+    seen = {record.nhs_number}
+    for _ in range(MAX_SUPERSEDED_HOPS):
+        successor = current.superseded_by
+        if successor is None:
+            return current if current.active else None
+        if successor in seen:
+            return None
+        seen.add(successor)
+        nxt = known.get(successor)
+        if nxt is None:
+            return IndexPerson(nhs_number=successor, sensitive=current.sensitive)
+        current = nxt
+    return None
+
+
+def decide(
+    la: Person,
+    candidates: Iterable[IndexPerson],
+    *,
+    successors: Mapping[str, IndexPerson] | None = None,
+) -> TraceDecision:
+    """Decide for one child; ``successors`` are index records for superseding numbers
+    (the caller fetches them so that this stays pure)."""
+    pool = list(candidates)
+    known = {c.nhs_number: c for c in pool} | dict(successors or {})
+    best: dict[str, Candidate] = {}
+    for record in pool:
+        current = resolve(record, known)
+        if current is None:
+            continue
+        result = compare(la, as_person(record))
+        candidate = Candidate(
+            nhs_number=current.nhs_number,
+            result=result,
+            sensitive=record.sensitive or current.sensitive,
+            superseded=current.nhs_number != record.nhs_number,
+        )
+        # The old and new records of one merged person are one person: keep the
+        # better comparison, and sensitive if either record is.
+        held = best.get(current.nhs_number)
+        if held is not None:
+            keep = candidate if _key(candidate) > _key(held) else held
+            if (held.sensitive or candidate.sensitive) and not keep.sensitive:
+                keep = Candidate(keep.nhs_number, keep.result, True, keep.superseded)
+            candidate = keep
+        best[current.nhs_number] = candidate
+
+    plausible = sorted(
+        (c for c in best.values() if c.result.decision != "no-match"), key=_key, reverse=True
+    )
+    if any(c.sensitive for c in plausible):
+        return TraceDecision("possible", None, None, ("sensitive-record",))
+    if not plausible:
+        reason = "no-close-candidate" if best else "no-candidate"
+        return TraceDecision("none", None, None, (reason,))
+    top = plausible[0]
+    reasons = list(top.result.reasons)
+    if top.superseded:
+        reasons.append("superseded-number-followed")
+    runner_up = max((c.result.weight for c in best.values() if c is not top), default=None)
+    clear = runner_up is None or top.result.weight - runner_up >= CERTAIN_MARGIN
+    if top.result.decision == "match" and top.result.corroborated and clear:
+        return TraceDecision(
+            "certain", top.nhs_number, top.result.score, tuple(reasons), tuple(plausible)
+        )
+    if len(plausible) > 1:
+        reasons.append("several-candidates")
+    return TraceDecision(
+        "possible", top.nhs_number, top.result.score, tuple(reasons), tuple(plausible)
+    )
+
+
+def _key(candidate: Candidate) -> tuple[int, float, str]:
+    # The number breaks ties so that the outcome never depends on the index's order.
+    result = candidate.result
+    return (_RANK[result.decision], result.score, candidate.nhs_number)

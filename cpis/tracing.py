@@ -1,0 +1,442 @@
+"""``cpis trace FILE``: find NHS numbers for an LA's children and measure the match rate.
+
+An LA may not go live until 95% of its children are matched to an NHS number
+(issue 4), and finding the numbers is its biggest pain. It runs this on a file
+in the upload format (``schemas/uploads.md``), with or without NHS numbers:
+
+- a record *with* a number is checked as an upload would be: the index's
+  record for that number must exist, be in use, not be sensitive, and compare
+  "match" with the LA's name and birth date (``verified``), else
+  ``number-rejected`` with the reason. A superseded number whose old record
+  matches is ``certain``, proposing the number that replaced it;
+- a record *without* one is traced: ``index.search`` finds candidates, and
+  :mod:`cpis.matching.trace` decides ``certain``, ``possible`` or ``none``.
+
+The review file (CSV) has one row per record: its number in the file, the
+LA's plan id, the status, a proposed NHS number (certain and possible only),
+the score and reason codes. It never holds the index's names or birth dates,
+so it can be handed to anyone on the LA's side. Deletes are skipped.
+
+The reader is deliberately tolerant, unlike the upload parser: a trace file
+is work in progress, so plan fields are not validated, unknown CSV columns
+are ignored, and a date it cannot read counts as missing (with a reason).
+Only a file that cannot be read at all is refused (:class:`TraceFileError`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.table import Table
+
+from cpis.matching import nhs_number
+from cpis.matching.demographics import Person, compare
+from cpis.matching.trace import TraceDecision, as_person, decide, resolve
+from cpis.ports import IndexPerson, PersonIndex, PersonQuery
+from cpis.uploads.parse import (
+    _DATE,
+    _PLAN_ID,
+    CSV_COLUMNS,
+    _csv_header_block,
+    _csv_rows,
+    _decode,
+    _form,
+    _Malformed,
+)
+
+GO_LIVE_TARGET = 0.95
+"""The share of children an LA must have matched before going live."""
+
+STATUSES = ("verified", "certain", "possible", "none", "number-rejected")
+REVIEW_COLUMNS = ("record", "plan_id", "status", "proposed_nhs_number", "score", "reasons")
+SEARCH_LIMIT = 50
+CONCURRENCY = 8
+"""Index requests in flight at once: enough to hide a network round trip."""
+
+_DEMOGRAPHICS = ("family_name", "given_name", "birth_date")
+
+
+class TraceFileError(Exception):
+    """The file cannot be read at all; the message names where, never a value."""
+
+
+@dataclass(frozen=True, slots=True)
+class TraceFile:
+    """The records of a trace file, and how many deletes it had (they are skipped)."""
+
+    records: tuple[TraceRecord, ...]
+    deletes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TraceRecord:
+    """One record of a trace file, as far as it could be read."""
+
+    record: int
+    plan_id: str | None
+    nhs_number: str | None
+    given_name: str | None
+    family_name: str | None
+    birth_date: date | None
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewRow:
+    record: int
+    plan_id: str | None
+    status: str
+    proposed_nhs_number: str | None
+    score: float | None
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TraceSummary:
+    """Counts per status and the match rate against the go-live target."""
+
+    counts: Mapping[str, int]
+    skipped_deletes: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def match_rate(self) -> float:
+        """(verified + certain) / total; 0 for an empty file."""
+        if not self.total:
+            return 0.0
+        return (self.counts.get("verified", 0) + self.counts.get("certain", 0)) / self.total
+
+    @property
+    def meets_target(self) -> bool:
+        return self.total > 0 and self.match_rate >= GO_LIVE_TARGET
+
+
+# --- reading the file -------------------------------------------------------------------------
+
+
+def read_trace_file(data: bytes, *, filename: str | None = None) -> TraceFile:
+    """The records of an upload-format file; raises TraceFileError."""
+    if not data.strip():
+        raise TraceFileError("the file is empty")
+    try:
+        form = _form(data, None, filename)
+        text = _decode(data)
+        return _read_json(text) if form == "json" else _read_csv(text)
+    except _Malformed as exc:
+        raise TraceFileError(exc.reason) from None
+
+
+def _read_json(text: str) -> TraceFile:
+    try:
+        doc = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise _Malformed(
+            f"the file is not valid JSON (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    raw = doc.get("records") if isinstance(doc, dict) else doc
+    if not isinstance(raw, list):
+        raise _Malformed("the file must be an upload file with a records array")
+    out: list[TraceRecord] = []
+    deletes = 0
+    for n, rec in enumerate(raw, start=1):
+        if not isinstance(rec, dict):
+            raise _Malformed(f"record {n} is not a JSON object")
+        if rec.get("action") == "delete":
+            deletes += 1
+        else:
+            out.append(_record(n, rec))
+    return TraceFile(tuple(out), deletes)
+
+
+def _read_csv(text: str) -> TraceFile:
+    rows = _csv_rows(text)
+    _header, first = _csv_header_block(rows)
+    if first is None:
+        raise _Malformed("the file has no header row of column names")
+    line, names = first
+    columns: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name in CSV_COLUMNS:
+            if name in columns:
+                raise _Malformed(f"line {line}: column {name} appears twice in the header row")
+            columns[name] = i
+    if "plan_id" not in columns or not any(c in columns for c in _DEMOGRAPHICS):
+        raise _Malformed(
+            f"line {line}: the header row needs a plan_id column and at least one of "
+            "family_name, given_name, birth_date"
+        )
+    out: list[TraceRecord] = []
+    deletes = 0
+    for line, row in rows:
+        values = {name: row[i] for name, i in columns.items() if i < len(row) and row[i]}
+        if values.get("action") == "delete":
+            deletes += 1
+        else:
+            out.append(_record(line, values))
+    return TraceFile(tuple(out), deletes)
+
+
+def _record(index: int, raw: Mapping[str, Any]) -> TraceRecord:
+    problems: list[str] = []
+    plan_id = raw.get("plan_id")
+    if not isinstance(plan_id, str) or not _PLAN_ID.fullmatch(plan_id):
+        plan_id = None
+    number = raw.get("nhs_number")
+    if number is not None and not isinstance(number, str):
+        number = str(number)  # a JSON number: checked (and refused) like any other
+    if isinstance(number, str) and not number.strip():
+        number = None
+    born: date | None = None
+    raw_birth = raw.get("birth_date")
+    if raw_birth is not None:
+        if isinstance(raw_birth, str) and _DATE.fullmatch(raw_birth.strip()):
+            try:
+                born = date.fromisoformat(raw_birth.strip())
+            except ValueError:
+                problems.append("birth-date-unreadable")
+        else:
+            problems.append("birth-date-unreadable")
+    return TraceRecord(
+        record=index,
+        plan_id=plan_id,
+        nhs_number=number,
+        given_name=_text(raw.get("given_name")),
+        family_name=_text(raw.get("family_name")),
+        birth_date=born,
+        problems=tuple(problems),
+    )
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+# --- deciding ---------------------------------------------------------------------------------
+
+
+def _person(rec: TraceRecord) -> Person:
+    return Person(rec.given_name or "", rec.family_name or "", rec.birth_date)
+
+
+def verify_number(
+    rec: TraceRecord, number: str, found: IndexPerson | None, known: Mapping[str, IndexPerson]
+) -> ReviewRow:
+    """The review row for a record that came with a (well-formed) NHS number."""
+
+    def rejected(*reasons: str, score: float | None = None) -> ReviewRow:
+        return ReviewRow(
+            rec.record, rec.plan_id, "number-rejected", None, score, (*reasons, *rec.problems)
+        )
+
+    if found is None:
+        return rejected("nhs-number-not-found")
+    current = resolve(found, known)
+    if current is None:
+        return rejected("nhs-number-inactive")
+    if found.sensitive or current.sensitive:
+        return rejected("sensitive-record")
+    if rec.birth_date is None and not rec.given_name and not rec.family_name:
+        return rejected("no-demographics")
+    result = compare(_person(rec), as_person(found))
+    if result.decision != "match":
+        return rejected(*result.reasons, score=result.score)
+    if current.nhs_number != number:
+        return ReviewRow(
+            rec.record,
+            rec.plan_id,
+            "certain",
+            current.nhs_number,
+            result.score,
+            ("nhs-number-superseded", *result.reasons, *rec.problems),
+        )
+    return ReviewRow(
+        rec.record, rec.plan_id, "verified", None, result.score, (*result.reasons, *rec.problems)
+    )
+
+
+def _traced_row(rec: TraceRecord, decision: TraceDecision) -> ReviewRow:
+    return ReviewRow(
+        rec.record,
+        rec.plan_id,
+        decision.status,
+        decision.nhs_number,
+        decision.score,
+        (*decision.reasons, *rec.problems),
+    )
+
+
+async def _successors(
+    index: PersonIndex, records: Sequence[IndexPerson], known: Mapping[str, IndexPerson]
+) -> dict[str, IndexPerson]:
+    """Index records for the numbers that superseded ``records``, a few merges deep."""
+    found: dict[str, IndexPerson] = {}
+    frontier = list(records)
+    for _ in range(3):
+        wanted = sorted(
+            {
+                r.superseded_by
+                for r in frontier
+                if r.superseded_by and r.superseded_by not in known and r.superseded_by not in found
+            }
+        )
+        if not wanted:
+            break
+        got = await index.get_many(wanted)
+        found.update(got)
+        frontier = list(got.values())
+    return found
+
+
+async def _trace_one(index: PersonIndex, rec: TraceRecord) -> ReviewRow:
+    if rec.birth_date is None and not rec.given_name and not rec.family_name:
+        return ReviewRow(rec.record, rec.plan_id, "none", None, None, ("no-demographics",))
+    query = PersonQuery(
+        family_name=rec.family_name, given_names=rec.given_name, birth_date=rec.birth_date
+    )
+    candidates = await index.search(query, limit=SEARCH_LIMIT)
+    known = {c.nhs_number: c for c in candidates}
+    successors = await _successors(index, candidates, known)
+    return _traced_row(rec, decide(_person(rec), candidates, successors=successors))
+
+
+async def review(
+    index: PersonIndex,
+    records: Sequence[TraceRecord],
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> list[ReviewRow]:
+    """One review row per record, in file order.
+
+    Raises :class:`cpis.errors.PersonIndexUnavailable` if the index cannot answer.
+    """
+    rows: list[ReviewRow | None] = [None] * len(records)
+    to_verify: list[tuple[int, TraceRecord, str]] = []
+    to_trace: list[int] = []
+    for i, rec in enumerate(records):
+        if rec.nhs_number is None:
+            to_trace.append(i)
+            continue
+        checked = nhs_number.check(rec.nhs_number)
+        if checked.value is None:
+            rows[i] = ReviewRow(
+                rec.record, rec.plan_id, "number-rejected", None, None, ("nhs-number-invalid",)
+            )
+        else:
+            to_verify.append((i, rec, checked.value))
+
+    done = len(records) - len(to_verify) - len(to_trace)
+    if to_verify:
+        found = await index.get_many(sorted({n for _, _, n in to_verify}))
+        successors = await _successors(index, list(found.values()), found)
+        known = {**found, **successors}
+        for i, rec, number in to_verify:
+            rows[i] = verify_number(rec, number, found.get(number), known)
+        done += len(to_verify)
+    if progress is not None:
+        progress(done)
+
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def trace(i: int) -> None:
+        nonlocal done
+        async with gate:
+            rows[i] = await _trace_one(index, records[i])
+        done += 1
+        if progress is not None:
+            progress(done)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for i in to_trace:
+                group.create_task(trace(i))
+    except ExceptionGroup as failed:
+        # The first failure (say the index going away) is the one to report,
+        # as the exception the caller expects rather than a group of them.
+        raise failed.exceptions[0] from None
+    return [row for row in rows if row is not None]
+
+
+def summarise(rows: Sequence[ReviewRow], *, skipped_deletes: int = 0) -> TraceSummary:
+    counts = dict.fromkeys(STATUSES, 0)
+    for row in rows:
+        counts[row.status] += 1
+    return TraceSummary(counts, skipped_deletes)
+
+
+def write_review(rows: Sequence[ReviewRow], path: Path) -> None:
+    """Write the review CSV whole or not at all (a temporary file, then a rename)."""
+    fd, tmp = tempfile.mkstemp(prefix=".trace-", suffix=".csv", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+            writer = csv.writer(out)
+            writer.writerow(REVIEW_COLUMNS)
+            for row in rows:
+                writer.writerow(
+                    (
+                        row.record,
+                        row.plan_id or "",
+                        row.status,
+                        row.proposed_nhs_number or "",
+                        "" if row.score is None else f"{row.score:.2f}",
+                        " ".join(row.reasons),
+                    )
+                )
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+async def trace_file(
+    index: PersonIndex,
+    data: bytes,
+    review_path: Path,
+    *,
+    filename: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> TraceSummary:
+    """Read ``data``, decide every record, write the review CSV, and summarise.
+
+    Raises :class:`TraceFileError` for an unreadable file (nothing is written)
+    and :class:`cpis.errors.PersonIndexUnavailable` when the index cannot answer.
+    """
+    read = read_trace_file(data, filename=filename)
+    rows = await review(index, read.records, progress=progress)
+    write_review(rows, review_path)
+    return summarise(rows, skipped_deletes=read.deletes)
+
+
+def render_summary(summary: TraceSummary, *, title: str = "trace") -> Table:
+    """A table of counts per status and the match rate against the 95% target."""
+    table = Table(title=title)
+    table.add_column("status")
+    table.add_column("records", justify="right")
+    table.add_column("share", justify="right")
+    for status in STATUSES:
+        count = summary.counts.get(status, 0)
+        share = f"{count / summary.total:.1%}" if summary.total else "-"
+        table.add_row(status, str(count), share)
+    table.add_section()
+    table.add_row("total", str(summary.total), "")
+    verdict = "met" if summary.meets_target else "not met"
+    table.caption = (
+        f"match rate (verified + certain) {summary.match_rate:.1%}; "
+        f"go-live target {GO_LIVE_TARGET:.0%}: {verdict}"
+    )
+    if summary.skipped_deletes:
+        table.caption += f"; {summary.skipped_deletes} deletes skipped"
+    return table

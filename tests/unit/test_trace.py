@@ -1,0 +1,127 @@
+"""Tracing decisions (cpis.matching.trace): certain, possible or none, from candidates.
+
+Every NHS number is from the 999 range and every name is invented.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from cpis.matching.demographics import Person
+from cpis.matching.trace import decide, resolve
+from cpis.ports import IndexPerson
+
+A, B, C, D = "9990000018", "9990000026", "9990000034", "9990000042"
+BORN = date(2016, 4, 3)
+CHILD = Person("Tamsin", "Quarrell", BORN)
+
+
+def ix(number: str, given: str = "Tamsin", family: str = "Quarrell", **kw: object) -> IndexPerson:
+    return IndexPerson(number, family, given, kw.pop("born", BORN), **kw)  # type: ignore[arg-type]
+
+
+def test_one_clear_match_is_certain() -> None:
+    """One candidate agreeing on everything, the others far behind: certain."""
+    decision = decide(
+        CHILD, [ix(A), ix(B, given="Morwenna"), ix(C, given="Pieter", family="Vanderwielen")]
+    )
+    assert decision.status == "certain"
+    assert decision.nhs_number == A
+    assert "given-name-exact" in decision.reasons
+    assert decision.score is not None and decision.score >= 0.9
+
+
+def test_no_candidates_is_none() -> None:
+    decision = decide(CHILD, [])
+    assert (decision.status, decision.nhs_number, decision.reasons) == (
+        "none",
+        None,
+        ("no-candidate",),
+    )
+
+
+def test_only_weak_candidates_is_none() -> None:
+    decision = decide(CHILD, [ix(A, given="Pieter", family="Vanderwielen", born=date(2010, 1, 1))])
+    assert decision.status == "none" and decision.reasons == ("no-close-candidate",)
+
+
+def test_a_namesake_one_digit_of_the_date_away_makes_it_possible() -> None:
+    """Two children with the same name, birth dates one digit apart: a person must look."""
+    decision = decide(CHILD, [ix(A), ix(B, born=date(2016, 4, 13))])
+    assert decision.status == "possible"
+    assert decision.nhs_number == A  # the better one is proposed
+    assert "several-candidates" in decision.reasons
+    assert [c.nhs_number for c in decision.candidates] == [A, B]
+
+
+def test_two_exact_namesakes_are_never_certain() -> None:
+    decision = decide(CHILD, [ix(A), ix(B)])
+    assert decision.status == "possible"
+
+
+def test_a_match_resting_on_a_missing_part_is_only_possible() -> None:
+    """A child with no birth date, or a changed surname, may match a tied NHS number,
+    but among candidates it is not certain."""
+    no_date = decide(Person("Tamsin", "Quarrell", None), [ix(A)])
+    assert no_date.status == "possible" and no_date.nhs_number == A
+    new_surname = decide(Person("Tamsin", "Trask", BORN), [ix(A)])
+    assert new_surname.status == "possible"
+
+
+def test_typo_and_transposed_date_are_still_certain_when_unique() -> None:
+    decision = decide(Person("Tamsni", "Quarrell", BORN), [ix(A)])
+    assert decision.status == "certain"
+    decision = decide(Person("Tamsin", "Quarrell", date(2016, 3, 4)), [ix(A)])
+    assert decision.status == "certain"
+
+
+def test_superseded_numbers_are_followed_and_merged_records_count_once() -> None:
+    """The old and the new record of one merged person are one candidate, proposed
+    under the new number."""
+    old = ix(A, superseded_by=B, active=False)
+    new = ix(B)
+    decision = decide(CHILD, [old, new])
+    assert decision.status == "certain"
+    assert decision.nhs_number == B
+    only_old = decide(CHILD, [old])
+    assert only_old.status == "certain" and only_old.nhs_number == B
+    assert "superseded-number-followed" in only_old.reasons
+    via_successor = decide(CHILD, [ix(A, superseded_by=C)], successors={C: ix(C, superseded_by=D)})
+    assert via_successor.nhs_number == D
+
+
+def test_retired_numbers_and_loops_are_never_proposed() -> None:
+    assert decide(CHILD, [ix(A, active=False)]).status == "none"
+    loop = [ix(A, superseded_by=B), ix(B, superseded_by=A)]
+    assert decide(CHILD, loop).status == "none"
+    assert resolve(ix(A, active=False), {}) is None
+
+
+def test_a_sensitive_record_is_possible_with_nothing_revealed() -> None:
+    """No number, no score, one reason: the LA learns only that a person must look."""
+    decision = decide(CHILD, [ix(A, sensitive=True, postcode="TR1 2AB")])
+    assert decision.status == "possible"
+    assert decision.nhs_number is None and decision.score is None
+    assert decision.reasons == ("sensitive-record",)
+    assert decision.candidates == ()
+    # A sensitive namesake also stops a non-sensitive match being certain.
+    mixed = decide(CHILD, [ix(A), ix(B, sensitive=True)])
+    assert (mixed.status, mixed.nhs_number, mixed.reasons) == (
+        "possible",
+        None,
+        ("sensitive-record",),
+    )
+    # Sensitivity carried through a merge counts.
+    merged = decide(CHILD, [ix(A, superseded_by=B, sensitive=True), ix(B)])
+    assert merged.reasons == ("sensitive-record",)
+
+
+def test_the_outcome_does_not_depend_on_the_index_order() -> None:
+    pool = [ix(A), ix(B, born=date(2016, 4, 13)), ix(C, given="Morwenna")]
+    assert decide(CHILD, pool) == decide(CHILD, list(reversed(pool)))
+
+
+def test_reasons_never_carry_personal_data() -> None:
+    decision = decide(CHILD, [ix(A), ix(B, born=date(2016, 4, 13))])
+    for reason in decision.reasons:
+        assert reason.replace("-", "").isalpha() and reason.islower()
