@@ -7,7 +7,7 @@ tests wire real ones too (PostgreSQL is always real) or small fakes of their own
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -71,6 +71,13 @@ class Vault(Protocol):
     def open(self, purpose: str, sealed: bytes) -> str:
         """Decrypt what :meth:`seal` made, with whichever key id it names."""
 
+    def blind(self, purpose: str, value: str) -> bytes:
+        """A keyed hash of ``value`` for equality lookups (a "blind index").
+
+        Deterministic, so it can be indexed; different for each ``purpose``, so
+        a hash made for one column never matches another's (or a subject key).
+        """
+
 
 class Transaction(Protocol):
     """One database transaction; everything done through it commits together."""
@@ -117,6 +124,23 @@ class Transaction(Protocol):
     async def delete_plan(self, la_ods: str, la_plan_id: str) -> bool:
         """Remove a plan and its history for good (entered in error)."""
 
+    async def delete_plans(self, la_ods: str, la_plan_ids: Sequence[str]) -> frozenset[str]:
+        """``delete_plan`` for each at once; returns the plan ids that existed."""
+
+    async def put_plans(
+        self,
+        la_ods: str,
+        plans: Sequence[tuple[str, PlanFields]],
+        at: datetime,
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """Store ``(la_plan_id, fields)`` pairs as ``put_plan`` would one by one, in order.
+
+        A plan id given k times gets k new versions, the last one current.
+        ``progress`` is told how many pairs have been dealt with, every few thousand.
+        """
+
     async def get_la(self, ods_code: str) -> LocalAuthority | None: ...
 
     async def lock_uploads(self, la_ods: str) -> None:
@@ -129,7 +153,8 @@ class Transaction(Protocol):
 
     async def store_upload(
         self, la_ods: str, sequence: int, file_code: str, ack: dict[str, Any], at: datetime
-    ) -> None: ...
+    ) -> None:
+        """Keep the acknowledgement of an applied file; any ``new_nhs_number`` is sealed."""
 
     async def get_organisation(self, ods_code: str) -> Organisation | None: ...
 

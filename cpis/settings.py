@@ -53,6 +53,19 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
     return value
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise SettingsError(f"{name} must be a finite number of seconds above 0")
+    return value
+
+
 def _secret(env: Mapping[str, str], name: str) -> Secret | None:
     raw = env.get(name)
     return Secret(raw) if raw else None
@@ -94,6 +107,7 @@ class Settings:
     mesh_password: Secret | None = None
     mesh_shared_key: Secret | None = None
     mesh_ca_file: str | None = None
+    mesh_poll_seconds: float = 60.0  # how often the MESH inbox is polled for upload files
     tls_cert: str | None = None  # PEM certificate chain; enables HTTPS
     tls_key: str | None = None
     tls_client_ca: str | None = None  # require client certificates from this CA (mTLS)
@@ -104,6 +118,8 @@ class Settings:
     )
     pds_timeout_seconds: int = 10
     pds_concurrency: int = 8
+    pds_token: Secret | None = None  # bearer token for the PDS API, if it needs one
+    index_check_hours: int = 24  # how often serve re-checks plan subjects against the index
 
     @property
     def fhir_base_url(self) -> str:
@@ -165,6 +181,7 @@ class Settings:
             mesh_password=_secret(env, "CPIS_MESH_PASSWORD"),
             mesh_shared_key=_secret(env, "CPIS_MESH_SHARED_KEY"),
             mesh_ca_file=env.get("CPIS_MESH_CA_FILE") or None,
+            mesh_poll_seconds=_seconds(env, "CPIS_MESH_POLL_SECONDS", 60.0),
             tls_cert=env.get("CPIS_TLS_CERT") or None,
             tls_key=env.get("CPIS_TLS_KEY") or None,
             tls_client_ca=env.get("CPIS_TLS_CLIENT_CA") or None,
@@ -172,4 +189,6 @@ class Settings:
             pds_url=pds_url,
             pds_timeout_seconds=_int(env, "CPIS_PDS_TIMEOUT_SECONDS", 10, minimum=1),
             pds_concurrency=_int(env, "CPIS_PDS_CONCURRENCY", 8, minimum=1),
+            pds_token=_secret(env, "CPIS_PDS_TOKEN"),
+            index_check_hours=_int(env, "CPIS_INDEX_CHECK_HOURS", 24, minimum=1),
         )

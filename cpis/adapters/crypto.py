@@ -13,6 +13,11 @@ or another key's envelope fails to open instead of showing the wrong field.
 NHS numbers are found by :meth:`FieldVault.subject_key`, an HMAC-SHA256 under a
 separate key: deterministic (so it can be indexed) but useless without the key
 (the NHS number space is small enough that a plain hash is a lookup table).
+Other values that must be found by equality without being readable (the person
+index's blocking keys and row fingerprints) go through :meth:`FieldVault.blind`:
+an HMAC-SHA256 under a key derived from the hash key and the purpose, so a
+blind index made for one purpose never equals one made for another, nor a
+subject key.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ class VaultError(CpisError):
 class FieldVault:
     """The :class:`cpis.ports.Vault` over AES-256-GCM data keys and an HMAC hash key."""
 
-    __slots__ = ("_active_header", "_active_kid", "_aeads", "_hash_key")
+    __slots__ = ("_active_header", "_active_kid", "_aeads", "_blind_keys", "_hash_key")
 
     def __init__(self, *, data_keys: Mapping[str, bytes], active_kid: str, hash_key: bytes) -> None:
         if active_kid not in data_keys:
@@ -61,6 +66,7 @@ class FieldVault:
         self._active_kid = active_kid.encode("ascii")
         self._active_header = bytes((_VERSION, len(self._active_kid))) + self._active_kid
         self._hash_key = hash_key
+        self._blind_keys: dict[str, bytes] = {}
 
     @classmethod
     def from_keys(cls, keys: KeyMaterial) -> FieldVault:
@@ -76,6 +82,21 @@ class FieldVault:
         """
         normalised = nhs_number.strip().translate(_NHS_SEPARATORS)
         return hmac.digest(self._hash_key, normalised.encode("utf-8"), hashlib.sha256)
+
+    def blind(self, purpose: str, value: str) -> bytes:
+        """HMAC-SHA256 of ``value`` under a key derived for ``purpose``.
+
+        Deriving one key per purpose (rather than prefixing the message) keeps
+        the per-value cost to a single ``hmac.digest`` call: a million-row
+        person index load blinds several values per row.
+        """
+        key = self._blind_keys.get(purpose)
+        if key is None:
+            key = hmac.digest(
+                self._hash_key, b"cpis-blind-index\x00" + purpose.encode("utf-8"), hashlib.sha256
+            )
+            self._blind_keys[purpose] = key
+        return hmac.digest(key, value.encode("utf-8"), hashlib.sha256)
 
     def seal(self, purpose: str, value: str) -> bytes:
         """Encrypt ``value`` for the column ``purpose`` under the active key."""
