@@ -24,7 +24,7 @@ $(NODE_STAMP): tests/package.json tests/package-lock.json
 	touch $@
 
 run: $(STAMP)
-	$(BIN)/cpis serve --demo
+	CPIS_PERSON_INDEX=$${CPIS_PERSON_INDEX:-local} $(BIN)/cpis serve --demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(wildcard cpis tests bench)
@@ -39,7 +39,7 @@ unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
 bench: $(STAMP)
-	bench/lookup && bench/notify
+	bench/lookup && bench/notify && bench/upload
 
 clean:
 	rm -rf $(VENV) tests/node_modules .mypy_cache .pytest_cache .ruff_cache

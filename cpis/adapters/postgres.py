@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import date, datetime
 from pathlib import Path
@@ -131,6 +132,42 @@ _PLAN_COLUMNS = """
     la.name AS la_name, la.office_phone, la.edt_phone, la.repeat_window_hours,
     la.version AS la_version, la.updated_at AS la_updated_at
 """
+
+# An upload's upserts, sealed, on their way to plan and plan_version
+# (PgTransaction.put_plans). ``nth`` numbers a plan id's rows in file order
+# and ``total`` counts them, so one statement can give each row its version.
+_UPLOAD_PLAN_TABLE = """
+    CREATE TEMPORARY TABLE upload_plan (
+        la_plan_id text NOT NULL, nth integer NOT NULL, total integer NOT NULL,
+        subject_key bytea NOT NULL, nhs_sealed bytea NOT NULL, plan_type text NOT NULL,
+        start_date date NOT NULL, end_date date, delete_date date,
+        birth_sealed bytea, family_sealed bytea, given_sealed bytea
+    ) ON COMMIT DROP
+"""
+_UPLOAD_PLAN_COLUMNS = (
+    "la_plan_id", "nth", "total", "subject_key", "nhs_sealed", "plan_type", "start_date",
+    "end_date", "delete_date", "birth_sealed", "family_sealed", "given_sealed",
+)  # fmt: skip
+# What put_plan does once per call, once per plan: a plan given k times moves
+# k versions on, its last row becomes the current one, and each row becomes
+# the version it would have been had the calls been made one by one.
+_UPSERT_UPLOAD_PLANS = """
+    WITH up AS (
+        INSERT INTO plan AS p (id, la_ods, la_plan_id, subject_key, version, updated_at)
+        SELECT gen_random_uuid(), $1, la_plan_id, subject_key, total, $2
+        FROM upload_plan WHERE nth = total
+        ON CONFLICT (la_ods, la_plan_id) DO UPDATE
+        SET version = p.version + EXCLUDED.version, subject_key = EXCLUDED.subject_key,
+            updated_at = EXCLUDED.updated_at
+        RETURNING p.id, p.la_plan_id, p.version
+    )
+    INSERT INTO plan_version (plan_id, version, nhs_sealed, plan_type, start_date, end_date,
+        delete_date, birth_sealed, family_sealed, given_sealed, recorded_at)
+    SELECT up.id, up.version - u.total + u.nth, u.nhs_sealed, u.plan_type, u.start_date,
+        u.end_date, u.delete_date, u.birth_sealed, u.family_sealed, u.given_sealed, $2
+    FROM upload_plan u JOIN up ON up.la_plan_id = u.la_plan_id
+"""
+_PROGRESS_EVERY = 5_000
 
 _EVENT_COLUMNS = """
     id, nhs_sealed, occurred_at, client_id, org_ods, org_name, setting_type, user_id,
@@ -304,6 +341,79 @@ class PgTransaction:
         )
         return bool(result.endswith(" 1"))
 
+    # --- plans in bulk (uploads) ---------------------------------------------
+
+    async def delete_plans(self, la_ods: str, la_plan_ids: Sequence[str]) -> frozenset[str]:
+        if not la_plan_ids:
+            return frozenset()
+        rows = await self._conn.fetch(
+            "DELETE FROM plan WHERE la_ods = $1 AND la_plan_id = ANY($2::text[])"
+            " RETURNING la_plan_id",
+            la_ods,
+            list(la_plan_ids),
+        )
+        return frozenset(r["la_plan_id"] for r in rows)
+
+    async def put_plans(
+        self,
+        la_ods: str,
+        plans: Sequence[tuple[str, PlanFields]],
+        at: datetime,
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """``put_plan`` for each of ``plans`` in order, in a COPY and one statement.
+
+        In a savepoint, so that a failure leaves the caller's transaction as
+        it was; the temporary table is dropped before it ends, so the method
+        can be called again in the same transaction.
+        """
+        if not plans:
+            return
+        async with self._conn.transaction():
+            await self._conn.execute(_UPLOAD_PLAN_TABLE)
+            await self._conn.copy_records_to_table(
+                "upload_plan",
+                records=self._sealed_plans(plans, progress),
+                columns=_UPLOAD_PLAN_COLUMNS,
+            )
+            await self._conn.execute(_UPSERT_UPLOAD_PLANS, la_ods, at)
+            await self._conn.execute("DROP TABLE upload_plan")
+
+    def _sealed_plans(
+        self, plans: Sequence[tuple[str, PlanFields]], progress: Callable[[int], None] | None
+    ) -> Iterator[tuple[object, ...]]:
+        """Rows for ``upload_plan``: sealed as ``put_plan`` seals, numbered within each plan.
+
+        A generator, so asyncpg streams the COPY while later rows are sealed
+        and the server works on earlier ones.
+        """
+        total = Counter(la_plan_id for la_plan_id, _ in plans)
+        seen: dict[str, int] = {}
+        seal = self._vault.seal
+        subject_key = self._vault.subject_key
+        for done, (la_plan_id, f) in enumerate(plans, start=1):
+            nth = seen[la_plan_id] = seen.get(la_plan_id, 0) + 1
+            birth = f.birth_date
+            yield (
+                la_plan_id,
+                nth,
+                total[la_plan_id],
+                subject_key(f.nhs_number),
+                seal("nhs_number", f.nhs_number),
+                f.plan_type.value,
+                f.start_date,
+                f.end_date,
+                f.delete_date,
+                None if birth is None else seal("birth_date", birth.isoformat()),
+                None if f.family_name is None else seal("family_name", f.family_name),
+                None if f.given_name is None else seal("given_name", f.given_name),
+            )
+            if progress is not None and done % _PROGRESS_EVERY == 0:
+                progress(done)
+        if progress is not None:
+            progress(len(plans))
+
     # --- access events -----------------------------------------------------
 
     async def record_access(
@@ -394,7 +504,7 @@ class PgTransaction:
             la_ods,
             sequence,
         )
-        return None if ack is None else dict(ack)
+        return None if ack is None else self._opened_ack(ack)
 
     async def last_upload_sequence(self, la_ods: str) -> int | None:
         value = await self._conn.fetchval(
@@ -412,8 +522,38 @@ class PgTransaction:
             sequence,
             at,
             file_code,
-            ack,
+            self._sealed_ack(ack),
         )
+
+    # An acknowledgement is stored as jsonb, and a database dump must not give
+    # away an NHS number (SPEC §6): the new number a CPR05 record carries is
+    # kept sealed, as new_nhs_number_sealed, and opened when it is read back.
+
+    def _sealed_ack(self, ack: dict[str, Any]) -> dict[str, Any]:
+        records = ack.get("records")
+        if not records or not any("new_nhs_number" in r for r in records):
+            return ack
+        sealed = []
+        for record in records:
+            if "new_nhs_number" in record:
+                record = dict(record)
+                value = self._vault.seal("nhs_number", record.pop("new_nhs_number"))
+                record["new_nhs_number_sealed"] = base64.b64encode(value).decode("ascii")
+            sealed.append(record)
+        return ack | {"records": sealed}
+
+    def _opened_ack(self, ack: dict[str, Any]) -> dict[str, Any]:
+        records = ack.get("records")
+        if not records or not any("new_nhs_number_sealed" in r for r in records):
+            return dict(ack)
+        opened = []
+        for record in records:
+            if "new_nhs_number_sealed" in record:
+                record = dict(record)
+                value = base64.b64decode(record.pop("new_nhs_number_sealed"))
+                record["new_nhs_number"] = self._vault.open("nhs_number", value)
+            opened.append(record)
+        return ack | {"records": opened}
 
     async def get_organisation(self, ods_code: str) -> Organisation | None:
         r = await self._conn.fetchrow(

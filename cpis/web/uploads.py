@@ -4,8 +4,9 @@ The body is the file itself, JSON (``application/json``) or CSV
 (``text/csv``), as documented in ``schemas/uploads.md``. The answer is the
 acknowledgement: 200 with CPF02/CPF03/CPF04 and a code per record; 400 with
 CPF01 for a malformed file (nothing applied); 409 with CPF04 for a sequence
-number lower than the last applied. Sending a file again returns the
-acknowledgement it got the first time.
+number lower than the last applied; 503 with CPF05 when the person index
+cannot answer (nothing applied: send the same file again later). Sending a
+file again returns the acknowledgement it got the first time.
 """
 
 from __future__ import annotations
@@ -35,7 +36,12 @@ async def upload(request: web.Request) -> web.Response:
     )
     if isinstance(parsed, UploadRejected):
         return json_response(rejected_acknowledgement(parsed), status=400)
-    ack, _applied_now = await apply_upload(svc.db, svc.clock, parsed)
+    ack, _applied_now = await apply_upload(svc.db, svc.clock, parsed, index=svc.person_index)
+    if ack["file_code"] == "CPF05":
+        # Nothing was applied or stored: the same file may be sent again shortly.
+        response = json_response(ack, status=503)
+        response.headers["Retry-After"] = "60"
+        return response
     status = 409 if ack["file_code"] == "CPF04" and not ack["records"] else 200
     return json_response(ack, status=status)
 
