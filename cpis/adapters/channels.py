@@ -21,6 +21,13 @@ RenderEvent = Callable[[Delivery, str], bytes]  # (delivery, payload content) ->
 RenderControl = Callable[[Mapping[str, Any], str], bytes]  # (subscription, kind) -> body
 Sign = Callable[[bytes], str]
 
+# The MESH subject line per outbox kind: what an LA's mailbox client shows before
+# the body is parsed. Never anything about the child.
+_MESH_SUBJECTS = {
+    "access": "CP-IS attendance notification",
+    "nhs-number-inactive": "CP-IS NHS number inactive notification",
+}
+
 
 def _channel_headers(sub: Mapping[str, Any]) -> dict[str, str]:
     headers: dict[str, str] = {}
@@ -74,7 +81,7 @@ class Channels:
                 recipient=delivery.target,
                 workflow_id=delivery.mesh_workflow_id or "CPIS_NOTIFICATION",
                 body=body,
-                subject="CP-IS attendance notification",
+                subject=_MESH_SUBJECTS.get(delivery.kind, _MESH_SUBJECTS["access"]),
                 local_id=str(delivery.notification_id),
                 content_type="application/fhir+json",
             )

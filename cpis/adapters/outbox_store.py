@@ -13,6 +13,12 @@ Two stages, both safe with any number of replicas:
   per-LA order and means no two workers deliver one row at once. If the
   process dies mid-delivery the lock goes with its connection and the row is
   delivered again (at least once; receivers de-duplicate by notification id).
+
+Outbox rows are of two kinds: ``access`` (an attendance, joined to its access
+event) and ``nhs-number-inactive`` (the person index retired or superseded an
+NHS number the LA holds plans for; queued by ``cpis.adapters.index_check_store``
+and carrying the old and new numbers sealed). Both fan out and deliver the same
+way; the renderer shapes each.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import asyncpg
 
 from cpis.adapters.postgres import UNAVAILABLE, access_event_from_row, open_text
 from cpis.errors import Unavailable
+from cpis.fhir.subscriptions import NhsNumberChange
 from cpis.model import AccessEvent
 from cpis.ports import Vault
 
@@ -48,6 +55,10 @@ class Delivery:
     event: AccessEvent | None
     subscription: Mapping[str, Any] | None
     mesh_workflow_id: str | None = None
+    kind: str = "access"
+    # kind nhs-number-inactive: the numbers, and when the change was noticed
+    nhs_number_change: NhsNumberChange | None = None
+    noted_at: datetime | None = None
 
 
 # The oldest pending delivery of each target (a loose index scan over the
@@ -141,9 +152,10 @@ class PgOutboxStore:
 
     async def _load(self, conn: Any, row: Any) -> Delivery:
         details = await conn.fetchrow(
-            "SELECT o.plan_ids, e.id, e.nhs_sealed, e.occurred_at, e.client_id, e.org_ods,"
-            " e.org_name, e.setting_type, e.user_id, e.user_name, e.user_role, e.trace_id,"
-            " e.la_codes"
+            "SELECT o.plan_ids, o.kind, o.old_nhs_sealed, o.new_nhs_sealed,"
+            " o.created_at AS noted_at, e.id, e.nhs_sealed, e.occurred_at, e.client_id,"
+            " e.org_ods, e.org_name, e.setting_type, e.user_id, e.user_name, e.user_role,"
+            " e.trace_id, e.la_codes"
             " FROM outbox o LEFT JOIN access_event e ON e.id = o.access_event_id"
             " WHERE o.notification_id = $1",
             row["notification_id"],
@@ -151,6 +163,9 @@ class PgOutboxStore:
         event = None
         if details is not None and details["id"] is not None:
             event = access_event_from_row(details, self._vault)
+        change = None
+        if details is not None and details["old_nhs_sealed"] is not None:
+            change = self._change(details)
         subscription = None
         workflow_id = None
         if row["channel"] == "mesh":
@@ -175,6 +190,16 @@ class PgOutboxStore:
             event=event,
             subscription=subscription,
             mesh_workflow_id=workflow_id,
+            kind=details["kind"] if details is not None else "access",
+            nhs_number_change=change,
+            noted_at=details["noted_at"] if details is not None else None,
+        )
+
+    def _change(self, r: Any) -> NhsNumberChange:
+        new = r["new_nhs_sealed"]
+        return NhsNumberChange(
+            old_nhs_number=self._vault.open("nhs_number", r["old_nhs_sealed"]),
+            new_nhs_number=None if new is None else self._vault.open("nhs_number", new),
         )
 
     # --- subscriptions' handshakes and heartbeats -------------------------------
@@ -264,6 +289,32 @@ class PgOutboxStore:
         for r in rows:
             item = dict(r)
             item["nhs_number"] = self._vault.open("nhs_number", item.pop("nhs_sealed"))
+            out.append(item)
+        return out
+
+    async def nhs_number_changes(
+        self, la_ods: str, *, include_acknowledged: bool, limit: int
+    ) -> Sequence[dict[str, Any]]:
+        """The LA's ``nhs-number-inactive`` notifications, newest first, numbers opened."""
+        rows = await self._fetch(
+            "SELECT o.notification_id, o.kind, o.plan_ids, o.created_at, o.acknowledged_at,"
+            " o.acknowledged_by, o.old_nhs_sealed, o.new_nhs_sealed,"
+            " (SELECT coalesce(array_agg(d.channel || ':' || d.state), '{}') FROM delivery d"
+            "   WHERE d.notification_id = o.notification_id) AS deliveries"
+            " FROM outbox o"
+            " WHERE o.la_ods = $1 AND o.kind = 'nhs-number-inactive'"
+            " AND ($2 OR o.acknowledged_at IS NULL)"
+            " ORDER BY o.created_at DESC, o.notification_id LIMIT $3",
+            la_ods,
+            include_acknowledged,
+            limit,
+        )
+        out = []
+        for r in rows:
+            item = {k: v for k, v in r.items() if k not in ("old_nhs_sealed", "new_nhs_sealed")}
+            change = self._change(r)
+            item["nhs_number"] = change.old_nhs_number
+            item["new_nhs_number"] = change.new_nhs_number
             out.append(item)
         return out
 

@@ -51,12 +51,18 @@ class Renderer:
 
     def event(self, d: Delivery, payload: str) -> bytes:
         sub = d.subscription if d.subscription is not None else self._mesh_subscription(d)
+        occurred_at = d.created_at
+        if d.event is not None:
+            occurred_at = d.event.occurred_at
+        elif d.nhs_number_change is not None and d.noted_at is not None:
+            occurred_at = d.noted_at  # when the index check noticed the change
         event = NotificationEvent(
             number=d.event_number or 0,
             notification_id=d.notification_id,
-            occurred_at=d.event.occurred_at if d.event is not None else d.created_at,
+            occurred_at=occurred_at,
             access_event=d.event,
             plan_ids=d.plan_ids,
+            nhs_number_change=d.nhs_number_change,
         )
         bundle = notification_bundle(
             "event-notification",

@@ -74,8 +74,11 @@ class PgRetention:
                 " (SELECT 1 FROM plan p WHERE p.subject_key = a.subject_key) RETURNING id"
             )
             event_ids = [r["id"] for r in events]
+            # NHS number changes go with the subject's last plan, like its visits.
             notes = await conn.fetch(
-                "DELETE FROM outbox WHERE access_event_id = ANY($1::uuid[])"
+                "DELETE FROM outbox o WHERE o.access_event_id = ANY($1::uuid[])"
+                " OR (o.kind = 'nhs-number-inactive' AND NOT EXISTS"
+                " (SELECT 1 FROM plan p WHERE p.subject_key = o.subject_key))"
                 " RETURNING notification_id",
                 event_ids,
             )

@@ -22,6 +22,7 @@ import asyncpg
 from cpis.adapters.postgres import UNAVAILABLE, access_event_from_row, open_text, seal_text
 from cpis.errors import Unavailable, VersionMismatch
 from cpis.fhir.subscriptions import (
+    NhsNumberChange,
     NotificationEvent,
     Status,
     Subscription,
@@ -218,7 +219,7 @@ class PgSubscriptionStore:
             "SELECT d.event_number, o.notification_id, o.created_at, o.plan_ids,"
             " a.id AS event_id, a.nhs_sealed, a.occurred_at, a.client_id, a.org_ods,"
             " a.org_name, a.setting_type, a.user_id, a.user_name, a.user_role, a.trace_id,"
-            " a.la_codes"
+            " a.la_codes, o.old_nhs_sealed, o.new_nhs_sealed"
             " FROM delivery d"
             " JOIN outbox o ON o.notification_id = d.notification_id"
             " LEFT JOIN access_event a ON a.id = o.access_event_id"
@@ -238,10 +239,18 @@ class PgSubscriptionStore:
         access: AccessEvent | None = None
         if r["event_id"] is not None:
             access = access_event_from_row(r, self._vault, id_column="event_id")
+        change: NhsNumberChange | None = None
+        if r["old_nhs_sealed"] is not None:
+            new = r["new_nhs_sealed"]
+            change = NhsNumberChange(
+                self._vault.open("nhs_number", r["old_nhs_sealed"]),
+                None if new is None else self._vault.open("nhs_number", new),
+            )
         return NotificationEvent(
             number=r["event_number"],
             notification_id=r["notification_id"],
             occurred_at=r["created_at"],
             access_event=access,
             plan_ids=tuple(r["plan_ids"]),
+            nhs_number_change=change,
         )

@@ -40,6 +40,17 @@ Decisions, and why:
   adds that AuditEvent as a further entry (as MNS adds its "hydrated signal").
   ``empty`` carries only numbers, times and the notification id: nothing
   about the child.
+- **NHS number changes ride the same topic** (issue 4): when the person index
+  says a number an LA holds plans for was superseded or retired, the event
+  has ``event-type`` ``cpis-nhs-number-inactive-1`` (shaped like MNS's
+  ``nhs-number-change-2``: ``subject`` the old number, ``focus`` the Patient
+  it identified), plus ``nhs-number-status`` and, when known, ``replaced-by``
+  (the new number) in ``additional-context``, since an LA cannot be assumed
+  to read PDS to learn it. ``full-resource`` adds that Patient, inactive,
+  with a ``replaced-by`` link: FHIR's own way of saying a record was merged.
+  A second topic would have needed every LA to subscribe again before it
+  heard of a change to one of its children; ``docs/notifications.md`` says
+  why in full.
 """
 
 from __future__ import annotations
@@ -83,6 +94,8 @@ EVENTS_OPERATION = f"{BACKPORT}/OperationDefinition/backport-subscription-events
 TOPIC_ID = "cpis-attendance"
 # MNS names its event types "<name>-<version>"; this is ours.
 EVENT_TYPE = "cpis-attendance-1"
+# The person index no longer uses an NHS number the LA holds plans for.
+NHS_NUMBER_INACTIVE_EVENT_TYPE = "cpis-nhs-number-inactive-1"
 FHIR_JSON = "application/fhir+json"
 # The filter parameter the topic defines: the owning LA's ODS code.
 FILTER_PARAMETER = "local-authority"
@@ -178,12 +191,22 @@ class Subscription:
 
 
 @dataclass(frozen=True, slots=True)
+class NhsNumberChange:
+    """The person index no longer uses ``old_nhs_number``: it was superseded by
+    ``new_nhs_number``, or is inactive with no replacement known (None)."""
+
+    old_nhs_number: str
+    new_nhs_number: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class NotificationEvent:
     """One numbered event of a subscription: a delivery row joined to its outbox row.
 
     ``access_event`` is None when retention has already removed the access
     event (the delivery log outlives it); such an event is rendered with its
-    number, time and notification id only.
+    number, time and notification id only. ``nhs_number_change`` is set, and
+    ``access_event`` None, for an outbox row of kind ``nhs-number-inactive``.
     """
 
     number: int
@@ -191,6 +214,7 @@ class NotificationEvent:
     occurred_at: datetime
     access_event: AccessEvent | None
     plan_ids: tuple[str, ...] = ()
+    nhs_number_change: NhsNumberChange | None = None
 
 
 def subscription_from_row(row: Mapping[str, Any]) -> Subscription:
@@ -325,31 +349,61 @@ def _status_resource(parameters: list[Resource]) -> Resource:
     }
 
 
-def _context_parts(
-    ev: NotificationEvent, sub: Subscription, base: str, payload: Payload
-) -> list[Resource]:
-    """MNS's ``additional-context`` for one event; personal data only when the payload allows."""
-    parts: list[Resource] = [
-        {"name": "event-type", "valueString": EVENT_TYPE},
+def _context_head(ev: NotificationEvent, base: str, event_type: str) -> list[Resource]:
+    """The ``additional-context`` parts every content level carries: nothing about the child."""
+    return [
+        {"name": "event-type", "valueString": event_type},
         {"name": "source", "valueUri": base},
         {"name": "event-number", "valueString": str(ev.number)},
         {"name": "notification-id", "valueString": str(ev.notification_id)},
     ]
+
+
+def _nhs_number_part(name: str, nhs_number: str) -> Resource:
+    return {
+        "name": name,
+        "valueReference": {"identifier": {"system": NHS_NUMBER_SYSTEM, "value": nhs_number}},
+    }
+
+
+def _plan_id_parts(ev: NotificationEvent, sub: Subscription, base: str) -> list[Resource]:
+    system = plan_identifier_system(base, sub.la_ods)
+    return [
+        {"name": "plan-id", "valueIdentifier": {"system": system, "value": plan_id}}
+        for plan_id in ev.plan_ids
+    ]
+
+
+def _change_context_parts(
+    ev: NotificationEvent, change: NhsNumberChange, sub: Subscription, base: str, payload: Payload
+) -> list[Resource]:
+    """``additional-context`` of an ``nhs-number-inactive`` event: the old number, whether
+    it was superseded or retired, the new number when known, and this LA's plan ids."""
+    parts = _context_head(ev, base, NHS_NUMBER_INACTIVE_EVENT_TYPE)
+    if payload == "empty":
+        return parts
+    parts.append(_nhs_number_part("subject", change.old_nhs_number))
+    status = "inactive" if change.new_nhs_number is None else "superseded"
+    parts.append({"name": "nhs-number-status", "valueCode": status})
+    if change.new_nhs_number is not None:
+        parts.append(_nhs_number_part("replaced-by", change.new_nhs_number))
+    parts.extend(_plan_id_parts(ev, sub, base))
+    return parts
+
+
+def _context_parts(
+    ev: NotificationEvent, sub: Subscription, base: str, payload: Payload
+) -> list[Resource]:
+    """MNS's ``additional-context`` for one event; personal data only when the payload allows."""
+    if ev.nhs_number_change is not None:
+        return _change_context_parts(ev, ev.nhs_number_change, sub, base, payload)
+    parts = _context_head(ev, base, EVENT_TYPE)
     ae = ev.access_event
     if payload == "empty" or ae is None:
         return parts
     acc = ae.accessor
-    parts.append(
-        {
-            "name": "subject",
-            "valueReference": {"identifier": {"system": NHS_NUMBER_SYSTEM, "value": ae.nhs_number}},
-        }
-    )
-    system = plan_identifier_system(base, sub.la_ods)
-    parts.extend(
-        {"name": "plan-id", "valueIdentifier": {"system": system, "value": plan_id}}
-        for plan_id in ev.plan_ids
-    )
+    parts.append(_nhs_number_part("subject", ae.nhs_number))
+    parts.extend(_plan_id_parts(ev, sub, base))
     setting: Resource = {"identifier": {"system": ODS_SYSTEM, "value": acc.org_ods}}
     if acc.org_name:
         setting["display"] = acc.org_name
@@ -390,10 +444,54 @@ def _event_parameters(
                 },
             }
         )
+    elif payload != "empty" and ev.nhs_number_change is not None:
+        parts.append(
+            {"name": "focus", "valueReference": _patient_focus(ev, ev.nhs_number_change, payload)}
+        )
     return [
         {"name": "notification-event", "part": parts},
         {"name": "additional-context", "part": _context_parts(ev, sub, base, payload)},
     ]
+
+
+def _patient_url(ev: NotificationEvent) -> str:
+    """The in-Bundle address of the Patient a full-resource change event carries; the same
+    on every re-delivery of the event, so what the LA receives twice is the same."""
+    return f"urn:uuid:{uuid.uuid5(ev.notification_id, 'Patient')}"
+
+
+def _patient_focus(ev: NotificationEvent, change: NhsNumberChange, payload: Payload) -> Resource:
+    """The Patient the old number identified, by identifier (CP-IS serves no Patient;
+    MNS's ``nhs-number-change-2`` likewise points at the person, not a record of ours).
+    With ``full-resource`` it also references that Patient's entry in the Bundle."""
+    ref: Resource = {}
+    if payload == "full-resource":
+        ref["reference"] = _patient_url(ev)
+    ref["type"] = "Patient"
+    ref["identifier"] = {"system": NHS_NUMBER_SYSTEM, "value": change.old_nhs_number}
+    return ref
+
+
+def _replaced_patient(ev: NotificationEvent, change: NhsNumberChange) -> Resource:
+    """The old number's Patient as the index now sees it: inactive and, when superseded,
+    ``link.type`` ``replaced-by`` the new number (FHIR's shape for a merged record)."""
+    patient: Resource = {
+        "resourceType": "Patient",
+        "id": _patient_url(ev).removeprefix("urn:uuid:"),
+        "identifier": [{"system": NHS_NUMBER_SYSTEM, "value": change.old_nhs_number}],
+        "active": False,
+    }
+    if change.new_nhs_number is not None:
+        patient["link"] = [
+            {
+                "other": {
+                    "type": "Patient",
+                    "identifier": {"system": NHS_NUMBER_SYSTEM, "value": change.new_nhs_number},
+                },
+                "type": "replaced-by",
+            }
+        ]
+    return patient
 
 
 def notification_bundle(
@@ -446,6 +544,19 @@ def notification_bundle(
                     "fullUrl": url,
                     "resource": audit_event(ae, base),
                     "request": {"method": "GET", "url": url},
+                    "response": {"status": "200"},
+                }
+            )
+        for ev in events:
+            change = ev.nhs_number_change
+            if change is None:
+                continue
+            search = f"Patient?identifier={NHS_NUMBER_SYSTEM}|{change.old_nhs_number}"
+            entries.append(
+                {
+                    "fullUrl": _patient_url(ev),
+                    "resource": _replaced_patient(ev, change),
+                    "request": {"method": "GET", "url": search},
                     "response": {"status": "200"},
                 }
             )

@@ -6,6 +6,12 @@ a child was seen at five EDs in three weeks. ``?status=new`` (default),
 ``acknowledged`` or ``all``. ``POST /la/v1/notifications/acknowledge`` with
 ``{"ids": [...]}`` acknowledges one or many. ``GET /la/v1/notifications/failed``
 lists deliveries that could not be made (the inbox always has them).
+
+The same listing has, apart from the attendances, ``nhs_number_changes``: the
+person index retired an NHS number the LA holds plans for (kind
+``nhs-number-inactive``, issue 4), with the old number, the new one where known
+and the LA's plan ids, so someone updates the plans. They are acknowledged the
+same way, by notification id.
 """
 
 from __future__ import annotations
@@ -29,6 +35,10 @@ _MAX_ACK = 500
 
 class InboxStore(Protocol):
     async def inbox(
+        self, la_ods: str, *, include_acknowledged: bool, limit: int
+    ) -> Sequence[dict[str, Any]]: ...
+
+    async def nhs_number_changes(
         self, la_ods: str, *, include_acknowledged: bool, limit: int
     ) -> Sequence[dict[str, Any]]: ...
 
@@ -82,6 +92,29 @@ def _grouped(items: Sequence[dict[str, Any]], status: str) -> list[dict[str, Any
     return out
 
 
+def _number_changes(items: Sequence[dict[str, Any]], status: str) -> list[dict[str, Any]]:
+    out = []
+    for item in items:
+        if status == "acknowledged" and item["acknowledged_at"] is None:
+            continue
+        new = item["new_nhs_number"]
+        out.append(
+            {
+                "notification_id": str(item["notification_id"]),
+                "kind": item["kind"],
+                "nhs_number": item["nhs_number"],
+                "status": "inactive" if new is None else "superseded",
+                "new_nhs_number": new,
+                "plan_ids": sorted(item["plan_ids"]),
+                "noted_at": _iso(item["created_at"]),
+                "acknowledged_at": _iso(item["acknowledged_at"]),
+                "acknowledged_by": item["acknowledged_by"],
+                "deliveries": sorted(item["deliveries"]),
+            }
+        )
+    return out
+
+
 async def list_notifications(request: web.Request) -> web.Response:
     principal = authenticate(request, Role.LA)
     la_ods = acting_org(request, principal)
@@ -93,11 +126,22 @@ async def list_notifications(request: web.Request) -> web.Response:
     raw_limit = request.query.get("limit", "500")
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 5000:
         raise InvalidRequest("limit must be 1 to 5000", expression="limit", status=400)
-    items = await request.app[INBOX].inbox(
-        la_ods, include_acknowledged=status != "new", limit=int(raw_limit)
+    store = request.app[INBOX]
+    include_acknowledged = status != "new"
+    items = await store.inbox(
+        la_ods, include_acknowledged=include_acknowledged, limit=int(raw_limit)
     )
-    children = _grouped(items, status)
-    return json_response({"la_ods": la_ods, "status": status, "children": children})
+    changes = await store.nhs_number_changes(
+        la_ods, include_acknowledged=include_acknowledged, limit=int(raw_limit)
+    )
+    return json_response(
+        {
+            "la_ods": la_ods,
+            "status": status,
+            "children": _grouped(items, status),
+            "nhs_number_changes": _number_changes(changes, status),
+        }
+    )
 
 
 async def acknowledge(request: web.Request) -> web.Response:
