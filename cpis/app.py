@@ -18,13 +18,16 @@ from typing import Any
 import asyncpg
 import structlog
 from aiohttp import web
+from prometheus_client import Counter
 
 from cpis.adapters.channels import Channels
 from cpis.adapters.clock import SystemClock
 from cpis.adapters.crypto import FieldVault
 from cpis.adapters.embedded import EmbeddedPostgres
+from cpis.adapters.index_check_store import PgIndexCheckStore
 from cpis.adapters.keys import KeyMaterial, load_keys
 from cpis.adapters.mesh import MeshClient
+from cpis.adapters.mesh_inbox import MeshInbox, PgMeshSenders, PgPollLock
 from cpis.adapters.outbox_store import PgOutboxStore
 from cpis.adapters.person_index import open_person_index
 from cpis.adapters.postgres import PgDatabase, create_pool, migrate
@@ -35,6 +38,8 @@ from cpis.adapters.tokens import JwtTokenAuthority
 from cpis.adapters.webhook import WebhookSender
 from cpis.ports import Clock, PersonIndex
 from cpis.settings import Settings
+from cpis.uploads.apply import apply_upload
+from cpis.uploads.parse import ParsedUpload
 from cpis.web import fhir, la, notifications, oauth, ops, subscriptions, uploads
 from cpis.web.auth import ORGANISATIONS, RATE_LIMITER, OrganisationCache, RateLimiter
 from cpis.web.metrics import Metrics
@@ -43,6 +48,8 @@ from cpis.web.notifications import INBOX
 from cpis.web.state import NOTIFICATIONS_QUEUED, SERVICES, Services, Signal
 from cpis.workers.audit_chain import run_audit_chainer
 from cpis.workers.dispatcher import Dispatcher, DispatchSettings
+from cpis.workers.index_check import run_index_check
+from cpis.workers.mesh_uploads import MeshUploads, MeshUploadSettings
 from cpis.workers.retention import run_retention
 
 log = structlog.get_logger("cpis")
@@ -189,6 +196,70 @@ async def _queue_stats(store: PgOutboxStore, clock: Clock, metrics: Metrics | No
         await asyncio.sleep(5)
 
 
+def mesh_inbox_configured(settings: Settings) -> bool:
+    """Whether this service has a MESH mailbox of its own to take upload files from."""
+    return bool(settings.mesh_url and settings.mesh_mailbox)
+
+
+def build_mesh_uploads(
+    rt: Runtime, metrics: Metrics | None = None
+) -> tuple[MeshUploads, MeshInbox]:
+    """The MESH upload poller on this runtime's mailbox, database and person index."""
+    settings = rt.settings
+    assert settings.mesh_url and settings.mesh_mailbox, "CPIS_MESH_URL and CPIS_MESH_MAILBOX"
+    inbox = MeshInbox(
+        MeshClient(
+            base_url=settings.mesh_url,
+            mailbox_id=settings.mesh_mailbox,
+            password=settings.mesh_password.reveal() if settings.mesh_password else "",
+            shared_key=settings.mesh_shared_key.reveal() if settings.mesh_shared_key else "",
+            ca_file=settings.mesh_ca_file,
+        )
+    )
+
+    async def apply(parsed: ParsedUpload) -> dict[str, Any]:
+        # The same call POST /la/v1/uploads makes, so a file gets the same answer either way.
+        ack, _applied_now = await apply_upload(rt.db, rt.clock, parsed, index=rt.person_index)
+        return ack
+
+    on_file = None
+    if metrics is not None:
+        files = Counter(
+            "cpis_mesh_upload_files",
+            "Upload files taken from the MESH inbox, by file code",
+            ["file_code"],
+            registry=metrics.registry,
+        )
+
+        def on_file(file_code: str) -> None:
+            files.labels(file_code).inc()
+
+    uploads = MeshUploads(
+        inbox,
+        PgMeshSenders(rt.pool),
+        apply,
+        settings=MeshUploadSettings(
+            poll_seconds=settings.mesh_poll_seconds, max_bytes=settings.max_upload_bytes
+        ),
+        # The lock holds a connection for the poll while applying needs another: with a
+        # pool of one it would wait for itself. Without it two replicas may both answer
+        # a file (the sequence rule still applies it once).
+        lock=PgPollLock(rt.pool, settings.mesh_mailbox) if rt.pool.get_max_size() > 1 else None,
+        on_file=on_file,
+    )
+    return uploads, inbox
+
+
+async def run_mesh_uploads(rt: Runtime, metrics: Metrics | None = None) -> None:
+    """Take upload files from the MESH inbox until cancelled (``serve`` and ``worker``)."""
+    uploads, inbox = build_mesh_uploads(rt, metrics)
+    log.info("mesh_uploads_started", mailbox=rt.settings.mesh_mailbox)
+    try:
+        await uploads.run()
+    finally:
+        await inbox.close()
+
+
 def create_app(runtime: Runtime) -> web.Application:
     settings = runtime.settings
     app = web.Application(middlewares=[request_middleware], client_max_size=settings.max_body_bytes)
@@ -208,11 +279,25 @@ def create_app(runtime: Runtime) -> web.Application:
     app.cleanup_ctx.append(
         _background(run_retention(PgRetention(runtime.pool, runtime.vault), runtime.clock))
     )
+    # Daily: tell owning LAs of NHS numbers the person index retired (a no-op without one).
+    index_check = PgIndexCheckStore(runtime.pool, runtime.vault)
+    app.cleanup_ctx.append(
+        _background(
+            run_index_check(
+                index_check,
+                runtime.person_index,
+                runtime.clock,
+                interval=settings.index_check_hours * 3600,
+            )
+        )
+    )
     app[NOTIFICATIONS_QUEUED] = Signal()
     if settings.workers_in_serve:
         app.cleanup_ctx.append(
             _background(run_dispatcher(runtime, app[SERVICES].metrics, app[NOTIFICATIONS_QUEUED]))
         )
+        if mesh_inbox_configured(settings):
+            app.cleanup_ctx.append(_background(run_mesh_uploads(runtime, app[SERVICES].metrics)))
     app[INBOX] = PgOutboxStore(runtime.pool, runtime.vault)
     notifications.add_routes(app)
     uploads.add_routes(app)

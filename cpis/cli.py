@@ -1,10 +1,13 @@
 """The ``cpis`` command line: parse arguments, build Settings, call the app.
 
-cpis serve [--demo]         API (and, later, background workers)
+cpis serve [--demo]         API and background workers
 cpis migrate                apply database migrations
 cpis la add ...             register or update a local authority
 cpis client add ...         register a client system and its public key
 cpis token ...              get an access token from the running service
+cpis upload FILE            apply an LA's upload file
+cpis person-index load FILE load the local person index
+cpis trace FILE             propose NHS numbers for an LA's records
 cpis audit verify           check the security audit log's hash chain
 """
 
@@ -21,6 +24,7 @@ from typing import Any
 import orjson
 import structlog
 
+from cpis import cli_person_index
 from cpis.app import Runtime, create_app, open_runtime
 from cpis.errors import CpisError
 from cpis.log import configure_logging
@@ -54,11 +58,24 @@ def _parser() -> argparse.ArgumentParser:
         help="register a demo LA, clients and plans, and say how to query them",
     )
     sub.add_parser("migrate", help="apply database migrations")
-    sub.add_parser("worker", help="deliver notifications only (no HTTP API)")
+    sub.add_parser("worker", help="deliver notifications and take MESH upload files (no HTTP API)")
     sub.add_parser("purge", help="delete what retention says must go (serve also does this)")
     up = sub.add_parser("upload", help="apply an LA's upload file (JSON or CSV) and show its codes")
     up.add_argument("file", type=Path)
     up.add_argument("--ack", type=Path, help="also write the acknowledgement here (JSON)")
+    pi = sub.add_parser("person-index", help="the local person index").add_subparsers(
+        dest="person_index_command", required=True
+    )
+    pi_load = pi.add_parser(
+        "load", help="load a batch-trace style extract (schemas/person-index.md)"
+    )
+    pi_load.add_argument("file", type=Path)
+    pi_load.add_argument(
+        "--replace", action="store_true", help="a full extract: drop numbers the file lacks"
+    )
+    tr = sub.add_parser("trace", help="propose NHS numbers for an LA file's records")
+    tr.add_argument("file", type=Path)
+    tr.add_argument("--review", type=Path, help="review file to write (default FILE.review.csv)")
 
     notes = sub.add_parser("notifications", help="notification deliveries").add_subparsers(
         dest="notifications_command", required=True
@@ -153,7 +170,9 @@ async def _serve(settings: Settings, demo: bool) -> int:
         if demo:
             from cpis import demo as demo_data
 
-            text = demo_data.instructions(rt, await demo_data.seed(rt))
+            children = await demo_data.seed(rt)
+            await demo_data.seed_person_index(rt)
+            text = demo_data.instructions(rt, children)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         from cpis.adapters.tls import server_ssl_context
@@ -369,7 +388,11 @@ async def _upload(rt: Runtime, args: argparse.Namespace) -> int:
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task(f"applying {args.file.name}", total=len(parsed.records))
             ack, _ = await apply_upload(
-                rt.db, rt.clock, parsed, progress=lambda n: bar.update(task, completed=n)
+                rt.db,
+                rt.clock,
+                parsed,
+                index=rt.person_index,
+                progress=lambda n: bar.update(task, completed=n),
             )
     if args.ack:
         args.ack.write_bytes(orjson.dumps(ack, option=orjson.OPT_INDENT_2))
@@ -401,18 +424,23 @@ async def _purge(rt: Runtime) -> int:
 
 
 async def _worker(settings: Settings) -> int:
-    from cpis.app import run_dispatcher
+    """The background work without the HTTP API: notification delivery, and upload
+    files from the MESH inbox when this service has a MESH mailbox."""
+    from cpis.app import mesh_inbox_configured, run_dispatcher, run_mesh_uploads
 
     async with open_runtime(settings) as rt:
-        task = asyncio.create_task(run_dispatcher(rt))
+        tasks = [asyncio.create_task(run_dispatcher(rt))]
+        if mesh_inbox_configured(settings):
+            tasks.append(asyncio.create_task(run_mesh_uploads(rt)))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        log.info("worker_started")
+        log.info("worker_started", mesh_uploads=len(tasks) > 1)
         await stop.wait()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
     return 0
 
 
@@ -441,6 +469,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(_with_runtime(settings, lambda rt: action(rt, args)))
         if args.command == "upload":
             return _run(_with_runtime(settings, lambda rt: _upload(rt, args)))
+        if args.command == "person-index":
+            return _run(_with_runtime(settings, lambda rt: cli_person_index.load(rt, args)))
+        if args.command == "trace":
+            return _run(_with_runtime(settings, lambda rt: cli_person_index.trace(rt, args)))
         if args.command == "purge":
             return _run(_with_runtime(settings, _purge))
         if args.command == "worker":

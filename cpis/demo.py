@@ -85,8 +85,8 @@ def demo_children() -> list[DemoChild]:
                 date(2025, 9, 15),
                 None,
                 None,
-                date(2012, 1, 30),
-                "Testchild",
+                date(2012, 1, 5),
+                "Examplefamily",
                 "Sam",
             ),
         ),
@@ -148,6 +148,20 @@ async def seed(rt: Runtime) -> list[DemoChild]:
     return children
 
 
+EXAMPLES = Path(__file__).resolve().parents[1] / "schemas" / "examples"
+
+
+async def seed_person_index(rt: Runtime) -> int | None:
+    """Load the example extract into the local index (an upsert: safe on every start),
+    so the example uploads get the index's codes; None when the index is not local."""
+    if rt.settings.person_index != "local":
+        return None
+    from cpis.adapters.person_index import load_person_index
+
+    data = (EXAMPLES / "person-index-example.csv").read_bytes()
+    return (await load_person_index(rt.pool, rt.vault, data)).rows
+
+
 async def _exists(rt: Runtime, plan_id: str) -> bool:
     async with rt.db.transaction() as tx:
         return await tx.get_plan(DEMO_LA.ods_code, plan_id) is not None
@@ -194,6 +208,18 @@ def instructions(rt: Runtime, children: list[DemoChild]) -> str:
         f"{children[0].plan_id}",
         "As the LA, receive attendance notifications: docs/notifications.md",
         "(subscribe with a FHIR rest-hook Subscription, or read GET /la/v1/notifications)",
+        "As the LA, upload a daily file (schemas/uploads.md) and read its acknowledgement:",
+        f"  {cpis} upload schemas/examples/upload-example.json",
+        f"  curl -s -H \"Authorization: Bearer $LA_TOKEN\" -H 'Content-Type: application/json'"
+        " --data-binary @schemas/examples/upload-example-index.json"
+        f" {s.public_base_url}/la/v1/uploads",
+        f"Person index: {s.person_index}"
+        + (
+            " (schemas/examples/person-index-example.csv is loaded; trace NHS numbers with"
+            f" {cpis} trace FILE)"
+            if s.person_index == "local"
+            else " (NHS numbers checked by check digit only; CPIS_PERSON_INDEX=local to change)"
+        ),
         "",
     ]
     return "\n".join(lines)
