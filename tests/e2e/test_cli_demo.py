@@ -7,65 +7,24 @@ the admin commands against the same data directory while the server is up.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import re
-import socket
-import sys
-import tempfile
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from tests.e2e.demo_process import cpis as _cpis
+from tests.e2e.demo_process import running_demo
 from tests.fhir_validation import validate_resource
-
-CPIS = [sys.executable, "-m", "cpis"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def _cpis(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *CPIS, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
-    return proc.returncode or 0, out.decode(), err.decode()
 
 
 @pytest.fixture
 async def demo_server() -> AsyncIterator[tuple[dict[str, str], str, str]]:
     """A `cpis serve --demo` process on its own data directory and port."""
-    data = Path(tempfile.mkdtemp(prefix="cpis-demo-"))
-    port = _free_port()
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("CPIS_") and k != "XDG_RUNTIME_DIR"
-    }
-    env |= {"CPIS_DATA_DIR": str(data), "CPIS_PORT": str(port), "CPIS_LOG_FORMAT": "json"}
-    out_path = data / "serve.out"
-    with out_path.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            *CPIS, "serve", "--demo", env=env, stdout=out, stderr=asyncio.subprocess.STDOUT
-        )
-        try:
-            deadline = time.monotonic() + 90
-            while "CP-IS demo is running" not in out_path.read_text(errors="replace"):
-                assert proc.returncode is None, out_path.read_text(errors="replace")
-                assert time.monotonic() < deadline, "demo did not start in time"
-                await asyncio.sleep(0.1)
-            yield env, out_path.read_text(), f"http://127.0.0.1:{port}"
-        finally:
-            if proc.returncode is None:
-                proc.terminate()
-                await asyncio.wait_for(proc.wait(), timeout=30)
-    assert proc.returncode == 0, out_path.read_text(errors="replace")
+    async with running_demo() as demo:
+        yield demo
 
 
 async def test_quick_start_instructions_work(

@@ -1,0 +1,62 @@
+"""``cpis`` as a new user runs it: real processes on their own data directory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+CPIS = [sys.executable, "-m", "cpis"]
+EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def cpis(env: Mapping[str, str], *args: str) -> tuple[int, str, str]:
+    """Run one ``cpis`` command; its exit code, stdout and stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        *CPIS, *args, env=dict(env), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+@asynccontextmanager
+async def running_demo(
+    extra_env: Mapping[str, str] | None = None,
+) -> AsyncIterator[tuple[dict[str, str], str, str]]:
+    """A `cpis serve --demo` process: its environment, what it printed, its base URL."""
+    data = Path(tempfile.mkdtemp(prefix="cpis-demo-"))
+    port = free_port()
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("CPIS_") and k != "XDG_RUNTIME_DIR"
+    }
+    env |= {"CPIS_DATA_DIR": str(data), "CPIS_PORT": str(port), "CPIS_LOG_FORMAT": "json"}
+    env |= dict(extra_env or {})
+    out_path = data / "serve.out"
+    with out_path.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            *CPIS, "serve", "--demo", env=env, stdout=out, stderr=asyncio.subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + 90
+            while "CP-IS demo is running" not in out_path.read_text(errors="replace"):
+                assert proc.returncode is None, out_path.read_text(errors="replace")
+                assert time.monotonic() < deadline, "demo did not start in time"
+                await asyncio.sleep(0.1)
+            yield env, out_path.read_text(), f"http://127.0.0.1:{port}"
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+                await asyncio.wait_for(proc.wait(), timeout=30)
+    assert proc.returncode == 0, out_path.read_text(errors="replace")
