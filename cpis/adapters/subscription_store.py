@@ -21,12 +21,12 @@ import asyncpg
 
 from cpis.adapters.postgres import UNAVAILABLE, access_event_from_row, open_text, seal_text
 from cpis.errors import Unavailable, VersionMismatch
+from cpis.fhir.subscription_request import SubscriptionRequest
 from cpis.fhir.subscriptions import (
     NhsNumberChange,
     NotificationEvent,
     Status,
     Subscription,
-    SubscriptionRequest,
 )
 from cpis.model import AccessEvent
 from cpis.ports import Vault

@@ -34,6 +34,7 @@ from cpis.errors import (
     UnsupportedMediaType,
 )
 from cpis.fhir import resources as fr
+from cpis.fhir import subscription_request as fsr
 from cpis.fhir import subscriptions as fs
 from cpis.model import Role
 from cpis.web.auth import acting_org, authenticate
@@ -56,7 +57,7 @@ class SubscriptionStore(Protocol):
         la_ods: str,
         client_id: str,
         topic: str,
-        request: fs.SubscriptionRequest,
+        request: fsr.SubscriptionRequest,
         at: datetime,
     ) -> fs.Subscription: ...
 
@@ -71,7 +72,7 @@ class SubscriptionStore(Protocol):
         la_ods: str,
         subscription_id: uuid.UUID,
         *,
-        request: fs.SubscriptionRequest,
+        request: fsr.SubscriptionRequest,
         if_match: int | None,
         at: datetime,
     ) -> fs.Subscription | None:
@@ -165,7 +166,7 @@ async def create(request: web.Request) -> web.Response:
     la = acting_org(request, principal)
     base = _base(request)
     now = _now(request)
-    wanted = fs.parse_subscription(await _body(request), base=base, la_ods=la, now=now)
+    wanted = fsr.parse_subscription(await _body(request), base=base, la_ods=la, now=now)
     sub = await request.app[SUBSCRIPTION_STORE].create(
         la_ods=la, client_id=principal.client_id, topic=fs.topic_url(base), request=wanted, at=now
     )
@@ -214,7 +215,7 @@ async def update(request: web.Request) -> web.Response:
         )
     base = _base(request)
     now = _now(request)
-    wanted = fs.parse_subscription(body, base=base, la_ods=la, now=now)
+    wanted = fsr.parse_subscription(body, base=base, la_ods=la, now=now)
     sub = await request.app[SUBSCRIPTION_STORE].update(
         la, sub_id, request=wanted, if_match=version, at=now
     )

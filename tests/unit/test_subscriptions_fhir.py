@@ -13,6 +13,7 @@ import pytest
 
 from cpis import errors
 from cpis.fhir import resources as r
+from cpis.fhir import subscription_request as fsr
 from cpis.fhir import subscriptions as fs
 from cpis.model import AccessEvent, Accessor, SettingType
 from tests.fhir_validation import validate_resource
@@ -388,14 +389,14 @@ def body(**changes: Any) -> dict[str, Any]:
     return b
 
 
-def parse(b: Any, la: str = LA) -> fs.SubscriptionRequest:
-    return fs.parse_subscription(copy.deepcopy(b), base=BASE, la_ods=la, now=NOW)
+def parse(b: Any, la: str = LA) -> fsr.SubscriptionRequest:
+    return fsr.parse_subscription(copy.deepcopy(b), base=BASE, la_ods=la, now=NOW)
 
 
 def test_a_good_body_parses_into_what_is_stored() -> None:
     """Every element the service uses is read from where the IG puts it."""
     req = parse(body(end="2024-12-31T00:00:00Z"))
-    assert req == fs.SubscriptionRequest(
+    assert req == fsr.SubscriptionRequest(
         status="requested",
         reason="Attendances of our children",
         endpoint="https://cms.example.gov.uk/notify",
