@@ -396,7 +396,9 @@ async def _upload(rt: Runtime, args: argparse.Namespace) -> int:
             )
     if args.ack:
         args.ack.write_bytes(orjson.dumps(ack, option=orjson.OPT_INDENT_2))
-    table = Table(title=f"{args.file.name}: {ack['file_code']}")
+    # The file code on its own line: as a table title it wraps at the table's width.
+    Console().print(f"{args.file.name}: {ack['file_code']}", highlight=False)
+    table = Table()
     table.add_column("code")
     table.add_column("records", justify="right")
     for code, count in (ack.get("summary") or {}).items():
