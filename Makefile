@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 NODE_STAMP := tests/node_modules/.installed
 
-.PHONY: run test lint typecheck unit bench clean install
+.PHONY: run test lint typecheck unit bench clean install mesh-demo
 
 install: $(STAMP)
 
@@ -26,9 +26,14 @@ $(NODE_STAMP): tests/package.json tests/package-lock.json
 run: $(STAMP)
 	CPIS_PERSON_INDEX=$${CPIS_PERSON_INDEX:-local} $(BIN)/cpis serve --demo
 
+# An upload by MESH end to end, with NHS England's mesh-sandbox (schemas/uploads.md):
+# make mesh-demo ARGS="my-file.csv --keep"
+mesh-demo: $(STAMP)
+	$(BIN)/python scripts/mesh-demo $(ARGS)
+
 lint: $(STAMP)
-	$(BIN)/ruff check $(wildcard cpis tests bench)
-	$(BIN)/ruff format --check $(wildcard cpis tests bench)
+	$(BIN)/ruff check $(wildcard cpis tests bench scripts)
+	$(BIN)/ruff format --check $(wildcard cpis tests bench scripts)
 	$(BIN)/mypy cpis
 	$(BIN)/lint-imports
 
