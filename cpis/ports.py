@@ -68,6 +68,9 @@ class Vault(Protocol):
     def seal(self, purpose: str, value: str) -> bytes:
         """Encrypt ``value``; the key id travels inside the result."""
 
+    def seal_many(self, purpose: str, values: Sequence[str | None]) -> list[bytes | None]:
+        """:meth:`seal` for each value (None stays None), for bulk writes."""
+
     def open(self, purpose: str, sealed: bytes) -> str:
         """Decrypt what :meth:`seal` made, with whichever key id it names."""
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -106,6 +106,26 @@ class FieldVault:
             nonce, value.encode("utf-8"), header + purpose.encode("utf-8")
         )
         return header + nonce + sealed
+
+    def seal_many(self, purpose: str, values: Sequence[str | None]) -> list[bytes | None]:
+        """:meth:`seal` for each of ``values`` (None stays None), for bulk writes.
+
+        The same envelopes, each with its own random nonce; the nonces come
+        from one ``os.urandom`` call, which is about a third of the cost of
+        sealing a short value one at a time.
+        """
+        header = self._active_header
+        aad = header + purpose.encode("utf-8")
+        encrypt = self._aeads[self._active_kid].encrypt
+        nonces = os.urandom(_NONCE_BYTES * len(values))
+        sealed: list[bytes | None] = []
+        for i, value in enumerate(values):
+            if value is None:
+                sealed.append(None)
+                continue
+            nonce = nonces[i * _NONCE_BYTES : (i + 1) * _NONCE_BYTES]
+            sealed.append(header + nonce + encrypt(nonce, value.encode("utf-8"), aad))
+        return sealed
 
     def open(self, purpose: str, sealed: bytes) -> str:
         """Decrypt a value from :meth:`seal`, with the key its envelope names."""

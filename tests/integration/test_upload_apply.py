@@ -7,6 +7,7 @@ Every NHS number here is from the 999 range and every name is invented.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from collections import Counter
@@ -18,7 +19,7 @@ import asyncpg
 import pytest
 
 from cpis.adapters.crypto import FieldVault
-from cpis.adapters.postgres import PgDatabase, create_pool
+from cpis.adapters.postgres import PgDatabase, PgTransaction, create_pool
 from cpis.errors import PersonIndexUnavailable
 from cpis.matching.nhs_number import check_digit
 from cpis.model import LocalAuthority, PlanFields, PlanType
@@ -27,6 +28,7 @@ from cpis.uploads.apply import apply_upload
 from cpis.uploads.parse import ParsedUpload, RecordAction, RecordRejection, RecordResult
 from tests.conftest import _with_database
 from tests.integration.conftest import FakeClock
+from tests.polling import wait_until
 
 
 def synthetic_nhs_numbers(count: int, start: int) -> list[str]:
@@ -260,6 +262,52 @@ async def test_one_plan_id_many_times_in_a_file(db: PgDatabase, clock: FakeClock
         ("P-1", 3, records[1].fields.start_date),  # type: ignore[union-attr]
         ("P-3", 1, records[6].fields.start_date),  # type: ignore[union-attr]
         ("P-3", 2, records[7].fields.start_date),  # type: ignore[union-attr]
+    ]
+
+
+async def test_a_plan_the_plan_api_creates_meanwhile_is_moved_on(
+    db: PgDatabase, clock: FakeClock, vault: FieldVault
+) -> None:
+    """The plan API takes no upload lock. A plan it creates while an upload is being
+    applied (after the upload looked for existing plans, before it creates its new ones)
+    makes the upload's COPY into plan fail; the upload then starts again and moves that
+    plan on, as if the API's PUT came first: one version from each."""
+    await db.upsert_la(LA)
+    rng = random.Random(5)
+    api_fields, *file_fields = (random_fields(rng) for _ in range(3))
+    records = tuple(
+        RecordResult(n, f"P-{n}", RecordAction.UPSERT, fields=f)
+        for n, f in enumerate(file_fields, start=1)
+    )
+    async with db.pool.acquire() as api_conn, db.pool.acquire() as watcher:
+        api_tx = api_conn.transaction()
+        await api_tx.start()
+        await PgTransaction(api_conn, vault).put_plan(LA.ods_code, "P-2", api_fields, clock.now())
+        upload = asyncio.create_task(
+            apply_upload(db, clock, ParsedUpload(LA.ods_code, 1, CREATED, records))
+        )
+
+        async def copy_waits_on_the_api() -> bool:
+            return bool(
+                await watcher.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND query LIKE 'COPY%plan%'"
+                )
+            )
+
+        await wait_until(copy_waits_on_the_api, what="the upload's COPY to wait on the API")
+        await api_tx.commit()
+        ack, applied = await upload
+    assert applied and ack["summary"] == {"CPR06": 2}
+    async with db.pool.acquire() as conn:
+        history = await conn.fetch(
+            "SELECT p.la_plan_id, p.version AS current, v.version, v.start_date"
+            " FROM plan_version v JOIN plan p ON p.id = v.plan_id ORDER BY 1, 3"
+        )
+    assert [tuple(r) for r in history] == [
+        ("P-1", 1, 1, file_fields[0].start_date),
+        ("P-2", 2, 1, api_fields.start_date),
+        ("P-2", 2, 2, file_fields[1].start_date),
     ]
 
 

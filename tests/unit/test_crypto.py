@@ -117,3 +117,19 @@ def test_active_kid_must_name_a_key() -> None:
     """A misconfigured active kid fails at construction, not at the first write."""
     with pytest.raises(ValueError):
         _vault({"k1": bytes(32)}, active="k2")
+
+
+def test_seal_many_makes_the_same_envelopes_with_fresh_nonces() -> None:
+    """Bulk sealing: each value opens under its purpose, None stays None, and no two
+    sealed values share a nonce (they come from one random draw, sliced)."""
+    vault = _vault()
+    values = [NHS, None, NHS, "Ní Dhomhnaill", ""]
+    sealed = vault.seal_many("nhs_number", values)
+    assert sealed[1] is None
+    opened = [None if s is None else vault.open("nhs_number", s) for s in sealed]
+    assert opened == values
+    present = [s for s in sealed if s is not None]
+    assert len({bytes(s) for s in present}) == len(present)
+    with pytest.raises(CpisError):
+        vault.open("family_name", present[0])
+    assert vault.seal_many("nhs_number", []) == []
