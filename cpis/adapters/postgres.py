@@ -331,7 +331,7 @@ class PgTransaction:
             " SET version = plan.version + 1, subject_key = EXCLUDED.subject_key,"
             "     updated_at = EXCLUDED.updated_at"
             " RETURNING id, version, (xmax = 0) AS created",
-            uuid.uuid4(),
+            uuid7(),  # time-ordered, as uploads make them
             la_ods,
             la_plan_id,
             key,
