@@ -7,10 +7,11 @@ import os
 import socket
 import sys
 import tempfile
-import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+
+from tests.polling import wait_until
 
 CPIS = [sys.executable, "-m", "cpis"]
 EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
@@ -48,12 +49,14 @@ async def running_demo(
         proc = await asyncio.create_subprocess_exec(
             *CPIS, "serve", "--demo", env=env, stdout=out, stderr=asyncio.subprocess.STDOUT
         )
+
+        async def started() -> bool:
+            printed = out_path.read_text(errors="replace")
+            assert proc.returncode is None, printed
+            return "CP-IS demo is running" in printed
+
         try:
-            deadline = time.monotonic() + 90
-            while "CP-IS demo is running" not in out_path.read_text(errors="replace"):
-                assert proc.returncode is None, out_path.read_text(errors="replace")
-                assert time.monotonic() < deadline, "demo did not start in time"
-                await asyncio.sleep(0.1)
+            await wait_until(started, limit=90, what="the demo to start")
             yield env, out_path.read_text(), f"http://127.0.0.1:{port}"
         finally:
             if proc.returncode is None:
