@@ -13,7 +13,7 @@ import uuid
 from collections import defaultdict
 
 from cpis import rules
-from cpis.errors import Forbidden, NotFound, Unavailable, VersionMismatch
+from cpis.errors import Forbidden, InvalidRequest, NotFound, Unavailable, VersionMismatch
 from cpis.model import (
     AccessEvent,
     Accessor,
@@ -25,7 +25,15 @@ from cpis.model import (
     Role,
     VisiblePlan,
 )
-from cpis.ports import AuditEntry, Clock, Database, StoredAccessEvent, Transaction
+from cpis.ports import (
+    AuditEntry,
+    Clock,
+    Database,
+    PersonIndex,
+    StoredAccessEvent,
+    Transaction,
+)
+from cpis.uploads.verify import check_against_index
 
 
 def _visible(rows: list[tuple[Plan, LocalAuthority]], clock: Clock) -> list[VisiblePlan]:
@@ -201,9 +209,21 @@ async def put_plan(
     fields: PlanFields,
     if_match: int | None,
     if_none_match_any: bool = False,
+    index: PersonIndex | None = None,
 ) -> tuple[Plan, bool]:
-    """Create or replace an LA's plan; If-Match protects against lost updates."""
+    """Create or replace an LA's plan; If-Match protects against lost updates.
+
+    With a person index the NHS number is checked as an upload's would be
+    (:mod:`cpis.uploads.verify`): a plan on the wrong child is worse than none,
+    whichever way it arrives. A refusal is a 422 naming the record code.
+    """
     _check_la(principal, la_ods)
+    if index is not None:
+        # Before the transaction: a PDS call must not hold one open.
+        known = await index.get_many([fields.nhs_number])
+        rejection = check_against_index(fields, known.get(fields.nhs_number))
+        if rejection is not None:
+            raise InvalidRequest(f"{rejection.code}: {rejection.reason}", expression="nhs_number")
     async with db.transaction() as tx:
         if await tx.get_la(la_ods) is None:
             raise NotFound("local authority is not registered")

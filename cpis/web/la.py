@@ -104,6 +104,7 @@ async def put_plan(request: web.Request) -> web.Response:
         fields=fields,
         if_match=version,
         if_none_match_any=request.headers.get("If-None-Match", "").strip() == "*",
+        index=svc.person_index,
     )
     return _plan_response(plan, 201 if created else 200)
 

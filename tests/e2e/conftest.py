@@ -21,6 +21,7 @@ client                    role    ODS         key         notes
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import uuid
@@ -332,12 +333,21 @@ def e2e_settings(tmp_path: Path, database_url: str, port: int) -> Settings:
 
 
 @pytest.fixture
+def e2e_overrides() -> dict[str, Any]:
+    """Settings a test module changes for its service (override this fixture)."""
+    return {}
+
+
+@pytest.fixture
 async def e2e(
-    tmp_path: Path, database_url: str, client_keys: dict[str, ClientKey]
+    tmp_path: Path,
+    database_url: str,
+    client_keys: dict[str, ClientKey],
+    e2e_overrides: dict[str, Any],
 ) -> AsyncIterator[E2E]:
     """The app served over real HTTP on a free port, with the world registered."""
     port = free_port()
-    settings = e2e_settings(tmp_path, database_url, port)
+    settings = dataclasses.replace(e2e_settings(tmp_path, database_url, port), **e2e_overrides)
     async with open_runtime(settings) as runtime:
         await register_world(runtime, client_keys)
         # As `cpis serve` runs it: no aiohttp access log (its request line would
