@@ -44,7 +44,7 @@ unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
 bench: $(STAMP)
-	bench/lookup && bench/notify && bench/upload
+	bench/lookup && bench/notify && bench/upload && bench/matching
 
 clean:
 	rm -rf $(VENV) tests/node_modules .mypy_cache .pytest_cache .ruff_cache

@@ -6,21 +6,29 @@ children and LA copies of some of them with recorded errors.
 
 (a) Upload decisions. Each upload record carries the NHS number the LA sent
     (about 5% wrong: a sibling's or a slip that passes the check digit). Our
-    decision is the upload path's own (``cpis.uploads.verify.check_against_index``):
-    applied or not. Positive = applied; a wrong number applied is a false
-    positive; a right number not applied is a false negative.
+    decision is the upload path's own (``cpis.uploads.verify.verify_records``,
+    rival searches included) against an in-memory index built on
+    ``cpis.matching.blocking``: applied or not. Positive = applied; a wrong
+    number applied is a false positive; a right number not applied is a false
+    negative.
 (b) Tracing. Each trace record has no number (5% are children absent from the
-    index). It goes through ``cpis.tracing.trace_file`` against an in-memory
-    index built on ``cpis.matching.blocking``; a ``certain`` proposal is a
-    positive, right when it is the child's number. Recall is over the traced
-    children who are in the index.
+    index), and carries the LA's sex and postcode for the child (the optional
+    trace-file columns). It goes through ``cpis.tracing.trace_file`` against
+    the same in-memory index; a ``certain`` proposal is a positive, right when
+    it is the child's number. Recall is over the traced children who are in
+    the index.
 
 splink (v4, DuckDB) sees the same records: m and u trained with EM (u by
 random sampling), names with Jaro-Winkler levels (and reversed names), birth
 date exact / day-month transposed / one character / year off by one, and
 postcode; blocking for tracing mirrors blocking.py. For (a) it scores exactly
 the pairs (LA record, index record of the number sent); for (b) the best
-candidate per record. Its figures are given at match probability 0.9 and 0.99.
+candidate per record. Its figures are given at match probability 0.9 and 0.99,
+and at the lowest threshold where its precision still reaches 99.9%.
+
+The target: our precision >= 99.9%, and our recall at least splink's at every
+threshold where splink's own precision is >= 99.9%; the comparison with
+splink at 0.99 is printed whatever its precision.
 """
 
 from __future__ import annotations
@@ -47,7 +55,8 @@ from cpis.matching.synthetic import Child, Dataset, LaRecord, dataset
 from cpis.model import PlanFields, PlanType
 from cpis.ports import IndexPerson, PersonQuery
 from cpis.tracing import trace_file
-from cpis.uploads.verify import check_against_index
+from cpis.uploads import RecordAction, RecordResult
+from cpis.uploads.verify import verify_records
 
 DEFAULT_SEED = 20260401
 DEFAULT_PEOPLE = 20_000
@@ -125,9 +134,9 @@ def kind_of(record: LaRecord) -> str:
 
 def our_uploads(data: Dataset) -> tuple[Tally, Counter[str]]:
     """The upload path's decision per record, and the errors behind each miss."""
-    by_number = {c.nhs_number: index_person(c) for c in data.index}
-    tally, missed = Tally(), Counter[str]()
-    for record in data.uploads:
+    index = MemoryIndex([index_person(c) for c in data.index])
+    records = []
+    for i, record in enumerate(data.uploads):
         assert record.nhs_number is not None
         fields = PlanFields(
             nhs_number=record.nhs_number,
@@ -137,7 +146,11 @@ def our_uploads(data: Dataset) -> tuple[Tally, Counter[str]]:
             family_name=record.family_name or None,
             given_name=record.given_name or None,
         )
-        applied = check_against_index(fields, by_number.get(record.nhs_number)) is None
+        records.append(RecordResult(i + 1, f"U{i}", RecordAction.UPSERT, fields))
+    checked = asyncio.run(verify_records(index, records))
+    tally, missed = Tally(), Counter[str]()
+    for record, result in zip(data.uploads, checked, strict=True):
+        applied = result.rejection is None
         tally.add(applied, record.number_is_right, kind_of(record))
         if record.number_is_right and not applied:
             missed.update(record.errors or ("none",))
@@ -159,6 +172,8 @@ def trace_upload_file(records: Sequence[LaRecord]) -> bytes:
                 "birth_date": r.birth_date.isoformat() if r.birth_date else None,
                 "family_name": r.family_name or None,
                 "given_name": r.given_name or None,
+                "sex": r.sex,
+                "postcode": r.postcode,
             }
             for i, r in enumerate(records)
         ],
@@ -492,7 +507,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     header = f"  {'':<28} {'precision':>8} {'recall':>8} {'TP':>7} {'FP':>5} {'FN':>6} {'TN':>6}"
     print("\n(a) upload decisions: applied = positive; a wrong NHS number applied = false positive")
     print(header)
-    print(_line("cpis (compare = match)", uploads))
+    print(_line("cpis (verify_records)", uploads))
     for threshold, tally in splink.get("uploads", {}).items():
         print(_line(_splink_label("splink p >=", threshold), tally))
     print("\n(b) tracing, records without a number: certain = positive")
@@ -516,18 +531,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"errors on traced children not certain: {dict(trace_misses.most_common(8))}")
 
     missed: list[str] = []
+    comparisons: list[str] = []
     for task, tally in (("uploads", uploads), ("traces", traces)):
         if tally.precision < TARGET_PRECISION:
             missed.append(f"{task}: precision {_pct(tally.precision)} < {_pct(TARGET_PRECISION)}")
-        for threshold, theirs in splink.get(task, {}).items():
-            if tally.recall < theirs.recall and threshold in THRESHOLDS:
-                missed.append(f"{task}: recall {_pct(tally.recall)} < splink's at {threshold}")
+        by = splink.get(task, {})
+        for threshold, theirs in by.items():
+            label = _splink_label("p >=", threshold).strip()
+            if theirs.precision >= TARGET_PRECISION and tally.recall < theirs.recall:
+                missed.append(
+                    f"{task}: recall {_pct(tally.recall)} < splink's {_pct(theirs.recall)} "
+                    f"at {label} (its precision {_pct(theirs.precision)})"
+                )
+        if by:
+            at_target = [t for t, theirs in by.items() if theirs.precision >= TARGET_PRECISION]
+            at_99 = by[0.99]
+            comparisons.append(
+                f"  {task}: ours {_pct(tally.recall)}; splink at 0.99 {_pct(at_99.recall)} "
+                f"(precision {_pct(at_99.precision)}); splink at precision >= 99.9%: "
+                + (
+                    ", ".join(
+                        f"{_pct(by[t].recall)} at {_splink_label('p >=', t).strip()}"
+                        for t in at_target
+                    )
+                    or "no threshold gets there"
+                )
+            )
+    if comparisons:
+        print("\nrecall beside splink's:")
+        print("\n".join(comparisons))
     print(
         f"\ntime: ours {ours_seconds:.1f} s, splink {splink_seconds:.1f} s, "
         f"total {time.monotonic() - started:.1f} s"
     )
     print(
-        "targets (precision >= 99.9%, recall >= splink's): " + ("met" if not missed else "MISSED")
+        "targets (precision >= 99.9%, recall >= splink's wherever its precision >= 99.9%): "
+        + ("met" if not missed else "MISSED")
     )
     for line in missed:
         print(f"  MISSED {line}")

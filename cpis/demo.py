@@ -73,7 +73,7 @@ def demo_children() -> list[DemoChild]:
                 None,
                 date(2016, 7, 14),
                 "Testchild",
-                "Alex",
+                "Alexander",
             ),
         ),
         DemoChild(

@@ -33,7 +33,7 @@ from cpis.ports import (
     StoredAccessEvent,
     Transaction,
 )
-from cpis.uploads.verify import check_against_index
+from cpis.uploads.verify import verify_plan
 
 
 def _visible(rows: list[tuple[Plan, LocalAuthority]], clock: Clock) -> list[VisiblePlan]:
@@ -220,8 +220,7 @@ async def put_plan(
     _check_la(principal, la_ods)
     if index is not None:
         # Before the transaction: a PDS call must not hold one open.
-        known = await index.get_many([fields.nhs_number])
-        rejection = check_against_index(fields, known.get(fields.nhs_number))
+        rejection = await verify_plan(index, fields)
         if rejection is not None:
             raise InvalidRequest(f"{rejection.code}: {rejection.reason}", expression="nhs_number")
     async with db.transaction() as tx:

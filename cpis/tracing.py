@@ -5,9 +5,10 @@ An LA may not go live until 95% of its children are matched to an NHS number
 in the upload format (``schemas/uploads.md``), with or without NHS numbers:
 
 - a record *with* a number is checked as an upload would be: the index's
-  record for that number must exist, be in use, not be sensitive, and compare
-  "match" with the LA's name and birth date (``verified``), else
-  ``number-rejected`` with the reason. A superseded number whose old record
+  record for that number must exist, be in use, not be sensitive, and be
+  confirmed by the LA's name and birth date as ``cpis.uploads.verify``
+  confirms it (a "match", or a "possible" the index finds no rival for:
+  ``verified``), else ``number-rejected`` with the reason. A superseded number whose old record
   matches is ``certain``, proposing the number that replaced it;
 - a record *without* one is traced: ``index.search`` finds candidates, and
   :mod:`cpis.matching.trace` decides ``certain``, ``possible`` or ``none``.
@@ -16,6 +17,12 @@ The review file (CSV) has one row per record: its number in the file, the
 LA's plan id, the status, a proposed NHS number (certain and possible only),
 the score and reason codes. It never holds the index's names or birth dates,
 so it can be handed to anyone on the LA's side. Deletes are skipped.
+
+Beyond the upload format, a trace file may carry the child's ``sex`` and
+``postcode`` (JSON fields or CSV columns; ``EXTRA_COLUMNS``). The LA knows
+both, and they tell a child from a namesake: a postcode that agrees adds
+evidence (a child whose surname changed is certain only with it), a stated sex
+that differs rules a candidate out. Neither is ever written to the review.
 
 The reader is deliberately tolerant, unlike the upload parser: a trace file
 is work in progress, so plan fields are not validated, unknown CSV columns
@@ -29,7 +36,7 @@ import asyncio
 import csv
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -52,6 +59,7 @@ from cpis.uploads.parse import (
     _form,
     _Malformed,
 )
+from cpis.uploads.verify import confirms, needs_rivals, rival_query
 
 GO_LIVE_TARGET = 0.95
 """The share of children an LA must have matched before going live."""
@@ -63,6 +71,9 @@ CONCURRENCY = 8
 """Index requests in flight at once: enough to hide a network round trip."""
 
 _DEMOGRAPHICS = ("family_name", "given_name", "birth_date")
+EXTRA_COLUMNS = ("sex", "postcode")
+"""Optional fields a trace file may carry beyond the upload format: the LA
+knows the child's sex and address, and they tell a child from a namesake."""
 
 
 class TraceFileError(Exception):
@@ -88,6 +99,8 @@ class TraceRecord:
     family_name: str | None
     birth_date: date | None
     problems: tuple[str, ...] = ()
+    sex: str | None = None
+    postcode: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +181,7 @@ def _read_csv(text: str) -> TraceFile:
     line, names = first
     columns: dict[str, int] = {}
     for i, name in enumerate(names):
-        if name in CSV_COLUMNS:
+        if name in CSV_COLUMNS or name in EXTRA_COLUMNS:
             if name in columns:
                 raise _Malformed(f"line {line}: column {name} appears twice in the header row")
             columns[name] = i
@@ -216,6 +229,8 @@ def _record(index: int, raw: Mapping[str, Any]) -> TraceRecord:
         family_name=_text(raw.get("family_name")),
         birth_date=born,
         problems=tuple(problems),
+        sex=_text(raw.get("sex")),
+        postcode=_text(raw.get("postcode")),
     )
 
 
@@ -229,13 +244,21 @@ def _text(value: object) -> str | None:
 
 
 def _person(rec: TraceRecord) -> Person:
-    return Person(rec.given_name or "", rec.family_name or "", rec.birth_date)
+    return Person(
+        rec.given_name or "", rec.family_name or "", rec.birth_date, rec.sex, rec.postcode
+    )
 
 
 def verify_number(
-    rec: TraceRecord, number: str, found: IndexPerson | None, known: Mapping[str, IndexPerson]
+    rec: TraceRecord,
+    number: str,
+    found: IndexPerson | None,
+    known: Mapping[str, IndexPerson],
+    rivals: Sequence[IndexPerson] = (),
 ) -> ReviewRow:
-    """The review row for a record that came with a (well-formed) NHS number."""
+    """The review row for a record that came with a (well-formed) NHS number;
+    ``rivals`` are the index's search results for the record's demographics,
+    which an upload would use to confirm a "possible" (``cpis.uploads.verify``)."""
 
     def rejected(*reasons: str, score: float | None = None) -> ReviewRow:
         return ReviewRow(
@@ -251,9 +274,11 @@ def verify_number(
         return rejected("sensitive-record")
     if rec.birth_date is None and not rec.given_name and not rec.family_name:
         return rejected("no-demographics")
-    result = compare(_person(rec), as_person(found))
-    if result.decision != "match":
-        return rejected(*result.reasons, score=result.score)
+    la = _person(rec)
+    result = compare(la, as_person(found))
+    if not confirms(la, result, {found.nhs_number, current.nhs_number}, rivals):
+        extra = ("another-person-matches-as-well",) if needs_rivals(result) else ()
+        return rejected(*result.reasons, *extra, score=result.score)
     if current.nhs_number != number:
         return ReviewRow(
             rec.record,
@@ -305,7 +330,11 @@ async def _trace_one(index: PersonIndex, rec: TraceRecord) -> ReviewRow:
     if rec.birth_date is None and not rec.given_name and not rec.family_name:
         return ReviewRow(rec.record, rec.plan_id, "none", None, None, ("no-demographics",))
     query = PersonQuery(
-        family_name=rec.family_name, given_names=rec.given_name, birth_date=rec.birth_date
+        family_name=rec.family_name,
+        given_names=rec.given_name,
+        birth_date=rec.birth_date,
+        sex=rec.sex,
+        postcode=rec.postcode,
     )
     candidates = await index.search(query, limit=SEARCH_LIMIT)
     known = {c.nhs_number: c for c in candidates}
@@ -339,17 +368,30 @@ async def review(
             to_verify.append((i, rec, checked.value))
 
     done = len(records) - len(to_verify) - len(to_trace)
+    gate = asyncio.Semaphore(CONCURRENCY)
     if to_verify:
         found = await index.get_many(sorted({n for _, _, n in to_verify}))
         successors = await _successors(index, list(found.values()), found)
         known = {**found, **successors}
+        rivals: dict[int, Sequence[IndexPerson]] = {}
+
+        async def search_rivals(i: int, rec: TraceRecord) -> None:
+            async with gate:
+                query = rival_query(_person(rec))
+                rivals[i] = await index.search(query, limit=SEARCH_LIMIT)
+
+        wanted = [
+            (i, rec)
+            for i, rec, number in to_verify
+            if (person := found.get(number)) is not None
+            and needs_rivals(compare(_person(rec), as_person(person)))
+        ]
+        await _all(search_rivals(i, rec) for i, rec in wanted)
         for i, rec, number in to_verify:
-            rows[i] = verify_number(rec, number, found.get(number), known)
+            rows[i] = verify_number(rec, number, found.get(number), known, rivals.get(i, ()))
         done += len(to_verify)
     if progress is not None:
         progress(done)
-
-    gate = asyncio.Semaphore(CONCURRENCY)
 
     async def trace(i: int) -> None:
         nonlocal done
@@ -359,15 +401,19 @@ async def review(
         if progress is not None:
             progress(done)
 
+    await _all(trace(i) for i in to_trace)
+    return [row for row in rows if row is not None]
+
+
+async def _all(jobs: Iterable[Coroutine[Any, Any, None]]) -> None:
     try:
         async with asyncio.TaskGroup() as group:
-            for i in to_trace:
-                group.create_task(trace(i))
+            for job in jobs:
+                group.create_task(job)
     except ExceptionGroup as failed:
         # The first failure (say the index going away) is the one to report,
         # as the exception the caller expects rather than a group of them.
         raise failed.exceptions[0] from None
-    return [row for row in rows if row is not None]
 
 
 def summarise(rows: Sequence[ReviewRow], *, skipped_deletes: int = 0) -> TraceSummary:

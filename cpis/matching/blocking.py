@@ -5,8 +5,12 @@ so each index record is filed under a few keys and a query looks up the keys
 its own demographics could have been filed under, allowing for the errors LA
 records are known to carry: day and month transposed, the year off by one,
 given and family names recorded the wrong way round, one half of a
-double-barrelled surname. Names with a typo *and* a wrong birth date are
-missed by design: the decision would not be "certain" anyway.
+double-barrelled surname. Without a birth date, the only keys left are
+surname + first given name, so a query without one also looks up every
+spelling one keystroke away from its first given name (with its surname) and
+from its surname (with its first given name): a typo and a missing birth date
+together are common, and the postcode can still make such a child certain.
+Names with a typo *and* a wrong birth date are missed by design.
 
 The keys are plain strings here; the local index stores only keyed hashes of
 them (``Vault.blind``), so its table reveals no name or birth date.
@@ -72,7 +76,31 @@ def query_keys(
         keys.update(f"fam-yob:{surname}:{y}" for y in years)
         if given is not None:
             keys.add(f"fam-given:{surname}:{given}")
+    if birth_date is None and first is not None:
+        for surname in family_words:
+            keys.update(f"fam-given:{surname}:{g}" for g in one_keystroke(first))
+            keys.update(f"fam-given:{s}:{first}" for s in one_keystroke(surname))
     return frozenset(keys)
+
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def one_keystroke(word: str) -> frozenset[str]:
+    """Every spelling one keystroke from ``word`` (a letter dropped, added, swapped
+    with the next, or changed), for names of three letters or more."""
+    if len(word) < 3:
+        return frozenset()
+    out: set[str] = set()
+    for i in range(len(word) + 1):
+        out.update(word[:i] + ch + word[i:] for ch in _LETTERS)
+        if i < len(word):
+            out.add(word[:i] + word[i + 1 :])
+            out.update(word[:i] + ch + word[i + 1 :] for ch in _LETTERS)
+        if i + 1 < len(word):
+            out.add(word[:i] + word[i + 1] + word[i] + word[i + 2 :])
+    out.discard(word)
+    return frozenset(out)
 
 
 class BlockIndex:

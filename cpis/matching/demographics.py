@@ -23,14 +23,25 @@ family name
 given name
     exact; first-token (a middle name on one side only); nickname (Tom/Thomas,
     from a small built-in table); typo (JW >= ``TYPO_JW`` or one keystroke
-    apart, see ``MIN_EDIT_GIVEN``; not a known pair of different names such as
+    apart, see ``MIN_EDIT_GIVEN``; three- and four-letter names only by a
+    finger's slip, Avs/Ava; not a known pair of different names such as
     Louis/Louise); partial (shares a word, e.g. known by the middle name);
     initial ("J" vs "James"); similar; mismatch; missing.
 
+names the wrong way round
+    "Jones Thomas" for "Thomas Jones" (or "Jones, Thomas Rees"): both crossed
+    names exact count as both names exact. One of them a slip or a nickname
+    away ("Jnoes Thomas", "Jones Tom") counts as a typo in each name and a
+    swap, so never "match" on its own but "possible" with weight: the upload
+    path may confirm it with the index, tracing may be certain of it.
+
 Each grade carries an evidence weight (``_WEIGHT_*``, roughly log-odds): birth
-date exact +3, near +1.5, mismatch -3; given name exact +3, first-token or
+date exact +3, transposed or a year out +1.5, one digit out +1 (some 25 dates
+are one digit from any date), mismatch -3; given name exact +3, first-token or
 nickname +2.5, typo +2, different -3; family name exact +2, typo or partial
-+1.5, different -1 (siblings share a surname; children's surnames change).
++1.5, different -1 (siblings share a surname; children's surnames change);
+postcode exact +2, same district +0.5, different 0; names swapped -0.5 (-1
+with a slip); a stated sex that differs -3.
 
 match
     the given name agrees strongly (exact, first-token, nickname or typo), the
@@ -49,10 +60,16 @@ possible
 no-match
     everything else.
 
-``MatchResult.corroborated`` marks a match on every part (birth date exact or
-transposed, both names agreeing): tracing, which compares one child with many
-candidates instead of one tied by an NHS number, proposes a number with
-certainty only on such a match (``cpis.matching.trace``).
+Beyond the decision, a :class:`MatchResult` carries what callers weighing
+*several* people need: the ``weight``; ``exact`` (everything as written, so an
+upload needs no more checks); ``contradicted`` (a part disagrees outright: a
+different or only similar given name, a birth date that is no slip of the
+other, a different stated sex; a changed surname is not a contradiction);
+and the given-name and birth-date grades. The upload path
+(``cpis.uploads.verify``) confirms a "possible" that is not contradicted when
+the index finds nobody else close; tracing (``cpis.matching.trace``) is
+certain of a candidate with enough weight, nothing contradicting, and a clear
+margin over every other. Both docstrings say why that is safe.
 
 Why ``TYPO_JW`` = 0.92: at that level one-letter slips in names of five or more
 letters (Jonathon/Jonathan 0.95, Thompson/Thomson 0.975) pass while common
@@ -64,9 +81,12 @@ suffix rules in ``names``; surnames extended by two or more letters
 tied by an NHS number that passed its check digit, so a different child
 agreeing on all of that is far rarer than a misspelling.
 
-Sex and postcode are weak evidence: they move the score a little, and a stated
-sex that differs blocks "match", but a different postcode does not count against
-(children in care move, often out of area).
+Sex and postcode: a stated sex that differs blocks "match". A postcode that
+agrees is evidence against a stranger (+2: a namesake born the same day in
+another family rarely shares it), never against a sibling, who shares it; a
+different postcode does not count against (children in care move, often out of
+area). The upload format has no postcode, so it only ever helps tracing, where
+the trace file may carry one.
 
 The score summarises the same evidence in [0, 1] for ranking and audit (birth
 date 0.4, family name 0.3, given name 0.3, small nudges for sex and postcode),
@@ -101,6 +121,9 @@ MIN_EDIT_GIVEN = 5
 (Eric/Erin, Milo/Mila), so there only a finger's slip counts (Ella/Elka,
 ``names.within_one_edit(slips_only=True)``), and shorter ones never."""
 
+MIN_SLIP_GIVEN = 3
+"""Given names shorter than this are never typos of each other (Al/Ali)."""
+
 MIN_EDIT_FAMILY = 4
 """The same for family names, where a one-keystroke neighbour is rarely another
 family sharing the child's given name and birth date (Tayler/Taylor)."""
@@ -117,7 +140,9 @@ _WEIGHT_BIRTH = {
     "exact": 3.0,
     "day-month-transposed": 1.5,
     "year-off-by-one": 1.5,
-    "one-digit": 1.5,
+    # About 25 dates are one digit away from any date, against one or two
+    # transposed or a year out: weaker evidence.
+    "one-digit": 1.0,
     "missing": 0.0,
     "mismatch": -3.0,
 }
@@ -169,6 +194,12 @@ _SCORE_BANDS: dict[str, tuple[float, float]] = {
     "no-match": (0.0, 0.49),
 }
 
+# A stated postcode that agrees is evidence against a stranger (never
+# against a sibling, who shares it); one that differs is no evidence against,
+# because children on plans move, often out of area.
+_WEIGHT_POSTCODE = {"postcode-exact": 2.0, "postcode-district": 0.5}
+
+_CONFLICTING_GIVEN = frozenset({"mismatch", "similar"})
 _STRONG_FAMILY = frozenset({"exact", "typo"})
 _STRONG_GIVEN = frozenset({"exact", "first-token", "nickname", "typo"})
 _AGREEING_FAMILY = _STRONG_FAMILY | {"partial"}
@@ -210,12 +241,24 @@ class MatchResult:
     score: float
     reasons: tuple[str, ...]
     weight: float = 0.0
-    """The evidence weight behind the decision; tracing compares candidates by it."""
-    corroborated: bool = False
-    """A match on every part: the birth date exact (or day and month swapped)
-    and both names strongly. Tracing proposes a number with certainty only on
-    such a match: among many candidates, a namesake one digit of the birth
-    date away is too likely to be someone else."""
+    """The evidence weight (roughly log-odds) behind the decision; uploads and
+    tracing compare rival candidates by it."""
+    exact: bool = False
+    """Birth date and both names exactly as written (a middle name on one side
+    only allowed). Uploads apply such a record without asking the index for
+    rivals."""
+    contradicted: bool = False
+    """Some part disagrees outright: a different given name (or a known
+    different form of it, or only a similar one), a birth date that is not a
+    slip of the other, or a stated sex that differs. A different surname is no
+    contradiction (children's surnames change). Never "certain" in tracing,
+    never confirmed by the index in uploads."""
+    given_level: str = ""
+    """The given name's grade (exact, first-token, nickname, typo, partial,
+    initial, missing, similar, mismatch; a known different form is mismatch)."""
+    birth_level: str = ""
+    """The birth date's grade (exact, day-month-transposed, year-off-by-one,
+    one-digit, missing, mismatch)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,18 +281,29 @@ def compare(la: Person, index: Person) -> MatchResult:
     given = _grade_given(la.given_name, index.given_name)
     swapped = False
     if not (family.level in _STRONG_FAMILY and given.level in _STRONG_GIVEN):
-        # The swap is only believed when the crossed names are exact: "Thomas
-        # Jones" vs "Jones Thomas". A fuzzy swap is too easy to find by chance.
-        # Comparing keys, not grades, keeps compare() symmetric.
+        # Names the wrong way round: "Thomas Jones" vs "Jones Thomas". Comparing
+        # keys, not grades, keeps compare() symmetric. Both crossed names exact
+        # count as both names exact; one of them a keystroke out ("Jnoes
+        # Thomas") counts as two typos, so the swap plus typos exceed
+        # ``MAX_FUZZY`` and it is never a "match" on its own: only
+        # "possible", with the weight of two typos (uploads then ask the
+        # index for rivals, tracing needs a clear margin; see the module doc).
         sides = (la.given_name, la.family_name, index.given_name, index.family_name)
-        if (
-            all(map(_not_initial, sides))
-            and _given_is_family(la.given_name, index.family_name)
-            and _given_is_family(index.given_name, la.family_name)
-        ):
-            family = _Grade("exact", 1.0, "family-name-exact")
-            given = _Grade("exact", 1.0, "given-name-exact")
-            swapped = True
+        crossed = (
+            _crossed(la.given_name, index.family_name),
+            _crossed(index.given_name, la.family_name),
+        )
+        if all(map(_not_initial, sides)) and "exact" in crossed and None not in crossed:
+            fuzzy_swap = "typo" in crossed
+            straight = _WEIGHT_GIVEN[given.level] + _WEIGHT_FAMILY[family.level]
+            if not fuzzy_swap:
+                family = _Grade("exact", 1.0, "family-name-exact")
+                given = _Grade("exact", 1.0, "given-name-exact")
+                swapped = True
+            elif straight < _WEIGHT_GIVEN["typo"] + _WEIGHT_FAMILY["typo"]:
+                family = _Grade("typo", TYPO_JW, "family-name-typo")
+                given = _Grade("typo", TYPO_JW, "given-name-typo")
+                swapped = True
 
     sex_la, sex_index = _sex(la.sex), _sex(index.sex)
     sex_known = sex_la is not None and sex_index is not None
@@ -263,9 +317,11 @@ def compare(la: Person, index: Person) -> MatchResult:
         _WEIGHT_BIRTH[birth]
         + _WEIGHT_GIVEN[given_level]
         + _WEIGHT_FAMILY[family.level]
-        - (0.5 if swapped else 0.0)
+        + _WEIGHT_POSTCODE.get(postcode or "", 0.0)
+        - (0.0 if not swapped else 0.5 if family.level == "exact" else 1.0)
         - (3.0 if sex_conflict else 0.0)
     )
+    contradicted = sex_conflict or birth == "mismatch" or given_level in _CONFLICTING_GIVEN
 
     decision: Decision
     if (
@@ -307,17 +363,22 @@ def compare(la: Person, index: Person) -> MatchResult:
     elif postcode == "postcode-district":
         score += 0.01
     low, high = _SCORE_BANDS[decision]
-    corroborated = (
+    exact = (
         decision == "match"
-        and birth in {"exact", "day-month-transposed"}
-        and family.level in _AGREEING_FAMILY
+        and birth == "exact"
+        and family.level == "exact"
+        and given.level in {"exact", "first-token"}
+        and not swapped
     )
     return MatchResult(
         decision,
         round(min(high, max(low, score)), 4),
         tuple(reasons),
         weight=weight,
-        corroborated=corroborated,
+        exact=exact,
+        contradicted=contradicted,
+        given_level=given_level,
+        birth_level=birth,
     )
 
 
@@ -390,7 +451,7 @@ def _grade_given(a: str, b: str) -> _Grade:
         if names.are_variants(first_a, first_b):
             return _Grade("nickname", _NAME_SCORE["nickname"], "given-name-nickname")
         shortest = min(len(first_a), len(first_b))
-        one_slip = shortest >= 4 and names.within_one_edit(
+        one_slip = shortest >= MIN_SLIP_GIVEN and names.within_one_edit(
             first_a, first_b, slips_only=shortest < MIN_EDIT_GIVEN
         )
         if jw_first >= TYPO_JW or one_slip:
@@ -410,12 +471,26 @@ def _grade_given(a: str, b: str) -> _Grade:
     return _Grade("mismatch", jw * 0.4, "given-name-mismatch")
 
 
-def _given_is_family(given: str, family: str) -> bool:
-    """A given name recorded as the family name: all of it, or its first word
-    (the middle name is usually lost when names are swapped)."""
+def _crossed(given: str, family: str) -> str | None:
+    """How a given name recorded where the family name belongs agrees with it:
+    "exact" (all of it, or its first word: the middle name is usually lost),
+    "typo" (one keystroke, Jaro-Winkler >= ``TYPO_JW``, or a known nickname),
+    else None."""
     key = names.key(family)
     words = names.tokens(given)
-    return bool(key) and (names.key(given) == key or words[0] == key)
+    if not key or not words:
+        return None
+    forms = {names.key(given), words[0]}
+    if key in forms:
+        return "exact"
+    if names.are_variants(words[0], key):
+        return "typo"  # a nickname: "Gilfield, Freddy" for "Freddie Gilfield"
+    for form in forms:
+        one_slip = min(len(form), len(key)) >= MIN_EDIT_FAMILY and names.within_one_edit(form, key)
+        near = one_slip or names.jaro_winkler(form, key) >= TYPO_JW
+        if near and not _surname_extension(form, key):
+            return "typo"
+    return None
 
 
 def _not_initial(name: str) -> bool:

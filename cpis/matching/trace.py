@@ -5,8 +5,12 @@ the LA has no NHS number for (blocking only), then this module decides, with
 :func:`cpis.matching.demographics.compare` against each candidate:
 
 certain
-    exactly one person compares "match", and no other person compares "match"
-    or "possible". The LA can send that number without a person checking.
+    the best candidate's evidence weight (``MatchResult.weight``) is at least
+    ``CERTAIN_WEIGHT`` and ``CERTAIN_MARGIN`` ahead of every other candidate's;
+    nothing about it contradicts the child (``MatchResult.contradicted``); its
+    given name agrees strongly or is missing (not a shared word or an
+    initial); and its birth date is not merely one digit out. The LA can send
+    that number without a person checking.
 possible
     anything else where some person compares "match" or "possible": a person
     must look. The best candidate's number is proposed with its score and
@@ -14,9 +18,22 @@ possible
 none
     no candidate compares better than "no-match".
 
-"Certain" is deliberately stricter than one "match": a second plausible
-person (a twin, a namesake born the same day) means the first may be the wrong
-child, and a wrong child is worse than no match.
+Why that is safe: the danger is not the candidates the index finds but the
+ones it does not. A child who is in the index is found by blocking (birth
+date, surname + year, surname + given name, one keystroke either way when
+there is no birth date) and compares at least as well as anyone else, so a
+second plausible person (a twin when the given name is missing, a namesake
+born the same day) removes the margin and the outcome is ``possible``. What
+is left is a child the index does not hold and a single stranger who happens
+to agree: ``CERTAIN_WEIGHT`` (6) is more than a given name and a birth date
+(5), which a namesake in another family can have, so a changed surname, a
+missing birth date or a missing given name is certain only with a further
+agreeing part (for a changed surname, the postcode); the given-name and
+one-digit exclusions cover the rest (twins share a middle name; a common name
+one digit of the date away is as likely a namesake). This replaced "a match
+on every part" (birth date exact or transposed, both names), which left a
+changed surname, a missing birth date or given name, and a year out always
+``possible``; ``bench/matching`` measures both (bench/README.md).
 
 Superseded numbers (merged records) are followed to the number that replaced
 them, so the LA is never told to send a retired number; the old and new
@@ -48,12 +65,26 @@ TraceStatus = Literal["certain", "possible", "none"]
 MAX_SUPERSEDED_HOPS = 5
 """How many merges to follow; a longer chain (or a loop) is treated as unresolved."""
 
+CERTAIN_WEIGHT = 6.0
+"""The evidence weight (``MatchResult.weight``) the best candidate needs on its
+own: more than a given name and a birth date that agree (5), which a namesake
+in another family has, so a child the index does not hold is not pinned on
+its namesake; a surname, a postcode, or a second agreeing part must add to it."""
+
 CERTAIN_MARGIN = 3.0
-"""How much more evidence weight (``MatchResult.weight``) the best candidate
-needs than the next: a birth date's worth. A namesake born the same day, or
-the same name one digit of the date away, leaves the best short of it."""
+"""How much more evidence weight the best candidate needs than every other:
+a birth date's worth. A namesake born the same day, a twin when the given
+name is missing, or the same name one digit of the date away, leaves the best
+short of it."""
 
 _RANK = {"match": 2, "possible": 1, "no-match": 0}
+
+_CERTAIN_GIVEN = frozenset({"exact", "first-token", "nickname", "typo", "missing"})
+"""Given-name grades a certain proposal may rest on. Not "partial" (one shared
+word) or "initial": twins often share a middle name or an initial, and a twin
+agrees on everything else. Nor a birth date one digit out: some 25 dates are
+one digit from any date, so a common name one digit of the date away is as
+likely a namesake (the child may not be in the index at all)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,9 +198,7 @@ def decide(
     reasons = list(top.result.reasons)
     if top.superseded:
         reasons.append("superseded-number-followed")
-    runner_up = max((c.result.weight for c in best.values() if c is not top), default=None)
-    clear = runner_up is None or top.result.weight - runner_up >= CERTAIN_MARGIN
-    if top.result.decision == "match" and top.result.corroborated and clear:
+    if is_certain(top.result, (c.result for c in best.values() if c is not top)):
         return TraceDecision(
             "certain", top.nhs_number, top.result.score, tuple(reasons), tuple(plausible)
         )
@@ -178,6 +207,15 @@ def decide(
     return TraceDecision(
         "possible", top.nhs_number, top.result.score, tuple(reasons), tuple(plausible)
     )
+
+
+def is_certain(best: MatchResult, others: Iterable[MatchResult]) -> bool:
+    """Whether ``best`` is enough on its own and far enough ahead of ``others``."""
+    if best.decision == "no-match" or best.contradicted or best.weight < CERTAIN_WEIGHT:
+        return False
+    if best.given_level not in _CERTAIN_GIVEN or best.birth_level == "one-digit":
+        return False
+    return all(best.weight - other.weight >= CERTAIN_MARGIN for other in others)
 
 
 def _key(candidate: Candidate) -> tuple[int, float, str]:

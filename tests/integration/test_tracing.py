@@ -193,6 +193,39 @@ async def test_csv_files_are_read_tolerantly(tmp_path: Path) -> None:
     assert summary.skipped_deletes == 1 and summary.total == 2
 
 
+async def test_sex_and_postcode_columns_tell_a_child_from_a_namesake(tmp_path: Path) -> None:
+    """Beyond the upload format, a trace file may carry the child's sex and
+    postcode: a changed surname is certain when the postcode agrees too."""
+    data = (
+        b"action,plan_id,given_name,family_name,birth_date,sex,postcode\n"
+        b"upsert,S1,Ruby,Trelawny,2012-11-20,F,TR7 1QQ\n"
+        b"upsert,S2,Ruby,Trelawny,2012-11-20,F,LS6 9ZZ\n"
+        b"upsert,S3,Ruby,Trelawny,2012-11-20,,\n"
+    )
+    review = tmp_path / "review.csv"
+    await trace_file(MemoryIndex(PEOPLE), data, review, filename="la.csv")
+    rows = read_review(review)
+    assert (rows["S1"]["status"], rows["S1"]["proposed_nhs_number"]) == ("certain", RUBY)
+    assert "postcode-exact" in rows["S1"]["reasons"]
+    assert rows["S2"]["status"] == "possible"  # moved, or a namesake: a person looks
+    assert rows["S3"]["status"] == "possible"
+    assert "tr7" not in review.read_text(encoding="utf-8").lower()
+    json_file = upload(
+        [
+            rec(
+                "J1",
+                given_name="Ruby",
+                family_name="Trelawny",
+                birth_date="2012-11-20",
+                sex="female",
+                postcode="TR7 1QQ",
+            )
+        ]
+    )
+    await trace_file(MemoryIndex(PEOPLE), json_file, review)
+    assert read_review(review)["J1"]["status"] == "certain"
+
+
 @pytest.mark.parametrize(
     ("data", "filename", "message"),
     [

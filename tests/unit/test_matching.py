@@ -190,8 +190,16 @@ CASES: list[tuple[str, Person, Person, str, set[str]]] = [
      {"family-name-mismatch", "given-name-mismatch", "birth-date-mismatch"}),
     ("only the date agrees", _p("Kerensa", "Quarrell"), _p("Pieter", "Vanderwielen"),
      "no-match", {"birth-date-exact"}),
-    ("swap with a typo is not believed", _p("Quarel", "Tamsin"), _p("Tamsin", "Quarrell"),
-     "no-match", set()),
+    ("swap with a slip is only possible", _p("Quarel", "Tamsin"), _p("Tamsin", "Quarrell"),
+     "possible", {"names-swapped", "family-name-typo", "given-name-typo"}),
+    ("swap with a nickname is only possible", _p("Pendarves", "Tom"),
+     _p("Thomas", "Pendarves"), "possible", {"names-swapped"}),
+    ("swap with both names wrong is not believed", _p("Quarel", "Tamsn"),
+     _p("Tamsin", "Quarrell"), "no-match", set()),
+    ("three-letter finger slip", _p("Avs", "Pendarves"), _p("Ava", "Pendarves"), "match",
+     {"given-name-typo"}),
+    ("three-letter vowel for vowel is another name", _p("Lei", "Pendarves"),
+     _p("Leo", "Pendarves"), "possible", {"given-name-distinct-variant"}),
     ("empty everything", _p("", "", None), _p("", "", None), "no-match",
      {"family-name-missing", "given-name-missing", "birth-date-missing"}),
     ("punctuation-only names are missing", _p("--", "''"), _p("Tamsin", "Quarrell"),
@@ -252,6 +260,43 @@ def test_score_lies_in_its_decision_band() -> None:
         result = compare(la, index)
         low, high = bands[result.decision]
         assert low <= result.score <= high, result
+
+
+def test_an_agreeing_postcode_adds_weight_and_a_different_one_costs_nothing() -> None:
+    """Postcode is evidence against a stranger; children on plans move, so a
+    different postcode is never evidence against."""
+    plain = compare(_p("Tamsin", "Trask"), _p("Tamsin", "Quarrell"))
+    same = compare(
+        _p("Tamsin", "Trask", postcode="TR1 2AB"), _p("Tamsin", "Quarrell", postcode="tr12ab")
+    )
+    district = compare(
+        _p("Tamsin", "Trask", postcode="TR1 9ZZ"), _p("Tamsin", "Quarrell", postcode="TR1 2AB")
+    )
+    moved = compare(
+        _p("Tamsin", "Trask", postcode="LS6 9ZZ"), _p("Tamsin", "Quarrell", postcode="TR1 2AB")
+    )
+    assert same.weight == plain.weight + 2.0
+    assert district.weight == plain.weight + 0.5
+    assert moved.weight == plain.weight
+    assert "postcode-exact" in same.reasons
+
+
+def test_exact_and_contradicted_say_what_rests_on_what() -> None:
+    """``exact``: everything as written, so an upload needs no rival search;
+    ``contradicted``: a part disagrees outright (not a changed surname)."""
+    assert compare(_p("Tamsin Rose", "Quarrell"), _p("Tamsin", "Quarrell")).exact
+    assert not compare(_p("Tamsni", "Quarrell"), _p("Tamsin", "Quarrell")).exact
+    assert not compare(_p("Quarrell", "Tamsin"), _p("Tamsin", "Quarrell")).exact
+    new_surname = compare(_p("Tamsin", "Trask"), _p("Tamsin", "Quarrell"))
+    assert not new_surname.contradicted and not new_surname.exact
+    for la, ix in [
+        (_p("Louise", "Quarrell"), _p("Louis", "Quarrell")),
+        (_p("Morwenna", "Quarrell"), _p("Tamsin", "Quarrell")),
+        (_p("Tamsin", "Quarrell", date(2011, 9, 30)), _p("Tamsin", "Quarrell")),
+        (_p("Tamsin", "Quarrell", sex="F"), _p("Tamsin", "Quarrell", sex="M")),
+    ]:
+        assert compare(la, ix).contradicted, (la, ix)
+    assert compare(_p("Tamsin", "Quarrell"), _p("Tamsin", "Quarrell")).given_level == "exact"
 
 
 @pytest.mark.parametrize(
@@ -325,6 +370,8 @@ def test_compare_is_symmetric_total_and_bounded(a: Person, b: Person) -> None:
     assert 0.0 <= forward.score <= 1.0
     assert forward.decision == backward.decision
     assert forward.score == backward.score
+    assert forward.weight == backward.weight
+    assert (forward.exact, forward.contradicted) == (backward.exact, backward.contradicted)
 
 
 @settings(max_examples=200, deadline=None)

@@ -68,6 +68,36 @@ def test_a_match_resting_on_a_missing_part_is_only_possible() -> None:
     assert new_surname.status == "possible"
 
 
+def test_a_changed_surname_or_no_given_name_is_certain_with_the_postcode_too() -> None:
+    """Given name and birth date alone (a namesake in another family has those)
+    are not enough; the postcode agreeing as well is, when no one else comes close."""
+    home = "TR1 2AB"
+    moved_on = Person("Tamsin", "Trask", BORN, postcode=home)
+    assert decide(moved_on, [ix(A, postcode=home)]).status == "certain"
+    elsewhere = Person("Tamsin", "Trask", BORN, postcode="LS6 9ZZ")
+    assert decide(elsewhere, [ix(A, postcode=home)]).status == "possible"
+    nameless = Person("", "Quarrell", BORN, postcode=home)
+    assert decide(nameless, [ix(A, postcode=home)]).status == "certain"
+    twins = [ix(A, postcode=home), ix(B, given="Morwenna", postcode=home)]
+    assert decide(nameless, twins).status == "possible"
+
+
+def test_a_year_out_is_certain_when_unique() -> None:
+    decision = decide(Person("Tamsin", "Quarrell", date(2015, 4, 3)), [ix(A)])
+    assert (decision.status, decision.nhs_number) == ("certain", A)
+
+
+def test_a_given_name_that_differs_or_only_shares_a_word_is_never_certain() -> None:
+    """Twins agree on everything but the given name, and often share a middle name."""
+    home = "TR1 2AB"
+    for given in ("Jory Rose", "T Rose", "Morwenna"):
+        la = Person(given, "Quarrell", BORN, postcode=home)
+        decision = decide(la, [ix(A, given="Tamsin Rose", postcode=home)])
+        assert decision.status != "certain", given
+    louise = Person("Louise", "Quarrell", BORN, sex="female", postcode=home)
+    assert decide(louise, [ix(A, given="Louis", postcode=home)]).status != "certain"
+
+
 def test_typo_and_transposed_date_are_still_certain_when_unique() -> None:
     decision = decide(Person("Tamsni", "Quarrell", BORN), [ix(A)])
     assert decision.status == "certain"
