@@ -50,14 +50,14 @@ from cpis.matching.demographics import Person, compare
 from cpis.matching.trace import TraceDecision, as_person, decide, resolve
 from cpis.ports import IndexPerson, PersonIndex, PersonQuery
 from cpis.uploads.parse import (
-    _DATE,
-    _PLAN_ID,
     CSV_COLUMNS,
-    _csv_header_block,
-    _csv_rows,
-    _decode,
-    _form,
-    _Malformed,
+    DATE_RE,
+    PLAN_ID_RE,
+    Malformed,
+    csv_header_block,
+    csv_rows,
+    decode_text,
+    detect_form,
 )
 from cpis.uploads.verify import confirms, needs_rivals, rival_query
 
@@ -144,10 +144,10 @@ def read_trace_file(data: bytes, *, filename: str | None = None) -> TraceFile:
     if not data.strip():
         raise TraceFileError("the file is empty")
     try:
-        form = _form(data, None, filename)
-        text = _decode(data)
+        form = detect_form(data, None, filename)
+        text = decode_text(data)
         return _read_json(text) if form == "json" else _read_csv(text)
-    except _Malformed as exc:
+    except Malformed as exc:
         raise TraceFileError(exc.reason) from None
 
 
@@ -155,17 +155,17 @@ def _read_json(text: str) -> TraceFile:
     try:
         doc = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        raise _Malformed(
+        raise Malformed(
             f"the file is not valid JSON (line {exc.lineno}, column {exc.colno})"
         ) from None
     raw = doc.get("records") if isinstance(doc, dict) else doc
     if not isinstance(raw, list):
-        raise _Malformed("the file must be an upload file with a records array")
+        raise Malformed("the file must be an upload file with a records array")
     out: list[TraceRecord] = []
     deletes = 0
     for n, rec in enumerate(raw, start=1):
         if not isinstance(rec, dict):
-            raise _Malformed(f"record {n} is not a JSON object")
+            raise Malformed(f"record {n} is not a JSON object")
         if rec.get("action") == "delete":
             deletes += 1
         else:
@@ -174,19 +174,19 @@ def _read_json(text: str) -> TraceFile:
 
 
 def _read_csv(text: str) -> TraceFile:
-    rows = _csv_rows(text)
-    _header, first = _csv_header_block(rows)
+    rows = csv_rows(text)
+    _header, first = csv_header_block(rows)
     if first is None:
-        raise _Malformed("the file has no header row of column names")
+        raise Malformed("the file has no header row of column names")
     line, names = first
     columns: dict[str, int] = {}
     for i, name in enumerate(names):
         if name in CSV_COLUMNS or name in EXTRA_COLUMNS:
             if name in columns:
-                raise _Malformed(f"line {line}: column {name} appears twice in the header row")
+                raise Malformed(f"line {line}: column {name} appears twice in the header row")
             columns[name] = i
     if "plan_id" not in columns or not any(c in columns for c in _DEMOGRAPHICS):
-        raise _Malformed(
+        raise Malformed(
             f"line {line}: the header row needs a plan_id column and at least one of "
             "family_name, given_name, birth_date"
         )
@@ -204,7 +204,7 @@ def _read_csv(text: str) -> TraceFile:
 def _record(index: int, raw: Mapping[str, Any]) -> TraceRecord:
     problems: list[str] = []
     plan_id = raw.get("plan_id")
-    if not isinstance(plan_id, str) or not _PLAN_ID.fullmatch(plan_id):
+    if not isinstance(plan_id, str) or not PLAN_ID_RE.fullmatch(plan_id):
         plan_id = None
     number = raw.get("nhs_number")
     if number is not None and not isinstance(number, str):
@@ -214,7 +214,7 @@ def _record(index: int, raw: Mapping[str, Any]) -> TraceRecord:
     born: date | None = None
     raw_birth = raw.get("birth_date")
     if raw_birth is not None:
-        if isinstance(raw_birth, str) and _DATE.fullmatch(raw_birth.strip()):
+        if isinstance(raw_birth, str) and DATE_RE.fullmatch(raw_birth.strip()):
             try:
                 born = date.fromisoformat(raw_birth.strip())
             except ValueError:

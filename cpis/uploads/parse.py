@@ -56,13 +56,13 @@ MAX_SEQUENCE = 2**63 - 1  # a PostgreSQL bigint
 _FIELD_SET = frozenset(PLAN_FIELDS)
 _PLAN_TYPES: dict[str, PlanType] = {t.value: t for t in PlanType}
 # ASCII only: ``\d`` would let Arabic-Indic digits through to fromisoformat.
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _DATETIME = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
     r"(?:Z|[+-][0-9]{2}:[0-9]{2})"
 )
 # fullmatch, not ``^...$``: ``$`` also matches before a trailing newline.
-_PLAN_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
+PLAN_ID_RE = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 _PLAN_ID_RULE = "plan_id must be 1-64 letters, digits, '.', '_' or '-'"
 _ODS = re.compile(r"[A-Z0-9]{3,10}")
 _SEQUENCE_DIGITS = re.compile(r"[0-9]{1,19}")
@@ -143,8 +143,8 @@ class UploadRejected:
     code: Literal["CPF01"] = "CPF01"
 
 
-class _Malformed(Exception):
-    """Internal: unwinds a parse to ``UploadRejected``; never leaves this module."""
+class Malformed(Exception):
+    """Unwinds a parse to ``UploadRejected`` (and a trace file read to ``TraceFileError``)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -181,7 +181,7 @@ def _date(body: Mapping[str, object], name: str) -> date | FieldRejection | None
     raw = body.get(name)
     if raw is None:
         return None
-    if not isinstance(raw, str) or not _DATE.fullmatch(raw):
+    if not isinstance(raw, str) or not DATE_RE.fullmatch(raw):
         return FieldRejection("CPR07", name, f"{name} must be a date as YYYY-MM-DD")
     try:
         return date.fromisoformat(raw)
@@ -290,7 +290,7 @@ def _record(
     """
     if raw_plan_id is None:
         return _reject(index, None, None, "CPR07", "plan_id is required")
-    if not isinstance(raw_plan_id, str) or not _PLAN_ID.fullmatch(raw_plan_id):
+    if not isinstance(raw_plan_id, str) or not PLAN_ID_RE.fullmatch(raw_plan_id):
         return _reject(index, None, None, "CPR07", _PLAN_ID_RULE)
     plan_id = raw_plan_id
     if plan_id in seen:
@@ -319,9 +319,9 @@ def _record(
 
 def _la_ods(raw: object, allowed: Collection[str] | None) -> str:
     if not isinstance(raw, str) or not _ODS.fullmatch(raw):
-        raise _Malformed("la_ods must be an ODS code: 3-10 capital letters and digits")
+        raise Malformed("la_ods must be an ODS code: 3-10 capital letters and digits")
     if allowed is not None and raw not in allowed:
-        raise _Malformed("la_ods is not a local authority this caller may upload for")
+        raise Malformed("la_ods is not a local authority this caller may upload for")
     return raw
 
 
@@ -334,18 +334,18 @@ def _sequence(raw: object) -> int:
     if isinstance(raw, float) and raw.is_integer():
         raw = int(raw)
     if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= MAX_SEQUENCE:
-        raise _Malformed(f"sequence must be a whole number from 1 to {MAX_SEQUENCE}")
+        raise Malformed(f"sequence must be a whole number from 1 to {MAX_SEQUENCE}")
     return raw
 
 
 def _created(raw: object) -> datetime:
     message = "created must be a date-time with a UTC offset, as 2026-03-02T18:30:00Z"
     if not isinstance(raw, str) or not _DATETIME.fullmatch(raw):
-        raise _Malformed(message)
+        raise Malformed(message)
     try:
         return datetime.fromisoformat(raw)
     except ValueError:
-        raise _Malformed(message) from None
+        raise Malformed(message) from None
 
 
 # --- detecting the form and decoding ------------------------------------------------------------
@@ -363,7 +363,7 @@ def _media_type(content_type: str | None) -> tuple[str, str | None]:
     return kind.strip().lower(), charset
 
 
-def _form(data: bytes, content_type: str | None, filename: str | None) -> Form:
+def detect_form(data: bytes, content_type: str | None, filename: str | None) -> Form:
     """JSON or CSV: the content type if it says, else the file name, else the first byte.
 
     MESH and the command line often send ``application/octet-stream`` or
@@ -371,7 +371,7 @@ def _form(data: bytes, content_type: str | None, filename: str | None) -> Form:
     """
     kind, charset = _media_type(content_type)
     if charset is not None and charset not in _UTF8_CHARSETS:
-        raise _Malformed("the content type declares a charset other than UTF-8")
+        raise Malformed("the content type declares a charset other than UTF-8")
     if kind == "application/json" or kind.endswith("+json"):
         return "json"
     if kind in ("text/csv", "application/csv"):
@@ -384,11 +384,11 @@ def _form(data: bytes, content_type: str | None, filename: str | None) -> Form:
     return "json" if data.removeprefix(codecs.BOM_UTF8).lstrip()[:1] == b"{" else "csv"
 
 
-def _decode(data: bytes) -> str:
+def decode_text(data: bytes) -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _Malformed(f"the file is not UTF-8 (bad byte at offset {exc.start})") from None
+        raise Malformed(f"the file is not UTF-8 (bad byte at offset {exc.start})") from None
     return text.removeprefix("\ufeff")
 
 
@@ -399,33 +399,33 @@ def _parse_json(text: str, allowed: Collection[str] | None, max_records: int) ->
     try:
         doc = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        raise _Malformed(
+        raise Malformed(
             f"the file is not valid JSON (line {exc.lineno}, column {exc.colno})"
         ) from None
     if not isinstance(doc, dict):
-        raise _Malformed("the file must be a JSON object")
+        raise Malformed("the file must be a JSON object")
     unknown = sorted(str(k) for k in doc if k not in _JSON_KEYS)
     if unknown:
         name = safe_field_name(unknown[0])
-        raise _Malformed(
+        raise Malformed(
             f"unknown key: {name}" if name else "the file has a key that is not allowed"
         )
     for key in (*_HEADER_KEYS, "records"):
         if key not in doc:
-            raise _Malformed(f"{key} is missing")
+            raise Malformed(f"{key} is missing")
     la_ods = _la_ods(doc["la_ods"], allowed)
     sequence = _sequence(doc["sequence"])
     created = _created(doc["created"])
     raw_records = doc["records"]
     if not isinstance(raw_records, list):
-        raise _Malformed("records must be an array")
+        raise Malformed("records must be an array")
     if len(raw_records) > max_records:
-        raise _Malformed(f"the file has more than {max_records} records")
+        raise Malformed(f"the file has more than {max_records} records")
     seen: set[str] = set()
     results = []
     for n, rec in enumerate(raw_records, start=1):
         if not isinstance(rec, dict):
-            raise _Malformed(f"record {n} is not a JSON object")
+            raise Malformed(f"record {n} is not a JSON object")
         body = {k: v for k, v in rec.items() if k != "action" and k != "plan_id"}
         results.append(
             _record(n, rec.get("action"), rec.get("plan_id"), body, seen, check_unknown=True)
@@ -436,8 +436,8 @@ def _parse_json(text: str, allowed: Collection[str] | None, max_records: int) ->
 # --- CSV --------------------------------------------------------------------------------------
 
 
-def _csv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
-    """Rows with the line each starts on; blank lines skipped; CSV faults as _Malformed."""
+def csv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
+    """Rows with the line each starts on; blank lines skipped; CSV faults as Malformed."""
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     start = 1
     while True:
@@ -447,16 +447,16 @@ def _csv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
             return
         except csv.Error as exc:
             if "end of data" in str(exc):
-                raise _Malformed(
+                raise Malformed(
                     f"line {start}: a quoted value is never closed (the file looks truncated)"
                 ) from None
-            raise _Malformed(f"line {reader.line_num}: not valid CSV quoting") from None
+            raise Malformed(f"line {reader.line_num}: not valid CSV quoting") from None
         if row:
             yield start, row
         start = reader.line_num + 1
 
 
-def _csv_header_block(
+def csv_header_block(
     rows: Iterator[tuple[int, list[str]]],
 ) -> tuple[dict[str, str], tuple[int, list[str]] | None]:
     """The ``#key,value`` lines, and the first row after them (the column header)."""
@@ -466,12 +466,12 @@ def _csv_header_block(
             return values, (line, row)
         key = row[0][1:]
         if key not in _CSV_HEADER_KEYS:
-            raise _Malformed(f"line {line}: not a known header key (la_ods, sequence, created)")
+            raise Malformed(f"line {line}: not a known header key (la_ods, sequence, created)")
         if key in values:
-            raise _Malformed(f"line {line}: #{key} is given twice")
+            raise Malformed(f"line {line}: #{key} is given twice")
         # Spreadsheets pad every line to the widest; trailing empty cells are fine.
         if len(row) < 2 or any(row[2:]):
-            raise _Malformed(f"line {line}: a header line must be #{key},value")
+            raise Malformed(f"line {line}: a header line must be #{key},value")
         values[key] = row[1]
     return values, None
 
@@ -481,25 +481,25 @@ def _csv_columns(line: int, row: list[str]) -> dict[str, int]:
     for i, name in enumerate(row, start=1):
         # Position, not value: a file missing its header row has a record here.
         if name not in CSV_COLUMNS:
-            raise _Malformed(f"line {line}: column {i} of the header row is not a known column")
+            raise Malformed(f"line {line}: column {i} of the header row is not a known column")
         if name in columns:
-            raise _Malformed(f"line {line}: column {name} appears twice in the header row")
+            raise Malformed(f"line {line}: column {name} appears twice in the header row")
         columns[name] = i - 1
     for name in CSV_COLUMNS:
         if name not in columns:
-            raise _Malformed(f"line {line}: the header row has no {name} column")
+            raise Malformed(f"line {line}: the header row has no {name} column")
     return columns
 
 
 def _parse_csv(text: str, allowed: Collection[str] | None, max_records: int) -> ParsedUpload:
     if not text.endswith(("\n", "\r")):
         # Without this a file cut inside its last value would parse cleanly.
-        raise _Malformed("the file does not end with a line break (it looks truncated)")
-    rows = _csv_rows(text)
-    header, first = _csv_header_block(rows)
+        raise Malformed("the file does not end with a line break (it looks truncated)")
+    rows = csv_rows(text)
+    header, first = csv_header_block(rows)
     for key in _HEADER_KEYS:
         if key not in header:
-            raise _Malformed(f"the header block has no #{key} line")
+            raise Malformed(f"the header block has no #{key} line")
     la_ods = _la_ods(header["la_ods"], allowed)
     digits = header["sequence"]
     sequence = _sequence(int(digits) if _SEQUENCE_DIGITS.fullmatch(digits) else None)
@@ -507,10 +507,10 @@ def _parse_csv(text: str, allowed: Collection[str] | None, max_records: int) -> 
     declared: int | None = None
     if "records" in header:
         if not _SEQUENCE_DIGITS.fullmatch(header["records"]):
-            raise _Malformed("#records must be a whole number")
+            raise Malformed("#records must be a whole number")
         declared = int(header["records"])
     if first is None:
-        raise _Malformed("the file has no header row of column names")
+        raise Malformed("the file has no header row of column names")
     columns = _csv_columns(*first)
     width = len(columns)
     i_action, i_plan_id = columns["action"], columns["plan_id"]
@@ -519,9 +519,9 @@ def _parse_csv(text: str, allowed: Collection[str] | None, max_records: int) -> 
     results: list[RecordResult] = []
     for line, row in rows:
         if len(row) != width:
-            raise _Malformed(f"line {line}: has {len(row)} values, the header row has {width}")
+            raise Malformed(f"line {line}: has {len(row)} values, the header row has {width}")
         if len(results) >= max_records:
-            raise _Malformed(f"the file has more than {max_records} records")
+            raise Malformed(f"the file has more than {max_records} records")
         body = {name: row[i] for name, i in field_cols if row[i]}
         results.append(
             _record(
@@ -534,7 +534,7 @@ def _parse_csv(text: str, allowed: Collection[str] | None, max_records: int) -> 
             )
         )
     if declared is not None and declared != len(results):
-        raise _Malformed(
+        raise Malformed(
             f"#records says {declared} but the file has {len(results)} (it looks truncated)"
         )
     return ParsedUpload(la_ods, sequence, created, tuple(results), "csv")
@@ -561,10 +561,10 @@ def parse_upload(
     if not data.strip():
         return UploadRejected("the file is empty")
     try:
-        form = _form(data, content_type, filename)
-        text = _decode(data)
+        form = detect_form(data, content_type, filename)
+        text = decode_text(data)
         if form == "json":
             return _parse_json(text, allowed_la_ods, max_records)
         return _parse_csv(text, allowed_la_ods, max_records)
-    except _Malformed as exc:
+    except Malformed as exc:
         return UploadRejected(exc.reason)
