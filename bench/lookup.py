@@ -49,7 +49,7 @@ from harness import (
     with_database,
 )
 
-from cpis.demo import synthetic_nhs_numbers
+from cpis.matching.nhs_number import synthetic_numbers
 
 LUA = ROOT / "bench" / "lookup.lua"
 
@@ -449,7 +449,7 @@ def main() -> int:
         asyncio.run(create_databases(server_url, dbs, args.pg_set))
         created = True
         svc_db, base_db = (with_database(server_url, name) for name in dbs)
-        subjects = synthetic_nhs_numbers(args.subjects, start=100_000)
+        subjects = synthetic_numbers(args.subjects, start=100_000)
         subjects_file = tmp / "subjects.txt"
         subjects_file.write_text("\n".join(subjects) + "\n")
 

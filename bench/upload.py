@@ -62,7 +62,7 @@ from cpis.adapters.clock import SystemClock
 from cpis.adapters.crypto import FieldVault
 from cpis.adapters.keys import load_keys
 from cpis.adapters.postgres import PgDatabase, PgTransaction, create_pool, migrate
-from cpis.matching.nhs_number import check_digit
+from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import LocalAuthority
 from cpis.settings import Settings
 from cpis.uploads.apply import apply_upload
@@ -82,24 +82,11 @@ class _Quiet:
 # --- the file -------------------------------------------------------------------------------
 
 
-def synthetic_nhs_numbers(count: int, start: int) -> list[str]:
-    """Valid 999-range NHS numbers, never issued to a real person."""
-    found: list[str] = []
-    n = start
-    while len(found) < count:
-        nine = f"999{n:06d}"
-        digit = check_digit(nine)
-        if digit is not None:
-            found.append(nine + str(digit))
-        n += 1
-    return found
-
-
 def record_lines(count: int, seed: int) -> bytes:
     """The file's record lines: one upsert per child, every plan field used."""
     rng = random.Random(seed)
     lines = []
-    for n, nhs in enumerate(synthetic_nhs_numbers(count, start=200_000), start=1):
+    for n, nhs in enumerate(synthetic_numbers(count, start=200_000), start=1):
         birth = date(2008, 1, 1) + timedelta(days=rng.randrange(6400))
         start = birth + timedelta(days=rng.randrange(30, 2500))
         end = start + timedelta(days=rng.randrange(30, 700)) if rng.random() < 0.3 else None

@@ -16,7 +16,7 @@ from pathlib import Path
 from cpis import services
 from cpis.adapters.tokens import generate_client_key
 from cpis.app import Runtime
-from cpis.matching.nhs_number import check_digit
+from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import (
     Client,
     LocalAuthority,
@@ -39,19 +39,6 @@ ED_CLIENT = "demo-ed"
 LA_CLIENT = "demo-la"
 
 
-def synthetic_nhs_numbers(count: int, start: int = 1) -> list[str]:
-    """Valid 999-range NHS numbers: never issued to a real person."""
-    found: list[str] = []
-    n = start
-    while len(found) < count:
-        nine = f"999{n:06d}"
-        digit = check_digit(nine)
-        if digit is not None:
-            found.append(nine + str(digit))
-        n += 1
-    return found
-
-
 @dataclass(frozen=True)
 class DemoChild:
     nhs_number: str
@@ -60,7 +47,7 @@ class DemoChild:
 
 
 def demo_children() -> list[DemoChild]:
-    child, looked_after, mother = synthetic_nhs_numbers(3)
+    child, looked_after, mother = synthetic_numbers(3)
     return [
         DemoChild(
             child,

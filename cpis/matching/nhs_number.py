@@ -63,3 +63,17 @@ def is_valid(raw: str) -> bool:
 def is_synthetic(number: str) -> bool:
     """999-range numbers are issued for testing and never to a real person."""
     return number.startswith("999")
+
+
+def synthetic_numbers(count: int, start: int = 1) -> list[str]:
+    """``count`` valid 999-range numbers (never issued to a person), in order from
+    ``999{start:06d}``, skipping the nine-digit stems no check digit completes."""
+    found: list[str] = []
+    n = start
+    while len(found) < count:
+        nine = f"999{n:06d}"
+        digit = check_digit(nine)
+        if digit is not None:
+            found.append(nine + str(digit))
+        n += 1
+    return found

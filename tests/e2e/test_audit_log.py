@@ -16,7 +16,7 @@ import uuid
 import asyncpg
 import pytest
 
-from cpis.demo import synthetic_nhs_numbers
+from cpis.matching.nhs_number import synthetic_numbers
 from tests.e2e.conftest import (
     E2E,
     ED_CLIENT,
@@ -28,7 +28,7 @@ from tests.e2e.conftest import (
 )
 from tests.polling import wait_until
 
-CHILD, OTHER = synthetic_nhs_numbers(2, start=401)
+CHILD, OTHER = synthetic_numbers(2, start=401)
 
 
 async def audit_count(e2e: E2E) -> int:

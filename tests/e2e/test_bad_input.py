@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from cpis.adapters.tokens import JwtTokenAuthority, generate_client_key, make_client_assertion
 from cpis.app import create_app
-from cpis.demo import synthetic_nhs_numbers
+from cpis.matching.nhs_number import synthetic_numbers
 from tests.e2e.conftest import (
     E2E,
     ED_CLIENT,
@@ -45,7 +45,7 @@ from tests.e2e.conftest import (
     user_headers,
 )
 
-CHILD, SOUTH_ONLY, NEW_CHILD = synthetic_nhs_numbers(3, start=201)
+CHILD, SOUTH_ONLY, NEW_CHILD = synthetic_numbers(3, start=201)
 WATCHED_TABLES = ("plan", "plan_version", "access_event", "outbox")
 SEARCHES = ("CareTeam", "Flag", "AuditEvent")
 

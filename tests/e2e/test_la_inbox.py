@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cpis.demo import synthetic_nhs_numbers
+from cpis.matching.nhs_number import synthetic_numbers
 from tests.e2e.conftest import (
     E2E,
     ED_CLIENT,
@@ -16,7 +16,7 @@ from tests.e2e.conftest import (
     user_headers,
 )
 
-CHILD, SIBLING = synthetic_nhs_numbers(2, start=700)
+CHILD, SIBLING = synthetic_numbers(2, start=700)
 
 
 async def inbox(e2e: E2E, client_id: str, status: str = "new") -> dict[str, Any]:

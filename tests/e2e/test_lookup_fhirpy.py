@@ -19,7 +19,7 @@ import pytest
 from fhirpy import AsyncFHIRClient
 from fhirpy.base.exceptions import ResourceNotFound
 
-from cpis.demo import synthetic_nhs_numbers
+from cpis.matching.nhs_number import synthetic_numbers
 from tests.e2e.conftest import (
     E2E,
     ED,
@@ -38,7 +38,7 @@ from tests.e2e.conftest import (
 )
 from tests.fhir_validation import validate_resource
 
-CHILD, PART_ENDED, UNKNOWN, UPDATED = synthetic_nhs_numbers(4, start=101)
+CHILD, PART_ENDED, UNKNOWN, UPDATED = synthetic_numbers(4, start=101)
 CPP_CODE = "342191000000101"
 LAC_CODE = "764841000000100"
 UCPP_CODE = "818901000000100"

@@ -20,8 +20,8 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from cpis.demo import synthetic_nhs_numbers
 from cpis.log import mask_nhs_numbers
+from cpis.matching.nhs_number import synthetic_numbers
 from tests.e2e.conftest import (
     E2E,
     ED_CLIENT,
@@ -33,7 +33,7 @@ from tests.e2e.conftest import (
     user_headers,
 )
 
-CHILD, MOTHER, LOOKED_AFTER = synthetic_nhs_numbers(3, start=301)
+CHILD, MOTHER, LOOKED_AFTER = synthetic_numbers(3, start=301)
 NUMBERS = (CHILD, MOTHER, LOOKED_AFTER)
 NAMES = ("Quillfeather", "Thaddeus", "Oakenshaw", "Perpetua", "Marchbanks", "Ignatius")
 BIRTH_DATES = ("2013-07-19", "1994-11-03", "2010-02-27")

@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 
-from cpis.demo import synthetic_nhs_numbers
 from cpis.fhir import subscriptions as fs
+from cpis.matching.nhs_number import synthetic_numbers
 from tests.e2e.conftest import (
     E2E,
     ED_CLIENT,
@@ -32,7 +32,7 @@ from tests.e2e.conftest import (
 )
 from tests.fhir_validation import validate_resource
 
-(CHILD,) = synthetic_nhs_numbers(1, start=701)
+(CHILD,) = synthetic_numbers(1, start=701)
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cpis.demo import synthetic_nhs_numbers
+from cpis.matching.nhs_number import synthetic_numbers
 from tests.e2e.conftest import E2E, LA_NORTH_CLIENT, LA_SOUTH_CLIENT
 
-A, B, C = synthetic_nhs_numbers(3, start=600)
+A, B, C = synthetic_numbers(3, start=600)
 
 
 def upload_body(sequence: int, records: list[dict[str, Any]], la: str = "XLA01") -> bytes:

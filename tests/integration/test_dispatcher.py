@@ -27,7 +27,7 @@ from cpis.adapters.render import Renderer
 from cpis.adapters.signing import SIGNATURE_HEADER, verify_detached
 from cpis.adapters.tokens import JwtTokenAuthority
 from cpis.adapters.webhook import WebhookSender
-from cpis.demo import synthetic_nhs_numbers
+from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import Accessor, LocalAuthority, PlanFields, PlanType, Principal, Role, SettingType
 from cpis.ports import AuditEntry
 from cpis.settings import Settings
@@ -37,7 +37,7 @@ from tests.integration.conftest import FakeClock
 from tests.mesh_sandbox import running_mesh_sandbox
 from tests.polling import wait_until
 
-CHILD, OTHER = synthetic_nhs_numbers(2, start=300)
+CHILD, OTHER = synthetic_numbers(2, start=300)
 LA = LocalAuthority("XLA01", "Alphashire", "01632 960001", "01632 960101")
 AUDIT = AuditEntry(action="plan_search", outcome=200, client_id="ed")
 

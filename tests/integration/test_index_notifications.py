@@ -34,8 +34,8 @@ from cpis.adapters.person_index import LocalPersonIndex, load_person_index
 from cpis.adapters.postgres import PgDatabase, create_pool
 from cpis.adapters.render import Renderer
 from cpis.adapters.webhook import WebhookSender
-from cpis.demo import synthetic_nhs_numbers
 from cpis.fhir import subscriptions as fs
+from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import LocalAuthority, PlanFields, PlanType, Principal, Role
 from cpis.settings import Settings
 from cpis.workers.dispatcher import Dispatcher, DispatchSettings
@@ -61,7 +61,7 @@ from tests.integration.test_dispatcher import Receiver, receiver  # noqa: F401 -
 from tests.mesh_sandbox import running_mesh_sandbox
 from tests.polling import wait_until
 
-OLD, NEW, GONE, FINE, LONE_OLD, LONE_NEW = synthetic_nhs_numbers(6, start=900)
+OLD, NEW, GONE, FINE, LONE_OLD, LONE_NEW = synthetic_numbers(6, start=900)
 NORTH = LocalAuthority("XLA01", "Northshire", "01632 960001", "01632 960101")
 SOUTH = LocalAuthority("XLA02", "Southborough", "01632 960002", "01632 960102")
 HEADER = "nhs_number,family_name,given_names,birth_date,sex,postcode,sensitive,superseded_by,active"

@@ -8,8 +8,8 @@ import pytest
 
 from cpis import services
 from cpis.adapters.postgres import PgDatabase
-from cpis.demo import synthetic_nhs_numbers
 from cpis.errors import Forbidden, NotFound, VersionMismatch
+from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import (
     Accessor,
     LocalAuthority,
@@ -22,7 +22,7 @@ from cpis.model import (
 from cpis.ports import AuditEntry
 from tests.integration.conftest import FakeClock
 
-CHILD, OTHER, MOTHER = synthetic_nhs_numbers(3, start=100)
+CHILD, OTHER, MOTHER = synthetic_numbers(3, start=100)
 LA_A = LocalAuthority("XLA01", "Alphashire", "01632 960001", "01632 960101")
 LA_B = LocalAuthority("XLA02", "Betaborough", "01632 960002", "01632 960102", repeat_window_hours=0)
 AUDIT = AuditEntry(action="plan_search", outcome=200, client_id="ed")

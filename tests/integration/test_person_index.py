@@ -24,8 +24,8 @@ from cpis.adapters.person_index import (
     open_person_index,
 )
 from cpis.adapters.postgres import create_pool
-from cpis.demo import synthetic_nhs_numbers
 from cpis.errors import PersonIndexUnavailable
+from cpis.matching.nhs_number import synthetic_numbers
 from cpis.person_index_file import IndexFileRejected
 from cpis.ports import IndexPerson, PersonQuery
 from cpis.settings import Settings
@@ -463,9 +463,7 @@ async def test_pds_slow_or_gone_is_unavailable(session: aiohttp.ClientSession) -
 
 
 async def test_pds_reads_run_at_most_concurrency_at_once(session: aiohttp.ClientSession) -> None:
-    people = [
-        IndexPerson(n, "Family", "Given", date(2015, 1, 1)) for n in synthetic_nhs_numbers(10)
-    ]
+    people = [IndexPerson(n, "Family", "Given", date(2015, 1, 1)) for n in synthetic_numbers(10)]
     async with running_pds(people) as pds:
         pds.delay = 0.05
         index = PdsPersonIndex(pds.base_url, session=session, concurrency=3)

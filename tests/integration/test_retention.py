@@ -9,12 +9,12 @@ from datetime import date
 from cpis import services
 from cpis.adapters.postgres import PgDatabase
 from cpis.adapters.retention import PgRetention
-from cpis.demo import synthetic_nhs_numbers
+from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import Accessor, LocalAuthority, PlanFields, PlanType, Principal, Role, SettingType
 from cpis.ports import AuditEntry
 from tests.integration.conftest import FakeClock
 
-EXPLICIT, WINDOW, ADULT, OPEN, TWO_PLANS = synthetic_nhs_numbers(5, start=950)
+EXPLICIT, WINDOW, ADULT, OPEN, TWO_PLANS = synthetic_numbers(5, start=950)
 LA = LocalAuthority("XLA01", "Alphashire", "01632 960001", "01632 960101")
 AUDIT = AuditEntry(action="plan_search", outcome=200, client_id="ed")
 

@@ -21,7 +21,7 @@ import pytest
 from cpis.adapters.crypto import FieldVault
 from cpis.adapters.postgres import PgDatabase, PgTransaction, create_pool
 from cpis.errors import PersonIndexUnavailable
-from cpis.matching.nhs_number import check_digit
+from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import LocalAuthority, PlanFields, PlanType
 from cpis.ports import IndexPerson, PersonQuery
 from cpis.uploads.apply import apply_upload
@@ -30,15 +30,8 @@ from tests.conftest import _with_database
 from tests.integration.conftest import FakeClock
 from tests.polling import wait_until
 
-
-def synthetic_nhs_numbers(count: int, start: int) -> list[str]:
-    """Valid 999-range NHS numbers (cpis.demo has the same, but imports the whole app)."""
-    nines = (f"999{n:06d}" for n in range(start, start + 10 * count))
-    return [f"{n}{d}" for n in nines if (d := check_digit(n)) is not None][:count]
-
-
 LA = LocalAuthority("XLA01", "Alphashire", "01632 960001", "01632 960101")
-NUMBERS = synthetic_nhs_numbers(6, start=7100)
+NUMBERS = synthetic_numbers(6, start=7100)
 CREATED = datetime(2026, 6, 1, 6, 0, tzinfo=UTC)
 
 
@@ -332,7 +325,7 @@ async def test_progress_is_reported_in_chunks_up_to_every_record(
 
 # --- the person index ---------------------------------------------------------------------------
 
-A, B, C, NEW = synthetic_nhs_numbers(4, start=7300)
+A, B, C, NEW = synthetic_numbers(4, start=7300)
 BORN = date(2016, 4, 3)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from cpis.demo import synthetic_nhs_numbers
+from cpis.matching.nhs_number import synthetic_numbers
 from tests.reliability.conftest import (
     Receiver,
     Server,
@@ -41,7 +41,7 @@ async def test_sigkill_mid_burst_loses_nothing(
     servers.append(server)
     await server.start()
     ed_token, la_token = await tokens(env, world)
-    children = synthetic_nhs_numbers(5, start=700)
+    children = synthetic_numbers(5, start=700)
     async with aiohttp.ClientSession() as http:
         await put_plans(http, server.base, la_token, children)
         await subscribe(database_url, receiver.url)

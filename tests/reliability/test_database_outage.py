@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from cpis.adapters.embedded import EmbeddedPostgres
-from cpis.demo import synthetic_nhs_numbers
+from cpis.matching.nhs_number import synthetic_numbers
 from tests.reliability.conftest import (
     ED_ODS,
     NHS_SYSTEM,
@@ -71,7 +71,7 @@ async def test_database_stopped_under_load_answers_503_and_recovers(
     servers.append(server)
     await server.start()
     ed_token, la_token = await tokens(env, world)
-    [child] = synthetic_nhs_numbers(1, start=950)
+    [child] = synthetic_numbers(1, start=950)
     async with aiohttp.ClientSession() as http:
         await put_plans(http, server.base, la_token, [child])
         ok = await asyncio.gather(

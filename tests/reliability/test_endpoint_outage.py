@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from cpis.demo import synthetic_nhs_numbers
+from cpis.matching.nhs_number import synthetic_numbers
 from tests.reliability.conftest import (
     Receiver,
     Server,
@@ -47,7 +47,7 @@ async def test_endpoint_down_then_back_everything_arrives_in_order(
     servers.append(server)
     await server.start()
     ed_token, la_token = await tokens(env, world)
-    children = synthetic_nhs_numbers(3, start=800)
+    children = synthetic_numbers(3, start=800)
     async with aiohttp.ClientSession() as http:
         await put_plans(http, server.base, la_token, children)
         await subscribe(database_url, receiver.url)

@@ -13,7 +13,7 @@ import aiohttp
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cpis.demo import synthetic_nhs_numbers
+from cpis.matching.nhs_number import synthetic_numbers
 from tests.reliability.conftest import (
     Receiver,
     Server,
@@ -63,7 +63,7 @@ async def test_two_replicas_never_deliver_one_notification_twice_at_once(
     await asyncio.gather(*(r.start() for r in replicas))
     ed_tokens = [(await tokens(env, world))[0] for env in envs]
     _ed, la_token = await tokens(envs[0], world)
-    children = synthetic_nhs_numbers(4, start=900)
+    children = synthetic_numbers(4, start=900)
     receiver.hold = 0.02  # an endpoint that takes a moment: widens any overlap window
     async with aiohttp.ClientSession() as http:
         await put_plans(http, replicas[0].base, la_token, children)

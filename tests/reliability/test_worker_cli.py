@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from cpis.demo import synthetic_nhs_numbers
+from cpis.matching.nhs_number import synthetic_numbers
 from tests.reliability.conftest import (
     CPIS,
     Receiver,
@@ -41,7 +41,7 @@ async def test_a_separate_worker_delivers_and_operators_can_retry_dead_deliverie
     servers.append(server)
     await server.start()
     ed_token, la_token = await tokens(env, world)
-    [child] = synthetic_nhs_numbers(1, start=900)
+    [child] = synthetic_numbers(1, start=900)
     conn = await asyncpg.connect(database_url)
     worker = None
     try:

@@ -13,7 +13,7 @@ import pytest
 
 from cpis import errors
 from cpis.fhir import resources as r
-from cpis.matching.nhs_number import check_digit
+from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import (
     AccessEvent,
     Accessor,
@@ -33,17 +33,7 @@ BASE = "https://cpis.example.org/FHIR/R4"
 UPDATED = datetime(2024, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
 
 
-def synthetic_nhs(serial: int) -> str:
-    """A valid 999-range (test-only) NHS number."""
-    while True:
-        nine = f"999{serial:06d}"
-        digit = check_digit(nine)
-        if digit is not None:
-            return nine + str(digit)
-        serial += 1
-
-
-NHS = synthetic_nhs(1)
+NHS = synthetic_numbers(1, 1)[0]
 assert NHS == "9990000018"
 
 LA = LocalAuthority(

@@ -8,21 +8,10 @@ import pytest
 
 from cpis.errors import InvalidSearch, NotFound
 from cpis.fhir.search import SearchRequest, parse_search
-from cpis.matching.nhs_number import check_digit
+from cpis.matching.nhs_number import synthetic_numbers
 
-
-def synthetic_nhs(serial: int) -> str:
-    """A valid 999-range (test-only) NHS number."""
-    while True:
-        nine = f"999{serial:06d}"
-        digit = check_digit(nine)
-        if digit is not None:
-            return nine + str(digit)
-        serial += 1
-
-
-NHS = synthetic_nhs(1)
-OTHER_NHS = synthetic_nhs(2)
+NHS = synthetic_numbers(1, 1)[0]
+OTHER_NHS = synthetic_numbers(1, 2)[0]
 SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 PID = "patient:identifier"
 GOOD = (PID, f"{SYSTEM}|{NHS}")

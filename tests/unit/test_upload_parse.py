@@ -15,7 +15,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from cpis.matching.nhs_number import check_digit
+from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import PlanType
 from cpis.uploads import (
     CSV_COLUMNS,
@@ -33,20 +33,7 @@ SCHEMA = json.loads((SCHEMAS / "upload.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
 
-def synthetic(count: int, start: int = 1) -> list[str]:
-    """Valid 999-range NHS numbers (the same rule as ``cpis.demo``)."""
-    found: list[str] = []
-    n = start
-    while len(found) < count:
-        nine = f"999{n:06d}"
-        digit = check_digit(nine)
-        if digit is not None:
-            found.append(nine + str(digit))
-        n += 1
-    return found
-
-
-NHS = synthetic(8)
+NHS = synthetic_numbers(8)
 # A 999-range number whose check digit is wrong.
 BAD_CHECK = NHS[0][:9] + str((int(NHS[0][9]) + 1) % 10)
 FAMILY, GIVEN = "Testchild", "Alexandrina"
@@ -705,7 +692,7 @@ def test_generated_good_files_pass_the_schema() -> None:
 
 def test_a_100k_record_csv_parses() -> None:
     """A large daily file parses in one pass (timing is benchmarked in bench/, not here)."""
-    numbers = synthetic(100_000)
+    numbers = synthetic_numbers(100_000)
     head = "#la_ods,XDM01\r\n#sequence,7\r\n#created,2026-03-02T18:30:00Z\r\n" + COLS + "\r\n"
     rows = [
         f"upsert,P-{i},{n},CPP,2026-01-01,,,2015-02-03,Testfamily,Testgiven\r\n"
