@@ -4,6 +4,13 @@ Log lines are facts with fields (``log.info("plan_stored", la=ods)``) and must
 never carry personal data. Code is written not to log any, and a last-line
 processor masks anything shaped like an NHS number (ten digits, alone or
 spaced 3-3-4) in case a value slips through, e.g. in a library's message.
+
+Tracebacks keep their frames and exception types but drop the messages of
+exceptions that are not the service's own: a library's message may quote the
+value it choked on (a ``KeyError`` of a name, a ``ValueError`` of a birth
+date), and a name is not shaped like anything a mask could find. The
+service's own errors (:class:`cpis.errors.CpisError`) are written never to
+carry personal data, so theirs are kept.
 """
 
 from __future__ import annotations
@@ -11,10 +18,13 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import traceback
 from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+
+from cpis.errors import CpisError
 
 _NHS_LIKE = re.compile(r"(?<!\d)\d{3}[ -]?\d{3}[ -]?\d{4}(?!\d)")
 
@@ -37,6 +47,40 @@ def mask_nhs_numbers(
     return event_dict
 
 
+def _exception_text(exc: BaseException) -> str:
+    lines: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        name = type(current).__qualname__
+        shown = f"{name}: {current}" if isinstance(current, CpisError) else name
+        frames = traceback.extract_tb(current.__traceback__)
+        block = ["Traceback (most recent call last):"]
+        block += [f'  File "{f.filename}", line {f.lineno}, in {f.name}' for f in frames]
+        lines[:0] = [*block, shown]
+        current = current.__cause__ or current.__context__
+        if current is not None:
+            lines[:0] = ["(then)"]
+    return "\n".join(lines)
+
+
+def format_exceptions_without_messages(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """``exc_info`` as an ``exception`` field: frames and types, messages only for
+    the service's own errors (see the module docstring)."""
+    exc_info = event_dict.pop("exc_info", None)
+    if exc_info is None or exc_info is False:
+        return event_dict
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    exc = exc_info if isinstance(exc_info, BaseException) else exc_info[1]
+    if exc is not None:
+        event_dict["exception"] = _exception_text(exc)
+    return event_dict
+
+
 def configure_logging(*, fmt: str = "auto", level: str = "info") -> None:
     """Set up structlog (and route stdlib logging through it)."""
     if fmt == "auto":
@@ -55,7 +99,7 @@ def configure_logging(*, fmt: str = "auto", level: str = "info") -> None:
     structlog.configure(
         processors=[
             *shared,
-            structlog.processors.format_exc_info,
+            format_exceptions_without_messages,
             mask_nhs_numbers,
             renderer,
         ],
@@ -69,6 +113,7 @@ def configure_logging(*, fmt: str = "auto", level: str = "info") -> None:
             foreign_pre_chain=shared,
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                format_exceptions_without_messages,
                 mask_nhs_numbers,
                 renderer,
             ],
