@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 _WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
+_ASCII_ZERO_TOTAL = ord("0") * sum(_WEIGHTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +33,15 @@ class NhsNumberCheck:
 
 def check_digit(first_nine: str) -> int | None:
     """The check digit for nine digits, or None when no valid number has them."""
-    total = sum(int(d) * w for d, w in zip(first_nine, _WEIGHTS, strict=True))
+    if len(first_nine) != 9 or not first_nine.isascii() or not first_nine.isdigit():
+        raise ValueError("check_digit needs nine ASCII digits")
+    # Spelled out over the ASCII codes: uploads check 100,000 numbers at a time,
+    # and this is several times faster than a generator over int() calls.
+    b = first_nine.encode("ascii")
+    total = (
+        10 * b[0] + 9 * b[1] + 8 * b[2] + 7 * b[3] + 6 * b[4]
+        + 5 * b[5] + 4 * b[6] + 3 * b[7] + 2 * b[8] - _ASCII_ZERO_TOTAL
+    )  # fmt: skip
     digit = 11 - total % 11
     if digit == 11:
         return 0
@@ -48,7 +57,7 @@ def check(raw: str) -> NhsNumberCheck:
     compact = raw.strip().replace(" ", "").replace("-", "")
     if len(compact) != 10 or not compact.isascii() or not compact.isdigit():
         return NhsNumberCheck(None, "must be 10 digits")
-    if len(set(compact)) == 1:
+    if compact == compact[0] * 10:
         return NhsNumberCheck(None, "all digits are the same")
     expected = check_digit(compact[:9])
     if expected is None or expected != int(compact[9]):
