@@ -44,16 +44,16 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 from cpis.matching import names
-from cpis.matching.blocking import BlockIndex
+from cpis.matching.blocking import MemoryIndex
 from cpis.matching.synthetic import Child, Dataset, LaRecord, dataset
 from cpis.model import PlanFields, PlanType
-from cpis.ports import IndexPerson, PersonQuery
+from cpis.ports import IndexPerson
 from cpis.tracing import trace_file
 from cpis.uploads import RecordAction, RecordResult
 from cpis.uploads.verify import verify_records
@@ -93,25 +93,6 @@ class Tally:
     @property
     def recall(self) -> float:
         return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
-
-
-class MemoryIndex:
-    """A PersonIndex over the synthetic children: blocking.py's keys, in memory."""
-
-    name = "memory"
-
-    def __init__(self, people: Sequence[IndexPerson]) -> None:
-        self._by_number = {p.nhs_number: p for p in people}
-        self._blocks = BlockIndex()
-        for p in people:
-            self._blocks.add(p.nhs_number, p.family_name, p.given_names, p.birth_date)
-
-    async def get_many(self, nhs_numbers: Sequence[str]) -> Mapping[str, IndexPerson]:
-        return {n: self._by_number[n] for n in nhs_numbers if n in self._by_number}
-
-    async def search(self, query: PersonQuery, *, limit: int = 10) -> Sequence[IndexPerson]:
-        found = self._blocks.candidates(query.family_name, query.given_names, query.birth_date)
-        return [self._by_number[n] for n in found[:limit]]
 
 
 def index_person(child: Child) -> IndexPerson:

@@ -19,10 +19,11 @@ them (``Vault.blind``), so its table reveals no name or birth date.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 
 from cpis.matching import names
+from cpis.ports import IndexPerson, PersonQuery
 
 
 def _surnames(family: str | None) -> frozenset[str]:
@@ -133,3 +134,26 @@ class BlockIndex:
             for record_id in self._by_key.get(key, ()):
                 hits[record_id] = hits.get(record_id, 0) + 1
         return sorted(hits, key=lambda r: (-hits[r], r))
+
+
+class MemoryIndex:
+    """A :class:`~cpis.ports.PersonIndex` in memory on these keys, as the local index
+    files them: for the matching benchmark and tests of the code that uses an index.
+    ``searches`` counts the searches made."""
+
+    name = "memory"
+
+    def __init__(self, people: Sequence[IndexPerson]) -> None:
+        self.searches = 0
+        self._by_number = {p.nhs_number: p for p in people}
+        self._blocks = BlockIndex()
+        for p in people:
+            self._blocks.add(p.nhs_number, p.family_name, p.given_names, p.birth_date)
+
+    async def get_many(self, nhs_numbers: Sequence[str]) -> Mapping[str, IndexPerson]:
+        return {n: self._by_number[n] for n in nhs_numbers if n in self._by_number}
+
+    async def search(self, query: PersonQuery, *, limit: int = 10) -> Sequence[IndexPerson]:
+        self.searches += 1
+        found = self._blocks.candidates(query.family_name, query.given_names, query.birth_date)
+        return [self._by_number[n] for n in found[:limit]]

@@ -18,7 +18,7 @@ import pytest
 from rich.console import Console
 
 from cpis.errors import PersonIndexUnavailable
-from cpis.matching.blocking import BlockIndex
+from cpis.matching import blocking
 from cpis.ports import IndexPerson, PersonQuery
 from cpis.tracing import (
     REVIEW_COLUMNS,
@@ -47,30 +47,22 @@ PEOPLE = [
 ]
 
 
-class MemoryIndex:
-    """A PersonIndex in memory: blocking.py's keys, like the local adapter's."""
-
-    name = "memory"
+class MemoryIndex(blocking.MemoryIndex):
+    """The in-memory index, able to fail as an unreachable one would."""
 
     def __init__(self, people: Sequence[IndexPerson], *, fail: bool = False) -> None:
+        super().__init__(people)
         self.fail = fail
-        self.searches = 0
-        self._by_number = {p.nhs_number: p for p in people}
-        self._blocks = BlockIndex()
-        for p in people:
-            self._blocks.add(p.nhs_number, p.family_name, p.given_names, p.birth_date)
 
     async def get_many(self, nhs_numbers: Sequence[str]) -> Mapping[str, IndexPerson]:
         if self.fail:
             raise PersonIndexUnavailable("the person index did not answer")
-        return {n: self._by_number[n] for n in nhs_numbers if n in self._by_number}
+        return await super().get_many(nhs_numbers)
 
     async def search(self, query: PersonQuery, *, limit: int = 10) -> Sequence[IndexPerson]:
         if self.fail:
             raise PersonIndexUnavailable("the person index did not answer")
-        self.searches += 1
-        found = self._blocks.candidates(query.family_name, query.given_names, query.birth_date)
-        return [self._by_number[n] for n in found[:limit]]
+        return await super().search(query, limit=limit)
 
 
 def upload(records: list[dict[str, object]]) -> bytes:

@@ -5,13 +5,13 @@ Every NHS number here is from the 999 range and every name is invented.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import date
 
 import pytest
 
 from cpis.errors import PersonIndexUnavailable
-from cpis.matching.blocking import BlockIndex
+from cpis.matching.blocking import MemoryIndex
 from cpis.model import PlanFields, PlanType
 from cpis.ports import IndexPerson, PersonQuery
 from cpis.uploads import RecordAction, RecordRejection, RecordResult
@@ -133,27 +133,6 @@ def test_superseded_gives_the_new_number_and_no_personal_data_in_reasons() -> No
         assert found is not None
         for secret in (NHS, "Testerton", "Unrelated", "Jonathan", "Mary", "2016", "LS1"):
             assert secret not in found.reason
-
-
-class MemoryIndex:
-    """A PersonIndex in memory on the blocking keys the local index uses."""
-
-    name = "memory"
-
-    def __init__(self, people: list[IndexPerson]) -> None:
-        self.searches = 0
-        self._by_number = {p.nhs_number: p for p in people}
-        self._blocks = BlockIndex()
-        for p in people:
-            self._blocks.add(p.nhs_number, p.family_name, p.given_names, p.birth_date)
-
-    async def get_many(self, nhs_numbers: Sequence[str]) -> Mapping[str, IndexPerson]:
-        return {n: self._by_number[n] for n in nhs_numbers if n in self._by_number}
-
-    async def search(self, query: PersonQuery, *, limit: int = 10) -> Sequence[IndexPerson]:
-        self.searches += 1
-        found = self._blocks.candidates(query.family_name, query.given_names, query.birth_date)
-        return [self._by_number[n] for n in found[:limit]]
 
 
 async def test_the_index_is_searched_for_rivals_only_when_compare_does_not_settle_it() -> None:
