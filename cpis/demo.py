@@ -156,6 +156,8 @@ async def _exists(rt: Runtime, plan_id: str) -> bool:
 
 def _cpis_command() -> str:
     exe = Path(sys.argv[0])
+    if exe.name == "__main__.py":  # started as `python -m cpis`
+        return f"{shlex.quote(sys.executable)} -m cpis"
     try:
         return str(exe.resolve().relative_to(Path.cwd()))
     except ValueError:
@@ -176,6 +178,12 @@ def instructions(rt: Runtime, children: list[DemoChild]) -> str:
         '-H "NHSD-End-User-Role: Staff Nurse"'
     )
     fhir = s.fhir_base_url
+    # Admin commands are separate processes reading their own CPIS_* settings:
+    # they must be told of the same index and data directory as this server.
+    env = [] if s.person_index == "none" else [f"CPIS_PERSON_INDEX={s.person_index}"]
+    if s.data_dir != Path(".cpis"):
+        env.append(f"CPIS_DATA_DIR={shlex.quote(str(s.data_dir))}")
+    admin = " ".join([*env, cpis])
     lines = [
         "",
         "CP-IS demo is running. Everything below is synthetic test data.",
@@ -196,14 +204,14 @@ def instructions(rt: Runtime, children: list[DemoChild]) -> str:
         "As the LA, receive attendance notifications: docs/notifications.md",
         "(subscribe with a FHIR rest-hook Subscription, or read GET /la/v1/notifications)",
         "As the LA, upload a daily file (schemas/uploads.md) and read its acknowledgement:",
-        f"  {cpis} upload schemas/examples/upload-example.json",
+        f"  {admin} upload schemas/examples/upload-example.json",
         f"  curl -s -H \"Authorization: Bearer $LA_TOKEN\" -H 'Content-Type: application/json'"
         " --data-binary @schemas/examples/upload-example-index.json"
         f" {s.public_base_url}/la/v1/uploads",
         f"Person index: {s.person_index}"
         + (
             " (schemas/examples/person-index-example.csv is loaded; trace NHS numbers with"
-            f" {cpis} trace FILE)"
+            f" {admin} trace schemas/examples/trace-example.csv)"
             if s.person_index == "local"
             else " (NHS numbers checked by check digit only; CPIS_PERSON_INDEX=local to change)"
         ),

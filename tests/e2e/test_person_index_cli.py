@@ -11,6 +11,7 @@ tests/e2e/test_mesh_uploads.py.)
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 from collections.abc import AsyncIterator, Mapping
@@ -23,6 +24,7 @@ import pytest
 from tests.e2e.demo_process import EXAMPLES, cpis, running_demo
 
 Demo = tuple[dict[str, str], str, str]
+REPO = EXAMPLES.parents[1]
 ED_HEADERS = {
     "NHSD-End-User-Organisation-ODS": "XED01",
     "NHSD-End-User-Id": "555021935107",
@@ -59,12 +61,22 @@ async def test_example_uploads_by_cli_and_http_then_a_fhir_lookup(demo: Demo) ->
     env, printed, base = demo
     assert "Person index: local" in printed
 
-    # 1. The command line, as the demo's instructions say.
+    # 1. The command line, pasted from the demo's instructions into a shell that
+    #    has none of the server's CPIS_* settings.
     ack_path = Path(env["CPIS_DATA_DIR"]) / "ack.json"
-    code, out, err = await cpis(
-        env, "upload", str(EXAMPLES / "upload-example.json"), "--ack", str(ack_path)
+    (command,) = [line.strip() for line in printed.splitlines() if " upload schemas/" in line]
+    assert "CPIS_PERSON_INDEX=local" in command
+    bare = {k: v for k, v in env.items() if not k.startswith("CPIS_")}
+    proc = await asyncio.create_subprocess_shell(
+        f"{command} --ack {ack_path}",
+        cwd=REPO,
+        env=bare,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
-    assert code == 0, err
+    raw_out, raw_err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    out, err = raw_out.decode(), raw_err.decode()
+    assert proc.returncode == 0, err
     ack = json.loads(ack_path.read_text())
     assert ack["file_code"] == "CPF03"
     assert [r["code"] for r in ack["records"]] == ["CPR06", "CPR06", "CPR06", "CPR07"]
