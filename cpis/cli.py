@@ -173,6 +173,12 @@ async def _serve(settings: Settings, demo: bool) -> int:
             children = await demo_data.seed(rt)
             await demo_data.seed_person_index(rt)
             text = demo_data.instructions(rt, children)
+        if settings.person_index == "local":
+            from cpis.adapters.person_index import local_index_size
+
+            if await local_index_size(rt.pool) == 0:
+                # Every upload would get CPR01 until an extract is loaded.
+                log.warning("person_index_empty", load_with="cpis person-index load FILE")
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         from cpis.adapters.tls import server_ssl_context

@@ -384,3 +384,11 @@ async def _load(conn: Connection, vault: Vault, copier: _Copier, *, replace: boo
             for r in newly_inactive
         ),
     )
+
+
+async def local_index_size(pool: asyncpg.Pool) -> int:
+    """How many numbers the local index holds (``serve`` warns when it is empty)."""
+    try:
+        return int(await pool.fetchval("SELECT count(*) FROM person_index"))
+    except UNAVAILABLE as exc:
+        raise Unavailable("database unreachable") from exc

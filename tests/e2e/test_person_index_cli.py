@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import os
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.demo_process import EXAMPLES, cpis, running_demo
+from tests.e2e.demo_process import CPIS, EXAMPLES, cpis, free_port, running_demo
+from tests.polling import wait_until
 
 Demo = tuple[dict[str, str], str, str]
 REPO = EXAMPLES.parents[1]
@@ -178,3 +180,29 @@ async def test_trace_proposes_numbers_and_an_index_load_tells_the_la(demo: Demo)
     assert code == 1
     assert "line 3" in err and "nothing changed" in err
     assert "Secretname" not in err and "9990000019" not in err
+
+
+async def test_serve_warns_when_the_local_index_is_empty(tmp_path: Path) -> None:
+    """Every upload would get CPR01 until an extract is loaded: the operator is told."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CPIS_")}
+    env |= {
+        "CPIS_DATA_DIR": str(tmp_path),
+        "CPIS_PORT": str(free_port()),
+        "CPIS_LOG_FORMAT": "json",
+        "CPIS_PERSON_INDEX": "local",
+    }
+    out_path = tmp_path / "serve.out"
+    with out_path.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            *CPIS, "serve", env=env, stdout=out, stderr=asyncio.subprocess.STDOUT
+        )
+        try:
+
+            async def warned() -> bool:
+                assert proc.returncode is None, out_path.read_text(errors="replace")
+                return "person_index_empty" in out_path.read_text(errors="replace")
+
+            await wait_until(warned, limit=90, what="the empty-index warning")
+        finally:
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), timeout=30)
