@@ -63,8 +63,9 @@ no-match
 Beyond the decision, a :class:`MatchResult` carries what callers weighing
 *several* people need: the ``weight``; ``exact`` (everything as written, so an
 upload needs no more checks); ``contradicted`` (a part disagrees outright: a
-different or only similar given name, a birth date that is no slip of the
-other, a different stated sex; a changed surname is not a contradiction);
+different given name, a birth date that is no slip of the other, a different
+stated sex; a changed surname is not a contradiction, nor is a given name
+that is only similar, which the index's rival search must then settle);
 and the given-name and birth-date grades. The upload path
 (``cpis.uploads.verify``) confirms a "possible" that is not contradicted when
 the index finds nobody else close; tracing (``cpis.matching.trace``) is
@@ -199,7 +200,7 @@ _SCORE_BANDS: dict[str, tuple[float, float]] = {
 # because children on plans move, often out of area.
 _WEIGHT_POSTCODE = {"postcode-exact": 2.0, "postcode-district": 0.5}
 
-_CONFLICTING_GIVEN = frozenset({"mismatch", "similar"})
+_CONFLICTING_GIVEN = frozenset({"mismatch"})
 _STRONG_FAMILY = frozenset({"exact", "typo"})
 _STRONG_GIVEN = frozenset({"exact", "first-token", "nickname", "typo"})
 _AGREEING_FAMILY = _STRONG_FAMILY | {"partial"}
@@ -249,9 +250,11 @@ class MatchResult:
     rivals."""
     contradicted: bool = False
     """Some part disagrees outright: a different given name (or a known
-    different form of it, or only a similar one), a birth date that is not a
-    slip of the other, or a stated sex that differs. A different surname is no
-    contradiction (children's surnames change). Never "certain" in tracing,
+    different form of it), a birth date that is not a slip of the other, or a
+    stated sex that differs. A different surname is no contradiction
+    (children's surnames change), nor is a merely similar given name (two slips
+    in one name): uploads may then apply the record only if the index finds
+    nobody else close, and tracing is never certain of it. Never "certain" in tracing,
     never confirmed by the index in uploads."""
     given_level: str = ""
     """The given name's grade (exact, first-token, nickname, typo, partial,
