@@ -144,7 +144,7 @@ def build_dispatcher(rt: Runtime, metrics: Metrics | None = None) -> tuple[Dispa
         )
     renderer = Renderer(base=settings.fhir_base_url, keys=rt.keys, clock=rt.clock)
     channels = Channels(
-        webhook=WebhookSender(),
+        webhook=WebhookSender(allowed_networks=settings.webhook_allowed_networks),
         mesh=mesh,
         render_event=renderer.event,
         render_control=renderer.control,

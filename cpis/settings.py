@@ -7,6 +7,7 @@ traceback that shows one) never reveals key material.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -66,6 +67,21 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = env.get(name)
+    if raw is None:
+        return ("127.0.0.0/8", "::1/128")
+    if raw.strip().lower() in ("", "none"):
+        return ()
+    nets = tuple(n.strip() for n in raw.split(",") if n.strip())
+    for net in nets:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise SettingsError(f"{name} must be comma-separated networks (CIDR)") from None
+    return nets
+
+
 def _secret(env: Mapping[str, str], name: str) -> Secret | None:
     raw = env.get(name)
     return Secret(raw) if raw else None
@@ -119,6 +135,8 @@ class Settings:
     pds_timeout_seconds: int = 10
     pds_concurrency: int = 8
     pds_token: Secret | None = None  # bearer token for the PDS API, if it needs one
+    # Rest-hook endpoints may be reached at public addresses and these (SSRF guard).
+    webhook_allowed_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     index_check_hours: int = 24  # how often serve re-checks plan subjects against the index
 
     @property
@@ -154,6 +172,7 @@ class Settings:
         if person_index == "pds" and pds_url is None:
             raise SettingsError("CPIS_PERSON_INDEX=pds needs CPIS_PDS_URL")
         return cls(
+            webhook_allowed_networks=_networks(env, "CPIS_WEBHOOK_ALLOWED_NETWORKS"),
             data_dir=Path(env.get("CPIS_DATA_DIR") or ".cpis"),
             database_url=_secret(env, "CPIS_DATABASE_URL"),
             host=host,
