@@ -10,6 +10,7 @@ import pytest
 
 from cpis.adapters.crypto import FieldVault
 from cpis.adapters.postgres import PgDatabase, create_pool
+from tests.mesh_sandbox import MeshSandbox, running_mesh_sandbox
 
 
 class FakeClock:
@@ -47,3 +48,17 @@ async def db(database_url: str, vault: FieldVault) -> AsyncIterator[PgDatabase]:
         yield PgDatabase(pool, vault)
     finally:
         await pool.close()
+
+
+@pytest.fixture(scope="module")
+async def sandbox() -> AsyncIterator[MeshSandbox]:
+    """NHS England's mesh-sandbox, one per test module that asks for it."""
+    async with running_mesh_sandbox(auth_mode="full") as box:
+        yield box
+
+
+@pytest.fixture
+async def clean(sandbox: MeshSandbox) -> MeshSandbox:
+    """The sandbox with every mailbox emptied."""
+    await sandbox.reset()
+    return sandbox

@@ -27,18 +27,6 @@ WORKFLOW = "CPIS_NOTIFICATION"
 NHS_NUMBER = "9434765919"
 
 
-@pytest.fixture(scope="module")
-async def sandbox() -> AsyncIterator[MeshSandbox]:
-    async with running_mesh_sandbox(auth_mode="full") as box:
-        yield box
-
-
-@pytest.fixture
-async def clean(sandbox: MeshSandbox) -> MeshSandbox:
-    await sandbox.reset()
-    return sandbox
-
-
 @pytest.fixture
 async def sender(clean: MeshSandbox) -> AsyncIterator[MeshClient]:
     async with MeshClient(**clean.client_kwargs(A), timeout=5) as client:

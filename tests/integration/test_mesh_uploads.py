@@ -39,7 +39,7 @@ from cpis.workers.mesh_uploads import (
     MailboxError,
     MeshUploads,
 )
-from tests.mesh_sandbox import MeshSandbox, free_port, running_mesh_sandbox
+from tests.mesh_sandbox import MeshSandbox, free_port
 from tests.polling import wait_until
 
 CPIS_COMMAND = [sys.executable, "-m", "cpis"]
@@ -54,18 +54,6 @@ EXAMPLE_PLANS = {"DEMO-CPP-0001": "9990000018", "DEMO-LAC-0002": "9990000026",
 PERSONAL = (*EXAMPLE_PLANS.values(), "Testchild", "Examplefamily", "2016-07-14")
 DEMO = LocalAuthority("XDM01", "Demoshire County Council", "01632 960000", "01632 960999")
 OTHER = LocalAuthority("XLA02", "Southborough Borough Council", "01632 960002", "01632 960102")
-
-
-@pytest.fixture(scope="module")
-async def sandbox() -> AsyncIterator[MeshSandbox]:
-    async with running_mesh_sandbox(auth_mode="full") as box:
-        yield box
-
-
-@pytest.fixture
-async def clean(sandbox: MeshSandbox) -> MeshSandbox:
-    await sandbox.reset()
-    return sandbox
 
 
 @pytest.fixture
