@@ -21,6 +21,7 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from cpis.adapters.channels import Channels
+from cpis.adapters.cis2 import Cis2Issuers
 from cpis.adapters.clock import SystemClock
 from cpis.adapters.crypto import FieldVault
 from cpis.adapters.embedded import EmbeddedPostgres
@@ -98,6 +99,12 @@ async def open_runtime(
             vault = FieldVault.from_keys(keys)
             db = PgDatabase(pool, vault)
             clock = clock or SystemClock()
+            rt_clock = clock
+            cis2 = (
+                Cis2Issuers(settings.cis2_issuers, now=lambda: rt_clock.now().timestamp())
+                if settings.cis2_issuers
+                else None
+            )
             tokens = JwtTokenAuthority(
                 signing_key=keys.signing_key,
                 previous_keys=keys.previous_signing_keys,
@@ -105,9 +112,14 @@ async def open_runtime(
                 ttl_seconds=settings.access_token_ttl,
                 use_jti=db.use_jti,
                 clock=clock,
+                verify_id_token=cis2.viewer if cis2 is not None else None,
             )
-            async with open_person_index(settings, pool, vault) as person_index:
-                yield Runtime(settings, pool, db, keys, vault, tokens, clock, person_index)
+            try:
+                async with open_person_index(settings, pool, vault) as person_index:
+                    yield Runtime(settings, pool, db, keys, vault, tokens, clock, person_index)
+            finally:
+                if cis2 is not None:
+                    await cis2.close()
         finally:
             await pool.close()
     finally:

@@ -5,6 +5,7 @@ cpis migrate                apply database migrations
 cpis la add ...             register or update a local authority
 cpis client add ...         register a client system and its public key
 cpis token ...              get an access token from the running service
+cpis demo-id-token          a CIS2-style ID token for the demo's nurse (after serve --demo)
 cpis upload FILE            apply an LA's upload file
 cpis person-index load FILE load the local person index
 cpis trace FILE             propose NHS numbers for an LA's records
@@ -123,12 +124,26 @@ def _parser() -> argparse.ArgumentParser:
     c_add.add_argument(
         "--setting-type", choices=[s.value for s in SettingType], default=SettingType.OTHER.value
     )
+    c_add.add_argument(
+        "--cis2-client-id",
+        help="(health) the client id its users' NHS CIS2 ID tokens are issued to: lets it "
+        "exchange them for user-restricted tokens (CPIS_CIS2_ISSUERS names the trusted issuers)",
+    )
 
     tok = sub.add_parser("token", help="print an access token from the running service")
     tok.add_argument("--client", required=True)
     tok.add_argument("--key", type=Path, required=True, help="the client's private key (PEM)")
     tok.add_argument("--kid", help="key id registered for the key (default: the client id)")
     tok.add_argument("--url", help="token endpoint (default: CPIS_PUBLIC_BASE_URL/oauth2/token)")
+    tok.add_argument(
+        "--id-token",
+        help="a user's CIS2 ID token: exchange it (RFC 8693) for a user-restricted token",
+    )
+    sub.add_parser(
+        "demo-id-token",
+        help="print a CIS2-style ID token for the demo's nurse, signed by the demo issuer "
+        "that `cpis serve --demo` runs",
+    )
 
     keys_cmd = sub.add_parser("keys", help="key material in CPIS_DATA_DIR/keys").add_subparsers(
         dest="keys_command", required=True
@@ -164,12 +179,15 @@ async def _with_runtime(
 async def _serve(settings: Settings, demo: bool) -> int:
     from aiohttp import web
 
+    from cpis import demo as demo_data
+
+    if demo:
+        settings = demo_data.with_demo_issuer(settings)
     async with open_runtime(settings) as rt:
         app = create_app(rt)
         text = None
         if demo:
-            from cpis import demo as demo_data
-
+            demo_data.serve_demo_issuer(app, settings)
             children = await demo_data.seed(rt)
             await demo_data.seed_person_index(rt)
             text = demo_data.instructions(rt, children)
@@ -245,6 +263,9 @@ async def _client_add(rt: Runtime, args: argparse.Namespace) -> int:
         if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list) or not jwks["keys"]:
             print("error: the JWKS must be an object with a non-empty 'keys' list", file=sys.stderr)
             return 2
+    if args.cis2_client_id and role is not Role.HEALTH:
+        print("error: only health clients exchange CIS2 ID tokens", file=sys.stderr)
+        return 2
     if role is Role.HEALTH:
         for code in args.ods:
             await rt.db.upsert_organisation(
@@ -257,6 +278,7 @@ async def _client_add(rt: Runtime, args: argparse.Namespace) -> int:
             ods_codes=tuple(args.ods),
             jwks=jwks,
             silent_only=args.silent_only,
+            cis2_client_id=args.cis2_client_id or None,
         )
     )
     where = f"; private key written to {args.new_key}" if args.new_key else ""
@@ -292,11 +314,17 @@ async def _token(settings: Settings, args: argparse.Namespace) -> int:
     except (OSError, ValueError, TypeError) as exc:
         print(f"error: cannot use the key in {args.key}: {exc}", file=sys.stderr)
         return 2
+    from cpis.web.oauth import ASSERTION_TYPE, ID_TOKEN_TYPE, TOKEN_EXCHANGE
+
     form = {
         "grant_type": "client_credentials",
-        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion_type": ASSERTION_TYPE,
         "client_assertion": assertion,
     }
+    if args.id_token:
+        form.update(
+            grant_type=TOKEN_EXCHANGE, subject_token=args.id_token, subject_token_type=ID_TOKEN_TYPE
+        )
     try:
         async with aiohttp.ClientSession() as session, session.post(url, data=form) as resp:
             body = await resp.json(content_type=None)
@@ -470,6 +498,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(_serve(settings, args.demo))
         if args.command == "token":
             return _run(_token(settings, args))
+        if args.command == "demo-id-token":
+            from cpis import demo
+
+            return demo.print_id_token(settings)
         if args.command == "migrate":
             return _run(_with_runtime(settings, _migrate))
         if args.command == "la":

@@ -7,15 +7,27 @@ and plans.
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import sys
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from aiohttp import web
 
 from cpis import services
 from cpis.adapters.tokens import generate_client_key
 from cpis.app import Runtime
+from cpis.demo_identity import (
+    DEMO_CIS2_CLIENT_ID,
+    DEMO_NURSE,
+    DEMO_PATH,
+    DemoIssuer,
+    key_file,
+    load_or_create_key,
+)
 from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import (
     Client,
@@ -27,6 +39,7 @@ from cpis.model import (
     Role,
     SettingType,
 )
+from cpis.settings import Settings
 
 DEMO_LA = LocalAuthority(
     ods_code="XDM01",
@@ -95,22 +108,88 @@ def demo_children() -> list[DemoChild]:
 
 
 async def _client_with_key(
-    rt: Runtime, client_id: str, role: Role, ods: str, key_path: Path
+    rt: Runtime,
+    client_id: str,
+    role: Role,
+    ods: str,
+    key_path: Path,
+    *,
+    cis2_client_id: str | None = None,
 ) -> None:
-    if key_path.exists() and await rt.db.get_client(client_id) is not None:
+    existing = await rt.db.get_client(client_id)
+    if key_path.exists() and existing is not None:
+        if existing.cis2_client_id != cis2_client_id:  # a demo from before CIS2 sign-in
+            await rt.db.upsert_client(dataclasses.replace(existing, cis2_client_id=cis2_client_id))
         return
     pem, jwks = generate_client_key("ES256", kid=client_id)
     key_path.parent.mkdir(parents=True, exist_ok=True)
     key_path.write_bytes(pem)
     key_path.chmod(0o600)
-    await rt.db.upsert_client(Client(id=client_id, role=role, ods_codes=(ods,), jwks=jwks))
+    await rt.db.upsert_client(
+        Client(
+            id=client_id,
+            role=role,
+            ods_codes=(ods,),
+            jwks=jwks,
+            cis2_client_id=cis2_client_id,
+        )
+    )
+
+
+# --- the demo's stand-in for NHS CIS2 -------------------------------------------------
+
+
+def demo_issuer_url(settings: Settings) -> str:
+    return f"{settings.public_base_url}{DEMO_PATH}"
+
+
+def with_demo_issuer(settings: Settings) -> Settings:
+    """``settings`` trusting the demo issuer too (``serve --demo`` only)."""
+    url = demo_issuer_url(settings)
+    if url in settings.cis2_issuers:
+        return settings
+    return dataclasses.replace(settings, cis2_issuers=(*settings.cis2_issuers, url))
+
+
+def serve_demo_issuer(app: web.Application, settings: Settings) -> None:
+    """Publish the demo issuer's discovery document and keys from this service."""
+    url = demo_issuer_url(settings)
+    issuer = DemoIssuer(url, load_or_create_key(key_file(settings.data_dir)))
+    app.router.add_routes(issuer.routes(urlsplit(url).path))
+
+
+def print_id_token(settings: Settings) -> int:
+    """``cpis demo-id-token``: an hour's ID token for the demo nurse at the demo ED."""
+    path = key_file(settings.data_dir)
+    if not path.exists():
+        print("error: start `cpis serve --demo` first (it makes the demo issuer)", file=sys.stderr)
+        return 1
+    issuer = DemoIssuer(demo_issuer_url(settings), path.read_bytes())
+    claims = issuer.clinician_claims(
+        audience=DEMO_CIS2_CLIENT_ID,
+        user_id=DEMO_NURSE["user_id"],
+        name=DEMO_NURSE["name"],
+        role_profile_id=DEMO_NURSE["role_profile_id"],
+        org_code=DEMO_ED.ods_code,
+        org_name=DEMO_ED.name,
+        lifetime_seconds=3600,
+    )
+    print(issuer.id_token(claims))
+    return 0
 
 
 async def seed(rt: Runtime) -> list[DemoChild]:
     demo_dir = rt.settings.data_dir / "demo"
     await rt.db.upsert_la(DEMO_LA)
     await rt.db.upsert_organisation(DEMO_ED)
-    await _client_with_key(rt, ED_CLIENT, Role.HEALTH, DEMO_ED.ods_code, demo_dir / "demo-ed.pem")
+    await _client_with_key(
+        rt,
+        ED_CLIENT,
+        Role.HEALTH,
+        DEMO_ED.ods_code,
+        demo_dir / "demo-ed.pem",
+        cis2_client_id=DEMO_CIS2_CLIENT_ID,
+    )
     await _client_with_key(rt, LA_CLIENT, Role.LA, DEMO_LA.ods_code, demo_dir / "demo-la.pem")
     la = Principal(client_id=LA_CLIENT, role=Role.LA, ods_codes=(DEMO_LA.ods_code,))
     children = demo_children()
@@ -171,8 +250,12 @@ def instructions(rt: Runtime, children: list[DemoChild]) -> str:
     la_key = shlex.quote(str(s.data_dir / "demo" / "demo-la.pem"))
     child = children[0].nhs_number
     ident = f"https://fhir.nhs.uk/Id/nhs-number%7C{child}"
+    user_headers = (
+        '-H "Authorization: Bearer $TOKEN" -H "TraceID: demo-$RANDOM"'
+        ' -H "IsUnscheduledAccessEvent: true"'
+    )
     headers = (
-        '-H "Authorization: Bearer $TOKEN" -H "TraceID: demo-$RANDOM" '
+        '-H "Authorization: Bearer $APP_TOKEN" -H "TraceID: demo-$RANDOM" '
         f'-H "NHSD-End-User-Organisation-ODS: {DEMO_ED.ods_code}" '
         '-H "NHSD-End-User-Id: 555021935107" -H "NHSD-End-User-Name: Demo Nurse" '
         '-H "NHSD-End-User-Role: Staff Nurse"'
@@ -184,6 +267,10 @@ def instructions(rt: Runtime, children: list[DemoChild]) -> str:
     if s.data_dir != Path(".cpis"):
         env.append(f"CPIS_DATA_DIR={shlex.quote(str(s.data_dir))}")
     admin = " ".join([*env, cpis])
+    viewers = (
+        "_include=AuditEvent:entity-type=http://terminology.hl7.org/CodeSystem/v3-RoleClass"
+        "%7CASSIGNED"
+    )
     lines = [
         "",
         "CP-IS demo is running. Everything below is synthetic test data.",
@@ -192,11 +279,18 @@ def instructions(rt: Runtime, children: list[DemoChild]) -> str:
         "  Demo subjects:  "
         + ", ".join(f"{c.nhs_number} ({c.fields.plan_type.value})" for c in children),
         "",
-        "In another terminal, as the ED:",
-        f"  TOKEN=$({cpis} token --client {ED_CLIENT} --key {key} --url {s.token_url})",
+        "In another terminal, as an ED system built to NHS England's CP-IS API: its nurse",
+        "signs in with CIS2 (here the demo's stand-in issuer), the system exchanges her ID",
+        "token for a user-restricted token and sends only the guide's three headers:",
+        f"  ID_TOKEN=$({admin} demo-id-token)",
+        f"  TOKEN=$({cpis} token --client {ED_CLIENT} --key {key} --url {s.token_url}"
+        ' --id-token "$ID_TOKEN")',
+        f'  curl -s {user_headers} "{fhir}/CareTeam?patient:identifier={ident}"',
+        "Then see that visit, and who viewed, in the child's recent visits:",
+        f'  curl -s {user_headers} "{fhir}/AuditEvent?patient:identifier={ident}&{viewers}"',
+        "Or application-restricted, naming the user in NHSD-End-User-* headers:",
+        f"  APP_TOKEN=$({cpis} token --client {ED_CLIENT} --key {key} --url {s.token_url})",
         f'  curl -s {headers} "{fhir}/CareTeam?patient:identifier={ident}"',
-        "Then see that visit in the child's recent visits:",
-        f'  curl -s {headers} "{fhir}/AuditEvent?patient:identifier={ident}"',
         "As the LA, read or change a plan:",
         f"  LA_TOKEN=$({cpis} token --client {LA_CLIENT} --key {la_key} --url {s.token_url})",
         f'  curl -s -H "Authorization: Bearer $LA_TOKEN" {s.public_base_url}/la/v1/plans/'

@@ -1,21 +1,30 @@
 """Every error the service raises on purpose.
 
     CpisError                         base; ``status`` and ``code`` map to an OperationOutcome
-    ├── InvalidSearch                 400 INVALID_SEARCH_DATA  (bad NHS number, bad parameter)
-    ├── PreconditionFailed            400 PRECONDITION_FAILED  (required header missing/malformed)
-    ├── InvalidRequest                400/422 INVALID_REQUEST   (bad body; names the field)
+    ├── InvalidSearch                 400 INVALID_SEARCH_DATA       (bad NHS number, parameter)
+    ├── PreconditionFailed            400 PRECONDITION_FAILED       (required header missing/bad)
+    ├── InvalidRequest                400/422 INVALID_VALUE         (bad body; names the field)
+    ├── InvalidGrant                  400 INVALID_VALUE             (token exchange: bad ID token)
     ├── Unauthenticated               401 ACCESS_DENIED, issue code ``login``
     ├── Forbidden                     403 ACCESS_DENIED
     ├── NotFound                      404 RESOURCE_NOT_FOUND
-    ├── MethodNotAllowed              405 METHOD_NOT_ALLOWED
-    ├── NotAcceptable                 406 NOT_ACCEPTABLE
-    ├── Conflict                      409 CONFLICT
-    ├── VersionMismatch               412 PRECONDITION_FAILED  (If-Match does not match)
-    ├── PayloadTooLarge               413 PAYLOAD_TOO_LARGE
-    ├── UnsupportedMediaType          415 UNSUPPORTED_MEDIA_TYPE
-    ├── RateLimited                   429 TOO_MANY_REQUESTS
-    └── Unavailable                   503 SERVICE_UNAVAILABLE  (database unreachable; Retry-After)
+    ├── MethodNotAllowed              405 UNSUPPORTED_SERVICE
+    ├── NotAcceptable                 406 UNSUPPORTED_VALUE         (a format not served)
+    ├── VersionMismatch               412 RESOURCE_VERSION_MISMATCH (If-Match does not match)
+    ├── PayloadTooLarge               413 VALIDATION_ERROR, issue code ``too-long``
+    ├── UnsupportedMediaType          415 UNSUPPORTED_VALUE         (a body not in JSON)
+    ├── RateLimited                   429 UNABLE_TO_CALL_SERVICE, issue code ``throttled``
+    └── Unavailable                   503 UNABLE_TO_CALL_SERVICE    (unreachable; Retry-After)
         └── PersonIndexUnavailable    503 (the person index cannot answer: uploads get CPF05)
+
+The codes are UK Core's ``UKCore-SpineErrorOrWarningCode`` (version 1.0.0, a
+complete code system), with its displays, as the CP-IS producer guide's error
+page uses them: 400 ``invalid`` INVALID_SEARCH_DATA, 400 ``invalid``
+PRECONDITION_FAILED, 403 ``forbidden`` ACCESS_DENIED. For the statuses that
+page does not list, the nearest code of that system is used (it has no code
+for "not acceptable", "too large" or "too many requests"): the HTTP status and
+the FHIR issue code say exactly what happened; an unexpected failure is 500
+FAILURE_TO_PROCESS_MESSAGE.
 
 Messages are shown to callers as OperationOutcome diagnostics, so they must
 never contain personal data: name the field or header, never echo its value.
@@ -26,9 +35,9 @@ from __future__ import annotations
 
 class CpisError(Exception):
     status = 500
-    code = "INTERNAL_SERVER_ERROR"
+    code = "FAILURE_TO_PROCESS_MESSAGE"
     issue_code = "exception"
-    display = "Internal server error"
+    display = "Failure to process message"
 
     def __init__(self, message: str, *, expression: str | None = None) -> None:
         super().__init__(message)
@@ -46,7 +55,7 @@ class InvalidSearch(CpisError):
 class PreconditionFailed(CpisError):
     status = 400
     code = "PRECONDITION_FAILED"
-    issue_code = "required"
+    issue_code = "invalid"
     display = "Precondition failed"
 
 
@@ -61,18 +70,28 @@ class InvalidRequest(CpisError):
         self.status = status
 
 
+class InvalidGrant(CpisError):
+    """A subject token offered for exchange is not acceptable (RFC 6749 ``invalid_grant``);
+    the token endpoint answers it in OAuth's error shape, not as an OperationOutcome."""
+
+    status = 400
+    code = "INVALID_VALUE"
+    issue_code = "invalid"
+    display = "Invalid value"
+
+
 class Unauthenticated(CpisError):
     status = 401
     code = "ACCESS_DENIED"
     issue_code = "login"
-    display = "Access denied"
+    display = "Access has been denied to process this request"
 
 
 class Forbidden(CpisError):
     status = 403
     code = "ACCESS_DENIED"
     issue_code = "forbidden"
-    display = "Access denied"
+    display = "Access has been denied to process this request"
 
 
 class NotFound(CpisError):
@@ -84,51 +103,44 @@ class NotFound(CpisError):
 
 class MethodNotAllowed(CpisError):
     status = 405
-    code = "METHOD_NOT_ALLOWED"
+    code = "UNSUPPORTED_SERVICE"
     issue_code = "not-supported"
-    display = "Method not allowed"
+    display = "Unsupported service"
 
 
 class NotAcceptable(CpisError):
     status = 406
-    code = "NOT_ACCEPTABLE"
+    code = "UNSUPPORTED_VALUE"
     issue_code = "not-supported"
-    display = "Not acceptable"
-
-
-class Conflict(CpisError):
-    status = 409
-    code = "CONFLICT"
-    issue_code = "conflict"
-    display = "Conflict"
+    display = "Unsupported value"
 
 
 class VersionMismatch(CpisError):
     status = 412
-    code = "PRECONDITION_FAILED"
+    code = "RESOURCE_VERSION_MISMATCH"
     issue_code = "conflict"
-    display = "Precondition failed"
+    display = "Resource version mismatch"
 
 
 class PayloadTooLarge(CpisError):
     status = 413
-    code = "PAYLOAD_TOO_LARGE"
+    code = "VALIDATION_ERROR"
     issue_code = "too-long"
-    display = "Payload too large"
+    display = "Validation error"
 
 
 class UnsupportedMediaType(CpisError):
     status = 415
-    code = "UNSUPPORTED_MEDIA_TYPE"
+    code = "UNSUPPORTED_VALUE"
     issue_code = "not-supported"
-    display = "Unsupported media type"
+    display = "Unsupported value"
 
 
 class RateLimited(CpisError):
     status = 429
-    code = "TOO_MANY_REQUESTS"
+    code = "UNABLE_TO_CALL_SERVICE"
     issue_code = "throttled"
-    display = "Too many requests"
+    display = "Unable to call service"
 
     def __init__(self, message: str, *, retry_after: int = 1) -> None:
         super().__init__(message)
@@ -137,9 +149,9 @@ class RateLimited(CpisError):
 
 class Unavailable(CpisError):
     status = 503
-    code = "SERVICE_UNAVAILABLE"
+    code = "UNABLE_TO_CALL_SERVICE"
     issue_code = "transient"
-    display = "Service unavailable"
+    display = "Unable to call service"
 
     def __init__(self, message: str, *, retry_after: int = 5) -> None:
         super().__init__(message)

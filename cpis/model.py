@@ -135,25 +135,58 @@ class Client:
     # (safeguarding reviews, audits): its lookups never notify.
     silent_only: bool = False
     active: bool = True
+    # The client id its users' NHS CIS2 ID tokens are issued to (their ``aud``):
+    # set for a health client whose users sign in with CIS2 and whose tokens it
+    # exchanges for user-restricted access tokens.
+    cis2_client_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """A person whose identity provider vouched for them (an NHS CIS2 ID token).
+
+    ``role_profile_id`` is the role they selected when signing in (CIS2's
+    ``selected_roleid``: an SDS role profile id, tied to one organisation);
+    ``role_code`` and ``role_name`` its national RBAC job role ("R8001",
+    "Nurse Access Role") where the identity provider said; ``org_ods`` the
+    organisation that role is held at.
+    """
+
+    user_id: str
+    name: str
+    org_ods: str
+    org_name: str | None = None
+    role_profile_id: str | None = None
+    role_code: str | None = None
+    role_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is making this request, from a verified access token."""
+    """Who is making this request, from a verified access token.
+
+    ``viewer`` is set for a user-restricted token (the client exchanged a
+    person's ID token for it): the person, role and organisation come from
+    there and nowhere else. Without it the client is application-restricted
+    and says who its user is in the ``NHSD-End-User-*`` headers.
+    """
 
     client_id: str
     role: Role
     ods_codes: tuple[str, ...]
     silent_only: bool = False
-    user_id: str | None = None
-    user_name: str | None = None
-    user_role: str | None = None
-    user_org: str | None = None
+    viewer: Viewer | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Accessor:
-    """The person, place and system behind one lookup (SPEC §3 access event)."""
+    """The person, place and system behind one lookup (SPEC §3 access event).
+
+    ``user_role`` is the job role as words ("Staff Nurse"); ``role_code`` its
+    national RBAC code and ``role_profile_id`` the SDS role profile, when a
+    verified identity (``user_verified``, from a CIS2 ID token) supplied them.
+    Header-asserted users have neither.
+    """
 
     client_id: str
     org_ods: str
@@ -163,6 +196,34 @@ class Accessor:
     user_name: str
     user_role: str
     trace_id: str
+    role_code: str | None = None
+    role_profile_id: str | None = None
+    user_verified: bool = False
+
+    @property
+    def practitioner_role_id(self) -> uuid.UUID:
+        """The id of this person-in-a-role-at-a-place as a FHIR PractitionerRole.
+
+        The same person, role and organisation always get the same id, so the
+        25 visits include one PractitionerRole per viewer, not one per visit;
+        the client system and trace id are not part of it.
+        """
+        key = "\x1f".join(
+            (
+                self.user_id,
+                self.user_name,
+                self.user_role,
+                self.role_code or "",
+                self.role_profile_id or "",
+                self.org_ods,
+                self.org_name,
+                "verified" if self.user_verified else "asserted",
+            )
+        )
+        return uuid.uuid5(_PRACTITIONER_ROLE_NAMESPACE, key)
+
+
+_PRACTITIONER_ROLE_NAMESPACE = uuid.UUID("5b0f2f0e-7b8e-4d0c-9a43-2f6c4b1d8e21")
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,6 +113,11 @@ class Transaction(Protocol):
 
     async def get_access_event(self, event_id: uuid.UUID) -> StoredAccessEvent | None: ...
 
+    async def access_events_by_viewer(
+        self, practitioner_role_id: uuid.UUID, limit: int
+    ) -> Sequence[StoredAccessEvent]:
+        """The most recent access events whose viewer has this PractitionerRole id."""
+
     async def get_plan(self, la_ods: str, la_plan_id: str) -> Plan | None: ...
 
     async def get_plan_by_id(
@@ -239,6 +244,16 @@ class TokenAuthority(Protocol):
         """Check a client assertion (already matched to ``client``) and issue a token.
 
         Raises :class:`cpis.errors.Unauthenticated` on any fault.
+        """
+
+    async def exchange_id_token(
+        self, assertion: str, *, id_token: str, client: Client, token_url: str
+    ) -> str:
+        """Token exchange (RFC 8693): a client assertion and its user's ID token for a
+        user-restricted token. Raises :class:`cpis.errors.Unauthenticated` for the
+        assertion, :class:`cpis.errors.InvalidGrant` for the ID token,
+        :class:`cpis.errors.Forbidden` for a client that may not exchange, and
+        :class:`cpis.errors.Unavailable` when the identity provider cannot be reached.
         """
 
     def verify(self, token: str) -> Principal:

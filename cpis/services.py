@@ -166,15 +166,41 @@ async def read_access_event(
         stored = await tx.get_access_event(event_id)
         if stored is None:
             raise NotFound("no such resource")
-        if principal.role is Role.LA:
-            allowed = bool(set(stored.event.la_codes) & set(principal.ods_codes))
-        elif principal.role is Role.HEALTH:
-            allowed = await _subject_visible_to(tx, principal, stored.event.nhs_number, clock)
-        else:
-            allowed = True
+        allowed = await _may_read_event(tx, clock, principal, stored.event)
     if not allowed:
         raise NotFound("no such resource")
     return stored.event
+
+
+async def _may_read_event(
+    tx: Transaction, clock: Clock, principal: Principal, event: AccessEvent
+) -> bool:
+    """An LA reads the events that notified it; health those of a subject with a visible plan."""
+    if principal.role is Role.LA:
+        return bool(set(event.la_codes) & set(principal.ods_codes))
+    if principal.role is Role.HEALTH:
+        return await _subject_visible_to(tx, principal, event.nhs_number, clock)
+    return True
+
+
+async def read_viewer(
+    db: Database, clock: Clock, *, practitioner_role_id: uuid.UUID, principal: Principal
+) -> Accessor:
+    """The viewer behind a PractitionerRole id, if the caller may read an AuditEvent naming it.
+
+    A PractitionerRole is only ever seen through an access event, so it is
+    readable exactly when one of the access events naming it is (the most
+    recent few are tried; a viewer the caller could never have been shown
+    answers 404 like an unknown id).
+    """
+    async with db.transaction() as tx:
+        for stored in await tx.access_events_by_viewer(practitioner_role_id, _VIEWER_EVENTS):
+            if await _may_read_event(tx, clock, principal, stored.event):
+                return stored.event.accessor
+    raise NotFound("no such resource")
+
+
+_VIEWER_EVENTS = 25
 
 
 async def read_la(db: Database, *, ods_code: str) -> LocalAuthority:

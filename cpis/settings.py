@@ -82,6 +82,27 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return nets
 
 
+def _issuers(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated OpenID issuer URLs: https, or http only on this machine (tests, demo)."""
+    from urllib.parse import urlsplit
+
+    raw = env.get(name) or ""
+    issuers = tuple(i.strip().rstrip("/") for i in raw.split(",") if i.strip())
+    for issuer in issuers:
+        parts = urlsplit(issuer)
+        local = parts.hostname in ("localhost", "127.0.0.1", "::1")
+        if (
+            not parts.hostname
+            or parts.query
+            or parts.fragment
+            or not (parts.scheme == "https" or (parts.scheme == "http" and local))
+        ):
+            raise SettingsError(
+                f"{name} must be comma-separated issuer URLs (https, or http on localhost)"
+            )
+    return issuers
+
+
 def _secret(env: Mapping[str, str], name: str) -> Secret | None:
     raw = env.get(name)
     return Secret(raw) if raw else None
@@ -138,6 +159,9 @@ class Settings:
     # Rest-hook endpoints may be reached at public addresses and these (SSRF guard).
     webhook_allowed_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     index_check_hours: int = 24  # how often serve re-checks plan subjects against the index
+    # OpenID issuers (NHS CIS2) whose ID tokens health clients may exchange for
+    # user-restricted access tokens; none means only application-restricted ones.
+    cis2_issuers: tuple[str, ...] = ()
 
     @property
     def fhir_base_url(self) -> str:
@@ -210,4 +234,5 @@ class Settings:
             pds_concurrency=_int(env, "CPIS_PDS_CONCURRENCY", 8, minimum=1),
             pds_token=_secret(env, "CPIS_PDS_TOKEN"),
             index_check_hours=_int(env, "CPIS_INDEX_CHECK_HOURS", 24, minimum=1),
+            cis2_issuers=_issuers(env, "CPIS_CIS2_ISSUERS"),
         )

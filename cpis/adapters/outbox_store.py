@@ -155,7 +155,7 @@ class PgOutboxStore:
             "SELECT o.plan_ids, o.kind, o.old_nhs_sealed, o.new_nhs_sealed,"
             " o.created_at AS noted_at, e.id, e.nhs_sealed, e.occurred_at, e.client_id,"
             " e.org_ods, e.org_name, e.setting_type, e.user_id, e.user_name, e.user_role,"
-            " e.trace_id, e.la_codes"
+            " e.trace_id, e.la_codes, e.role_code, e.role_profile_id, e.user_verified"
             " FROM outbox o LEFT JOIN access_event e ON e.id = o.access_event_id"
             " WHERE o.notification_id = $1",
             row["notification_id"],
@@ -275,7 +275,8 @@ class PgOutboxStore:
         rows = await self._fetch(
             "SELECT o.notification_id, o.plan_ids, o.created_at, o.acknowledged_at,"
             " o.acknowledged_by, e.id AS event_id, e.nhs_sealed, e.occurred_at, e.org_ods,"
-            " e.org_name, e.setting_type, e.user_name, e.user_role,"
+            " e.org_name, e.setting_type, e.user_id, e.user_name, e.user_role, e.role_code,"
+            " e.role_profile_id, e.user_verified,"
             " (SELECT coalesce(array_agg(d.channel || ':' || d.state), '{}') FROM delivery d"
             "   WHERE d.notification_id = o.notification_id) AS deliveries"
             " FROM outbox o JOIN access_event e ON e.id = o.access_event_id"

@@ -203,7 +203,8 @@ def _time_ordered_ids(count: int) -> list[uuid.UUID]:
 
 _EVENT_COLUMNS = """
     id, nhs_sealed, occurred_at, client_id, org_ods, org_name, setting_type, user_id,
-    user_name, user_role, trace_id, la_codes, is_repeat
+    user_name, user_role, trace_id, la_codes, is_repeat, role_code, role_profile_id,
+    user_verified
 """
 
 
@@ -233,6 +234,9 @@ def access_event_from_row(r: asyncpg.Record, vault: Vault, *, id_column: str = "
             user_name=r["user_name"],
             user_role=r["user_role"],
             trace_id=r["trace_id"],
+            role_code=r["role_code"],
+            role_profile_id=r["role_profile_id"],
+            user_verified=r["user_verified"],
         ),
         la_codes=tuple(r["la_codes"]),
     )
@@ -531,7 +535,7 @@ class PgTransaction:
         subject = self._subject(nhs_number)
         queued = await self._conn.fetchval(
             "SELECT record_lookup($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
-            " $15, $16, $17, $18, $19, $20)",
+            " $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)",
             subject,
             event_id,
             self._vault.seal("nhs_number", nhs_number),
@@ -552,6 +556,10 @@ class PgTransaction:
             subject.hex(),
             audit.detail,
             sorted(f"{p.id}:{p.version}" for p in based_on),
+            accessor.role_code,
+            accessor.role_profile_id,
+            accessor.user_verified,
+            accessor.practitioner_role_id,
         )
         if queued is None:
             return None
@@ -582,6 +590,17 @@ class PgTransaction:
             event_id,
         )
         return None if r is None else self._event(r)
+
+    async def access_events_by_viewer(
+        self, practitioner_role_id: uuid.UUID, limit: int
+    ) -> Sequence[StoredAccessEvent]:
+        rows = await self._conn.fetch(
+            f"SELECT {_EVENT_COLUMNS} FROM access_event"  # noqa: S608
+            " WHERE practitioner_role_id = $1 ORDER BY occurred_at DESC LIMIT $2",
+            practitioner_role_id,
+            limit,
+        )
+        return [self._event(r) for r in rows]
 
     # --- reference data ---------------------------------------------------
 
@@ -735,7 +754,8 @@ class PgDatabase:
 
     async def get_client(self, client_id: str) -> Client | None:
         rows = await self._run(
-            "SELECT id, role, ods_codes, jwks, silent_only, active FROM client WHERE id = $1",
+            "SELECT id, role, ods_codes, jwks, silent_only, active, cis2_client_id"
+            " FROM client WHERE id = $1",
             client_id,
         )
         if not rows:
@@ -748,6 +768,7 @@ class PgDatabase:
             jwks=r["jwks"],
             silent_only=r["silent_only"],
             active=r["active"],
+            cis2_client_id=r["cis2_client_id"],
         )
 
     async def use_jti(self, client_id: str, jti: str, expires_at: datetime) -> bool:
@@ -814,16 +835,18 @@ class PgDatabase:
 
     async def upsert_client(self, client: Client) -> None:
         await self._run(
-            "INSERT INTO client (id, role, ods_codes, jwks, silent_only, active)"
-            " VALUES ($1, $2, $3, $4, $5, $6)"
+            "INSERT INTO client (id, role, ods_codes, jwks, silent_only, active, cis2_client_id)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)"
             " ON CONFLICT (id) DO UPDATE SET role = EXCLUDED.role, ods_codes = EXCLUDED.ods_codes,"
-            " jwks = EXCLUDED.jwks, silent_only = EXCLUDED.silent_only, active = EXCLUDED.active",
+            " jwks = EXCLUDED.jwks, silent_only = EXCLUDED.silent_only, active = EXCLUDED.active,"
+            " cis2_client_id = EXCLUDED.cis2_client_id",
             client.id,
             client.role.value,
             list(client.ods_codes),
             client.jwks,
             client.silent_only,
             client.active,
+            client.cis2_client_id,
         )
 
     async def chain_audit(self) -> int:

@@ -1,5 +1,12 @@
 """Access tokens: RFC 7523 client assertions in, short-lived ES256 JWTs out (SPEC §6).
 
+Two grants. ``client_credentials`` gives an application-restricted token: the
+client names its user in the ``NHSD-End-User-*`` headers. Token exchange
+(RFC 8693) of a user's NHS CIS2 ID token, checked by
+:mod:`cpis.adapters.cis2`, gives a user-restricted token carrying that user,
+their selected role and its organisation (a ``user`` claim), so lookups need
+no user headers and can never name another organisation.
+
 The assertion rules are those of the NHS England API platform's "signed JWT
 authentication", so an ED system already integrated there needs no new code:
 ``iss`` = ``sub`` = client id, ``aud`` = our token URL, a ``jti`` never seen
@@ -28,8 +35,8 @@ from joserfc.errors import JoseError, UnsupportedAlgorithmError
 from joserfc.jwa import JWSAlgModel
 from joserfc.jwk import ECKey, JWKRegistry, Key, OKPKey, RSAKey
 
-from cpis.errors import Unauthenticated
-from cpis.model import Client, Principal, Role
+from cpis.errors import Forbidden, Unauthenticated
+from cpis.model import Client, Principal, Role, Viewer
 
 CLIENT_ALGORITHMS = frozenset({"RS512", "ES256", "ES384", "EdDSA"})
 ISSUED_ALG = "ES256"
@@ -43,6 +50,17 @@ _ROLES = frozenset(role.value for role in Role)
 
 ClientAlg = Literal["RS512", "ES256", "ES384", "EdDSA"]
 UseJti = Callable[[str, str, datetime], Awaitable[bool]]
+# (ID token, the client it must be for) -> the person it vouches for
+VerifyIdToken = Callable[[str, Client], Awaitable[Viewer]]
+_VIEWER_FIELDS = (
+    "user_id",
+    "name",
+    "org_ods",
+    "org_name",
+    "role_profile_id",
+    "role_code",
+    "role_name",
+)
 
 
 class _Clock(Protocol):
@@ -64,10 +82,20 @@ class _Registry(jws.JWSRegistry):
         return self.algorithms[name]
 
 
+# Identity providers sign ID tokens with RSA or ECDSA (CIS2: RS256); never "none" or HMAC.
+ID_TOKEN_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
+)
+
 _REGISTRIES = {
     alg: _Registry(algorithms=[alg], strict_check_header=False)
-    for alg in (*CLIENT_ALGORITHMS, ISSUED_ALG)
+    for alg in (*CLIENT_ALGORITHMS, ISSUED_ALG, *ID_TOKEN_ALGORITHMS)
 }
+
+
+def registry_for(alg: str) -> jws.JWSRegistry:
+    """A JWS registry that accepts exactly ``alg`` (one of the algorithms named here)."""
+    return _REGISTRIES[alg]
 
 
 class JwtTokenAuthority:
@@ -86,6 +114,7 @@ class JwtTokenAuthority:
         ttl_seconds: int,
         use_jti: UseJti,
         clock: _Clock,
+        verify_id_token: VerifyIdToken | None = None,
     ) -> None:
         self._signing_key = ECKey.import_key(signing_key)
         self._kid = self._signing_key.thumbprint()
@@ -99,6 +128,7 @@ class JwtTokenAuthority:
         self._ttl = timedelta(seconds=ttl_seconds)
         self._use_jti = use_jti
         self._clock = clock
+        self._verify_id_token = verify_id_token
         self._cache: dict[str, tuple[Principal, float]] = {}
 
     @property
@@ -107,20 +137,46 @@ class JwtTokenAuthority:
 
     async def exchange(self, assertion: str, *, client: Client, token_url: str) -> str:
         """Check ``client``'s signed assertion and issue an access token for it."""
+        jti, exp = self._check_client(assertion, client=client, token_url=token_url)
+        await self._spend_jti(client, jti, exp)
+        return self._issue(client, self._clock.now())
+
+    async def exchange_id_token(
+        self, assertion: str, *, id_token: str, client: Client, token_url: str
+    ) -> str:
+        """RFC 8693: ``client``'s assertion and its user's CIS2 ID token for a user-restricted
+        access token. Raises :class:`Forbidden` for a client that may not exchange tokens and
+        :class:`~cpis.errors.InvalidGrant` for an ID token that is not acceptable."""
+        jti, exp = self._check_client(assertion, client=client, token_url=token_url)
+        if self._verify_id_token is None:
+            raise Forbidden("this service trusts no identity provider (CPIS_CIS2_ISSUERS)")
+        if client.role is not Role.HEALTH or not client.cis2_client_id:
+            raise Forbidden("this client is not registered to exchange its users' ID tokens")
+        viewer = await self._verify_id_token(id_token, client)
+        await self._spend_jti(client, jti, exp)
+        return self._issue(client, self._clock.now(), viewer)
+
+    def _check_client(
+        self, assertion: str, *, client: Client, token_url: str
+    ) -> tuple[str, datetime]:
+        """The assertion's jti and exp, once its signature and claims are right."""
         if not client.active:
             raise Unauthenticated("client is not active")
         claims = _verify_assertion(assertion, client)
-        now = self._clock.now()
-        exp = _check_assertion_claims(claims, client=client, token_url=token_url, now=now)
+        exp = _check_assertion_claims(
+            claims, client=client, token_url=token_url, now=self._clock.now()
+        )
+        return claims["jti"], exp
+
+    async def _spend_jti(self, client: Client, jti: str, exp: datetime) -> None:
         # Remember the jti until the assertion could no longer be accepted
         # anyway (exp plus the skew we allow), then the store may forget it.
-        if not await self._use_jti(client.id, claims["jti"], exp + CLOCK_SKEW):
+        if not await self._use_jti(client.id, jti, exp + CLOCK_SKEW):
             raise Unauthenticated("client assertion jti has been used before")
-        return self._issue(client, now)
 
-    def _issue(self, client: Client, now: datetime) -> str:
+    def _issue(self, client: Client, now: datetime, viewer: Viewer | None = None) -> str:
         iat = int(now.timestamp())
-        claims = {
+        claims: dict[str, Any] = {
             "iss": self._issuer,
             "sub": client.id,
             "aud": self._issuer,
@@ -131,6 +187,10 @@ class JwtTokenAuthority:
             "ods": list(client.ods_codes),
             "silent": client.silent_only,
         }
+        if viewer is not None:
+            claims["user"] = {
+                k: getattr(viewer, k) for k in _VIEWER_FIELDS if getattr(viewer, k) is not None
+            }
         header = {"alg": ISSUED_ALG, "kid": self._kid, "typ": "JWT"}
         return jws.serialize_compact(
             header, _json(claims), self._signing_key, registry=_REGISTRIES[ISSUED_ALG]
@@ -174,7 +234,7 @@ class JwtTokenAuthority:
             raise invalid from None
         if not isinstance(claims, dict):
             raise invalid
-        exp = _number(claims, "exp")
+        exp = claim_number(claims, "exp")
         if claims.get("iss") != self._issuer or claims.get("aud") != self._issuer or exp is None:
             raise invalid
         if now > exp + CLOCK_SKEW.total_seconds():
@@ -188,7 +248,10 @@ class JwtTokenAuthority:
             or not isinstance(silent, bool)
         ):
             raise invalid
-        principal = Principal(sub, role=Role(str(role)), ods_codes=tuple(ods), silent_only=silent)
+        viewer = _viewer_claim(claims.get("user"), ods)
+        principal = Principal(
+            sub, role=Role(str(role)), ods_codes=tuple(ods), silent_only=silent, viewer=viewer
+        )
         return principal, exp
 
     def public_jwks(self) -> dict[str, Any]:
@@ -199,6 +262,24 @@ class JwtTokenAuthority:
             jwk.update(kid=kid, use="sig", alg=ISSUED_ALG)
             keys.append(jwk)
         return {"keys": keys}
+
+
+def _viewer_claim(raw: object, ods: list[str]) -> Viewer | None:
+    """The ``user`` claim of a user-restricted token, or None for an application-restricted one.
+
+    The token is ours and its signature already checked; the shape is checked
+    anyway, since a malformed claim must never become a half-known user.
+    """
+    if raw is None:
+        return None
+    invalid = Unauthenticated("access token invalid")
+    if not isinstance(raw, dict) or set(raw) - set(_VIEWER_FIELDS):
+        raise invalid
+    if not all(isinstance(v, str) for v in raw.values()):
+        raise invalid
+    if not all(k in raw for k in ("user_id", "name", "org_ods")) or raw["org_ods"] not in ods:
+        raise invalid
+    return Viewer(**raw)
 
 
 def _verify_assertion(assertion: str, client: Client) -> dict[str, Any]:
@@ -220,7 +301,7 @@ def _verify_assertion(assertion: str, client: Client) -> dict[str, Any]:
     if jwk is None:
         raise Unauthenticated("client assertion kid is not registered")
     try:
-        key = JWKRegistry.import_key(_public_jwk(jwk))
+        key = JWKRegistry.import_key(public_jwk(jwk))
         valid = jws.validate_compact(obj, key, registry=_REGISTRIES[alg])
     except (JoseError, ValueError, TypeError):
         # Includes a key of the wrong type for alg (an RSA kid with ES256, say).
@@ -248,7 +329,7 @@ def _check_assertion_claims(
     jti = claims.get("jti")
     if not isinstance(jti, str) or not jti or len(jti) > 256:
         raise Unauthenticated("client assertion needs a jti")
-    exp_number = _number(claims, "exp")
+    exp_number = claim_number(claims, "exp")
     if exp_number is None:
         raise Unauthenticated("client assertion needs an exp")
     exp = datetime.fromtimestamp(exp_number, UTC)
@@ -258,7 +339,7 @@ def _check_assertion_claims(
         raise Unauthenticated("client assertion exp is more than 5 minutes ahead")
     for name in ("iat", "nbf"):
         if name in claims:
-            value = _number(claims, name)
+            value = claim_number(claims, name)
             if value is None:
                 raise Unauthenticated(f"client assertion {name} is not a number")
             if datetime.fromtimestamp(value, UTC) > now + CLOCK_SKEW:
@@ -276,15 +357,24 @@ def _find_jwk(jwks: Mapping[str, object], kid: str) -> Mapping[str, Any] | None:
     return None
 
 
-def _public_jwk(jwk: Mapping[str, Any]) -> dict[str, Any]:
+def public_jwk(jwk: Mapping[str, Any]) -> dict[str, Any]:
     """Only the public members: a registered JWKS that leaked a private part must not sign."""
     allowed = {"kty", "kid", "use", "alg", "key_ops", "n", "e", "crv", "x", "y"}
     return {k: v for k, v in jwk.items() if k in allowed}
 
 
-def _number(claims: Mapping[str, Any], name: str) -> float | None:
+# NumericDate claims beyond this (the year 5138) are no time a token can mean;
+# reading them as None keeps huge numbers (1e300, 10**30) from overflowing
+# the date arithmetic below.
+_MAX_NUMERIC_DATE = 10**11
+
+
+def claim_number(claims: Mapping[str, Any], name: str) -> float | None:
+    """A NumericDate claim (RFC 7519 §2) as seconds, or None if absent or not a usable time."""
     value = claims.get(name)
     if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not -_MAX_NUMERIC_DATE < value < _MAX_NUMERIC_DATE:  # also false for NaN
         return None
     return float(value)
 

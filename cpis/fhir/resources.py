@@ -3,25 +3,50 @@
 Why dicts: these run on every lookup and are serialised with orjson, so building
 pydantic models here would cost more than the database round trip. The unit
 tests validate every shape against ``fhir.resources`` (R4B) and the official
-FHIR R4 JSON schema instead.
+FHIR R4 JSON schema instead, and ``tests/conformance`` compares them with NHS
+England's published examples.
 
-Shape decisions (SPEC §4; NHS England CP-IS consumer/producer guides):
+Sources followed (NHSDigital/IOPS-FHIR-Simplifier-Backup, folder
+``NHSEnglandProgrammeImplementationGuides/backup/``, commit 53121b8): the
+consumer guide's data mapping page (what an ED system reads where), the
+producer guide's data mapping and error handling pages, and the examples
+``cpis-careteam-bundle-01.json``, ``cpis-auditevent-bundle-01.json``,
+``cpis-empty-bundle-01.json`` and ``cpis-opoutcome-01.json``. Where they
+disagree the choice is written below and in ``docs/conformance.md``.
+
+Shape decisions (SPEC §4):
 
 - CareTeam is the CP-IS resource: ``category`` carries the plan type SNOMED CT
   code (value set England-ChildProtectionPlan), ``name`` the LA team,
   ``managingOrganization`` the LA, ``subject`` the NHS number as an identifier
   (there is no Patient resource to point at).
-- The LA's two phone numbers are two ``ContactPoint``s, both ``use: work``:
-  rank 1 is office hours, rank 2 the out-of-hours emergency duty team (EDT).
-  Each carries the HL7 ``contactpoint-purpose`` extension with a plain-text
-  label, and a CareTeam ``note`` says the same in words, so a clinician can
-  tell them apart even on a system that ignores extensions.
+- The LA's phones are as NHS sends them and as the consumer data mapping
+  reads them: office hours ``use: work`` first, then the emergency duty team
+  ``use: mobile`` (the mapping finds the EDT number by ``use = "mobile"``,
+  whatever kind of line it is). ``rank`` 1 and 2 say the same order, and a
+  CareTeam ``note`` spells both out for a reader who sees only text.
+- ``subject.display`` is where NHS's example puts the child's name; this
+  service never shows a child's name or birth date to health (SPEC §3), so it
+  says only "NHS number 999 123 4567": the element is there for a client that
+  shows it, and it tells nothing the identifier does not.
+- AuditEvent is NHS's: the iso-21089 access/view lifecycle ``type``, a PAT
+  agent (the NHS number), an ASSIGNED agent and ``source.observer`` pointing at
+  the viewer's PractitionerRole, which carries the name, job role and
+  organisation (included in the search when asked). References to it are
+  relative (``PractitionerRole/{id}``), as in NHS's example, so a client that
+  matches them to the included entries' ``resourceType/id`` finds them; FHIR
+  resolves them against the entry's ``fullUrl`` base either way.
 - Flag is the Patient-Flags-style view of the same plan: ``category`` safety,
   ``code`` the plan type, ``author`` the LA Organization.
+- Errors are UK Core OperationOutcomes: ``details.coding`` from
+  ``UKCore-SpineErrorOrWarningCode`` (NHS's example still shows the older
+  ``England-SpineErrorOrWarningCode`` system; the producer guide's profile is
+  UK Core's, and the issue asks for it, so UK Core it is).
 - Nothing that identifies the child beyond the NHS number is ever rendered:
   no name and no date of birth, whatever the LA supplied.
-- Every reference and ``fullUrl`` is absolute, built from ``base``
-  (``{CPIS_PUBLIC_BASE_URL}/FHIR/R4``).
+- Every ``fullUrl`` and link is absolute, built from ``base``
+  (``{CPIS_PUBLIC_BASE_URL}/FHIR/R4``), as is every reference except the
+  AuditEvent's references to its PractitionerRole (above).
 
 Callers own the returned dicts; nothing is shared between calls, so mutating
 one response cannot leak into another.
@@ -34,17 +59,30 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from cpis.errors import CpisError
-from cpis.model import AccessEvent, LocalAuthority, PlanType, SettingType, VisiblePlan
+from cpis.model import (
+    AccessEvent,
+    Accessor,
+    LocalAuthority,
+    PlanType,
+    SettingType,
+    VisiblePlan,
+)
 
 Resource = dict[str, Any]
 
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
 SNOMED_SYSTEM = "http://snomed.info/sct"
-ERROR_CODE_SYSTEM = "https://fhir.nhs.uk/CodeSystem/NHSD-API-ErrorOrWarningCode"
+ERROR_CODE_SYSTEM = "https://fhir.hl7.org.uk/CodeSystem/UKCore-SpineErrorOrWarningCode"
+SDS_ROLE_PROFILE_SYSTEM = "https://fhir.nhs.uk/Id/sds-role-profile-id"
+SDS_USER_SYSTEM = "https://fhir.nhs.uk/Id/sds-user-id"
+# NHS England's current system for national RBAC job role codes (R8001 ...); it
+# replaces UK Core's retired UKCore-SDSJobRoleName.
+JOB_ROLE_SYSTEM = "https://fhir.nhs.uk/CodeSystem/England-SDS-JobRoleCode"
+ROLE_CLASS_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-RoleClass"
+LIFECYCLE_SYSTEM = "http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle"
 PLAN_TYPE_VALUE_SET = "https://fhir.nhs.uk/England/ValueSet/England-ChildProtectionPlan"
 FLAG_CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/flag-category"
-CONTACT_PURPOSE_EXTENSION = "http://hl7.org/fhir/StructureDefinition/contactpoint-purpose"
 OAUTH_URIS_EXTENSION = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 FHIR_VERSION = "4.0.1"
 
@@ -105,6 +143,11 @@ def _subject(nhs_number: str) -> Resource:
     return {"identifier": {"system": NHS_NUMBER_SYSTEM, "value": nhs_number}}
 
 
+def nhs_number_display(nhs_number: str) -> str:
+    """The NHS number as people write it (3-3-4), for a ``display`` that is never a name."""
+    return f"NHS number {nhs_number[:3]} {nhs_number[3:6]} {nhs_number[6:]}"
+
+
 def _ods_identifier(ods: str) -> Resource:
     return {"system": ODS_SYSTEM, "value": ods}
 
@@ -124,27 +167,22 @@ def plan_identifier_system(base: str, la_ods: str) -> str:
     return f"{base}/la/{la_ods}/plan-id"
 
 
-def _phone(value: str, rank: int, label: str) -> Resource:
-    return {
-        "extension": [{"url": CONTACT_PURPOSE_EXTENSION, "valueCodeableConcept": {"text": label}}],
-        "system": "phone",
-        "value": value,
-        "use": "work",
-        "rank": rank,
-    }
+def _phone(value: str, rank: int, use: str) -> Resource:
+    return {"system": "phone", "value": value, "use": use, "rank": rank}
 
 
 def la_telecom(la: LocalAuthority) -> list[Resource]:
-    """Office hours first (rank 1), then the emergency duty team (rank 2).
+    """Office hours (``use: work``, rank 1), then the emergency duty team (``use: mobile``,
+    rank 2): the ``use`` values NHS England's consumer data mapping reads them by.
 
     A number the LA has not given is left out rather than sent empty (FHIR
     strings may not be empty).
     """
     phones = []
     if la.office_phone:
-        phones.append(_phone(la.office_phone, 1, OFFICE_HOURS_LABEL))
+        phones.append(_phone(la.office_phone, 1, "work"))
     if la.edt_phone:
-        phones.append(_phone(la.edt_phone, 2, EDT_LABEL))
+        phones.append(_phone(la.edt_phone, 2, "mobile"))
     return phones
 
 
@@ -173,7 +211,7 @@ def care_team(vp: VisiblePlan, base: str) -> Resource:
         "status": "active" if vp.active else "inactive",
         "category": [_plan_type_concept(plan.plan_type)],
         "name": la.team_name,
-        "subject": _subject(plan.nhs_number),
+        "subject": {**_subject(plan.nhs_number), "display": nhs_number_display(plan.nhs_number)},
         "period": _period(plan.fields.start_date, vp.effective_end),
         "managingOrganization": [organization_reference(la, base)],
     }
@@ -247,18 +285,98 @@ def _setting_reference(ods: str, name: str) -> Resource:
     return {"identifier": _ods_identifier(ods), "display": name}
 
 
-def audit_event(ev: AccessEvent, base: str) -> Resource:
-    """One unscheduled-care access: who looked, where, when, at whom.
+def practitioner_role_reference(acc: Accessor) -> Resource:
+    """The relative reference NHS's AuditEvent example makes to the viewer's PractitionerRole."""
+    ref: Resource = {
+        "reference": f"PractitionerRole/{acc.practitioner_role_id}",
+        "type": "PractitionerRole",
+    }
+    if acc.user_name:
+        ref["display"] = acc.user_name
+    return ref
 
-    Agents: the user (requestor, with their role as text), the organisation
-    (ODS code and name; its setting type as the agent role), and the client
-    system. The subject is the NHS number in ``entity.what.identifier``; the
-    request's trace id travels in that entity's ``detail`` so an LA can quote it
-    back to the setting.
+
+def job_role_concept(acc: Accessor) -> Resource | None:
+    """The viewer's job role: NHS's national RBAC code where a CIS2 sign-in gave it, else
+    the role as words only (what the ED system said in ``NHSD-End-User-Role``).
+
+    The consumer data mapping shows ``PractitionerRole.code.coding.display`` as
+    the role, so the words are always in a coding's ``display``.
+    """
+    if not acc.user_role and not acc.role_code:
+        return None
+    coding: Resource = {}
+    if acc.role_code:
+        coding.update(system=JOB_ROLE_SYSTEM, code=acc.role_code)
+    if acc.user_role:
+        coding["display"] = acc.user_role
+    concept: Resource = {"coding": [coding]}
+    if acc.user_role:
+        concept["text"] = acc.user_role
+    return concept
+
+
+def organisation_display(ods: str, name: str) -> str:
+    """ "NAME (ODS)", as NHS's example shows the viewer's organisation."""
+    return f"{name} ({ods})" if name and name != ods else ods
+
+
+def practitioner_role(acc: Accessor) -> Resource:
+    """The viewer of an access event: who, in which job role, at which organisation.
+
+    As NHS England's example and consumer data mapping have it:
+    ``identifier`` the SDS role profile id where known,
+    ``practitioner.display`` the name, ``organization.display`` the
+    organisation's name with its ODS code, ``code`` the job role. The
+    practitioner also carries the user id (an SDS user id when CIS2 vouched for
+    it) and the organisation its ODS code, so a system can match them.
+    """
+    practitioner: Resource = {}
+    if acc.user_verified:
+        practitioner["identifier"] = {"system": SDS_USER_SYSTEM, "value": acc.user_id}
+    elif acc.user_id:
+        practitioner["identifier"] = {"value": acc.user_id}
+    if acc.user_name:
+        practitioner["display"] = acc.user_name
+    resource: Resource = {
+        "resourceType": "PractitionerRole",
+        "id": str(acc.practitioner_role_id),
+        # A PractitionerRole is derived from what the access events recorded and
+        # never changes: a different name, role or place is a different id.
+        "meta": {"versionId": "1"},
+    }
+    if acc.role_profile_id:
+        resource["identifier"] = [{"system": SDS_ROLE_PROFILE_SYSTEM, "value": acc.role_profile_id}]
+    resource["active"] = True
+    if practitioner:
+        resource["practitioner"] = practitioner
+    resource["organization"] = {
+        "identifier": _ods_identifier(acc.org_ods),
+        "display": organisation_display(acc.org_ods, acc.org_name),
+    }
+    role = job_role_concept(acc)
+    if role is not None:
+        resource["code"] = [role]
+    return resource
+
+
+def audit_event(ev: AccessEvent, base: str) -> Resource:
+    """One unscheduled-care access, as NHS England's CP-IS AuditEvent example shapes it.
+
+    ``type`` is the iso-21089 access/view lifecycle event (NHS's example gives
+    only the system and display; the code ``access`` is added, as the code
+    system defines it). Agents, in NHS's order: the patient (PAT, the NHS
+    number) and the viewer (ASSIGNED, the requestor, a reference to their
+    PractitionerRole, which ``source.observer`` also names). Then two agents
+    NHS does not send, harmless to a client that reads agents by type: the
+    setting (PROV: ODS code, name and setting type) and the client system
+    (DICOM "Application"). The NHS number is also the ``entity``, whose detail
+    carries the request's TraceID so an LA can quote it back to the setting.
     """
     acc = ev.accessor
     recorded = instant(ev.occurred_at)
     setting_display = SETTING_TYPE_DISPLAY[acc.setting_type]
+    viewer = practitioner_role_reference(acc)
     # User details come from token claims or headers and may be blank; FHIR
     # forbids empty strings, so blanks are pruned rather than rendered.
     return _pruned(
@@ -268,19 +386,11 @@ def audit_event(ev: AccessEvent, base: str) -> Resource:
             # Access events are never changed once recorded.
             "meta": {"versionId": "1", "lastUpdated": recorded},
             "type": {
-                "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
-                "code": "rest",
-                "display": "RESTful Operation",
+                "system": LIFECYCLE_SYSTEM,
+                "code": "access",
+                "display": "Access/View Record Lifecycle Event",
             },
-            "subtype": [
-                {
-                    "system": "http://hl7.org/fhir/restful-interaction",
-                    "code": "search-type",
-                    "display": "search type",
-                }
-            ],
-            # FHIR's AuditEvent guidance records a search as Execute.
-            "action": "E",
+            "action": "R",
             "recorded": recorded,
             "outcome": "0",
             "purposeOfEvent": [
@@ -298,15 +408,24 @@ def audit_event(ev: AccessEvent, base: str) -> Resource:
                 {
                     "type": {
                         "coding": [
+                            {"system": ROLE_CLASS_SYSTEM, "code": "PAT", "display": "patient"}
+                        ]
+                    },
+                    "who": {"identifier": {"system": NHS_NUMBER_SYSTEM, "value": ev.nhs_number}},
+                    "requestor": False,
+                },
+                {
+                    "type": {
+                        "coding": [
                             {
-                                "system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type",
-                                "code": "humanuser",
-                                "display": "human user",
+                                "system": ROLE_CLASS_SYSTEM,
+                                "code": "ASSIGNED",
+                                "display": "assigned entity",
                             }
                         ]
                     },
-                    "role": [{"text": acc.user_role}],
-                    "who": {"identifier": {"value": acc.user_id}, "display": acc.user_name},
+                    "role": [job_role_concept(acc) or {}],
+                    "who": viewer,
                     "name": acc.user_name,
                     "requestor": True,
                 },
@@ -314,7 +433,7 @@ def audit_event(ev: AccessEvent, base: str) -> Resource:
                     "type": {
                         "coding": [
                             {
-                                "system": "http://terminology.hl7.org/CodeSystem/v3-RoleClass",
+                                "system": ROLE_CLASS_SYSTEM,
                                 "code": "PROV",
                                 "display": "healthcare provider",
                             }
@@ -354,7 +473,7 @@ def audit_event(ev: AccessEvent, base: str) -> Resource:
             ],
             "source": {
                 "site": acc.org_name,
-                "observer": _setting_reference(acc.org_ods, acc.org_name),
+                "observer": dict(viewer),
             },
             "entity": [
                 {
@@ -429,11 +548,12 @@ def operation_outcome(
     diagnostics: str,
     expression: str | None = None,
 ) -> Resource:
-    """An error as NHS England APIs return it.
+    """An error as NHS England's CP-IS API returns it: a UK Core OperationOutcome.
 
-    ``status`` is the HTTP status the caller will send; an OperationOutcome has
-    no element for it, so it is taken only to keep one signature for every
-    error description and is not rendered.
+    ``details.coding`` is from ``UKCore-SpineErrorOrWarningCode`` with that
+    code system's display. ``status`` is the HTTP status the caller will send;
+    an OperationOutcome has no element for it, so it is taken only to keep one
+    signature for every error description and is not rendered.
     """
     del status
     issue: Resource = {
@@ -444,7 +564,7 @@ def operation_outcome(
     }
     if expression:
         issue["expression"] = [expression]
-    return {"resourceType": "OperationOutcome", "issue": [issue]}
+    return {"resourceType": "OperationOutcome", "id": str(uuid.uuid4()), "issue": [issue]}
 
 
 def operation_outcome_from(err: CpisError) -> Resource:
@@ -462,12 +582,15 @@ def _search_param(name: str, type_: str, definition: str | None, doc: str) -> Re
 
 _PATIENT_DOC = (
     "Required, exactly once, as patient:identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs number}"
+    " (NHS England's consumer guide) or patient=https://fhir.nhs.uk/Id/nhs-number|{nhs number}"
+    " (its producer CapabilityStatement's token form); any other value is refused"
 )
 
 
 def capability_statement(base: str, *, software_version: str, now: str) -> Resource:
     """What this server serves, and nothing it does not (SPEC §4)."""
     # Imported here: cpis.fhir.subscriptions builds on this module's helpers.
+    from cpis.fhir.search import AUDIT_VIEWER_INCLUDES
     from cpis.fhir.subscriptions import capability_resource
 
     patient_clinical = _search_param(
@@ -503,6 +626,28 @@ def capability_statement(base: str, *, software_version: str, now: str) -> Resou
         ],
     )
     flag_resource["searchInclude"] = ["Flag:author"]
+    audit_resource = searchable(
+        "AuditEvent",
+        [
+            _search_param(
+                "patient",
+                "reference",
+                "http://hl7.org/fhir/SearchParameter/clinical-patient",
+                _PATIENT_DOC + "; returns the 25 most recent unscheduled accesses, newest first",
+            )
+        ],
+    )
+    # Each viewer's PractitionerRole, with NHS's include value or FHIR's own.
+    audit_resource["searchInclude"] = list(AUDIT_VIEWER_INCLUDES)
+
+    def readable(type_: str) -> Resource:
+        return {
+            "type": type_,
+            "profile": f"http://hl7.org/fhir/StructureDefinition/{type_}",
+            "interaction": [dict(i) for i in read_interactions],
+            "versioning": "versioned",
+            "readHistory": False,
+        }
 
     root = base.removesuffix("/FHIR/R4")
     return {
@@ -549,32 +694,22 @@ def capability_statement(base: str, *, software_version: str, now: str) -> Resou
                         }
                     ],
                     "description": (
-                        "Bearer access tokens from the token endpoint, obtained with "
-                        "client_credentials and a signed JWT client assertion (RFC 7523)."
+                        "Bearer access tokens from the token endpoint. User-restricted: "
+                        "token exchange (RFC 8693) of the user's NHS CIS2 ID token with the "
+                        "client's signed JWT assertion, as NHS England's API platform's "
+                        "separate authentication and authorisation pattern; the token "
+                        "carries the user, their selected role and its organisation. "
+                        "Application-restricted: client_credentials with a signed JWT "
+                        "client assertion (RFC 7523), the user named in NHSD-End-User-* "
+                        "headers."
                     ),
                 },
                 "resource": [
                     searchable("CareTeam", [dict(patient_clinical)]),
                     flag_resource,
-                    searchable(
-                        "AuditEvent",
-                        [
-                            _search_param(
-                                "patient",
-                                "reference",
-                                "http://hl7.org/fhir/SearchParameter/AuditEvent-patient",
-                                _PATIENT_DOC
-                                + "; returns the 25 most recent unscheduled accesses, newest first",
-                            )
-                        ],
-                    ),
-                    {
-                        "type": "Organization",
-                        "profile": "http://hl7.org/fhir/StructureDefinition/Organization",
-                        "interaction": [dict(i) for i in read_interactions],
-                        "versioning": "versioned",
-                        "readHistory": False,
-                    },
+                    audit_resource,
+                    readable("PractitionerRole"),
+                    readable("Organization"),
                     capability_resource(base),
                 ],
             }

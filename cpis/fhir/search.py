@@ -1,34 +1,38 @@
 """Search parameters for the three health-facing searches (SPEC §4).
 
-Why so strict: every search is scoped by ``patient:identifier``. A server that
-silently ignored a parameter it did not understand could answer a misspelt
-``patient:identifer`` with everybody's plans, so unknown and repeated
+Why so strict: every search is scoped by the subject's NHS number. A server
+that silently ignored a parameter it did not understand could answer a
+misspelt ``patient:identifer`` with everybody's plans, so unknown and repeated
 parameters are refused with 400 INVALID_SEARCH_DATA.
 
 Decisions:
 
-- The NHS number comes only from ``patient:identifier``, the parameter NHS
-  England's CP-IS FHIR API defines. ``subject:identifier``, ``patient``,
-  ``identifier`` and other spellings are refused (even with lenient handling):
-  one way in is one thing to get right.
+- The NHS number comes from one of the two forms NHS England publishes: the
+  consumer guide's ``patient:identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}``
+  and the producer CapabilityStatement's ``patient`` parameter (declared there
+  as a token) given the same ``system|value``. Exactly one of them, once;
+  ``subject:identifier``, ``identifier`` and other spellings are refused (even
+  with lenient handling).
 - The value must be ``https://fhir.nhs.uk/Id/nhs-number|{nhs}`` with exactly
-  that system; a bare number, another system or a comma-separated list is
-  refused. Spaces and hyphens inside the number are allowed.
+  that system; a bare number, another system, a reference such as
+  ``Patient/{nhs}`` or a comma-separated list is refused. Spaces and hyphens
+  inside the number are allowed.
 - ``_format`` is accepted by name on every search (its value is checked by the
   content negotiation in the web layer).
 - Flag also takes ``status`` (one of active, inactive, entered-in-error; see
   :meth:`SearchRequest.wants`) and ``_include=Flag:author``.
-- AuditEvent accepts, for ED systems built against CP-IS, its
-  ``_include=AuditEvent:entity-type=…`` value and ignores it: the user and
-  organisation it would include are already inside each AuditEvent's agents.
-  It is deliberately not advertised in the CapabilityStatement.
+- AuditEvent takes ``_include`` to have each viewer's PractitionerRole in the
+  bundle: the consumer guide's own value
+  ``AuditEvent:entity-type=http://terminology.hl7.org/CodeSystem/v3-RoleClass|ASSIGNED``
+  (not FHIR include syntax, but what NHS's guide tells ED systems to send),
+  or FHIR's ``AuditEvent:agent`` and ``AuditEvent:agent:PractitionerRole``.
 - ``_count`` and other result-shaping parameters are refused: a page of one of
   a child's several plans would hide an LA, and the result sets are small.
 - ``Prefer: handling=lenient`` (``lenient=True``) ignores unknown parameter
   names and unsupported ``_include`` values, which can only ever add to or
   leave unchanged what is returned. It never relaxes anything about the NHS
   number: names resembling it (``patient…``, ``subject…``, ``identifier…``)
-  are refused, and a repeated or malformed ``patient:identifier`` always is.
+  are refused, and a repeated or malformed subject parameter always is.
   Repeated or malformed values of known parameters are refused in both modes.
 
 Error messages name the parameter but never echo a value: values (and names
@@ -46,18 +50,25 @@ from cpis.matching import nhs_number
 
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 PATIENT_PARAM = "patient:identifier"
+PATIENT_SHORT_PARAM = "patient"
+SUBJECT_PARAMS = (PATIENT_PARAM, PATIENT_SHORT_PARAM)
 FORMAT_PARAM = "_format"
 INCLUDE_PARAM = "_include"
 STATUS_PARAM = "status"
 FLAG_AUTHOR_INCLUDE = "Flag:author"
 FLAG_STATUSES = ("active", "inactive", "entered-in-error")
+# The consumer guide's value first: the one NHS England tells ED systems to send.
+AUDIT_VIEWER_INCLUDES = (
+    "AuditEvent:entity-type=http://terminology.hl7.org/CodeSystem/v3-RoleClass|ASSIGNED",
+    "AuditEvent:agent",
+    "AuditEvent:agent:PractitionerRole",
+)
 
-_CPIS_AUDIT_INCLUDE_PREFIX = "AuditEvent:entity-type"
 _SAFETY_BASES = frozenset({"patient", "subject", "identifier"})
 _PARAMS: dict[str, frozenset[str]] = {
-    "CareTeam": frozenset({PATIENT_PARAM, FORMAT_PARAM}),
-    "Flag": frozenset({PATIENT_PARAM, FORMAT_PARAM, STATUS_PARAM, INCLUDE_PARAM}),
-    "AuditEvent": frozenset({PATIENT_PARAM, FORMAT_PARAM, INCLUDE_PARAM}),
+    "CareTeam": frozenset({*SUBJECT_PARAMS, FORMAT_PARAM}),
+    "Flag": frozenset({*SUBJECT_PARAMS, FORMAT_PARAM, STATUS_PARAM, INCLUDE_PARAM}),
+    "AuditEvent": frozenset({*SUBJECT_PARAMS, FORMAT_PARAM, INCLUDE_PARAM}),
 }
 SEARCHABLE_TYPES = frozenset(_PARAMS)
 
@@ -81,6 +92,7 @@ class SearchRequest:
     nhs_number: str
     status: str | None = None
     include_author: bool = False
+    include_viewers: bool = False
 
     def wants(self, *, active: bool) -> bool:
         """Whether a visible plan with this activeness passes the ``status`` filter."""
@@ -116,13 +128,17 @@ def parse_search(
         elif not lenient or _looks_like_subject(name):
             raise InvalidSearch(_unknown_message(name, resource_type))
 
-    raw = seen.get(PATIENT_PARAM)
-    if raw is None:
+    given = [name for name in SUBJECT_PARAMS if name in seen]
+    if not given:
         raise InvalidSearch(
             f"Missing required search parameter '{PATIENT_PARAM}'; give "
             f"{PATIENT_PARAM}={NHS_NUMBER_SYSTEM}|{{NHS number}}"
         )
-    number = _nhs_number(raw)
+    if len(given) > 1:
+        raise InvalidSearch(
+            f"Give the NHS number once, as '{PATIENT_PARAM}' or '{PATIENT_SHORT_PARAM}', not both"
+        )
+    number = _nhs_number(given[0], seen[given[0]])
 
     status = seen.get(STATUS_PARAM)
     if status is not None and status not in FLAG_STATUSES:
@@ -130,34 +146,34 @@ def parse_search(
             f"Search parameter '{STATUS_PARAM}' must be one of {', '.join(FLAG_STATUSES)}"
         )
 
-    include_author = False
+    include_author = include_viewers = False
     include = seen.get(INCLUDE_PARAM)
     if include is not None:
         if resource_type == "Flag" and include == FLAG_AUTHOR_INCLUDE:
             include_author = True
-        elif resource_type == "AuditEvent" and include.startswith(_CPIS_AUDIT_INCLUDE_PREFIX):
-            pass  # CP-IS compatibility: already carried inline (module docstring)
+        elif resource_type == "AuditEvent" and include in AUDIT_VIEWER_INCLUDES:
+            include_viewers = True
         elif not lenient:
-            supported = FLAG_AUTHOR_INCLUDE if resource_type == "Flag" else "none"
+            supported = (
+                FLAG_AUTHOR_INCLUDE if resource_type == "Flag" else ", ".join(AUDIT_VIEWER_INCLUDES)
+            )
             raise InvalidSearch(
                 f"Unsupported value for '{INCLUDE_PARAM}' on {resource_type}; "
                 f"supported: {supported}"
             )
 
-    return SearchRequest(resource_type, number, status, include_author)
+    return SearchRequest(resource_type, number, status, include_author, include_viewers)
 
 
-def _nhs_number(raw: str) -> str:
+def _nhs_number(name: str, raw: str) -> str:
     system, bar, value = raw.partition("|")
     if not bar or system != NHS_NUMBER_SYSTEM:
-        raise InvalidSearch(
-            f"Search parameter '{PATIENT_PARAM}' must be {NHS_NUMBER_SYSTEM}|{{NHS number}}"
-        )
+        raise InvalidSearch(f"Search parameter '{name}' must be {NHS_NUMBER_SYSTEM}|{{NHS number}}")
     if "," in value:
-        raise InvalidSearch(f"Search parameter '{PATIENT_PARAM}' must name exactly one NHS number")
+        raise InvalidSearch(f"Search parameter '{name}' must name exactly one NHS number")
     checked = nhs_number.check(value)
     if checked.value is None:
-        raise InvalidSearch(f"Invalid NHS number in '{PATIENT_PARAM}': {checked.reason}")
+        raise InvalidSearch(f"Invalid NHS number in '{name}': {checked.reason}")
     return checked.value
 
 

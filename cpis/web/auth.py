@@ -68,13 +68,27 @@ def _header(request: web.Request, name: str, *, required: bool) -> str | None:
 
 
 def acting_org(request: web.Request, principal: Principal) -> str:
-    """The organisation the caller acts for; it must be one the client is registered for."""
-    org = principal.user_org or _header(
-        request, "NHSD-End-User-Organisation-ODS", required=len(principal.ods_codes) != 1
+    """The organisation the caller acts for; it must be one the client is registered for.
+
+    A user-restricted token names it (the organisation of the role the user
+    selected when signing in): a header naming any other is refused, so such a
+    token can never act for another organisation.
+    """
+    viewer = principal.viewer
+    header = _header(
+        request,
+        "NHSD-End-User-Organisation-ODS",
+        required=viewer is None and len(principal.ods_codes) != 1,
     )
-    if org is None:
+    if viewer is not None:
+        if viewer.org_ods not in principal.ods_codes or (
+            header is not None and header.upper() != viewer.org_ods
+        ):
+            raise Forbidden("this token acts only for the organisation of the user's role")
+        return viewer.org_ods
+    if header is None:
         return principal.ods_codes[0]
-    org = org.upper()
+    org = header.upper()
     if org not in principal.ods_codes:
         raise Forbidden("this client is not registered for that organisation")
     return org
@@ -83,24 +97,53 @@ def acting_org(request: web.Request, principal: Principal) -> str:
 async def accessor_for(
     request: web.Request, principal: Principal, *, unscheduled: bool
 ) -> Accessor:
-    """The person, place and system behind a lookup; token claims first, else headers."""
-    org = acting_org(request, principal)
+    """The person, place and system behind a lookup.
 
-    def pick(claim: str | None, header: str) -> str:
-        if claim:
-            return claim
+    With a user-restricted token, the person, role and organisation are those
+    the identity provider vouched for (an ``NHSD-End-User-Id`` naming someone
+    else is refused; the name and role headers are not read). Otherwise the
+    client says who its user is in the ``NHSD-End-User-*`` headers, required on
+    unscheduled lookups.
+    """
+    org = acting_org(request, principal)
+    organisation = await request.app[ORGANISATIONS].get(request, org)
+    trace_id = info(request).trace_id
+    viewer = principal.viewer
+    if viewer is not None:
+        claimed = _header(request, "NHSD-End-User-Id", required=False)
+        if claimed is not None and claimed != viewer.user_id:
+            raise Forbidden("this token is for another user")
+        # The registry's name first (the operator registered it); the identity
+        # provider's when the organisation was never registered here.
+        org_name = organisation.name
+        if org_name == org and viewer.org_name:
+            org_name = viewer.org_name
+        return Accessor(
+            client_id=principal.client_id,
+            org_ods=org,
+            org_name=org_name,
+            setting_type=organisation.setting_type,
+            user_id=viewer.user_id,
+            user_name=viewer.name,
+            user_role=viewer.role_name or "",
+            trace_id=trace_id,
+            role_code=viewer.role_code,
+            role_profile_id=viewer.role_profile_id,
+            user_verified=True,
+        )
+
+    def pick(header: str) -> str:
         return _header(request, header, required=unscheduled) or "unknown"
 
-    organisation = await request.app[ORGANISATIONS].get(request, org)
     return Accessor(
         client_id=principal.client_id,
         org_ods=org,
         org_name=organisation.name,
         setting_type=organisation.setting_type,
-        user_id=pick(principal.user_id, "NHSD-End-User-Id"),
-        user_name=pick(principal.user_name, "NHSD-End-User-Name"),
-        user_role=pick(principal.user_role, "NHSD-End-User-Role"),
-        trace_id=info(request).trace_id,
+        user_id=pick("NHSD-End-User-Id"),
+        user_name=pick("NHSD-End-User-Name"),
+        user_role=pick("NHSD-End-User-Role"),
+        trace_id=trace_id,
     )
 
 

@@ -20,7 +20,7 @@ from cpis.web.render import check_acceptable, fhir_response
 from cpis.web.state import NOTIFICATIONS_QUEUED, SERVICES
 
 PLAN_TYPES = {"CareTeam": fr.care_team, "Flag": fr.flag}
-READABLE = ("CareTeam", "Flag", "Organization", "AuditEvent")
+READABLE = ("CareTeam", "Flag", "Organization", "AuditEvent", "PractitionerRole")
 
 
 def _base(request: web.Request) -> str:
@@ -48,13 +48,14 @@ async def metadata(request: web.Request) -> web.Response:
 
 def _audit_entry(request: web.Request, principal: Principal, nhs: str | None) -> AuditEntry:
     ri = info(request)
+    viewer = principal.viewer
     return AuditEntry(
         action=ri.action,
         outcome=200,
         client_id=principal.client_id,
         role=principal.role.value,
-        org_ods=principal.user_org or request.headers.get("NHSD-End-User-Organisation-ODS"),
-        user_id=principal.user_id or request.headers.get("NHSD-End-User-Id"),
+        org_ods=viewer.org_ods if viewer else request.headers.get("NHSD-End-User-Organisation-ODS"),
+        user_id=viewer.user_id if viewer else request.headers.get("NHSD-End-User-Id"),
         resource=request.match_info.route.resource.canonical
         if request.match_info.route.resource
         else None,
@@ -129,7 +130,10 @@ async def search_audit_events(request: web.Request) -> web.Response:
     info(request).audited = True
     base = _base(request)
     entries = [(fr.audit_event(ev, base), "match") for ev in events]
-    body = fr.bundle_searchset(entries, len(entries), _self_url(request, "AuditEvent"), base)
+    if params.include_viewers:
+        viewers = {ev.accessor.practitioner_role_id: ev.accessor for ev in events}
+        entries.extend((fr.practitioner_role(acc), "include") for acc in viewers.values())
+    body = fr.bundle_searchset(entries, len(events), _self_url(request, "AuditEvent"), base)
     return fhir_response(body)
 
 
@@ -179,6 +183,11 @@ async def read(request: web.Request) -> web.Response:
         return _versioned(fr.organization(la, base), la.version, la.updated_at)
     if version is not None and version != 1:
         raise NotFound("no such version")
+    if resource_type == "PractitionerRole":
+        viewer = await services.read_viewer(
+            svc.db, svc.clock, practitioner_role_id=_uuid(raw_id), principal=principal
+        )
+        return _versioned(fr.practitioner_role(viewer), 1, None)
     event: AccessEvent = await services.read_access_event(
         svc.db, svc.clock, event_id=_uuid(raw_id), principal=principal
     )

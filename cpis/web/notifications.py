@@ -56,6 +56,19 @@ def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
+def _viewer(item: dict[str, Any]) -> dict[str, Any]:
+    """Who looked, as the ED's PractitionerRole describes them (issue 8): name, job role
+    (and its national RBAC code and SDS role profile id when a CIS2 sign-in gave them),
+    and whether their identity provider vouched for them or their ED system said so."""
+    return {
+        "name": item["user_name"],
+        "role": item["user_role"],
+        "role_code": item["role_code"],
+        "role_profile_id": item["role_profile_id"],
+        "verified": item["user_verified"],
+    }
+
+
 def _grouped(items: Sequence[dict[str, Any]], status: str) -> list[dict[str, Any]]:
     children: dict[str, dict[str, Any]] = {}
     for item in items:
@@ -77,7 +90,7 @@ def _grouped(items: Sequence[dict[str, Any]], status: str) -> list[dict[str, Any
                     "name": item["org_name"],
                     "type": item["setting_type"],
                 },
-                "user": {"name": item["user_name"], "role": item["user_role"]},
+                "user": _viewer(item),
                 "acknowledged_at": _iso(item["acknowledged_at"]),
                 "acknowledged_by": item["acknowledged_by"],
                 "deliveries": sorted(item["deliveries"]),
@@ -162,7 +175,10 @@ async def acknowledge(request: web.Request) -> web.Response:
         raise InvalidRequest("ids must be notification ids", expression="ids") from None
     svc = request.app[SERVICES]
     n = await request.app[INBOX].acknowledge(
-        la_ods, ids, by=principal.user_id or principal.client_id, now=svc.clock.now()
+        la_ods,
+        ids,
+        by=principal.viewer.user_id if principal.viewer else principal.client_id,
+        now=svc.clock.now(),
     )
     return json_response({"acknowledged": n})
 

@@ -43,7 +43,7 @@ from cpis.settings import Secret, Settings
 from tests.fhir_validation import validate_resource
 
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
-ERROR_SYSTEM = "https://fhir.nhs.uk/CodeSystem/NHSD-API-ErrorOrWarningCode"
+ERROR_SYSTEM = "https://fhir.hl7.org.uk/CodeSystem/UKCore-SpineErrorOrWarningCode"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_BODY_BYTES = 64 * 1024
 

@@ -395,7 +395,7 @@ async def test_formats_other_than_json_are_406(e2e: E2E, world: World) -> None:
                 "GET",
                 path,
                 status=406,
-                code="NOT_ACCEPTABLE",
+                code="UNSUPPORTED_VALUE",
                 headers=auth,
                 params=[*params, ("_format", fmt)],
                 why=f"_format={fmt}",
@@ -406,7 +406,7 @@ async def test_formats_other_than_json_are_406(e2e: E2E, world: World) -> None:
                 "GET",
                 path,
                 status=406,
-                code="NOT_ACCEPTABLE",
+                code="UNSUPPORTED_VALUE",
                 headers={**auth, "Accept": accept},
                 params=params,
                 why=f"Accept: {accept}",
@@ -449,7 +449,7 @@ async def test_la_plan_bodies_that_are_not_valid_change_nothing(e2e: E2E, world:
         "PUT",
         path,
         status=415,
-        code="UNSUPPORTED_MEDIA_TYPE",
+        code="UNSUPPORTED_VALUE",
         headers={**auth, "Content-Type": "text/plain"},
         data=json.dumps(plan_body()),
     )
@@ -458,7 +458,7 @@ async def test_la_plan_bodies_that_are_not_valid_change_nothing(e2e: E2E, world:
         "PUT",
         path,
         status=415,
-        code="UNSUPPORTED_MEDIA_TYPE",
+        code="UNSUPPORTED_VALUE",
         headers={**auth, "Content-Type": "application/x-www-form-urlencoded"},
         data="nhs_number=1",
     )
@@ -552,7 +552,7 @@ async def test_la_plan_bodies_that_are_not_valid_change_nothing(e2e: E2E, world:
         "PUT",
         path,
         status=413,
-        code="PAYLOAD_TOO_LARGE",
+        code="VALIDATION_ERROR",
         headers=auth,
         json=plan_body(family_name="y" * (MAX_BODY_BYTES + 1)),
     )
@@ -605,7 +605,7 @@ async def test_unknown_field_named_with_personal_data_is_not_echoed(e2e: E2E, wo
 
 
 async def test_if_match_mismatch_is_412_and_keeps_the_plan(e2e: E2E, world: World) -> None:
-    """A PUT or DELETE whose If-Match names another version is 412 PRECONDITION_FAILED
+    """A PUT or DELETE whose If-Match names another version is 412 RESOURCE_VERSION_MISMATCH
     and leaves the plan as it was; ``If-None-Match: *`` on an existing plan is 412; a
     malformed If-Match is 400 PRECONDITION_FAILED."""
     auth = await e2e.auth(LA_NORTH_CLIENT)
@@ -615,7 +615,7 @@ async def test_if_match_mismatch_is_412_and_keeps_the_plan(e2e: E2E, world: Worl
             "PUT",
             "/la/v1/plans/N-1",
             status=412,
-            code="PRECONDITION_FAILED",
+            code="RESOURCE_VERSION_MISMATCH",
             headers={**auth, "If-Match": etag},
             json=plan_body(nhs_number=CHILD, plan_type="LAC"),
             why=etag,
@@ -625,7 +625,7 @@ async def test_if_match_mismatch_is_412_and_keeps_the_plan(e2e: E2E, world: Worl
             "DELETE",
             "/la/v1/plans/N-1",
             status=412,
-            code="PRECONDITION_FAILED",
+            code="RESOURCE_VERSION_MISMATCH",
             headers={**auth, "If-Match": etag},
             why=etag,
         )
@@ -634,7 +634,7 @@ async def test_if_match_mismatch_is_412_and_keeps_the_plan(e2e: E2E, world: Worl
         "PUT",
         "/la/v1/plans/N-1",
         status=412,
-        code="PRECONDITION_FAILED",
+        code="RESOURCE_VERSION_MISMATCH",
         headers={**auth, "If-None-Match": "*"},
         json=plan_body(nhs_number=CHILD),
     )
@@ -643,7 +643,7 @@ async def test_if_match_mismatch_is_412_and_keeps_the_plan(e2e: E2E, world: Worl
         "PUT",
         "/la/v1/plans/N-NOT-THERE",
         status=412,
-        code="PRECONDITION_FAILED",
+        code="RESOURCE_VERSION_MISMATCH",
         headers={**auth, "If-Match": 'W/"1"'},
         json=plan_body(),
         why="If-Match on a plan that does not exist",
@@ -863,7 +863,7 @@ async def test_token_endpoint_refuses_bad_client_assertions(e2e: E2E) -> None:
         data={"grant_type": "client_credentials", "client_assertion": "a" * (MAX_BODY_BYTES * 2)},
     )
     assert too_big.status == 413
-    assert error_code(too_big.fhir()) == "PAYLOAD_TOO_LARGE"
+    assert error_code(too_big.fhir()) == "VALIDATION_ERROR"
     assert_clean(e2e)
 
 
@@ -982,7 +982,7 @@ async def test_roles_are_enforced(e2e: E2E, world: World) -> None:
 
 
 async def test_methods_types_and_ids_not_served(e2e: E2E, world: World) -> None:
-    """Writes to the FHIR API are 405 METHOD_NOT_ALLOWED; an unknown resource type is 404;
+    """Writes to the FHIR API are 405 UNSUPPORTED_SERVICE; an unknown resource type is 404;
     an unknown or malformed id, or an unknown LA, is 404 RESOURCE_NOT_FOUND."""
     auth = {**await e2e.auth(ED_CLIENT), **user_headers()}
     fhir_body = {"resourceType": "CareTeam", "status": "active"}
@@ -995,7 +995,7 @@ async def test_methods_types_and_ids_not_served(e2e: E2E, world: World) -> None:
         ("POST", "/FHIR/R4/AuditEvent"),
     ):
         await refused(
-            e2e, method, path, status=405, code="METHOD_NOT_ALLOWED", headers=auth, json=fhir_body
+            e2e, method, path, status=405, code="UNSUPPORTED_SERVICE", headers=auth, json=fhir_body
         )
     for path, params in (
         ("/FHIR/R4/Patient", [("identifier", identifier(CHILD))]),
@@ -1041,7 +1041,7 @@ async def test_405_says_which_methods_are_allowed(e2e: E2E, world: World) -> Non
 
 
 async def test_rate_limited_client_gets_429_with_retry_after(e2e: E2E, world: World) -> None:
-    """A client over its rate limit gets 429 TOO_MANY_REQUESTS with Retry-After, and the
+    """A client over its rate limit gets 429 UNABLE_TO_CALL_SERVICE with Retry-After, and the
     refused lookups record nothing; other clients are not affected."""
     settings = dataclasses.replace(e2e.settings, rate_limit_per_second=1, rate_limit_burst=3)
     runtime = dataclasses.replace(e2e.runtime, settings=settings)
@@ -1059,7 +1059,7 @@ async def test_rate_limited_client_gets_429_with_retry_after(e2e: E2E, world: Wo
             "GET",
             f"{base}/FHIR/R4/CareTeam",
             status=429,
-            code="TOO_MANY_REQUESTS",
+            code="UNABLE_TO_CALL_SERVICE",
             headers=lookup,
             params=params,
         )

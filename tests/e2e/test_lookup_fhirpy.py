@@ -215,7 +215,7 @@ async def test_same_user_at_another_setting_notifies_again_but_is_shown_once(
     history = validated_bundle(await at_utc.resources("AuditEvent").search(**search).fetch_raw())
     assert history["total"] == 1
     (event,) = (e["resource"] for e in history["entry"])
-    assert event["agent"][1]["who"]["identifier"]["value"] == ED.ods_code
+    assert event["agent"][2]["who"]["identifier"]["value"] == ED.ods_code
     stored = await e2e.fetch("SELECT org_ods, setting_type FROM access_event ORDER BY occurred_at")
     assert [(r["org_ods"], r["setting_type"]) for r in stored] == [
         (ED.ods_code, "ED"),
@@ -318,15 +318,27 @@ async def test_audit_event_history_newest_first_repeats_once_silent_reads_never(
     validated_bundle(await bare_silent.resources("Flag").search(**search).fetch_raw())
     assert await e2e.counts("access_event", "outbox") == before
 
-    history = validated_bundle(await nurse.resources("AuditEvent").search(**search).fetch_raw())
+    history = validated_bundle(
+        await nurse.resources("AuditEvent")
+        .search(**search, _include="AuditEvent:agent:PractitionerRole")
+        .fetch_raw()
+    )
     assert history["total"] == 2
-    events = [e["resource"] for e in history["entry"]]
-    users = [ev["agent"][0]["who"]["identifier"]["value"] for ev in events]
+    events = [e["resource"] for e in history["entry"] if e["search"]["mode"] == "match"]
+    viewers = {
+        f"PractitionerRole/{e['resource']['id']}": e["resource"]
+        for e in history["entry"]
+        if e["search"]["mode"] == "include"
+    }
+    users = [
+        viewers[ev["agent"][1]["who"]["reference"]]["practitioner"]["identifier"]["value"]
+        for ev in events
+    ]
     assert users == [DOCTOR, NURSE]
     assert events[0]["recorded"] >= events[1]["recorded"]
     for ev in events:
         assert ev["entity"][0]["what"]["identifier"] == {"system": NHS_SYSTEM, "value": CHILD}
-        setting = ev["agent"][1]
+        setting = ev["agent"][2]
         assert setting["who"]["identifier"]["value"] == ED.ods_code
         assert setting["role"][0]["coding"][0]["code"] == "ED"
     # The AuditEvent search is itself no visit.
@@ -343,6 +355,12 @@ async def test_audit_event_history_newest_first_repeats_once_silent_reads_never(
         await la_client.resources("AuditEvent").search(**search).fetch_raw()
     )
     assert [e["resource"]["id"] for e in la_history["entry"]] == [ev["id"] for ev in events]
+    # And each viewer's PractitionerRole, by id, as health and as an owning LA.
+    for ref, viewer in viewers.items():
+        for reader in (nurse, la_client):
+            read = plain(await reader.get("PractitionerRole", ref.split("/")[1]))
+            validate_resource(read)
+            assert read == viewer
 
 
 async def test_no_plan_is_200_with_total_zero_and_records_nothing(e2e: E2E) -> None:
@@ -479,8 +497,8 @@ async def test_organization_read(e2e: E2E) -> None:
 
 async def test_capability_statement_needs_no_auth(e2e: E2E) -> None:
     """``GET /FHIR/R4/metadata`` answers without a token: a valid R4 CapabilityStatement
-    for FHIR 4.0.1, JSON only, listing CareTeam, Flag, AuditEvent and Organization, with
-    the token endpoint at this server's absolute URL."""
+    for FHIR 4.0.1, JSON only, listing CareTeam, Flag, AuditEvent, PractitionerRole and
+    Organization, with the token endpoint at this server's absolute URL."""
     reply = await e2e.request("GET", "/FHIR/R4/metadata")
     assert reply.status == 200
     cap = reply.fhir()
@@ -489,7 +507,14 @@ async def test_capability_statement_needs_no_auth(e2e: E2E) -> None:
     assert cap["implementation"]["url"] == e2e.fhir_base
     (rest,) = cap["rest"]
     served = {r["type"]: r for r in rest["resource"]}
-    assert set(served) == {"CareTeam", "Flag", "AuditEvent", "Organization", "Subscription"}
+    assert set(served) == {
+        "CareTeam",
+        "Flag",
+        "AuditEvent",
+        "PractitionerRole",
+        "Organization",
+        "Subscription",
+    }
     assert served["Flag"]["searchInclude"] == ["Flag:author"]
     token_uri = rest["security"]["extension"][0]["extension"][0]["valueUri"]
     assert token_uri == e2e.settings.token_url

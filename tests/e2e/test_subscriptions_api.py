@@ -142,7 +142,7 @@ async def test_la_reads_searches_updates_and_deletes_its_subscription(e2e: E2E) 
         e2e, "PUT", f"Subscription/{sub_id}", body=new_body, headers={"If-Match": 'W/"99"'}
     )
     assert stale.status == 412
-    assert error_code(stale.fhir()) == "PRECONDITION_FAILED"
+    assert error_code(stale.fhir()) == "RESOURCE_VERSION_MISMATCH"
     assert (await e2e.fetch("SELECT payload, version FROM subscription"))[0]["version"] == 1
 
     updated = await call(
@@ -216,7 +216,7 @@ async def test_bad_bodies_are_refused_and_store_nothing(e2e: E2E) -> None:
         data=b"<Subscription/>",
     )
     assert xml.status == 415
-    assert error_code(xml.fhir()) == "UNSUPPORTED_MEDIA_TYPE"
+    assert error_code(xml.fhir()) == "UNSUPPORTED_VALUE"
     broken = await e2e.request("POST", url, headers={**auth, **FHIR_JSON}, data=b'{"resourceType":')
     assert broken.status == 400
 

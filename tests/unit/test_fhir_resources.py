@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -127,7 +128,8 @@ def test_care_team_has_the_cp_is_shape(plan_type: PlanType, active: bool, end: d
         expected_period["end"] = end.isoformat()
     assert ct["period"] == expected_period
     assert ct["subject"] == {
-        "identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": NHS}
+        "identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": NHS},
+        "display": "NHS number 999 000 0018",
     }
     assert ct["name"] == "Exampleshire County Council Children's Social Care"
     assert ct["managingOrganization"][0]["reference"] == f"{BASE}/Organization/LA001"
@@ -139,17 +141,18 @@ def test_care_team_has_the_cp_is_shape(plan_type: PlanType, active: bool, end: d
     assert_no_child_identity(ct)
 
 
-def test_care_team_tells_office_hours_from_the_emergency_duty_team():
-    """Office hours is rank 1, the EDT rank 2, each labelled by a contactpoint-purpose extension."""
+def test_care_team_phones_are_told_apart_by_use_as_nhs_sends_them():
+    """Office hours is ``use: work`` and the emergency duty team ``use: mobile``, in that order
+    (NHS England's consumer data mapping finds the EDT number by ``use = "mobile"``)."""
     ct = r.care_team(visible(), BASE)
 
-    office, edt = sorted(ct["telecom"], key=lambda t: t["rank"])
-    assert (office["system"], office["value"], office["rank"]) == ("phone", "01632 960001", 1)
-    assert (edt["system"], edt["value"], edt["rank"]) == ("phone", "01632 960999", 2)
-    purpose = "http://hl7.org/fhir/StructureDefinition/contactpoint-purpose"
-    assert office["extension"][0]["url"] == purpose
-    assert "Office hours" in office["extension"][0]["valueCodeableConcept"]["text"]
-    assert "emergency duty team" in edt["extension"][0]["valueCodeableConcept"]["text"]
+    assert ct["telecom"] == [
+        {"system": "phone", "value": "01632 960001", "use": "work", "rank": 1},
+        {"system": "phone", "value": "01632 960999", "use": "mobile", "rank": 2},
+    ]
+    edt = [t["value"] for t in ct["telecom"] if t["use"] == "mobile"]
+    office = [t["value"] for t in ct["telecom"] if t["use"] == "work"]
+    assert (office, edt) == (["01632 960001"], ["01632 960999"])
     assert "01632 960999" in ct["note"][0]["text"]
 
 
@@ -217,27 +220,45 @@ def test_organization_without_an_update_time_has_no_last_updated():
 
 
 @pytest.mark.parametrize("setting", list(SettingType))
-def test_audit_event_records_who_where_when_and_whom(setting: SettingType):
-    """An AuditEvent carries user, organisation with setting type, client, subject and trace id."""
-    ae = r.audit_event(access_event(setting), BASE)
+def test_audit_event_has_nhs_shape_and_records_where_and_whom(setting: SettingType):
+    """An AuditEvent as NHS's example: iso-21089 access type, PAT then ASSIGNED agents, the
+    observer the viewer's PractitionerRole; then the setting (with its type) and the client,
+    and the subject with the trace id."""
+    ev = access_event(setting)
+    ae = r.audit_event(ev, BASE)
 
     validate_resource(ae)
     assert ae["id"] == "0b6a2f0c-8d2e-4c43-9d8a-7e1e6f3b0c11"
     assert ae["recorded"] == "2024-06-01T22:05:00.000Z"
-    user, org, client = ae["agent"]
-    assert user["requestor"] is True
-    assert user["who"]["identifier"]["value"] == "555021935107"
-    assert user["name"] == "Dr Alex Example"
-    assert user["role"] == [{"text": "Consultant in emergency medicine"}]
+    assert ae["type"] == {
+        "system": "http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle",
+        "code": "access",
+        "display": "Access/View Record Lifecycle Event",
+    }
+    patient, viewer, org, client = ae["agent"]
+    role_class = "http://terminology.hl7.org/CodeSystem/v3-RoleClass"
+    assert patient["type"]["coding"] == [
+        {"system": role_class, "code": "PAT", "display": "patient"}
+    ]
+    assert patient["who"] == {
+        "identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": NHS}
+    }
+    assert patient["requestor"] is False
+    assert viewer["type"]["coding"][0]["code"] == "ASSIGNED"
+    assert viewer["requestor"] is True
+    pr_ref = f"PractitionerRole/{ev.accessor.practitioner_role_id}"
+    assert viewer["who"]["reference"] == pr_ref
+    assert ae["source"]["observer"]["reference"] == pr_ref
+    assert viewer["name"] == "Dr Alex Example"
     assert org["who"]["identifier"] == {
         "system": "https://fhir.nhs.uk/Id/ods-organization-code",
         "value": "RXX01",
     }
+    assert org["requestor"] is False
     assert org["role"][0]["coding"][0]["code"] == setting.value
     assert org["role"][0]["text"] == r.SETTING_TYPE_DISPLAY[setting]
     assert client["who"]["identifier"]["value"] == "ed-system-1"
     assert ae["source"]["site"] == "Example General Hospital"
-    assert ae["source"]["observer"]["identifier"]["value"] == "RXX01"
     entity = ae["entity"][0]
     assert entity["what"]["identifier"] == {
         "system": "https://fhir.nhs.uk/Id/nhs-number",
@@ -246,6 +267,68 @@ def test_audit_event_records_who_where_when_and_whom(setting: SettingType):
     assert entity["detail"] == [
         {"type": "TraceID", "valueString": "b2acfb2c-c40e-4f9a-8916-950a2e86fc4e"}
     ]
+
+
+def test_practitioner_role_names_the_viewer_as_nhs_consumers_read_it():
+    """practitioner.display is the name, code.coding.display the job role, organization.display
+    the organisation's name with its ODS code (NHS England's consumer data mapping); the SDS
+    role profile id and the national RBAC code where a CIS2 sign-in gave them."""
+    acc = access_event().accessor
+    verified = dataclasses.replace(
+        acc,
+        user_role="Nurse Access Role",
+        role_code="R8001",
+        role_profile_id="555021935999",
+        user_verified=True,
+    )
+    pr = r.practitioner_role(verified)
+
+    validate_resource(pr)
+    assert pr["id"] == str(verified.practitioner_role_id)
+    assert pr["identifier"] == [
+        {"system": "https://fhir.nhs.uk/Id/sds-role-profile-id", "value": "555021935999"}
+    ]
+    assert pr["practitioner"] == {
+        "identifier": {"system": "https://fhir.nhs.uk/Id/sds-user-id", "value": "555021935107"},
+        "display": "Dr Alex Example",
+    }
+    assert pr["organization"]["display"] == "Example General Hospital (RXX01)"
+    assert pr["code"] == [
+        {
+            "coding": [
+                {
+                    "system": "https://fhir.nhs.uk/CodeSystem/England-SDS-JobRoleCode",
+                    "code": "R8001",
+                    "display": "Nurse Access Role",
+                }
+            ],
+            "text": "Nurse Access Role",
+        }
+    ]
+
+    asserted = r.practitioner_role(acc)
+    validate_resource(asserted)
+    assert "identifier" not in asserted
+    assert asserted["practitioner"] == {
+        "identifier": {"value": "555021935107"},
+        "display": "Dr Alex Example",
+    }
+    assert asserted["code"][0]["coding"] == [{"display": "Consultant in emergency medicine"}]
+
+
+def test_one_practitioner_role_per_person_role_and_place():
+    """The same viewer in the same role at the same place is one PractitionerRole, whatever
+    the client system or trace id; another role or place is another."""
+    acc = access_event().accessor
+    same = dataclasses.replace(acc, client_id="other-system", trace_id="other-trace")
+    assert same.practitioner_role_id == acc.practitioner_role_id
+    for changed in (
+        dataclasses.replace(acc, org_ods="RXX02"),
+        dataclasses.replace(acc, user_role="Staff Nurse"),
+        dataclasses.replace(acc, role_profile_id="555021935999"),
+        dataclasses.replace(acc, user_verified=True),
+    ):
+        assert changed.practitioner_role_id != acc.practitioner_role_id
 
 
 def test_every_setting_type_has_a_display():
@@ -303,7 +386,8 @@ def test_empty_searchset_is_total_zero_without_entries():
 def test_searchset_of_care_teams_and_audit_events_validates():
     bundle = r.bundle_searchset(
         [(r.care_team(visible(t), BASE), "match") for t in PlanType]
-        + [(r.audit_event(access_event(), BASE), "match")],
+        + [(r.audit_event(access_event(), BASE), "match")]
+        + [(r.practitioner_role(access_event().accessor), "include")],
         total=4,
         self_url=f"{BASE}/CareTeam",
         base=BASE,
@@ -324,20 +408,28 @@ def test_searchset_of_care_teams_and_audit_events_validates():
         errors.RateLimited("Slow down", retry_after=3),
         errors.Unavailable("Database unreachable"),
         errors.InvalidRequest("start_date must be a date", expression="start_date", status=400),
+        errors.MethodNotAllowed("Not here"),
+        errors.PayloadTooLarge("Too big"),
+        errors.UnsupportedMediaType("Not JSON"),
+        errors.InvalidGrant("Bad ID token"),
+        errors.CpisError("Something went wrong"),
     ],
     ids=lambda e: type(e).__name__,
 )
 def test_operation_outcome_from_each_error(err: errors.CpisError):
-    """Every error renders as an OperationOutcome with the NHSD error code; valid R4."""
+    """Every error renders as a UK Core OperationOutcome: a code of UKCore-SpineErrorOrWarningCode
+    with that code system's display; valid R4."""
     oo = r.operation_outcome_from(err)
 
     validate_resource(oo)
+    assert uuid.UUID(oo["id"])
+    assert err.display == UKCORE_SPINE_CODES[err.code]
     (issue,) = oo["issue"]
     assert issue["severity"] == "error"
     assert issue["code"] == err.issue_code
     assert issue["details"]["coding"] == [
         {
-            "system": "https://fhir.nhs.uk/CodeSystem/NHSD-API-ErrorOrWarningCode",
+            "system": "https://fhir.hl7.org.uk/CodeSystem/UKCore-SpineErrorOrWarningCode",
             "code": err.code,
             "display": err.display,
         }
@@ -347,6 +439,51 @@ def test_operation_outcome_from_each_error(err: errors.CpisError):
         assert issue["expression"] == [err.expression]
     else:
         assert "expression" not in issue
+
+
+# UKCore-SpineErrorOrWarningCode 1.0.0 (NHSDigital/FHIR-R4-UKCORE-STAGING-MAIN,
+# codesystems/CodeSystem-UKCore-SpineErrorOrWarningCode.xml): code -> display.
+UKCORE_SPINE_CODES = {
+    "ACCESS_DENIED": "Access has been denied to process this request",
+    "FAILURE_TO_PROCESS_MESSAGE": "Failure to process message",
+    "UNABLE_TO_CALL_SERVICE": "Unable to call service",
+    "UNSUPPORTED_SERVICE": "Unsupported service",
+    "RESOURCE_NOT_FOUND": "Resource not found",
+    "INVALID_RESOURCE_ID": "Invalid resource ID",
+    "INVALIDATED_RESOURCE": "Invalidated resource",
+    "INVALID_SEARCH_DATA": "Invalid search data",
+    "TOO_MANY_MATCHES": "Too many matches",
+    "PRECONDITION_FAILED": "Precondition failed",
+    "RESOURCE_VERSION_MISMATCH": "Resource version mismatch",
+    "FORBIDDEN_UPDATE": "Forbidden update",
+    "VALIDATION_ERROR": "Validation error",
+    "INVALID_UPDATE": "Invalid update",
+    "MISSING_VALUE": "Missing value",
+    "INVALID_VALUE": "Invalid value",
+    "UNSUPPORTED_VALUE": "Unsupported value",
+    "TOO_FEW_VALUES_SUBMITTED": "Too few values submitted",
+    "TOO_MANY_VALUES_SUBMITTED": "Too many values submitted",
+    "ADDITIONAL_PROPERTIES": "Additional properties",
+    "POLLING_ID_NOT_FOUND": "Polling ID not found",
+    "POLLING_MESSAGE_FAILURE": "Polling message failure",
+}
+
+
+@pytest.mark.parametrize(
+    ("err", "status", "issue_code", "code"),
+    [
+        (errors.InvalidSearch("x"), 400, "invalid", "INVALID_SEARCH_DATA"),
+        (errors.PreconditionFailed("x"), 400, "invalid", "PRECONDITION_FAILED"),
+        (errors.Forbidden("x"), 403, "forbidden", "ACCESS_DENIED"),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, Exception) else None,
+)
+def test_errors_of_the_producer_guide_have_its_status_issue_code_and_code(
+    err: errors.CpisError, status: int, issue_code: str, code: str
+):
+    """The CP-IS producer guide's error table: 400 invalid INVALID_SEARCH_DATA, 400 invalid
+    PRECONDITION_FAILED, 403 forbidden ACCESS_DENIED."""
+    assert (err.status, err.issue_code, err.code) == (status, issue_code, code)
 
 
 def test_unauthenticated_is_access_denied_with_issue_code_login():
@@ -366,16 +503,29 @@ def test_capability_statement_lists_exactly_what_is_served():
     assert cs["implementation"]["url"] == BASE
     (rest,) = cs["rest"]
     served = {res["type"]: res for res in rest["resource"]}
-    assert set(served) == {"CareTeam", "Flag", "AuditEvent", "Organization", "Subscription"}
+    assert set(served) == {
+        "CareTeam",
+        "Flag",
+        "AuditEvent",
+        "PractitionerRole",
+        "Organization",
+        "Subscription",
+    }
     for type_ in ("CareTeam", "Flag", "AuditEvent"):
         assert {i["code"] for i in served[type_]["interaction"]} == {"read", "vread", "search-type"}
         params = {p["name"]: p["type"] for p in served[type_]["searchParam"]}
         assert params["patient"] == "reference"
     assert {p["name"] for p in served["Flag"]["searchParam"]} == {"patient", "status"}
     assert served["Flag"]["searchInclude"] == ["Flag:author"]
+    assert served["AuditEvent"]["searchInclude"] == [
+        "AuditEvent:entity-type=http://terminology.hl7.org/CodeSystem/v3-RoleClass|ASSIGNED",
+        "AuditEvent:agent",
+        "AuditEvent:agent:PractitionerRole",
+    ]
     assert "searchInclude" not in served["CareTeam"]
-    assert {i["code"] for i in served["Organization"]["interaction"]} == {"read", "vread"}
-    assert "searchParam" not in served["Organization"]
+    for type_ in ("Organization", "PractitionerRole"):
+        assert {i["code"] for i in served[type_]["interaction"]} == {"read", "vread"}
+        assert "searchParam" not in served[type_]
     assert rest["security"]["service"][0]["coding"][0]["code"] == "OAuth"
     token = rest["security"]["extension"][0]["extension"][0]["valueUri"]
     assert token == "https://cpis.example.org/oauth2/token"
@@ -428,6 +578,16 @@ def test_audit_event_with_blank_user_details_is_still_valid():
     ae = r.audit_event(blank, BASE)
 
     validate_resource(ae)
-    user = ae["agent"][0]
-    assert user == {"type": user["type"], "requestor": True}
+    viewer = ae["agent"][1]
+    assert viewer == {
+        "type": viewer["type"],
+        "who": {
+            "reference": f"PractitionerRole/{blank.accessor.practitioner_role_id}",
+            "type": "PractitionerRole",
+        },
+        "requestor": True,
+    }
     assert "detail" not in ae["entity"][0]
+    pr = r.practitioner_role(blank.accessor)
+    validate_resource(pr)
+    assert "practitioner" not in pr and "code" not in pr

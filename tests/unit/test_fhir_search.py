@@ -64,8 +64,32 @@ BAD_CHECK = NHS[:9] + str((int(NHS[9]) + 1) % 10)
                     "AuditEvent:entity-type=http://terminology.hl7.org/CodeSystem/v3-RoleClass|ASSIGNED",
                 ),
             ],
+            SearchRequest("AuditEvent", NHS, include_viewers=True),
+            id="cp-is-guide-include",
+        ),
+        pytest.param(
+            "AuditEvent",
+            [GOOD, ("_include", "AuditEvent:agent")],
+            SearchRequest("AuditEvent", NHS, include_viewers=True),
+            id="fhir-agent-include",
+        ),
+        pytest.param(
+            "AuditEvent",
+            [GOOD, ("_include", "AuditEvent:agent:PractitionerRole")],
+            SearchRequest("AuditEvent", NHS, include_viewers=True),
+            id="fhir-agent-practitioner-role-include",
+        ),
+        pytest.param(
+            "CareTeam",
+            [("patient", f"{SYSTEM}|{NHS}")],
+            SearchRequest("CareTeam", NHS),
+            id="patient-token-form",
+        ),
+        pytest.param(
+            "AuditEvent",
+            [("patient", f"{SYSTEM}|{NHS}")],
             SearchRequest("AuditEvent", NHS),
-            id="cp-is-audit-include-accepted",
+            id="patient-token-form-audit",
         ),
     ],
 )
@@ -97,6 +121,15 @@ REFUSED_ALWAYS = [
     pytest.param([(PID, f"{SYSTEM}|{NHS}|x")], "CareTeam", "10 digits", id="extra-bar"),
     pytest.param([("subject:identifier", f"{SYSTEM}|{NHS}")], "CareTeam", "Unknown", id="subject"),
     pytest.param([GOOD, ("patient", "Patient/1")], "CareTeam", "'patient'", id="patient-ref"),
+    pytest.param([GOOD, ("patient", f"{SYSTEM}|{NHS}")], "CareTeam", "not both", id="both-forms"),
+    pytest.param([("patient", f"Patient/{NHS}")], "CareTeam", SYSTEM, id="patient-reference"),
+    pytest.param([("patient", NHS)], "AuditEvent", SYSTEM, id="patient-bare-number"),
+    pytest.param(
+        [("patient", f"{SYSTEM}|{NHS}"), ("patient", f"{SYSTEM}|{NHS}")],
+        "Flag",
+        "more than once",
+        id="patient-repeated",
+    ),
     pytest.param([GOOD, ("Patient:identifier", "x")], "Flag", "Unknown", id="patient-case"),
     pytest.param([GOOD, ("identifier", "x")], "Flag", "'identifier'", id="identifier"),
     pytest.param([GOOD, ("patient:identifer", "x")], "Flag", "Unknown", id="misspelt-patient"),
@@ -117,7 +150,7 @@ REFUSED_UNLESS_LENIENT = [
     pytest.param([GOOD, ("_include", "Flag:author")], "CareTeam", "'_include'", id="include-ct"),
     pytest.param([GOOD, ("_include", "Flag:subject")], "Flag", "Flag:author", id="include-other"),
     pytest.param(
-        [GOOD, ("_include", "AuditEvent:agent")], "AuditEvent", "_include", id="include-audit"
+        [GOOD, ("_include", "AuditEvent:entity")], "AuditEvent", "_include", id="include-audit"
     ),
     pytest.param([GOOD, ("_summary", "count")], "Flag", "'_summary'", id="summary"),
 ]
@@ -154,6 +187,7 @@ def test_unknown_parameters_ignored_when_lenient(
     assert req.nhs_number == NHS
     assert req.status is None
     assert req.include_author is False
+    assert req.include_viewers is False
 
 
 @pytest.mark.parametrize(
@@ -170,6 +204,8 @@ def test_unknown_parameters_ignored_when_lenient(
         [GOOD, (f"x{NHS}", "")],
         [GOOD, (f"nhs{NHS[:3]}", "1")],
         [GOOD, ("patient:identifier:x", NHS)],
+        [("patient", NHS)],
+        [("patient", f"Patient/{NHS}")],
         [GOOD, ("a" * 200, NHS)],
     ],
 )
