@@ -311,12 +311,18 @@ def create_app(runtime: Runtime) -> web.Application:
         if mesh_inbox_configured(settings):
             app.cleanup_ctx.append(_background(run_mesh_uploads(runtime, app[SERVICES].metrics)))
     app[INBOX] = PgOutboxStore(runtime.pool, runtime.vault)
-    notifications.add_routes(app)
-    uploads.add_routes(app)
+    # Every API route is served under the public base URL's path (https://host/cpis →
+    # /cpis/FHIR/R4/…), so each link the service renders from that URL answers, with no
+    # proxy rewriting paths; anything outside it is a 404 OperationOutcome.
+    prefix = settings.path_prefix
+    notifications.add_routes(app, prefix=prefix)
+    uploads.add_routes(app, prefix=prefix)
     # Before fhir's routes: its /FHIR/R4/{type}/{id} read would answer for Subscription.
-    subscriptions.add_routes(app, store=PgSubscriptionStore(runtime.pool, runtime.vault))
-    fhir.add_routes(app)
-    la.add_routes(app)
-    oauth.add_routes(app)
-    ops.add_routes(app)
+    subscriptions.add_routes(
+        app, prefix=prefix, store=PgSubscriptionStore(runtime.pool, runtime.vault)
+    )
+    fhir.add_routes(app, prefix=prefix)
+    la.add_routes(app, prefix=prefix)
+    oauth.add_routes(app, prefix=prefix)
+    ops.add_routes(app, prefix=prefix)  # the probes and /metrics also answer at the root
     return app

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 class Secret:
@@ -84,8 +86,6 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 
 def _issuers(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     """Comma-separated OpenID issuer URLs: https, or http only on this machine (tests, demo)."""
-    from urllib.parse import urlsplit
-
     raw = env.get(name) or ""
     issuers = tuple(i.strip().rstrip("/") for i in raw.split(",") if i.strip())
     for issuer in issuers:
@@ -101,6 +101,39 @@ def _issuers(env: Mapping[str, str], name: str) -> tuple[str, ...]:
                 f"{name} must be comma-separated issuer URLs (https, or http on localhost)"
             )
     return issuers
+
+
+# A path segment the router can take as it is: RFC 3986 unreserved characters, so
+# nothing to percent-encode and nothing a proxy might normalise differently.
+_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
+
+
+def _public_base_url(env: Mapping[str, str], default: str) -> str:
+    """CPIS_PUBLIC_BASE_URL without its trailing slash; its path, if any, must be
+    plain segments, since the service serves every API route under it."""
+    name = "CPIS_PUBLIC_BASE_URL"
+    base = (env.get(name) or default).rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise SettingsError(f"{name} must start with http:// or https://")
+    # The value is not echoed: a user name and password in it would be a secret.
+    if "?" in base or "#" in base:
+        raise SettingsError(f"{name} must not have a query (?…) or a fragment (#…)")
+    parts = urlsplit(base)
+    if "@" in parts.netloc:
+        raise SettingsError(f"{name} must not carry a user name or password")
+    try:
+        parts.port  # noqa: B018 (parsing it is the check)
+    except ValueError:
+        raise SettingsError(f"{name} has a port that is not a number from 0 to 65535") from None
+    if not parts.hostname:
+        raise SettingsError(f"{name} must name a host")
+    segments = parts.path.split("/")[1:] if parts.path else []
+    if any(not _SEGMENT.fullmatch(s) or s in (".", "..") for s in segments):
+        raise SettingsError(
+            f"{name}'s path must be plain segments (letters, digits, '.', '_', '~', '-'"
+            " between single slashes), e.g. https://host/cpis"
+        )
+    return base
 
 
 def _secret(env: Mapping[str, str], name: str) -> Secret | None:
@@ -164,6 +197,12 @@ class Settings:
     cis2_issuers: tuple[str, ...] = ()
 
     @property
+    def path_prefix(self) -> str:
+        """The public base URL's path, under which every API route is served:
+        ``/cpis`` for ``https://host/cpis``, ``""`` for ``https://host``."""
+        return urlsplit(self.public_base_url).path.rstrip("/")
+
+    @property
     def fhir_base_url(self) -> str:
         return f"{self.public_base_url}/FHIR/R4"
 
@@ -183,9 +222,9 @@ class Settings:
         if port > 65535:
             raise SettingsError("CPIS_PORT must be at most 65535")
         shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
-        base = (env.get("CPIS_PUBLIC_BASE_URL") or f"http://{shown_host}:{port}").rstrip("/")
-        if not base.startswith(("http://", "https://")):
-            raise SettingsError("CPIS_PUBLIC_BASE_URL must start with http:// or https://")
+        if ":" in shown_host:  # an IPv6 address goes in brackets in a URL
+            shown_host = f"[{shown_host}]"
+        base = _public_base_url(env, f"http://{shown_host}:{port}")
         log_format = env.get("CPIS_LOG_FORMAT", "auto")
         if log_format not in ("json", "console", "auto"):
             raise SettingsError("CPIS_LOG_FORMAT must be json, console or auto")

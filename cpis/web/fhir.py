@@ -199,11 +199,11 @@ async def unknown_type(request: web.Request) -> web.Response:
     raise NotFound("resource type not served")
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, *, prefix: str) -> None:
     r = app.router
-    r.add_get("/FHIR/R4/metadata", metadata, name="metadata")
-    r.add_get("/FHIR/R4/{type:CareTeam|Flag}", search_plans, name="plan_search")
-    r.add_get("/FHIR/R4/AuditEvent", search_audit_events, name="audit_event_search")
-    r.add_get("/FHIR/R4/{type:[A-Za-z]+}/{id}", read, name="read")
-    r.add_get("/FHIR/R4/{type:[A-Za-z]+}/{id}/_history/{vid}", read, name="vread")
-    r.add_get("/FHIR/R4/{type:[A-Za-z]+}", unknown_type, name="unknown_type")
+    r.add_get(prefix + "/FHIR/R4/metadata", metadata, name="metadata")
+    r.add_get(prefix + "/FHIR/R4/{type:CareTeam|Flag}", search_plans, name="plan_search")
+    r.add_get(prefix + "/FHIR/R4/AuditEvent", search_audit_events, name="audit_event_search")
+    r.add_get(prefix + "/FHIR/R4/{type:[A-Za-z]+}/{id}", read, name="read")
+    r.add_get(prefix + "/FHIR/R4/{type:[A-Za-z]+}/{id}/_history/{vid}", read, name="vread")
+    r.add_get(prefix + "/FHIR/R4/{type:[A-Za-z]+}", unknown_type, name="unknown_type")

@@ -133,8 +133,8 @@ async def delete_plan(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, *, prefix: str) -> None:
     r = app.router
-    r.add_put("/la/v1/plans/{plan_id}", put_plan, name="la_plan_put")
-    r.add_get("/la/v1/plans/{plan_id}", get_plan, name="la_plan_get")
-    r.add_delete("/la/v1/plans/{plan_id}", delete_plan, name="la_plan_delete")
+    r.add_put(prefix + "/la/v1/plans/{plan_id}", put_plan, name="la_plan_put")
+    r.add_get(prefix + "/la/v1/plans/{plan_id}", get_plan, name="la_plan_get")
+    r.add_delete(prefix + "/la/v1/plans/{plan_id}", delete_plan, name="la_plan_delete")

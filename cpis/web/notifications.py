@@ -197,8 +197,10 @@ async def failed(request: web.Request) -> web.Response:
     )
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, *, prefix: str) -> None:
     r = app.router
-    r.add_get("/la/v1/notifications", list_notifications, name="la_notifications")
-    r.add_post("/la/v1/notifications/acknowledge", acknowledge, name="la_notifications_ack")
-    r.add_get("/la/v1/notifications/failed", failed, name="la_notifications_failed")
+    r.add_get(prefix + "/la/v1/notifications", list_notifications, name="la_notifications")
+    r.add_post(
+        prefix + "/la/v1/notifications/acknowledge", acknowledge, name="la_notifications_ack"
+    )
+    r.add_get(prefix + "/la/v1/notifications/failed", failed, name="la_notifications_failed")

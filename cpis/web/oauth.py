@@ -131,5 +131,5 @@ async def token(request: web.Request) -> web.Response:
     return json_response(answer, headers={"Cache-Control": "no-store"})
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/oauth2/token", token, name="oauth_token")
+def add_routes(app: web.Application, *, prefix: str) -> None:
+    app.router.add_post(prefix + "/oauth2/token", token, name="oauth_token")

@@ -1,6 +1,15 @@
-"""Operational endpoints: liveness, readiness, metrics and the public signing keys."""
+"""Operational endpoints: liveness, readiness, metrics and the public signing keys.
+
+``/healthz``, ``/readyz`` and ``/metrics`` answer both at the server root, where
+orchestrator probes and Prometheus reach a pod directly whatever the public base
+URL, and under the base URL's path, where the public URL (and a gateway that
+forwards only that path) leads. The JWKS is part of the API: it is served under
+the prefix only, at ``{CPIS_PUBLIC_BASE_URL}/.well-known/jwks.json``.
+"""
 
 from __future__ import annotations
+
+import re
 
 from aiohttp import web
 
@@ -34,9 +43,22 @@ async def jwks(request: web.Request) -> web.Response:
     return json_response(request.app[SERVICES].tokens.public_jwks())
 
 
-def add_routes(app: web.Application) -> None:
+def _root_or(prefix: str) -> str:
+    """The start of a route path that matches both ``/…`` and ``{prefix}/…``.
+
+    One route for both paths, not two, so that each endpoint keeps its one route
+    name: the middleware's audit exemption and the metrics labels go by name.
+    ``prefix`` is plain segments (Settings checks it), so it is safe in a pattern.
+    """
+    if not prefix:
+        return "/"
+    return "/{root_or_prefix:(?:" + re.escape(prefix.removeprefix("/")) + "/)?}"
+
+
+def add_routes(app: web.Application, *, prefix: str) -> None:
     r = app.router
-    r.add_get("/healthz", healthz, name="healthz")
-    r.add_get("/readyz", readyz, name="readyz")
-    r.add_get("/metrics", metrics, name="metrics")
-    r.add_get("/.well-known/jwks.json", jwks, name="jwks")
+    either = _root_or(prefix)
+    r.add_get(either + "healthz", healthz, name="healthz")
+    r.add_get(either + "readyz", readyz, name="readyz")
+    r.add_get(either + "metrics", metrics, name="metrics")
+    r.add_get(prefix + "/.well-known/jwks.json", jwks, name="jwks")

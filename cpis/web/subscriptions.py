@@ -281,15 +281,15 @@ async def events(request: web.Request) -> web.Response:
     return fhir_response(body)
 
 
-def add_routes(app: web.Application, *, store: SubscriptionStore) -> None:
+def add_routes(app: web.Application, *, prefix: str, store: SubscriptionStore) -> None:
     """Register the routes; call before ``cpis.web.fhir.add_routes``, whose
     ``/FHIR/R4/{type}/{id}`` read would otherwise answer for Subscription."""
     app[SUBSCRIPTION_STORE] = store
     r = app.router
-    r.add_post("/FHIR/R4/Subscription", create, name="subscription_create")
-    r.add_get("/FHIR/R4/Subscription", search, name="subscription_search")
-    r.add_get("/FHIR/R4/Subscription/{id}/$status", status, name="subscription_status")
-    r.add_get("/FHIR/R4/Subscription/{id}/$events", events, name="subscription_events")
-    r.add_get("/FHIR/R4/Subscription/{id}", read, name="subscription_read")
-    r.add_put("/FHIR/R4/Subscription/{id}", update, name="subscription_update")
-    r.add_delete("/FHIR/R4/Subscription/{id}", delete, name="subscription_delete")
+    r.add_post(prefix + "/FHIR/R4/Subscription", create, name="subscription_create")
+    r.add_get(prefix + "/FHIR/R4/Subscription", search, name="subscription_search")
+    r.add_get(prefix + "/FHIR/R4/Subscription/{id}/$status", status, name="subscription_status")
+    r.add_get(prefix + "/FHIR/R4/Subscription/{id}/$events", events, name="subscription_events")
+    r.add_get(prefix + "/FHIR/R4/Subscription/{id}", read, name="subscription_read")
+    r.add_put(prefix + "/FHIR/R4/Subscription/{id}", update, name="subscription_update")
+    r.add_delete(prefix + "/FHIR/R4/Subscription/{id}", delete, name="subscription_delete")

@@ -46,5 +46,5 @@ async def upload(request: web.Request) -> web.Response:
     return json_response(ack, status=status)
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/la/v1/uploads", upload, name="la_upload")
+def add_routes(app: web.Application, *, prefix: str) -> None:
+    app.router.add_post(prefix + "/la/v1/uploads", upload, name="la_upload")

@@ -3,8 +3,9 @@
 Each test that asks for ``e2e`` gets its own freshly migrated database (the
 ``database_url`` fixture), a runtime opened with :func:`cpis.app.open_runtime`
 exactly as ``cpis serve`` opens it, and the aiohttp application served on
-127.0.0.1 at a free port. ``public_base_url`` is that server's real address, so
-every absolute link the service renders can be followed.
+127.0.0.1 at a free port. ``public_base_url`` is that server's real address (plus
+the path it serves under, when a module overrides ``e2e_base_path``), so every
+absolute link the service renders can be followed.
 
 Registered in every test's database (all synthetic):
 
@@ -33,6 +34,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
@@ -179,12 +181,18 @@ class E2E:
     http: aiohttp.ClientSession
     db: asyncpg.Connection
     keys: dict[str, ClientKey]
+    app: web.Application | None = None  # the application being served, when the fixture has it
     replies: list[Reply] = field(default_factory=list)
     _tokens: dict[str, str] = field(default_factory=dict)
 
     @property
     def base(self) -> str:
         return self.settings.public_base_url
+
+    @property
+    def root(self) -> str:
+        """The server's own address: the base URL without the path it serves under."""
+        return self.base.removesuffix(self.settings.path_prefix)
 
     @property
     def fhir_base(self) -> str:
@@ -199,7 +207,7 @@ class E2E:
         params: Any = None,
         **kwargs: Any,
     ) -> Reply:
-        """Any request; ``path`` is relative to the server root or absolute."""
+        """Any request; ``path`` is relative to the public base URL or absolute."""
         url = path if path.startswith("http") else f"{self.base}{path}"
         async with self.http.request(
             method, url, headers=dict(headers or {}), params=params, **kwargs
@@ -317,13 +325,13 @@ async def register_world(runtime: Runtime, keys: Mapping[str, ClientKey]) -> Non
         )
 
 
-def e2e_settings(tmp_path: Path, database_url: str, port: int) -> Settings:
+def e2e_settings(tmp_path: Path, database_url: str, port: int, *, base_path: str = "") -> Settings:
     return Settings(
         data_dir=tmp_path,
         database_url=Secret(database_url),
         host="127.0.0.1",
         port=port,
-        public_base_url=f"http://127.0.0.1:{port}",
+        public_base_url=f"http://127.0.0.1:{port}{base_path}",
         rate_limit_per_second=100_000,
         rate_limit_burst=100_000,
         max_body_bytes=MAX_BODY_BYTES,
@@ -339,15 +347,24 @@ def e2e_overrides() -> dict[str, Any]:
 
 
 @pytest.fixture
+def e2e_base_path() -> str:
+    """The path of the service's public base URL, e.g. ``/cpis`` (override this fixture)."""
+    return ""
+
+
+@pytest.fixture
 async def e2e(
     tmp_path: Path,
     database_url: str,
     client_keys: dict[str, ClientKey],
     e2e_overrides: dict[str, Any],
+    e2e_base_path: str,
 ) -> AsyncIterator[E2E]:
     """The app served over real HTTP on a free port, with the world registered."""
     port = free_port()
-    settings = dataclasses.replace(e2e_settings(tmp_path, database_url, port), **e2e_overrides)
+    settings = dataclasses.replace(
+        e2e_settings(tmp_path, database_url, port, base_path=e2e_base_path), **e2e_overrides
+    )
     async with open_runtime(settings) as runtime:
         await register_world(runtime, client_keys)
         # As `cpis serve` runs it: no aiohttp access log (its request line would
@@ -355,11 +372,13 @@ async def e2e(
         server = TestServer(create_app(runtime), host="127.0.0.1", port=port)
         await server.start_server(access_log=None)
         try:
-            assert str(server.make_url("/")).rstrip("/") == settings.public_base_url
+            # Links are built from the public base URL: it must lead to this server.
+            root = str(server.make_url("/")).rstrip("/")
+            assert settings.public_base_url == root + e2e_base_path
             db = await asyncpg.connect(database_url)
             try:
                 async with aiohttp.ClientSession() as http:
-                    yield E2E(runtime, settings, http, db, client_keys)
+                    yield E2E(runtime, settings, http, db, client_keys, app=server.app)
             finally:
                 await db.close()
         finally:

@@ -34,15 +34,18 @@ async def cpis(env: Mapping[str, str], *args: str) -> tuple[int, str, str]:
 
 @asynccontextmanager
 async def running_demo(
-    extra_env: Mapping[str, str] | None = None,
+    extra_env: Mapping[str, str] | None = None, *, base_path: str = ""
 ) -> AsyncIterator[tuple[dict[str, str], str, str]]:
-    """A `cpis serve --demo` process: its environment, what it printed, its base URL."""
+    """A `cpis serve --demo` process: its environment, what it printed, and the server's
+    root URL. ``base_path`` (``/cpis``) puts a path on its public base URL."""
     data = Path(tempfile.mkdtemp(prefix="cpis-demo-"))
     port = free_port()
     env = {
         k: v for k, v in os.environ.items() if not k.startswith("CPIS_") and k != "XDG_RUNTIME_DIR"
     }
     env |= {"CPIS_DATA_DIR": str(data), "CPIS_PORT": str(port), "CPIS_LOG_FORMAT": "json"}
+    if base_path:
+        env["CPIS_PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}{base_path}"
     env |= dict(extra_env or {})
     out_path = data / "serve.out"
     with out_path.open("wb") as out:

@@ -31,7 +31,23 @@ async def test_quick_start_instructions_work(
     demo_server: tuple[dict[str, str], str, str],
 ) -> None:
     """The printed token command and curl lookups return a CareTeam, then show the visit."""
-    env, printed, base = demo_server
+    await follow_quick_start(*demo_server)
+
+
+async def test_quick_start_instructions_work_under_a_base_path() -> None:
+    """With CPIS_PUBLIC_BASE_URL carrying a path (as NHS England's ``…/cpis``), every URL
+    the demo prints is under it, and the printed token command and lookups work as
+    printed."""
+    async with running_demo(base_path="/cpis") as (env, printed, root):
+        urls = re.findall(r"https?://[^\s\"']+", printed)
+        assert urls, printed
+        assert all(url.startswith(f"{root}/cpis") for url in urls), urls
+        await follow_quick_start(env, printed, root)
+
+
+async def follow_quick_start(env: dict[str, str], printed: str, root: str) -> None:
+    """Run the printed `cpis token`, then the printed CareTeam and AuditEvent lookups; the
+    probes answer at the server's root."""
     token_cmd = re.search(
         r"TOKEN=\$\((.*?) token --client (\S+) --key (\S+) --url (\S+)\)", printed
     )
@@ -66,9 +82,9 @@ async def test_quick_start_instructions_work(
         event = history["entry"][0]["resource"]
         assert event["resourceType"] == "AuditEvent"
         assert any(a.get("name") == "Demo Nurse" for a in event["agent"])
-        async with http.get(f"{base}/readyz") as resp:
+        async with http.get(f"{root}/readyz") as resp:
             assert resp.status == 200
-        async with http.get(f"{base}/metrics") as resp:
+        async with http.get(f"{root}/metrics") as resp:
             assert "cpis_lookups_total" in await resp.text()
 
 

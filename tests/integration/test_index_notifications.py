@@ -45,13 +45,14 @@ from cpis.workers.index_check import (
     notify_inactive,
     run_index_check,
 )
-from tests.e2e.conftest import (  # noqa: F401 - client_keys, e2e and e2e_overrides are fixtures
+from tests.e2e.conftest import (  # noqa: F401 - client_keys, e2e, e2e_* are fixtures
     E2E,
     LA_NORTH_CLIENT,
     LA_SOUTH_CLIENT,
     NHS_SYSTEM,
     client_keys,
     e2e,
+    e2e_base_path,
     e2e_overrides,
     user_headers,
 )
