@@ -139,10 +139,13 @@ def _parser() -> argparse.ArgumentParser:
         "--id-token",
         help="a user's CIS2 ID token: exchange it (RFC 8693) for a user-restricted token",
     )
-    sub.add_parser(
+    demo_tok = sub.add_parser(
         "demo-id-token",
         help="print a CIS2-style ID token for the demo's nurse, signed by the demo issuer "
         "that `cpis serve --demo` runs",
+    )
+    demo_tok.add_argument(
+        "--issuer", help="the demo issuer's URL (default: CPIS_PUBLIC_BASE_URL/demo/cis2)"
     )
 
     keys_cmd = sub.add_parser("keys", help="key material in CPIS_DATA_DIR/keys").add_subparsers(
@@ -501,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo-id-token":
             from cpis import demo
 
-            return demo.print_id_token(settings)
+            return demo.print_id_token(settings, issuer=args.issuer)
         if args.command == "migrate":
             return _run(_with_runtime(settings, _migrate))
         if args.command == "la":

@@ -158,14 +158,14 @@ def serve_demo_issuer(app: web.Application, settings: Settings) -> None:
     app.router.add_routes(issuer.routes(urlsplit(url).path))
 
 
-def print_id_token(settings: Settings) -> int:
+def print_id_token(settings: Settings, *, issuer: str | None = None) -> int:
     """``cpis demo-id-token``: an hour's ID token for the demo nurse at the demo ED."""
     path = key_file(settings.data_dir)
     if not path.exists():
         print("error: start `cpis serve --demo` first (it makes the demo issuer)", file=sys.stderr)
         return 1
-    issuer = DemoIssuer(demo_issuer_url(settings), path.read_bytes())
-    claims = issuer.clinician_claims(
+    signer = DemoIssuer(issuer or demo_issuer_url(settings), path.read_bytes())
+    claims = signer.clinician_claims(
         audience=DEMO_CIS2_CLIENT_ID,
         user_id=DEMO_NURSE["user_id"],
         name=DEMO_NURSE["name"],
@@ -174,7 +174,7 @@ def print_id_token(settings: Settings) -> int:
         org_name=DEMO_ED.name,
         lifetime_seconds=3600,
     )
-    print(issuer.id_token(claims))
+    print(signer.id_token(claims))
     return 0
 
 
@@ -282,7 +282,7 @@ def instructions(rt: Runtime, children: list[DemoChild]) -> str:
         "In another terminal, as an ED system built to NHS England's CP-IS API: its nurse",
         "signs in with CIS2 (here the demo's stand-in issuer), the system exchanges her ID",
         "token for a user-restricted token and sends only the guide's three headers:",
-        f"  ID_TOKEN=$({admin} demo-id-token)",
+        f"  ID_TOKEN=$({admin} demo-id-token --issuer {demo_issuer_url(s)})",
         f"  TOKEN=$({cpis} token --client {ED_CLIENT} --key {key} --url {s.token_url}"
         ' --id-token "$ID_TOKEN")',
         f'  curl -s {user_headers} "{fhir}/CareTeam?patient:identifier={ident}"',

@@ -124,10 +124,12 @@ class Cis2Issuers:
         *,
         now: Callable[[], float] = time.time,
         timeout_seconds: float = 5.0,
+        refetch_seconds: float = _REFETCH_SECONDS,
     ) -> None:
         self._issuers = tuple(i.rstrip("/") for i in issuers)
         self._now = now
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._refetch = refetch_seconds
         self._session: aiohttp.ClientSession | None = None
         self._keys: dict[str, _Keys] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -199,7 +201,7 @@ class Cis2Issuers:
                 and kid is not None
                 and _pick_key(keys.jwks, kid) is None
                 and age is not None
-                and age > _REFETCH_SECONDS
+                and age >= self._refetch
             )
             if stale or unknown_kid:
                 keys = await self._fetch(issuer)

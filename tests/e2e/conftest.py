@@ -78,14 +78,24 @@ class ClientSpec:
     ods: tuple[str, ...]
     alg: ClientAlg
     silent_only: bool = False
+    # the client id its users' CIS2 ID tokens are issued to (their aud)
+    cis2_client_id: str | None = None
 
 
 CLIENTS = {
     c.id: c
     for c in (
-        ClientSpec(ED_CLIENT, Role.HEALTH, (ED.ods_code,), "RS512"),
+        ClientSpec(
+            ED_CLIENT, Role.HEALTH, (ED.ods_code,), "RS512", cis2_client_id=f"{ED_CLIENT}.cis2"
+        ),
         ClientSpec(SILENT_CLIENT, Role.HEALTH, (ED.ods_code,), "EdDSA", silent_only=True),
-        ClientSpec(TRUST_CLIENT, Role.HEALTH, (ED.ods_code, UTC.ods_code), "ES256"),
+        ClientSpec(
+            TRUST_CLIENT,
+            Role.HEALTH,
+            (ED.ods_code, UTC.ods_code),
+            "ES256",
+            cis2_client_id=f"{TRUST_CLIENT}.cis2",
+        ),
         ClientSpec(LA_NORTH_CLIENT, Role.LA, (LA_NORTH.ods_code,), "ES256"),
         ClientSpec(LA_SOUTH_CLIENT, Role.LA, (LA_SOUTH.ods_code,), "EdDSA"),
     )
@@ -240,6 +250,26 @@ class E2E:
             },
         )
 
+    async def exchange_request(self, assertion: str, id_token: str) -> Reply:
+        """RFC 8693 token exchange of a CIS2 ID token, as NHS England's API platform takes it."""
+        return await self.request(
+            "POST",
+            self.settings.token_url,
+            data={
+                "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+                "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
+                "subject_token": id_token,
+                "client_assertion_type": ASSERTION_TYPE,
+                "client_assertion": assertion,
+            },
+        )
+
+    async def user_token(self, client_id: str, id_token: str) -> str:
+        """A user-restricted access token for ``client_id``'s user (not cached)."""
+        reply = await self.exchange_request(self.assertion(client_id), id_token)
+        assert reply.status == 200, reply.text
+        return str(reply.json()["access_token"])
+
     async def token(self, client_id: str) -> str:
         """A real access token from POST /oauth2/token (cached per client for the test)."""
         if client_id not in self._tokens:
@@ -321,6 +351,7 @@ async def register_world(runtime: Runtime, keys: Mapping[str, ClientKey]) -> Non
                 ods_codes=spec.ods,
                 jwks=keys[spec.id].jwks,
                 silent_only=spec.silent_only,
+                cis2_client_id=spec.cis2_client_id,
             )
         )
 

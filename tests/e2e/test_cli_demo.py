@@ -47,9 +47,10 @@ async def test_quick_start_instructions_work_under_a_base_path() -> None:
 
 async def follow_quick_start(env: dict[str, str], printed: str, root: str) -> None:
     """Run the printed `cpis token`, then the printed CareTeam and AuditEvent lookups; the
-    probes answer at the server's root."""
+    probes answer at the server's root. Then the user-restricted way, as printed."""
+    await follow_user_restricted_lines(env, printed)
     token_cmd = re.search(
-        r"TOKEN=\$\((.*?) token --client (\S+) --key (\S+) --url (\S+)\)", printed
+        r"APP_TOKEN=\$\((.*?) token --client (\S+) --key (\S+) --url (\S+)\)", printed
     )
     assert token_cmd is not None, printed
     # the printed command works even without the server's CPIS_* settings
@@ -59,10 +60,11 @@ async def follow_quick_start(env: dict[str, str], printed: str, root: str) -> No
         str(Path(env["CPIS_DATA_DIR"]) / "demo" / "demo-ed.pem"), "--url", token_cmd.group(4),
     )  # fmt: skip
     assert code == 0, err
-    lookup_url = re.search(r'"(http://[^"]+/CareTeam\?[^"]+)"', printed)
+    app_line = next(line for line in printed.splitlines() if "$APP_TOKEN" in line)
+    lookup_url = re.search(r'"(http://[^"]+/CareTeam\?[^"]+)"', app_line)
     history_url = re.search(r'"(http://[^"]+/AuditEvent\?[^"]+)"', printed)
     assert lookup_url and history_url
-    headers = dict(re.findall(r'-H "([^:]+): ([^"]+)"', printed))
+    headers = dict(re.findall(r'-H "([^:]+): ([^"]+)"', app_line))
     headers["Authorization"] = f"Bearer {token.strip()}"
     headers["TraceID"] = "demo-test-1"
     async with aiohttp.ClientSession() as http:
@@ -78,7 +80,8 @@ async def follow_quick_start(env: dict[str, str], printed: str, root: str) -> No
             assert resp.status == 200
             history = await resp.json(content_type=None)
         validate_resource(history)
-        assert history["total"] == 1
+        # the user-restricted visit before, and this one
+        assert history["total"] == 2
         event = history["entry"][0]["resource"]
         assert event["resourceType"] == "AuditEvent"
         assert any(a.get("name") == "Demo Nurse" for a in event["agent"])
@@ -86,6 +89,56 @@ async def follow_quick_start(env: dict[str, str], printed: str, root: str) -> No
             assert resp.status == 200
         async with http.get(f"{root}/metrics") as resp:
             assert "cpis_lookups_total" in await resp.text()
+
+
+async def follow_user_restricted_lines(env: dict[str, str], printed: str) -> None:
+    """The demo's user-restricted lines as printed: `cpis demo-id-token` (the demo's stand-in
+    for CIS2), `cpis token --id-token` (token exchange), then a CareTeam lookup and the
+    AuditEvent search with the guide's _include, sending only the guide's three headers:
+    the visit names the demo nurse through her PractitionerRole."""
+    lines = printed.splitlines()
+    id_line = next(line for line in lines if "ID_TOKEN=$(" in line)
+    id_cmd = re.search(r"ID_TOKEN=\$\((.*) demo-id-token --issuer (\S+)\)", id_line)
+    assert id_cmd is not None, id_line
+    bare = {k: v for k, v in env.items() if not k.startswith("CPIS_")}
+    # The printed command carries the data directory it needs (and nothing else).
+    for assignment in re.findall(r"(CPIS_[A-Z_]+)=(\S+)", id_cmd.group(1)):
+        bare[assignment[0]] = assignment[1]
+    code, id_token, err = await _cpis(bare, "demo-id-token", "--issuer", id_cmd.group(2))
+    assert code == 0, err
+    exchange = re.search(
+        r"TOKEN=\$\((.*?) token --client (\S+) --key (\S+) --url (\S+) --id-token", printed
+    )
+    assert exchange is not None, printed
+    bare = {k: v for k, v in env.items() if not k.startswith("CPIS_")}
+    code, token, err = await _cpis(
+        bare, "token", "--client", exchange.group(2), "--key", exchange.group(3),
+        "--url", exchange.group(4), "--id-token", id_token.strip(),
+    )  # fmt: skip
+    assert code == 0, err
+    user_lines = [line for line in lines if "curl" in line and "$TOKEN" in line]
+    assert len(user_lines) == 2, user_lines
+    async with aiohttp.ClientSession() as http:
+        bodies = []
+        for line in user_lines:
+            headers = dict(re.findall(r'-H "([^:]+): ([^"]+)"', line))
+            assert set(headers) == {"Authorization", "TraceID", "IsUnscheduledAccessEvent"}
+            headers["Authorization"] = f"Bearer {token.strip()}"
+            headers["TraceID"] = "demo-test-user-restricted"
+            url = re.search(r'"(http://[^"]+)"', line)
+            assert url is not None, line
+            async with http.get(url.group(1), headers=headers) as resp:
+                assert resp.status == 200, await resp.text()
+                bodies.append(await resp.json(content_type=None))
+    lookup, history = bodies
+    validate_resource(lookup)
+    validate_resource(history)
+    care_team = lookup["entry"][0]["resource"]
+    edt = [t["value"] for t in care_team["telecom"] if t["use"] == "mobile"]
+    assert edt == ["01632 960999"]
+    viewers = [e["resource"] for e in history["entry"] if e["search"]["mode"] == "include"]
+    assert [v["practitioner"]["display"] for v in viewers] == ["Casey Demonurse"]
+    assert viewers[0]["code"][0]["coding"][0]["display"] == "Nurse Access Role"
 
 
 async def test_admin_commands_share_the_running_database(

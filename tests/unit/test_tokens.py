@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -20,8 +21,8 @@ from cpis.adapters.tokens import (
     generate_client_key,
     make_client_assertion,
 )
-from cpis.errors import Unauthenticated
-from cpis.model import Client, Principal, Role
+from cpis.errors import Forbidden, Unauthenticated
+from cpis.model import Client, Principal, Role, Viewer
 
 ISSUER = "https://cpis.example.test"
 TOKEN_URL = f"{ISSUER}/oauth2/token"
@@ -490,3 +491,147 @@ def test_generate_client_key_gives_a_pem_and_a_public_jwks() -> None:
     assert jwk["alg"] == "ES256"
     assert jwk["use"] == "sig"
     assert "d" not in jwk
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["exp", "iat", "nbf"],
+)
+@pytest.mark.parametrize("value", [1e300, 10**30, -(10**30), float("inf")], ids=str)
+async def test_absurd_times_in_an_assertion_are_refused_not_a_crash(
+    authority: JwtTokenAuthority,
+    client_keys: dict[str, tuple[bytes, dict[str, Any]]],
+    name: str,
+    value: float,
+) -> None:
+    """exp, iat or nbf of 1e300, 10**30 or infinity: a 401 reason, never an OverflowError."""
+    pem, _ = client_keys["ES256"]
+    claims = _claims(**{name: value})
+    if value == float("inf"):
+        # JSON has no infinity; 1e999 is what a hostile client writes for it.
+        raw = json.dumps({**claims, name: 0}).replace(f'"{name}": 0', f'"{name}": 1e999')
+        key = ECKey.import_key(serialization.load_pem_private_key(pem, password=None))  # type: ignore[arg-type]
+        assertion = jws.serialize_compact(
+            {"alg": "ES256", "kid": "ES256-1"}, raw, key, algorithms=["ES256"]
+        )
+    else:
+        assertion = _es256(pem, claims)
+    await _refused(authority, assertion, _client(client_keys))
+
+
+def _viewer_client(keys: dict[str, tuple[bytes, dict[str, Any]]]) -> Client:
+    return dataclasses.replace(_client(keys), cis2_client_id="ed-system-1.cis2")
+
+
+async def test_a_user_restricted_token_carries_the_user_role_and_organisation(
+    signing_key: ec.EllipticCurvePrivateKey,
+    client_keys: dict[str, tuple[bytes, dict[str, Any]]],
+    clock: FakeClock,
+) -> None:
+    """Token exchange: the verified person comes back from verify() as the principal's viewer."""
+    seen: list[tuple[str, str]] = []
+    viewer = Viewer(
+        user_id="555000000777",
+        name="Robin Cardholder",
+        org_ods="RX2",
+        role_profile_id="555000000888",
+        role_code="R8001",
+        role_name="Nurse Access Role",
+    )
+
+    async def verify_id_token(id_token: str, client: Client) -> Viewer:
+        seen.append((id_token, client.id))
+        return viewer
+
+    authority = JwtTokenAuthority(
+        signing_key=signing_key,
+        issuer=ISSUER,
+        ttl_seconds=600,
+        use_jti=FakeJtiStore(),
+        clock=clock,
+        verify_id_token=verify_id_token,
+    )
+    client = _viewer_client(client_keys)
+    token = await authority.exchange_id_token(
+        _assertion(client_keys), id_token="an.id.token", client=client, token_url=TOKEN_URL
+    )
+    assert seen == [("an.id.token", "ed-system-1")]
+    principal = authority.verify(token)
+    assert principal.viewer == viewer
+    assert principal.ods_codes == ("RX1", "RX2")
+
+    plain = await authority.exchange(_assertion(client_keys), client=client, token_url=TOKEN_URL)
+    assert authority.verify(plain).viewer is None
+
+
+async def test_only_health_clients_with_a_cis2_client_id_exchange_id_tokens(
+    signing_key: ec.EllipticCurvePrivateKey,
+    client_keys: dict[str, tuple[bytes, dict[str, Any]]],
+    clock: FakeClock,
+) -> None:
+    """No CIS2 client id, an LA client, or no trusted issuer: Forbidden, and the ID token is
+    never looked at."""
+
+    async def verify_id_token(id_token: str, client: Client) -> Viewer:
+        raise AssertionError("must not be asked")
+
+    for verifier, client in (
+        (verify_id_token, _client(client_keys)),
+        (verify_id_token, dataclasses.replace(_viewer_client(client_keys), role=Role.LA)),
+        (None, _viewer_client(client_keys)),
+    ):
+        authority = JwtTokenAuthority(
+            signing_key=signing_key,
+            issuer=ISSUER,
+            ttl_seconds=600,
+            use_jti=FakeJtiStore(),
+            clock=clock,
+            verify_id_token=verifier,
+        )
+        with pytest.raises(Forbidden):
+            await authority.exchange_id_token(
+                _assertion(client_keys), id_token="x.y.z", client=client, token_url=TOKEN_URL
+            )
+
+
+@pytest.mark.parametrize(
+    "user",
+    [
+        "a string",
+        {"user_id": "1", "name": "N"},
+        {"user_id": "1", "name": "N", "org_ods": "ELSEWHERE"},
+        {"user_id": "1", "name": "N", "org_ods": "RX1", "admin": "yes"},
+        {"user_id": 1, "name": "N", "org_ods": "RX1"},
+    ],
+    ids=["not-object", "no-org", "org-not-the-clients", "unknown-field", "not-string"],
+)
+def test_a_malformed_user_claim_is_an_invalid_token(
+    signing_key: ec.EllipticCurvePrivateKey, clock: FakeClock, user: object
+) -> None:
+    """Even correctly signed, a user claim of the wrong shape, or naming an organisation the
+    token's client is not registered for, never becomes a half-known user."""
+    authority = JwtTokenAuthority(
+        signing_key=signing_key, issuer=ISSUER, ttl_seconds=600, use_jti=FakeJtiStore(), clock=clock
+    )
+    now = int(START.timestamp())
+    claims = {
+        "iss": ISSUER,
+        "sub": "ed-system-1",
+        "aud": ISSUER,
+        "iat": now,
+        "exp": now + 600,
+        "jti": "j",
+        "role": "health",
+        "ods": ["RX1"],
+        "silent": False,
+        "user": user,
+    }
+    key = ECKey.import_key(signing_key)
+    token = jws.serialize_compact(
+        {"alg": "ES256", "kid": authority.signing_kid},
+        json.dumps(claims),
+        key,
+        algorithms=["ES256"],
+    )
+    with pytest.raises(Unauthenticated, match="access token invalid"):
+        authority.verify(token)
