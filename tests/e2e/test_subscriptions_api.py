@@ -272,6 +272,16 @@ async def test_status_reports_the_subscription_as_the_ig_says(e2e: E2E) -> None:
     assert unknown.status == 404
 
 
+def notification_id(e2e: E2E, event: dict[str, Any]) -> str:
+    """The notification id (the de-duplication key) a notification-event carries."""
+    (value,) = [
+        x["valueId"]
+        for x in event.get("extension", [])
+        if x["url"] == f"{e2e.fhir_base}/StructureDefinition/notification-id"
+    ]
+    return str(value)
+
+
 async def lookups(e2e: E2E, users: list[str]) -> list[dict[str, Any]]:
     """One unscheduled CareTeam lookup of CHILD per user; the outbox rows for Northshire."""
     for user in users:
@@ -287,9 +297,10 @@ async def lookups(e2e: E2E, users: list[str]) -> list[dict[str, Any]]:
 
 async def test_events_replays_stored_deliveries_from_the_log(e2e: E2E) -> None:
     """$events returns the numbered deliveries of this subscription as a query-event history
-    Bundle: each event's number, time, focus on an AuditEvent the LA can read, and MNS-style
-    context with the notification id, NHS number and the LA's plan id; the range and
-    content parameters are honoured, and bad ones are 400."""
+    Bundle: each notification-event has its number, time, its notification id (our
+    extension), a focus on an AuditEvent the LA can read, and as additional-context parts the
+    child's NHS number and the LA's plan id; the range and content parameters are honoured,
+    and bad ones are 400."""
     start = (e2e.runtime.clock.today() - timedelta(days=30)).isoformat()
     await e2e.put_plan(
         LA_NORTH_CLIENT, "N-CPP-9", nhs_number=CHILD, plan_type="CPP", start_date=start
@@ -309,31 +320,30 @@ async def test_events_replays_stored_deliveries_from_the_log(e2e: E2E) -> None:
     reply = await call(e2e, "GET", f"Subscription/{sub['id']}/$events")
     assert reply.status == 200, reply.text
     bundle = reply.fhir()
+    validate_resource(bundle)
     assert bundle["type"] == "history"
     params = bundle["entry"][0]["resource"]["parameter"]
     assert {p["name"]: p.get("valueCode") for p in params}["type"] == "query-event"
+    assert "additional-context" not in {p["name"] for p in params}
     events = [p for p in params if p["name"] == "notification-event"]
-    contexts = [
-        {part["name"]: part for part in p["part"]}
-        for p in params
-        if p["name"] == "additional-context"
-    ]
     assert [e["part"][0]["valueString"] for e in events] == ["1", "2", "3"]
-    assert [c["notification-id"]["valueString"] for c in contexts] == [
-        str(r["notification_id"]) for r in outbox
-    ]
-    for ctx in contexts:
-        assert ctx["subject"]["valueReference"]["identifier"] == {
-            "system": NHS_SYSTEM,
-            "value": CHILD,
-        }
-        assert ctx["plan-id"]["valueIdentifier"]["value"] == "N-CPP-9"
-        assert ctx["setting"]["valueReference"]["identifier"]["value"] == "XED01"
+    assert [notification_id(e2e, e) for e in events] == [str(r["notification_id"]) for r in outbox]
+    for event in events:
+        context = [p["valueReference"] for p in event["part"] if p["name"] == "additional-context"]
+        assert context == [
+            {"type": "Patient", "identifier": {"system": NHS_SYSTEM, "value": CHILD}},
+            {
+                "type": "CareTeam",
+                "identifier": {"system": f"{e2e.fhir_base}/la/XLA01/plan-id", "value": "N-CPP-9"},
+            },
+        ]
     focus = {part["name"]: part for part in events[0]["part"]}["focus"]["valueReference"]
     assert focus["reference"] == f"{e2e.fhir_base}/AuditEvent/{outbox[0]['access_event_id']}"
     audit = await e2e.request("GET", focus["reference"], headers=await e2e.auth(LA_NORTH_CLIENT))
     assert audit.status == 200, audit.text
+    # What id-only leaves out of the notification the LA reads here: setting and user.
     assert audit.fhir()["resourceType"] == "AuditEvent"
+    assert "XED01" in audit.text and "User 555000000011" in audit.text
 
     ranged = await call(
         e2e,
@@ -348,17 +358,19 @@ async def test_events_replays_stored_deliveries_from_the_log(e2e: E2E) -> None:
     (only,) = [p for p in ps if p["name"] == "notification-event"]
     assert only["part"][0]["valueString"] == "2"
     assert one["id"] == str(outbox[1]["notification_id"])
+    assert notification_id(e2e, only) == str(outbox[1]["notification_id"])
+    assert {p["name"] for p in only["part"]} == {"event-number", "timestamp"}
+    assert "topic" not in {p["name"] for p in ps}
     assert CHILD not in ranged.text
 
     full = await call(
         e2e, "GET", f"Subscription/{sub['id']}/$events", params={"content": "full-resource"}
     )
-    assert [e["resource"]["resourceType"] for e in full.fhir()["entry"]] == [
-        "Parameters",
-        "AuditEvent",
-        "AuditEvent",
-        "AuditEvent",
-    ]
+    full_bundle = full.fhir()
+    validate_resource(full_bundle)
+    types = [e["resource"]["resourceType"] for e in full_bundle["entry"]]
+    assert types[0] == "Parameters"
+    assert sorted(types[1:]) == ["AuditEvent"] * 3 + ["CareTeam"] * 3 + ["Patient"] * 3
 
     for bad in (
         {"eventsSinceNumber": "0"},
