@@ -358,8 +358,22 @@ def capability_resource(base: str) -> Resource:
             }
         ],
         "operation": [
-            {"name": "status", "definition": STATUS_OPERATION},
-            {"name": "events", "definition": EVENTS_OPERATION},
+            {
+                "name": "status",
+                "definition": STATUS_OPERATION,
+                "documentation": (
+                    "GET or POST, on one subscription (Subscription/{id}/$status) or on all of "
+                    "the caller's LA's (Subscription/$status, optionally by id and status, "
+                    "each repeatable, values joined by OR)."
+                ),
+            },
+            {
+                "name": "events",
+                "definition": EVENTS_OPERATION,
+                "documentation": (
+                    "GET or POST on Subscription/{id}/$events; at most 100 events an answer."
+                ),
+            },
         ],
     }
 

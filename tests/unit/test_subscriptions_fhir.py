@@ -146,7 +146,8 @@ def test_subscription_resource_without_heartbeat_or_headers_omits_them() -> None
 
 def test_capability_statement_advertises_the_topic_as_the_ig_says() -> None:
     """/metadata lists Subscription with the topic canonical extension on its rest.resource,
-    the backport profile, the LA-facing interactions and $status / $events."""
+    the backport profile, the LA-facing interactions and $status / $events, saying that
+    $status also works on the type."""
     cs = r.capability_statement(BASE, software_version="0.1.0", now="2024-06-01T00:00:00Z")
     validate_resource(cs)
     (rest,) = cs["rest"]
@@ -164,6 +165,8 @@ def test_capability_statement_advertises_the_topic_as_the_ig_says() -> None:
         "status": fs.STATUS_OPERATION,
         "events": fs.EVENTS_OPERATION,
     }
+    (status_op,) = [o for o in sub["operation"] if o["name"] == "status"]
+    assert "Subscription/$status" in status_op["documentation"]
 
 
 # --- notification bundles ----------------------------------------------------------------
