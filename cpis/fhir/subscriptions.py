@@ -128,6 +128,7 @@ HEARTBEAT_EXT = f"{BACKPORT}/StructureDefinition/backport-heartbeat-period"
 TIMEOUT_EXT = f"{BACKPORT}/StructureDefinition/backport-timeout"
 MAX_COUNT_EXT = f"{BACKPORT}/StructureDefinition/backport-max-count"
 FILTER_EXT = f"{BACKPORT}/StructureDefinition/backport-filter-criteria"
+CHANNEL_TYPE_EXT = f"{BACKPORT}/StructureDefinition/backport-channel-type"
 TOPIC_CANONICAL_EXT = (
     f"{BACKPORT}/StructureDefinition/capabilitystatement-subscriptiontopic-canonical"
 )

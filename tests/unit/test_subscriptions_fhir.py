@@ -688,6 +688,14 @@ def test_defaults(changes: dict[str, Any], expected: str | None) -> None:
         assert req.timeout_seconds == fs.DEFAULT_TIMEOUT_SECONDS
 
 
+def test_an_r4_fhir_version_parameter_is_accepted() -> None:
+    """The IG: a server SHALL look for the payload MIME type's fhirVersion parameter; R4's
+    (4.0) is what notifications are sent in, so it is accepted (others are refused)."""
+    assert parse(body(channel__payload="application/fhir+json; fhirVersion=4.0")).payload == (
+        "full-resource"
+    )
+
+
 def test_local_http_endpoint_is_allowed_for_testing() -> None:
     """http is accepted only to this machine, so an LA developer can try it locally."""
     assert parse(body(channel__endpoint="http://127.0.0.1:9000/hook")).endpoint.startswith("http:")
@@ -774,6 +782,27 @@ BAD_BODIES: list[tuple[str, Any, int, str | None]] = [
         ),
         422,
         "Subscription.channel.payload",
+    ),
+    (
+        "payload-fhir-version-r5",
+        body(channel__payload="application/fhir+json; fhirVersion=5.0"),
+        422,
+        "Subscription.channel.payload",
+    ),
+    (
+        "custom-channel-type",
+        body(
+            channel___type={
+                "extension": [
+                    {
+                        "url": fs.CHANNEL_TYPE_EXT,
+                        "valueCoding": {"system": "http://example.org/ch", "code": "zulip"},
+                    }
+                ]
+            }
+        ),
+        422,
+        "Subscription.channel.type",
     ),
     (
         "header-no-colon",
