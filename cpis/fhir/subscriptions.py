@@ -356,7 +356,13 @@ def capability_resource(base: str) -> Resource:
                 "definition": "http://hl7.org/fhir/SearchParameter/Subscription-status",
                 "type": "token",
                 "documentation": "requested | active | error | off; at most once",
-            }
+            },
+            {
+                "name": "url",
+                "definition": "http://hl7.org/fhir/SearchParameter/Subscription-url",
+                "type": "uri",
+                "documentation": "the channel endpoint, exactly; at most once",
+            },
         ],
         "operation": [
             {

@@ -53,7 +53,7 @@ from cpis.web.state import SERVICES
 # One $events answer carries at most this many events; a client pages on with
 # eventsSinceNumber. Keeps a replay of a busy subscription to a bounded body.
 MAX_EVENTS_PER_CALL = 100
-_SEARCH_PARAMS = {"status", "_format"}
+_SEARCH_PARAMS = {"status", "url", "_format"}
 _STATUS_PARAMS = {"id", "status"}
 _EVENTS_PARAMS = {"eventsSinceNumber", "eventsUntilNumber", "content"}
 # FHIR's id datatype.
@@ -242,7 +242,8 @@ async def read(request: web.Request) -> web.Response:
 
 
 async def search(request: web.Request) -> web.Response:
-    """The caller's own LA's subscriptions, optionally by ``status``."""
+    """The caller's own LA's subscriptions, optionally by ``status`` and ``url`` (the
+    channel endpoint, exactly: the two the IG's R4 server CapabilityStatement names)."""
     check_acceptable(request)
     principal = authenticate(request, Role.LA)
     la = acting_org(request, principal)
@@ -256,6 +257,9 @@ async def search(request: web.Request) -> web.Response:
                 "status must be requested, active, error or off", expression="status"
             )
     subs = await request.app[SUBSCRIPTION_STORE].search(la, status=status)
+    endpoint = _single(request, "url")
+    if endpoint is not None:
+        subs = [s for s in subs if s.endpoint == endpoint]
     base = _base(request)
     query = request.rel_url.raw_query_string
     self_url = f"{base}/Subscription" + (f"?{query}" if query else "")

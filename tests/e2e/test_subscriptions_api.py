@@ -115,9 +115,9 @@ async def test_create_stores_a_requested_subscription_for_the_handshake(e2e: E2E
 
 async def test_la_reads_searches_updates_and_deletes_its_subscription(e2e: E2E) -> None:
     """A paused subscription (which the dispatcher leaves alone, so its version is ours):
-    read and search return it as valid R4; PUT with a stale If-Match is 412 and changes
-    nothing, with the current one replaces it; DELETE is 204 and then it is 404 and gone
-    from search."""
+    read and search (by status and by url) return it as valid R4; PUT with a stale If-Match
+    is 412 and changes nothing, with the current one replaces it; DELETE is 204 and then it
+    is 404 and gone from search."""
     created = await create(e2e, status="off")
     sub_id = created["id"]
 
@@ -136,6 +136,12 @@ async def test_la_reads_searches_updates_and_deletes_its_subscription(e2e: E2E) 
     assert by_status["total"] == 0
     bad_search = await call(e2e, "GET", "Subscription", params={"status": "on"})
     assert bad_search.status == 400
+    # url (the IG's R4 server CapabilityStatement): the channel endpoint, exactly.
+    endpoint = created["channel"]["endpoint"]
+    by_url = (await call(e2e, "GET", "Subscription", params={"url": endpoint})).fhir()
+    assert [e["resource"]["id"] for e in by_url["entry"]] == [sub_id]
+    other_url = {"url": "https://cms.example.gov.uk/elsewhere"}
+    assert (await call(e2e, "GET", "Subscription", params=other_url)).fhir()["total"] == 0
 
     new_body = {**subscription_body(e2e, status="off"), "id": sub_id}
     new_body["channel"]["_payload"]["extension"][0]["valueCode"] = "full-resource"

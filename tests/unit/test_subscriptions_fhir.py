@@ -165,6 +165,8 @@ def test_capability_statement_advertises_the_topic_as_the_ig_says() -> None:
         "status": fs.STATUS_OPERATION,
         "events": fs.EVENTS_OPERATION,
     }
+    # The IG's R4 server CapabilityStatement: search by url and status (SHOULD).
+    assert {p["name"] for p in sub["searchParam"]} == {"status", "url"}
     (status_op,) = [o for o in sub["operation"] if o["name"] == "status"]
     assert "Subscription/$status" in status_op["documentation"]
 
