@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from cpis.errors import Forbidden, InvalidRequest
 from cpis.fhir.resources import ODS_SYSTEM
 from cpis.fhir.subscriptions import (
+    CHANNEL_TYPE_EXT,
     DEFAULT_PAYLOAD,
     DEFAULT_TIMEOUT_SECONDS,
     FHIR_JSON,
@@ -51,6 +52,8 @@ RESERVED_HEADERS = frozenset(
     }
 )
 _LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# The fhirVersion MIME parameter's values for FHIR R4 (it names major.minor).
+_FHIR_R4 = frozenset({"4.0", "4.0.1"})
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
 _ODS = re.compile(r"^[A-Za-z0-9]{3,10}$")
 # Pydantic reports a body's own keys back in its error locations; only keys
@@ -201,8 +204,19 @@ def _check_payload(channel: Mapping[str, Any]) -> Payload:
         if ext is not None and ext.get("valueCode") != "empty":
             raise InvalidRequest("channel.payload is required for that content", expression=where)
         return "empty"
-    if not isinstance(mime, str) or mime.split(";")[0].strip().lower() != FHIR_JSON:
+    if not isinstance(mime, str):
         raise InvalidRequest(f"channel.payload must be {FHIR_JSON}", expression=where)
+    media, *params = (p.strip() for p in mime.split(";"))
+    if media.lower() != FHIR_JSON:
+        raise InvalidRequest(f"channel.payload must be {FHIR_JSON}", expression=where)
+    # The IG (components, "Subscriptions and FHIR Versions"): a server SHALL look for
+    # the fhirVersion MIME parameter and SHALL not accept a version it cannot send.
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "fhirversion" and value.strip().strip('"') not in _FHIR_R4:
+            raise InvalidRequest(
+                "notifications are sent in FHIR R4 only (fhirVersion=4.0)", expression=where
+            )
     if ext is None:
         return DEFAULT_PAYLOAD
     code = ext.get("valueCode")
@@ -269,6 +283,13 @@ def parse_subscription(body: Any, *, base: str, la_ods: str, now: datetime) -> S
     if channel.get("type") != "rest-hook":
         raise InvalidRequest(
             "channel.type must be rest-hook", expression="Subscription.channel.type"
+        )
+    # The IG's conformance page: a server "SHALL reject the subscription request if a
+    # client requests an unsupported channel via this element" (backport-channel-type).
+    if _extension(channel.get("_type"), CHANNEL_TYPE_EXT) is not None:
+        raise InvalidRequest(
+            "no channel types other than rest-hook are supported",
+            expression="Subscription.channel.type",
         )
     endpoint = _check_endpoint(channel.get("endpoint"))
     headers = _check_headers(channel.get("header"))

@@ -5,6 +5,22 @@ endpoint (the checks an incoming ``Subscription`` must pass are in
 :mod:`cpis.fhir.subscription_request`). No I/O: the routes
 (``cpis.web.subscriptions``), the store and the dispatcher call these.
 
+**What everything here conforms to**: HL7 FHIR *Subscriptions R5 Backport*
+IG version 1.1.0 (STU 1.1, http://hl7.org/fhir/uv/subscriptions-backport/STU1.1/),
+in its FHIR R4 form:
+
+- a Subscription: profile ``…/StructureDefinition/backport-subscription``;
+- a notification (handshake, heartbeat, event, ``$events`` answer): a
+  ``history`` Bundle profiled ``…/backport-subscription-notification-r4``
+  whose first entry is a ``Parameters`` profiled ``…/backport-subscription-status-r4``;
+- ``$status`` and ``$events``: the IG's OperationDefinitions
+  ``…/OperationDefinition/backport-subscription-status`` and ``…-events``.
+
+It is **not** NHS England's Multicast Notification Service (MNS) envelope:
+MNS delivers to its own queues, not to rest-hooks, and a bundle built here is
+not valid against MNS's schema. MNS lent only the ``<name>-<version>`` shape of
+our event-type codes.
+
 Decisions, and why:
 
 - **One topic**, canonical ``{base}/SubscriptionTopic/cpis-attendance`` with
@@ -18,40 +34,68 @@ Decisions, and why:
   can never subscribe to another's children. The stored and rendered
   subscription always carries the filter for the caller's own LA, so what the
   LA reads back says exactly what it will receive.
-- **The notification envelope mirrors NHS England's Multicast Notification
-  Service** (``NHSDigital/multicast-notification-service``, e.g. event
-  ``patientflags-change-1``): a ``history`` Bundle whose first entry is a
-  ``Parameters`` profiled ``backport-subscription-status-r4`` (fullUrl
-  ``urn:uuid:``, ``request`` GET, ``response`` 200), a ``notification-event``
-  with ``event-number``, ``timestamp`` and ``focus``, then MNS's
-  ``additional-context`` parameter with ``event-type``, ``source`` and
-  ``subject``. Where the IG asks for more than MNS sends we follow the IG:
-  ``topic`` and ``events-since-subscription-start`` are present and
-  ``event-number`` counts per subscription (MNS fixes it at "1").
-- **The de-duplication key** is the outbox ``notification_id``: it is the
-  Bundle ``id`` of every single-event notification (where MNS puts its event
-  id) and, always, the ``notification-id`` part of that event's
-  ``additional-context`` (so ``$events`` replays carrying several events still
-  say which is which). A re-delivery repeats the same id; a new event never
-  does.
-- **Contents per SPEC §3**, never clinical: for ``id-only`` and
-  ``full-resource`` the ``additional-context`` carries the subject NHS number,
-  this LA's plan ids, the setting (ODS code, name, type) and the user (name,
-  role); the focus is the ``AuditEvent`` the LA can read. ``full-resource``
-  adds that AuditEvent as a further entry (as MNS adds its "hydrated signal").
-  ``empty`` carries only numbers, times and the notification id: nothing
-  about the child.
+- **``topic`` follows the content level** (status-r4 profile, ``topic``:
+  "SHOULD NOT be present when using empty payloads, MAY be present when using
+  id-only payloads, and SHOULD be present when using full-resource payloads"):
+  it is left out of every status Parameters of an ``empty`` subscription
+  (handshake, heartbeat, events, ``$status``) and sent for the other two. Its
+  comment is on the element, not on a notification type, so one rule for all.
+- **``error``** (status-r4 profile, 0..*, CodeableConcept): every status
+  Parameters of a subscription whose status is ``error`` carries one, coded
+  from ``http://terminology.hl7.org/CodeSystem/subscription-error`` (the code
+  system of the IG's own error example) where the recorded reason maps to a
+  code, and always with the reason as ``text`` (the code system's advice for
+  ``error-response``: "convey the actual HTTP error … in text").
+- **``additional-context`` is where the IG puts it**: a part of each
+  ``notification-event``, one ``valueReference`` per resource relevant to the
+  event, never a top-level parameter. What it references:
+
+  ====================  =========================  ==============================
+  event                 ``focus``                  ``additional-context``
+  ====================  =========================  ==============================
+  attendance            the ``AuditEvent``         the child (``Patient``), each of
+                                                   this LA's plans (``CareTeam``)
+  nhs-number-inactive   the old number's           the new number's ``Patient``
+                        ``Patient``                (when superseded), each plan
+  ====================  =========================  ==============================
+
+  ``id-only`` sends references only ("only ids of additional resources may
+  be provided"): the focus by URL, the others by business identifier (NHS
+  number, the LA's plan id), which the profile allows ("MAY refer to non-FHIR
+  objects": CP-IS serves no Patient, and a plan is the LA's own record).
+  ``full-resource`` adds an entry for each referenced resource ("full
+  resources should be provided") and points the reference at it: the
+  AuditEvent as served, and for the rest the little CP-IS knows (identifier,
+  subject, for a replaced number ``active: false`` and ``link`` replaced-by),
+  at ``urn:uuid:`` addresses derived from the notification id, so a
+  re-delivery is the same document. ``empty`` carries neither ("SHALL NOT be
+  present") nor any further entry.
+- **What did not fit the IG's parts** (SPEC §3 contents): the setting (ODS
+  code, name, type) and the user (name, role) are in the focus AuditEvent,
+  which ``full-resource`` includes and an ``id-only`` LA reads with its token
+  (that is what ``id-only`` means). The event type and the notification id
+  are two extensions of ours on the ``notification-event`` parameter (the
+  profile's slicing is open, but an extension is FHIR's declared way to add
+  to an element and maps onto ``SubscriptionStatus.notificationEvent`` in
+  R4B/R5, where a part of our own would not):
+  ``{base}/StructureDefinition/notification-id`` (``valueId``) and
+  ``{base}/StructureDefinition/notification-event-type`` (``valueCoding`` from
+  ``{base}/CodeSystem/notification-event-type``). They say nothing about the
+  child, so ``empty`` carries them too. The ``source`` part of old is gone: the
+  ``subscription`` reference already names this server.
+- **The de-duplication key** is the outbox ``notification_id``: the
+  ``notification-id`` extension of its ``notification-event`` on every content
+  level (so ``$events`` replays carrying several events still say which is
+  which) and the Bundle ``id`` of every single-event notification. A
+  re-delivery repeats the same id; a new event never does.
 - **NHS number changes ride the same topic** (issue 4): when the person index
   says a number an LA holds plans for was superseded or retired, the event
-  has ``event-type`` ``cpis-nhs-number-inactive-1`` (shaped like MNS's
-  ``nhs-number-change-2``: ``subject`` the old number, ``focus`` the Patient
-  it identified), plus ``nhs-number-status`` and, when known, ``replaced-by``
-  (the new number) in ``additional-context``, since an LA cannot be assumed
-  to read PDS to learn it. ``full-resource`` adds that Patient, inactive,
-  with a ``replaced-by`` link: FHIR's own way of saying a record was merged.
-  A second topic would have needed every LA to subscribe again before it
-  heard of a change to one of its children; ``docs/notifications.md`` says
-  why in full.
+  type is ``cpis-nhs-number-inactive-1``; the focus is the Patient the old
+  number identified and, when superseded, ``additional-context`` names the
+  replacement (an LA cannot be assumed to read PDS to learn it); no
+  replacement means the number was retired. A second topic would have needed
+  every LA to subscribe again before it heard of a change to one of its
+  children; ``docs/notifications.md`` says why in full.
 """
 
 from __future__ import annotations
@@ -61,20 +105,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
+from urllib.parse import quote
 
 from cpis.fhir.resources import (
     NHS_NUMBER_SYSTEM,
-    ODS_SYSTEM,
-    SETTING_TYPE_DISPLAY,
     Resource,
     audit_event,
     instant,
     plan_identifier_system,
-    setting_type_system,
 )
 from cpis.model import AccessEvent
 
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport"
+# The IG version everything here is built to, and where it is published.
+BACKPORT_VERSION = "1.1.0"
+BACKPORT_PUBLISHED = f"{BACKPORT}/STU1.1"
 SUBSCRIPTION_PROFILE = f"{BACKPORT}/StructureDefinition/backport-subscription"
 STATUS_PROFILE = f"{BACKPORT}/StructureDefinition/backport-subscription-status-r4"
 NOTIFICATION_PROFILE = f"{BACKPORT}/StructureDefinition/backport-subscription-notification-r4"
@@ -83,17 +128,29 @@ HEARTBEAT_EXT = f"{BACKPORT}/StructureDefinition/backport-heartbeat-period"
 TIMEOUT_EXT = f"{BACKPORT}/StructureDefinition/backport-timeout"
 MAX_COUNT_EXT = f"{BACKPORT}/StructureDefinition/backport-max-count"
 FILTER_EXT = f"{BACKPORT}/StructureDefinition/backport-filter-criteria"
+CHANNEL_TYPE_EXT = f"{BACKPORT}/StructureDefinition/backport-channel-type"
 TOPIC_CANONICAL_EXT = (
     f"{BACKPORT}/StructureDefinition/capabilitystatement-subscriptiontopic-canonical"
 )
 STATUS_OPERATION = f"{BACKPORT}/OperationDefinition/backport-subscription-status"
 EVENTS_OPERATION = f"{BACKPORT}/OperationDefinition/backport-subscription-events"
+# The code system of the IG's own error example (r4-notification-error).
+SUBSCRIPTION_ERROR_SYSTEM = "http://terminology.hl7.org/CodeSystem/subscription-error"
+SUBSCRIPTION_ERROR_DISPLAY = {
+    "dns-resolution-error": "DNS resolution error",
+    "no-response": "No response",
+    "error-response": "Error response",
+}
 
 TOPIC_ID = "cpis-attendance"
-# MNS names its event types "<name>-<version>"; this is ours.
+# Event types are named "<name>-<version>" (the one thing borrowed from MNS).
 EVENT_TYPE = "cpis-attendance-1"
 # The person index no longer uses an NHS number the LA holds plans for.
 NHS_NUMBER_INACTIVE_EVENT_TYPE = "cpis-nhs-number-inactive-1"
+EVENT_TYPE_DISPLAY = {
+    EVENT_TYPE: "Unscheduled-care attendance",
+    NHS_NUMBER_INACTIVE_EVENT_TYPE: "NHS number no longer in use",
+}
 FHIR_JSON = "application/fhir+json"
 # The filter parameter the topic defines: the owning LA's ODS code.
 FILTER_PARAMETER = "local-authority"
@@ -126,6 +183,21 @@ def topic_url(base: str) -> str:
 def filter_criteria(la_ods: str) -> str:
     """The filter string rendered on every stored subscription (its LA, always)."""
     return f"AuditEvent?{FILTER_PARAMETER}={la_ods}"
+
+
+def notification_id_extension(base: str) -> str:
+    """Our extension on ``notification-event``: the outbox notification id (de-duplication)."""
+    return f"{base}/StructureDefinition/notification-id"
+
+
+def event_type_extension(base: str) -> str:
+    """Our extension on ``notification-event``: what kind of event it is."""
+    return f"{base}/StructureDefinition/notification-event-type"
+
+
+def event_type_system(base: str) -> str:
+    """Where the event-type codes (``cpis-attendance-1``, ...) are defined."""
+    return f"{base}/CodeSystem/notification-event-type"
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +243,8 @@ class NotificationEvent:
 
     ``access_event`` is None when retention has already removed the access
     event (the delivery log outlives it); such an event is rendered with its
-    number, time and notification id only. ``nhs_number_change`` is set, and
-    ``access_event`` None, for an outbox row of kind ``nhs-number-inactive``.
+    number, time, type and notification id only. ``nhs_number_change`` is set,
+    and ``access_event`` None, for an outbox row of kind ``nhs-number-inactive``.
     """
 
     number: int
@@ -220,6 +292,9 @@ def subscription_resource(sub: Subscription, base: str) -> Resource:
         "extension": channel_ext,
         "type": "rest-hook",
         "endpoint": sub.endpoint,
+        # Always present with its content extension, ``empty`` included: the
+        # profile wants the content level said, and R4's "omit for no payload"
+        # would leave it unsaid.
         "payload": FHIR_JSON,
         "_payload": {"extension": [{"url": PAYLOAD_CONTENT_EXT, "valueCode": sub.payload}]},
     }
@@ -255,11 +330,12 @@ def capability_resource(base: str) -> Resource:
         "type": "Subscription",
         "supportedProfile": [SUBSCRIPTION_PROFILE],
         "documentation": (
-            "Topic-based subscriptions (Subscriptions R5 Backport IG, R4) for local "
-            "authority clients only, always scoped to the caller's own ODS code. "
-            "Channel rest-hook; payload application/fhir+json with content empty, "
-            "id-only or full-resource. Every notification body is signed (detached JWS "
-            "in the X-JWS-Signature header) with a key published at /.well-known/jwks.json."
+            f"Topic-based subscriptions (Subscriptions R5 Backport IG {BACKPORT_VERSION}, "
+            "R4 form) for local authority clients only, always scoped to the caller's own "
+            "ODS code. Channel rest-hook; payload application/fhir+json with content empty, "
+            "id-only or full-resource. Notifications are backport-subscription-notification-r4 "
+            "Bundles. Every notification body is signed (detached JWS in the X-JWS-Signature "
+            "header) with a key published at /.well-known/jwks.json."
         ),
         "interaction": [
             {"code": "read"},
@@ -272,38 +348,90 @@ def capability_resource(base: str) -> Resource:
         "readHistory": False,
         "updateCreate": False,
         "conditionalCreate": False,
-        "conditionalUpdate": False,
         "conditionalDelete": "not-supported",
+        "conditionalUpdate": False,
         "searchParam": [
             {
                 "name": "status",
                 "definition": "http://hl7.org/fhir/SearchParameter/Subscription-status",
                 "type": "token",
                 "documentation": "requested | active | error | off; at most once",
-            }
+            },
+            {
+                "name": "url",
+                "definition": "http://hl7.org/fhir/SearchParameter/Subscription-url",
+                "type": "uri",
+                "documentation": "the channel endpoint, exactly; at most once",
+            },
         ],
         "operation": [
-            {"name": "status", "definition": STATUS_OPERATION},
-            {"name": "events", "definition": EVENTS_OPERATION},
+            {
+                "name": "status",
+                "definition": STATUS_OPERATION,
+                "documentation": (
+                    "GET or POST, on one subscription (Subscription/{id}/$status) or on all of "
+                    "the caller's LA's (Subscription/$status, optionally by id and status, "
+                    "each repeatable, values joined by OR)."
+                ),
+            },
+            {
+                "name": "events",
+                "definition": EVENTS_OPERATION,
+                "documentation": (
+                    "GET or POST on Subscription/{id}/$events; at most 100 events an answer."
+                ),
+            },
         ],
     }
 
 
-# --- notifications -----------------------------------------------------------------------
+# --- status parameters -------------------------------------------------------------------
 
 
-def _status_parameters(
-    kind: str, sub: Subscription, base: str, *, events_since: int | None = None
-) -> list[Resource]:
-    count = sub.events_since_start if events_since is None else events_since
-    return [
-        {"name": "subscription", "valueReference": {"reference": f"{base}/Subscription/{sub.id}"}},
-        {"name": "topic", "valueCanonical": sub.topic},
+def error_concept(reason: str | None) -> Resource:
+    """The ``error`` parameter's value for a subscription in error, from its recorded reason.
+
+    The reasons are the ones :mod:`cpis.adapters.webhook` records when a
+    handshake fails; each that a ``subscription-error`` code fits gets that
+    code, and every one travels as ``text`` (they name the kind of failure or
+    the HTTP status, never a body or a secret).
+    """
+    text = reason or "the subscription is in error"
+    code: str | None = None
+    if text.startswith("endpoint timed out"):
+        code = "no-response"
+    elif text.startswith("endpoint answered "):
+        code = "error-response"
+    elif text.startswith("endpoint unreachable"):
+        code = "dns-resolution-error" if "DNSError" in text else "no-response"
+    concept: Resource = {}
+    if code is not None:
+        concept["coding"] = [
+            {
+                "system": SUBSCRIPTION_ERROR_SYSTEM,
+                "code": code,
+                "display": SUBSCRIPTION_ERROR_DISPLAY[code],
+            }
+        ]
+    concept["text"] = text
+    return concept
+
+
+def _status_parameters(kind: str, sub: Subscription, base: str, content: Payload) -> list[Resource]:
+    params: list[Resource] = [
+        {"name": "subscription", "valueReference": {"reference": f"{base}/Subscription/{sub.id}"}}
+    ]
+    if content != "empty":
+        params.append({"name": "topic", "valueCanonical": sub.topic})
+    params += [
         {"name": "status", "valueCode": sub.status},
         {"name": "type", "valueCode": kind},
         # integer64 in R5; the R4 backport carries it as a string.
-        {"name": "events-since-subscription-start", "valueString": str(count)},
+        {"name": "events-since-subscription-start", "valueString": str(sub.events_since_start)},
     ]
+    if sub.status == "error":
+        params.append({"name": "error", "valueCodeableConcept": error_concept(sub.error)})
+    return params
 
 
 def _status_resource(parameters: list[Resource]) -> Resource:
@@ -315,149 +443,128 @@ def _status_resource(parameters: list[Resource]) -> Resource:
     }
 
 
-def _context_head(ev: NotificationEvent, base: str, event_type: str) -> list[Resource]:
-    """The ``additional-context`` parts every content level carries: nothing about the child."""
-    return [
-        {"name": "event-type", "valueString": event_type},
-        {"name": "source", "valueUri": base},
-        {"name": "event-number", "valueString": str(ev.number)},
-        {"name": "notification-id", "valueString": str(ev.notification_id)},
-    ]
+# --- events ------------------------------------------------------------------------------
 
 
-def _nhs_number_part(name: str, nhs_number: str) -> Resource:
-    return {
-        "name": name,
-        "valueReference": {"identifier": {"system": NHS_NUMBER_SYSTEM, "value": nhs_number}},
-    }
+def _nhs_identifier(nhs_number: str) -> Resource:
+    return {"system": NHS_NUMBER_SYSTEM, "value": nhs_number}
 
 
-def _plan_id_parts(ev: NotificationEvent, sub: Subscription, base: str) -> list[Resource]:
-    system = plan_identifier_system(base, sub.la_ods)
-    return [
-        {"name": "plan-id", "valueIdentifier": {"system": system, "value": plan_id}}
-        for plan_id in ev.plan_ids
-    ]
+def _local_url(ev: NotificationEvent, what: str) -> str:
+    """The in-Bundle address of a resource a full-resource event carries; the same on
+    every re-delivery of the event, so what the LA receives twice is the same."""
+    return f"urn:uuid:{uuid.uuid5(ev.notification_id, what)}"
 
 
-def _change_context_parts(
-    ev: NotificationEvent, change: NhsNumberChange, sub: Subscription, base: str, payload: Payload
-) -> list[Resource]:
-    """``additional-context`` of an ``nhs-number-inactive`` event: the old number, whether
-    it was superseded or retired, the new number when known, and this LA's plan ids."""
-    parts = _context_head(ev, base, NHS_NUMBER_INACTIVE_EVENT_TYPE)
-    if payload == "empty":
-        return parts
-    parts.append(_nhs_number_part("subject", change.old_nhs_number))
-    status = "inactive" if change.new_nhs_number is None else "superseded"
-    parts.append({"name": "nhs-number-status", "valueCode": status})
-    if change.new_nhs_number is not None:
-        parts.append(_nhs_number_part("replaced-by", change.new_nhs_number))
-    parts.extend(_plan_id_parts(ev, sub, base))
-    return parts
+def _search_url(resource_type: str, system: str, value: str) -> str:
+    return f"{resource_type}?identifier={system}|{quote(value, safe='')}"
 
 
-def _context_parts(
-    ev: NotificationEvent, sub: Subscription, base: str, payload: Payload
-) -> list[Resource]:
-    """MNS's ``additional-context`` for one event; personal data only when the payload allows."""
-    if ev.nhs_number_change is not None:
-        return _change_context_parts(ev, ev.nhs_number_change, sub, base, payload)
-    parts = _context_head(ev, base, EVENT_TYPE)
-    ae = ev.access_event
-    if payload == "empty" or ae is None:
-        return parts
-    acc = ae.accessor
-    parts.append(_nhs_number_part("subject", ae.nhs_number))
-    parts.extend(_plan_id_parts(ev, sub, base))
-    setting: Resource = {"identifier": {"system": ODS_SYSTEM, "value": acc.org_ods}}
-    if acc.org_name:
-        setting["display"] = acc.org_name
-    parts.append({"name": "setting", "valueReference": setting})
-    parts.append(
-        {
-            "name": "setting-type",
-            "valueCoding": {
-                "system": setting_type_system(base),
-                "code": acc.setting_type.value,
-                "display": SETTING_TYPE_DISPLAY[acc.setting_type],
-            },
-        }
-    )
-    # Token claims or headers may leave these blank; FHIR forbids empty strings.
-    if acc.user_name:
-        parts.append({"name": "user-name", "valueString": acc.user_name})
-    if acc.user_role:
-        parts.append({"name": "user-role", "valueString": acc.user_role})
-    return parts
+class _Event:
+    """One event's ``notification-event`` parameter and, for full-resource, its entries."""
 
-
-def _event_parameters(
-    ev: NotificationEvent, sub: Subscription, base: str, payload: Payload
-) -> list[Resource]:
-    when = ev.access_event.occurred_at if ev.access_event is not None else ev.occurred_at
-    parts: list[Resource] = [
-        {"name": "event-number", "valueString": str(ev.number)},
-        {"name": "timestamp", "valueInstant": instant(when)},
-    ]
-    if payload != "empty" and ev.access_event is not None:
-        parts.append(
-            {
-                "name": "focus",
-                "valueReference": {
-                    "reference": f"{base}/AuditEvent/{ev.access_event.id}",
-                    "type": "AuditEvent",
-                },
-            }
-        )
-    elif payload != "empty" and ev.nhs_number_change is not None:
-        parts.append(
-            {"name": "focus", "valueReference": _patient_focus(ev, ev.nhs_number_change, payload)}
-        )
-    return [
-        {"name": "notification-event", "part": parts},
-        {"name": "additional-context", "part": _context_parts(ev, sub, base, payload)},
-    ]
-
-
-def _patient_url(ev: NotificationEvent) -> str:
-    """The in-Bundle address of the Patient a full-resource change event carries; the same
-    on every re-delivery of the event, so what the LA receives twice is the same."""
-    return f"urn:uuid:{uuid.uuid5(ev.notification_id, 'Patient')}"
-
-
-def _patient_focus(ev: NotificationEvent, change: NhsNumberChange, payload: Payload) -> Resource:
-    """The Patient the old number identified, by identifier (CP-IS serves no Patient;
-    MNS's ``nhs-number-change-2`` likewise points at the person, not a record of ours).
-    With ``full-resource`` it also references that Patient's entry in the Bundle."""
-    ref: Resource = {}
-    if payload == "full-resource":
-        ref["reference"] = _patient_url(ev)
-    ref["type"] = "Patient"
-    ref["identifier"] = {"system": NHS_NUMBER_SYSTEM, "value": change.old_nhs_number}
-    return ref
-
-
-def _replaced_patient(ev: NotificationEvent, change: NhsNumberChange) -> Resource:
-    """The old number's Patient as the index now sees it: inactive and, when superseded,
-    ``link.type`` ``replaced-by`` the new number (FHIR's shape for a merged record)."""
-    patient: Resource = {
-        "resourceType": "Patient",
-        "id": _patient_url(ev).removeprefix("urn:uuid:"),
-        "identifier": [{"system": NHS_NUMBER_SYSTEM, "value": change.old_nhs_number}],
-        "active": False,
-    }
-    if change.new_nhs_number is not None:
-        patient["link"] = [
-            {
-                "other": {
-                    "type": "Patient",
-                    "identifier": {"system": NHS_NUMBER_SYSTEM, "value": change.new_nhs_number},
-                },
-                "type": "replaced-by",
-            }
+    def __init__(self, ev: NotificationEvent, sub: Subscription, base: str, content: Payload):
+        self.ev, self.sub, self.base, self.content = ev, sub, base, content
+        when = ev.access_event.occurred_at if ev.access_event is not None else ev.occurred_at
+        self.parts: list[Resource] = [
+            {"name": "event-number", "valueString": str(ev.number)},
+            {"name": "timestamp", "valueInstant": instant(when)},
         ]
-    return patient
+        self.entries: list[Resource] = []
+
+    @property
+    def full(self) -> bool:
+        return self.content == "full-resource"
+
+    def reference(
+        self, name: str, resource_type: str, identifier: Resource, known: Resource
+    ) -> None:
+        """A ``focus`` or ``additional-context`` part naming a resource by identifier and, for
+        full-resource, also by an entry holding ``known`` (what CP-IS knows of it)."""
+        ref: Resource = {}
+        if self.full:
+            url = _local_url(self.ev, f"{resource_type}/{identifier['value']}")
+            ref["reference"] = url
+            resource = {"resourceType": resource_type, "id": url.removeprefix("urn:uuid:")}
+            search = _search_url(resource_type, identifier["system"], identifier["value"])
+            self.entries.append(
+                {
+                    "fullUrl": url,
+                    "resource": resource | known,
+                    "request": {"method": "GET", "url": search},
+                    "response": {"status": "200"},
+                }
+            )
+        ref["type"] = resource_type
+        ref["identifier"] = identifier
+        self.parts.append({"name": name, "valueReference": ref})
+
+    def plans(self, subject: str) -> None:
+        system = plan_identifier_system(self.base, self.sub.la_ods)
+        for plan_id in self.ev.plan_ids:
+            identifier = {"system": system, "value": plan_id}
+            care_team = {
+                "identifier": [identifier],
+                "subject": {"identifier": _nhs_identifier(subject)},
+            }
+            self.reference("additional-context", "CareTeam", identifier, care_team)
+
+    def attendance(self, ae: AccessEvent) -> None:
+        url = f"{self.base}/AuditEvent/{ae.id}"
+        self.parts.append(
+            {"name": "focus", "valueReference": {"reference": url, "type": "AuditEvent"}}
+        )
+        if self.full:
+            self.entries.append(
+                {
+                    "fullUrl": url,
+                    "resource": audit_event(ae, self.base),
+                    "request": {"method": "GET", "url": url},
+                    "response": {"status": "200"},
+                }
+            )
+        patient = _nhs_identifier(ae.nhs_number)
+        self.reference("additional-context", "Patient", patient, {"identifier": [patient]})
+        self.plans(ae.nhs_number)
+
+    def nhs_number_change(self, change: NhsNumberChange) -> None:
+        old = _nhs_identifier(change.old_nhs_number)
+        replaced: Resource = {"identifier": [old], "active": False}
+        new = None if change.new_nhs_number is None else _nhs_identifier(change.new_nhs_number)
+        if new is not None:
+            other: Resource = {"type": "Patient", "identifier": new}
+            if self.full:
+                other = {"reference": _local_url(self.ev, f"Patient/{new['value']}")} | other
+            # FHIR's own shape for a record merged into another.
+            replaced["link"] = [{"other": other, "type": "replaced-by"}]
+        self.reference("focus", "Patient", old, replaced)
+        if new is not None:
+            self.reference("additional-context", "Patient", new, {"identifier": [new]})
+        self.plans(change.old_nhs_number)
+
+    def parameter(self) -> Resource:
+        ev = self.ev
+        event_type = EVENT_TYPE if ev.nhs_number_change is None else NHS_NUMBER_INACTIVE_EVENT_TYPE
+        # empty: "focus and additionalContext SHALL NOT be present".
+        if self.content != "empty" and ev.access_event is not None:
+            self.attendance(ev.access_event)
+        elif self.content != "empty" and ev.nhs_number_change is not None:
+            self.nhs_number_change(ev.nhs_number_change)
+        return {
+            "extension": [
+                {"url": notification_id_extension(self.base), "valueId": str(ev.notification_id)},
+                {
+                    "url": event_type_extension(self.base),
+                    "valueCoding": {
+                        "system": event_type_system(self.base),
+                        "code": event_type,
+                        "display": EVENT_TYPE_DISPLAY[event_type],
+                    },
+                },
+            ],
+            "name": "notification-event",
+            "part": self.parts,
+        }
 
 
 def notification_bundle(
@@ -469,7 +576,7 @@ def notification_bundle(
     now: datetime,
     payload: Payload | None = None,
 ) -> Resource:
-    """A notification Bundle as the IG's R4 form and MNS's envelope shape it.
+    """A notification Bundle (profile ``backport-subscription-notification-r4``).
 
     ``kind`` is what the Bundle is for: ``handshake`` (sent once on create or
     when the endpoint changes; no events), ``heartbeat`` (no events),
@@ -484,48 +591,25 @@ def notification_bundle(
     content = payload or subscription.payload
     if kind in ("handshake", "heartbeat") and events:
         raise ValueError(f"a {kind} carries no events")
-    status_url = f"{base}/Subscription/{subscription.id}/$status"
-    parameters = _status_parameters(kind, subscription, base)
+    parameters = _status_parameters(kind, subscription, base, content)
+    further: dict[str, Resource] = {}
     for ev in events:
-        parameters.extend(_event_parameters(ev, subscription, base, content))
+        built = _Event(ev, subscription, base, content)
+        parameters.append(built.parameter())
+        for entry in built.entries:
+            # An AuditEvent several replayed events point at is included once.
+            further.setdefault(entry["fullUrl"], entry)
     status = _status_resource(parameters)
     entries: list[Resource] = [
         {
             "fullUrl": f"urn:uuid:{status['id']}",
             "resource": status,
-            "request": {"method": "GET", "url": status_url},
+            # "the request SHALL be filled out to match a request to the $status operation"
+            "request": {"method": "GET", "url": f"{base}/Subscription/{subscription.id}/$status"},
             "response": {"status": "200"},
-        }
+        },
+        *further.values(),
     ]
-    if content == "full-resource":
-        seen: set[uuid.UUID] = set()
-        for ev in events:
-            ae = ev.access_event
-            if ae is None or ae.id in seen:
-                continue
-            seen.add(ae.id)
-            url = f"{base}/AuditEvent/{ae.id}"
-            entries.append(
-                {
-                    "fullUrl": url,
-                    "resource": audit_event(ae, base),
-                    "request": {"method": "GET", "url": url},
-                    "response": {"status": "200"},
-                }
-            )
-        for ev in events:
-            change = ev.nhs_number_change
-            if change is None:
-                continue
-            search = f"Patient?identifier={NHS_NUMBER_SYSTEM}|{change.old_nhs_number}"
-            entries.append(
-                {
-                    "fullUrl": _patient_url(ev),
-                    "resource": _replaced_patient(ev, change),
-                    "request": {"method": "GET", "url": search},
-                    "response": {"status": "200"},
-                }
-            )
     bundle_id = str(events[0].notification_id) if len(events) == 1 else str(uuid.uuid4())
     return {
         "resourceType": "Bundle",
@@ -541,7 +625,7 @@ def status_bundle(subs: Sequence[Subscription], *, base: str, self_url: str) -> 
     """The ``$status`` answer: a searchset Bundle of one ``query-status`` Parameters each."""
     entries = []
     for sub in subs:
-        status = _status_resource(_status_parameters("query-status", sub, base))
+        status = _status_resource(_status_parameters("query-status", sub, base, sub.payload))
         entries.append(
             {
                 "fullUrl": f"urn:uuid:{status['id']}",

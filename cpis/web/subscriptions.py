@@ -1,9 +1,17 @@
-"""FHIR Subscriptions for LA clients (SPEC §5; Subscriptions R5 Backport IG, R4).
+"""FHIR Subscriptions for LA clients (SPEC §5; Subscriptions R5 Backport IG 1.1.0, R4).
 
 ``POST/GET/PUT/DELETE /FHIR/R4/Subscription[/{id}]``, ``$status`` and
 ``$events``, for LA clients only, every one scoped to the caller's own ODS
 code (:func:`cpis.web.auth.acting_org`): another LA's subscription answers
 404 exactly like one that never existed.
+
+The two operations are the IG's OperationDefinitions. ``$status`` works on
+one subscription (``Subscription/{id}/$status``, where its ``id`` and
+``status`` parameters are ignored, as the definition says) and on the type
+(``Subscription/$status``): every subscription of the caller's LA, narrowed
+by ``id`` and ``status``, each repeatable with values joined by OR. Neither
+operation changes anything (``affectsState`` false), so both answer GET with
+query parameters and POST with a ``Parameters`` body.
 
 What the routes store is the request; the dispatcher (``cpis.workers``) does
 the rest: the handshake that moves ``requested`` to ``active`` (or ``error``),
@@ -18,6 +26,7 @@ the PostgreSQL one to :func:`add_routes`.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -44,8 +53,11 @@ from cpis.web.state import SERVICES
 # One $events answer carries at most this many events; a client pages on with
 # eventsSinceNumber. Keeps a replay of a busy subscription to a bounded body.
 MAX_EVENTS_PER_CALL = 100
-_SEARCH_PARAMS = {"status", "_format"}
-_EVENTS_PARAMS = {"eventsSinceNumber", "eventsUntilNumber", "content", "_format"}
+_SEARCH_PARAMS = {"status", "url", "_format"}
+_STATUS_PARAMS = {"id", "status"}
+_EVENTS_PARAMS = {"eventsSinceNumber", "eventsUntilNumber", "content"}
+# FHIR's id datatype.
+_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
 class SubscriptionStore(Protocol):
@@ -137,7 +149,10 @@ def _resource_response(
 
 
 def _single(request: web.Request, name: str) -> str | None:
-    values = request.query.getall(name, [])
+    return _at_most_one(request.query.getall(name, []), name)
+
+
+def _at_most_one(values: Sequence[str], name: str) -> str | None:
     if len(values) > 1:
         raise InvalidSearch(f"{name} may be given at most once", expression=name)
     return values[0] if values else None
@@ -148,6 +163,53 @@ def _check_params(request: web.Request, allowed: set[str]) -> None:
         if name not in allowed:
             # Parameter names are not personal data, but keep them short in diagnostics.
             raise InvalidSearch(f"unknown parameter: {name[:40]}", expression=name[:40])
+
+
+def _primitive(parameter: object) -> tuple[str, str]:
+    """``(name, value)`` of one ``Parameters.parameter`` holding a primitive value[x]."""
+    if not isinstance(parameter, dict) or not isinstance(parameter.get("name"), str):
+        raise InvalidRequest(
+            "each parameter needs a name", expression="Parameters.parameter", status=400
+        )
+    name = parameter["name"][:40]
+    values = [v for k, v in parameter.items() if k.startswith("value") and isinstance(v, str)]
+    if len(values) != 1:
+        raise InvalidRequest(
+            f"parameter {name} needs one primitive value", expression=name, status=400
+        )
+    return name, values[0]
+
+
+async def _operation_input(request: web.Request, allowed: set[str]) -> dict[str, list[str]]:
+    """An operation's input parameters, by name: from the query string on GET, from a
+    ``Parameters`` body on POST (FHIR's two ways to invoke an operation)."""
+    _check_params(request, allowed | {"_format"})
+    if request.method == "GET":
+        return {name: request.query.getall(name) for name in allowed if name in request.query}
+    if not request.can_read_body:
+        return {}
+    body = await _body(request)
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        raise InvalidRequest(
+            "the body must be a Parameters resource", expression="resourceType", status=400
+        )
+    raw = body.get("parameter", [])
+    if not isinstance(raw, list):
+        raise InvalidRequest(
+            "parameter must be a list", expression="Parameters.parameter", status=400
+        )
+    given: dict[str, list[str]] = {}
+    for parameter in raw:
+        name, value = _primitive(parameter)
+        if name not in allowed:
+            raise InvalidSearch(f"unknown parameter: {name}", expression=name)
+        given.setdefault(name, []).append(value)
+    return given
+
+
+def _or_values(given: dict[str, list[str]], name: str) -> list[str]:
+    """Every value of a repeatable parameter; a comma also separates values (as in search)."""
+    return [v.strip() for raw in given.get(name, []) for v in raw.split(",") if v.strip()]
 
 
 async def _owned(request: web.Request) -> tuple[str, fs.Subscription]:
@@ -180,7 +242,8 @@ async def read(request: web.Request) -> web.Response:
 
 
 async def search(request: web.Request) -> web.Response:
-    """The caller's own LA's subscriptions, optionally by ``status``."""
+    """The caller's own LA's subscriptions, optionally by ``status`` and ``url`` (the
+    channel endpoint, exactly: the two the IG's R4 server CapabilityStatement names)."""
     check_acceptable(request)
     principal = authenticate(request, Role.LA)
     la = acting_org(request, principal)
@@ -194,6 +257,9 @@ async def search(request: web.Request) -> web.Response:
                 "status must be requested, active, error or off", expression="status"
             )
     subs = await request.app[SUBSCRIPTION_STORE].search(la, status=status)
+    endpoint = _single(request, "url")
+    if endpoint is not None:
+        subs = [s for s in subs if s.endpoint == endpoint]
     base = _base(request)
     query = request.rel_url.raw_query_string
     self_url = f"{base}/Subscription" + (f"?{query}" if query else "")
@@ -236,16 +302,52 @@ async def delete(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    """``$status``: a searchset Bundle holding one ``query-status`` Parameters."""
+    """Instance ``$status``: a searchset Bundle holding one ``query-status`` Parameters.
+    The operation's ``id`` and ``status`` are ignored here, as its definition says."""
     check_acceptable(request)
     _, sub = await _owned(request)
+    await _operation_input(request, _STATUS_PARAMS)
     base = _base(request)
     self_url = f"{base}/Subscription/{sub.id}/$status"
     return fhir_response(fs.status_bundle([sub], base=base, self_url=self_url))
 
 
-def _event_number(request: web.Request, name: str) -> int | None:
-    raw = _single(request, name)
+async def status_all(request: web.Request) -> web.Response:
+    """Type ``$status``: the status of each of the caller's LA's subscriptions, narrowed by
+    ``id`` and ``status`` (values OR-ed); none given means all of them."""
+    check_acceptable(request)
+    principal = authenticate(request, Role.LA)
+    la = acting_org(request, principal)
+    given = await _operation_input(request, _STATUS_PARAMS)
+    ids: set[uuid.UUID | None] = set()
+    for value in _or_values(given, "id"):
+        if not _FHIR_ID.match(value):
+            raise InvalidSearch("id must be a FHIR id", expression="id")
+        try:
+            ids.add(uuid.UUID(value))
+        except ValueError:
+            ids.add(None)  # a well-formed id no subscription here can have
+    statuses: set[fs.Status] = set()
+    for value in _or_values(given, "status"):
+        found = next((s for s in fs.STATUSES if s == value), None)
+        if found is None:
+            raise InvalidSearch(
+                "status must be requested, active, error or off", expression="status"
+            )
+        statuses.add(found)
+    subs = await request.app[SUBSCRIPTION_STORE].search(la)
+    if ids:
+        subs = [s for s in subs if s.id in ids]
+    if statuses:
+        subs = [s for s in subs if s.status in statuses]
+    base = _base(request)
+    query = request.rel_url.raw_query_string
+    self_url = f"{base}/Subscription/$status" + (f"?{query}" if query else "")
+    return fhir_response(fs.status_bundle(subs, base=base, self_url=self_url))
+
+
+def _event_number(given: dict[str, list[str]], name: str) -> int | None:
+    raw = _at_most_one(given.get(name, []), name)
     if raw is None:
         return None
     if not raw.isdigit() or len(raw) > 18 or int(raw) < 1:
@@ -257,14 +359,14 @@ async def events(request: web.Request) -> web.Response:
     """``$events``: replay numbered events from the delivery log as a ``query-event`` Bundle."""
     check_acceptable(request)
     la, sub = await _owned(request)
-    _check_params(request, _EVENTS_PARAMS)
-    since = _event_number(request, "eventsSinceNumber") or 1
-    until = _event_number(request, "eventsUntilNumber")
+    given = await _operation_input(request, _EVENTS_PARAMS)
+    since = _event_number(given, "eventsSinceNumber") or 1
+    until = _event_number(given, "eventsUntilNumber")
     if until is not None and until < since:
         raise InvalidSearch(
             "eventsUntilNumber is before eventsSinceNumber", expression="eventsUntilNumber"
         )
-    raw_content = _single(request, "content")
+    raw_content = _at_most_one(given.get("content", []), "content")
     content: fs.Payload | None = None
     if raw_content is not None:
         content = next((p for p in fs.PAYLOADS if p == raw_content), None)
@@ -288,8 +390,19 @@ def add_routes(app: web.Application, *, prefix: str, store: SubscriptionStore) -
     r = app.router
     r.add_post(prefix + "/FHIR/R4/Subscription", create, name="subscription_create")
     r.add_get(prefix + "/FHIR/R4/Subscription", search, name="subscription_search")
+    # The type-level operation first: "$status" is not a subscription id.
+    r.add_get(prefix + "/FHIR/R4/Subscription/$status", status_all, name="subscription_status_all")
+    r.add_post(
+        prefix + "/FHIR/R4/Subscription/$status", status_all, name="subscription_status_all_post"
+    )
     r.add_get(prefix + "/FHIR/R4/Subscription/{id}/$status", status, name="subscription_status")
+    r.add_post(
+        prefix + "/FHIR/R4/Subscription/{id}/$status", status, name="subscription_status_post"
+    )
     r.add_get(prefix + "/FHIR/R4/Subscription/{id}/$events", events, name="subscription_events")
+    r.add_post(
+        prefix + "/FHIR/R4/Subscription/{id}/$events", events, name="subscription_events_post"
+    )
     r.add_get(prefix + "/FHIR/R4/Subscription/{id}", read, name="subscription_read")
     r.add_put(prefix + "/FHIR/R4/Subscription/{id}", update, name="subscription_update")
     r.add_delete(prefix + "/FHIR/R4/Subscription/{id}", delete, name="subscription_delete")

@@ -31,6 +31,7 @@ from tests.e2e.conftest import (
     user_headers,
 )
 from tests.fhir_validation import validate_resource
+from tests.polling import wait_until
 
 (CHILD,) = synthetic_numbers(1, start=701)
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
@@ -114,9 +115,9 @@ async def test_create_stores_a_requested_subscription_for_the_handshake(e2e: E2E
 
 async def test_la_reads_searches_updates_and_deletes_its_subscription(e2e: E2E) -> None:
     """A paused subscription (which the dispatcher leaves alone, so its version is ours):
-    read and search return it as valid R4; PUT with a stale If-Match is 412 and changes
-    nothing, with the current one replaces it; DELETE is 204 and then it is 404 and gone
-    from search."""
+    read and search (by status and by url) return it as valid R4; PUT with a stale If-Match
+    is 412 and changes nothing, with the current one replaces it; DELETE is 204 and then it
+    is 404 and gone from search."""
     created = await create(e2e, status="off")
     sub_id = created["id"]
 
@@ -135,6 +136,12 @@ async def test_la_reads_searches_updates_and_deletes_its_subscription(e2e: E2E) 
     assert by_status["total"] == 0
     bad_search = await call(e2e, "GET", "Subscription", params={"status": "on"})
     assert bad_search.status == 400
+    # url (the IG's R4 server CapabilityStatement): the channel endpoint, exactly.
+    endpoint = created["channel"]["endpoint"]
+    by_url = (await call(e2e, "GET", "Subscription", params={"url": endpoint})).fhir()
+    assert [e["resource"]["id"] for e in by_url["entry"]] == [sub_id]
+    other_url = {"url": "https://cms.example.gov.uk/elsewhere"}
+    assert (await call(e2e, "GET", "Subscription", params=other_url)).fhir()["total"] == 0
 
     new_body = {**subscription_body(e2e, status="off"), "id": sub_id}
     new_body["channel"]["_payload"]["extension"][0]["valueCode"] = "full-resource"
@@ -272,6 +279,162 @@ async def test_status_reports_the_subscription_as_the_ig_says(e2e: E2E) -> None:
     assert unknown.status == 404
 
 
+def notification_id(e2e: E2E, event: dict[str, Any]) -> str:
+    """The notification id (the de-duplication key) a notification-event carries."""
+    (value,) = [
+        x["valueId"]
+        for x in event.get("extension", [])
+        if x["url"] == f"{e2e.fhir_base}/StructureDefinition/notification-id"
+    ]
+    return str(value)
+
+
+def statuses(bundle: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """A $status searchset as subscription id -> parameter name -> parameter."""
+    out = {}
+    for entry in bundle.get("entry", []):
+        params = {p["name"]: p for p in entry["resource"]["parameter"]}
+        out[params["subscription"]["valueReference"]["reference"].rsplit("/", 1)[-1]] = params
+    return out
+
+
+async def test_type_level_status_reports_all_of_the_callers_subscriptions(e2e: E2E) -> None:
+    """GET Subscription/$status (the IG's operation at the type level) answers with one
+    query-status Parameters for each of the caller's LA's subscriptions, never another LA's;
+    id and status narrow it, repeated or comma-separated values are OR-ed, and an id of
+    another LA's subscription matches nothing."""
+    mine = [await create(e2e, status="off") for _ in range(3)]
+    theirs = await create(e2e, LA_SOUTH_CLIENT, status="off")
+    await e2e.db.execute(
+        "UPDATE subscription SET status = 'active' WHERE id = $1", uuid.UUID(mine[1]["id"])
+    )
+    await e2e.db.execute(
+        "UPDATE subscription SET status = 'error', error = 'endpoint timed out' WHERE id = $1",
+        uuid.UUID(mine[2]["id"]),
+    )
+    ids = [m["id"] for m in mine]
+
+    everything = await call(e2e, "GET", "Subscription/$status")
+    assert everything.status == 200, everything.text
+    bundle = everything.fhir()
+    validate_resource(bundle)
+    assert bundle["type"] == "searchset"
+    assert bundle["total"] == 3
+    found = statuses(bundle)
+    assert set(found) == set(ids)
+    assert {i: found[i]["status"]["valueCode"] for i in ids} == dict(
+        zip(ids, ["off", "active", "error"], strict=True)
+    )
+    assert all(f["type"]["valueCode"] == "query-status" for f in found.values())
+    assert "error" in found[ids[2]] and "error" not in found[ids[1]]
+
+    cases: list[tuple[dict[str, Any] | list[tuple[str, str]], set[str]]] = [
+        ({"status": "active"}, {ids[1]}),
+        ([("status", "off"), ("status", "error")], {ids[0], ids[2]}),
+        ({"status": "off,error"}, {ids[0], ids[2]}),
+        ([("id", ids[0]), ("id", ids[1])], {ids[0], ids[1]}),
+        ({"id": f"{ids[0]},{ids[2]}", "status": "error"}, {ids[2]}),
+        ({"id": theirs["id"]}, set()),
+        ({"id": "not-a-uuid"}, set()),
+    ]
+    for params, expected in cases:
+        reply = await call(e2e, "GET", "Subscription/$status", params=params)
+        assert reply.status == 200, (params, reply.text)
+        assert set(statuses(reply.fhir())) == expected, params
+
+    south = statuses((await call(e2e, "GET", "Subscription/$status", LA_SOUTH_CLIENT)).fhir())
+    assert set(south) == {theirs["id"]}
+
+    for bad in ({"status": "on"}, {"id": "a/b"}, {"patient": "1"}):
+        refused = await call(e2e, "GET", "Subscription/$status", params=bad)
+        assert refused.status == 400, (bad, refused.text)
+        assert error_code(refused.fhir()) == "INVALID_SEARCH_DATA"
+    assert (await call(e2e, "GET", "Subscription/$status", ED_CLIENT)).status == 403
+    assert (await e2e.request("GET", "/FHIR/R4/Subscription/$status")).status == 401
+
+
+async def test_status_and_events_also_answer_post_with_parameters(e2e: E2E) -> None:
+    """The operations change nothing, so FHIR allows both GET and POST: POST with a
+    Parameters body gives the same answer as GET with the same parameters; a body that is
+    not Parameters is 400."""
+    mine = [await create(e2e, status="off") for _ in range(2)]
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "id", "valueId": mine[1]["id"]},
+            {"name": "status", "valueCode": "off"},
+        ],
+    }
+    posted = await call(e2e, "POST", "Subscription/$status", body=body)
+    assert posted.status == 200, posted.text
+    validate_resource(posted.fhir())
+    assert set(statuses(posted.fhir())) == {mine[1]["id"]}
+    nothing = await call(e2e, "POST", "Subscription/$status")
+    assert set(statuses(nothing.fhir())) == {m["id"] for m in mine}
+
+    instance = await call(e2e, "POST", f"Subscription/{mine[0]['id']}/$status")
+    assert instance.status == 200, instance.text
+    assert set(statuses(instance.fhir())) == {mine[0]["id"]}
+
+    replay = await call(
+        e2e,
+        "POST",
+        f"Subscription/{mine[0]['id']}/$events",
+        body={
+            "resourceType": "Parameters",
+            "parameter": [{"name": "content", "valueCode": "empty"}],
+        },
+    )
+    assert replay.status == 200, replay.text
+    assert replay.fhir()["type"] == "history"
+
+    for bad in (
+        {"resourceType": "Patient"},
+        {"resourceType": "Parameters", "parameter": [{"name": "id"}]},
+        {"resourceType": "Parameters", "parameter": [{"name": "colour", "valueString": "red"}]},
+    ):
+        refused = await call(e2e, "POST", "Subscription/$status", body=bad)
+        assert refused.status == 400, (bad, refused.text)
+
+
+async def test_a_failed_handshake_shows_as_the_igs_error_parameter(e2e: E2E) -> None:
+    """The dispatcher's handshake to an endpoint that refuses connections puts the
+    subscription in error; $status (instance and type level) then carries the IG's error
+    parameter, coded no-response from terminology.hl7.org's subscription-error, with the
+    reason as text; an empty-content subscription's status has no topic."""
+    sub = await create(e2e, **{"_payload": {"extension": [
+        {"url": fs.PAYLOAD_CONTENT_EXT, "valueCode": "empty"}]}})  # fmt: skip
+
+    async def errored() -> bool:
+        rows = await e2e.fetch(
+            "SELECT status FROM subscription WHERE id = $1", uuid.UUID(sub["id"])
+        )
+        return rows[0]["status"] == "error"
+
+    await wait_until(errored, what="the handshake to fail")
+    for path, params in (
+        (f"Subscription/{sub['id']}/$status", None),
+        ("Subscription/$status", {"status": "error"}),
+    ):
+        reply = await call(e2e, "GET", path, params=params)
+        assert reply.status == 200, reply.text
+        validate_resource(reply.fhir())
+        found = statuses(reply.fhir())[sub["id"]]
+        assert found["status"]["valueCode"] == "error"
+        concept = found["error"]["valueCodeableConcept"]
+        assert concept["coding"] == [
+            {
+                "system": "http://terminology.hl7.org/CodeSystem/subscription-error",
+                "code": "no-response",
+                "display": "No response",
+            }
+        ]
+        assert concept["text"].startswith("endpoint unreachable")
+        assert "topic" not in found
+    read = (await call(e2e, "GET", f"Subscription/{sub['id']}")).fhir()
+    assert read["error"] == concept["text"]
+
+
 async def lookups(e2e: E2E, users: list[str]) -> list[dict[str, Any]]:
     """One unscheduled CareTeam lookup of CHILD per user; the outbox rows for Northshire."""
     for user in users:
@@ -287,9 +450,10 @@ async def lookups(e2e: E2E, users: list[str]) -> list[dict[str, Any]]:
 
 async def test_events_replays_stored_deliveries_from_the_log(e2e: E2E) -> None:
     """$events returns the numbered deliveries of this subscription as a query-event history
-    Bundle: each event's number, time, focus on an AuditEvent the LA can read, and MNS-style
-    context with the notification id, NHS number and the LA's plan id; the range and
-    content parameters are honoured, and bad ones are 400."""
+    Bundle: each notification-event has its number, time, its notification id (our
+    extension), a focus on an AuditEvent the LA can read, and as additional-context parts the
+    child's NHS number and the LA's plan id; the range and content parameters are honoured,
+    and bad ones are 400."""
     start = (e2e.runtime.clock.today() - timedelta(days=30)).isoformat()
     await e2e.put_plan(
         LA_NORTH_CLIENT, "N-CPP-9", nhs_number=CHILD, plan_type="CPP", start_date=start
@@ -309,31 +473,30 @@ async def test_events_replays_stored_deliveries_from_the_log(e2e: E2E) -> None:
     reply = await call(e2e, "GET", f"Subscription/{sub['id']}/$events")
     assert reply.status == 200, reply.text
     bundle = reply.fhir()
+    validate_resource(bundle)
     assert bundle["type"] == "history"
     params = bundle["entry"][0]["resource"]["parameter"]
     assert {p["name"]: p.get("valueCode") for p in params}["type"] == "query-event"
+    assert "additional-context" not in {p["name"] for p in params}
     events = [p for p in params if p["name"] == "notification-event"]
-    contexts = [
-        {part["name"]: part for part in p["part"]}
-        for p in params
-        if p["name"] == "additional-context"
-    ]
     assert [e["part"][0]["valueString"] for e in events] == ["1", "2", "3"]
-    assert [c["notification-id"]["valueString"] for c in contexts] == [
-        str(r["notification_id"]) for r in outbox
-    ]
-    for ctx in contexts:
-        assert ctx["subject"]["valueReference"]["identifier"] == {
-            "system": NHS_SYSTEM,
-            "value": CHILD,
-        }
-        assert ctx["plan-id"]["valueIdentifier"]["value"] == "N-CPP-9"
-        assert ctx["setting"]["valueReference"]["identifier"]["value"] == "XED01"
+    assert [notification_id(e2e, e) for e in events] == [str(r["notification_id"]) for r in outbox]
+    for event in events:
+        context = [p["valueReference"] for p in event["part"] if p["name"] == "additional-context"]
+        assert context == [
+            {"type": "Patient", "identifier": {"system": NHS_SYSTEM, "value": CHILD}},
+            {
+                "type": "CareTeam",
+                "identifier": {"system": f"{e2e.fhir_base}/la/XLA01/plan-id", "value": "N-CPP-9"},
+            },
+        ]
     focus = {part["name"]: part for part in events[0]["part"]}["focus"]["valueReference"]
     assert focus["reference"] == f"{e2e.fhir_base}/AuditEvent/{outbox[0]['access_event_id']}"
     audit = await e2e.request("GET", focus["reference"], headers=await e2e.auth(LA_NORTH_CLIENT))
     assert audit.status == 200, audit.text
+    # What id-only leaves out of the notification the LA reads here: setting and user.
     assert audit.fhir()["resourceType"] == "AuditEvent"
+    assert "XED01" in audit.text and "User 555000000011" in audit.text
 
     ranged = await call(
         e2e,
@@ -348,17 +511,19 @@ async def test_events_replays_stored_deliveries_from_the_log(e2e: E2E) -> None:
     (only,) = [p for p in ps if p["name"] == "notification-event"]
     assert only["part"][0]["valueString"] == "2"
     assert one["id"] == str(outbox[1]["notification_id"])
+    assert notification_id(e2e, only) == str(outbox[1]["notification_id"])
+    assert {p["name"] for p in only["part"]} == {"event-number", "timestamp"}
+    assert "topic" not in {p["name"] for p in ps}
     assert CHILD not in ranged.text
 
     full = await call(
         e2e, "GET", f"Subscription/{sub['id']}/$events", params={"content": "full-resource"}
     )
-    assert [e["resource"]["resourceType"] for e in full.fhir()["entry"]] == [
-        "Parameters",
-        "AuditEvent",
-        "AuditEvent",
-        "AuditEvent",
-    ]
+    full_bundle = full.fhir()
+    validate_resource(full_bundle)
+    types = [e["resource"]["resourceType"] for e in full_bundle["entry"]]
+    assert types[0] == "Parameters"
+    assert sorted(types[1:]) == ["AuditEvent"] * 3 + ["CareTeam"] * 3 + ["Patient"] * 3
 
     for bad in (
         {"eventsSinceNumber": "0"},

@@ -291,7 +291,12 @@ async def test_mesh_notifications_reach_the_las_mailbox(
         validate_resource(bundle)
         assert message.workflow_id == "CPIS_NOTIFICATION"
         assert message.local_id == bundle["id"]
-        audit_events = [e["resource"] for e in bundle["entry"][1:]]
+        # full-resource: the AuditEvent, and the child's Patient and plans it references.
+        audit_events = [
+            e["resource"]
+            for e in bundle["entry"][1:]
+            if e["resource"]["resourceType"] == "AuditEvent"
+        ]
         assert [a["id"] for a in audit_events] == [str(event_id)]
         assert CHILD in message.body.decode()
 

@@ -123,16 +123,25 @@ def parts(bundle: dict[str, Any], name: str) -> list[dict[str, Any]]:
     return found
 
 
-def part_values(bundle: dict[str, Any], name: str) -> dict[str, list[Any]]:
-    """``additional-context`` (or another parameter) as name -> values, for assertions."""
+def event_view(bundle: dict[str, Any]) -> dict[str, list[Any]]:
+    """The one ``notification-event`` as name -> values, for assertions: its event type and
+    notification id (our extensions), the focus (the old number), and its additional
+    context: the replacement number (``replaced-by``) and the plan ids."""
+    [event] = [p for p in parameters(bundle) if p["name"] == "notification-event"]
     out: dict[str, list[Any]] = {}
-    for part in parts(bundle, name):
-        value = next(v for k, v in part.items() if k.startswith("value"))
-        if isinstance(value, dict) and "identifier" in value:
-            value = value["identifier"]["value"]
-        elif isinstance(value, dict) and "value" in value:
-            value = value["value"]
-        out.setdefault(part["name"], []).append(value)
+    for ext in event.get("extension", []):
+        name = ext["url"].rsplit("/", 1)[-1]
+        value = ext.get("valueId") or ext["valueCoding"]["code"]
+        out.setdefault(name, []).append(value)
+    for part in event["part"]:
+        ref = part.get("valueReference")
+        if part["name"] == "focus":
+            # An attendance's focus is an AuditEvent, by URL only.
+            out.setdefault("subject", []).append(ref.get("identifier", {}).get("value"))
+        elif part["name"] == "additional-context" and ref["type"] == "Patient":
+            out.setdefault("replaced-by", []).append(ref["identifier"]["value"])
+        elif part["name"] == "additional-context" and ref["type"] == "CareTeam":
+            out.setdefault("plan-id", []).append(ref["identifier"]["value"])
     return out
 
 
@@ -308,11 +317,9 @@ async def test_las_are_told_over_rest_hook_and_in_the_inbox(
         out = []
         for headers, body in receiver.received:
             bundle = orjson.loads(body)
-            if not any(p["name"] == "additional-context" for p in parameters(bundle)):
+            if not any(p["name"] == "notification-event" for p in parameters(bundle)):
                 continue  # a handshake
-            if part_values(bundle, "additional-context")["event-type"] == [
-                fs.NHS_NUMBER_INACTIVE_EVENT_TYPE
-            ]:
+            if event_view(bundle)["notification-event-type"] == [fs.NHS_NUMBER_INACTIVE_EVENT_TYPE]:
                 out.append((headers["Authorization"].removeprefix("Bearer "), bundle))
         return out
 
@@ -323,17 +330,15 @@ async def test_las_are_told_over_rest_hook_and_in_the_inbox(
     by_la: dict[tuple[str, str], dict[str, Any]] = {}
     for secret, bundle in changes():
         validate_resource(bundle)
-        context = part_values(bundle, "additional-context")
+        context = event_view(bundle)
         by_la[(secret, context["subject"][0])] = bundle
         assert bundle["id"] == context["notification-id"][0]
     assert set(by_la) == {(LA_NORTH_CLIENT, OLD), (LA_NORTH_CLIENT, GONE), (LA_SOUTH_CLIENT, OLD)}
 
     north_old = by_la[(LA_NORTH_CLIENT, OLD)]
-    context = part_values(north_old, "additional-context")
-    assert context["nhs-number-status"] == ["superseded"]
-    assert context["replaced-by"] == [NEW]
+    context = event_view(north_old)
+    assert context["replaced-by"] == [NEW]  # superseded
     assert context["plan-id"] == ["N-1", "N-2"]
-    assert "setting" not in context and "user-name" not in context
     [focus] = [p for p in parts(north_old, "notification-event") if p["name"] == "focus"]
     assert focus["valueReference"] == {
         "type": "Patient",
@@ -341,14 +346,13 @@ async def test_las_are_told_over_rest_hook_and_in_the_inbox(
     }
     assert len(north_old["entry"]) == 1  # id-only
 
-    north_gone = part_values(by_la[(LA_NORTH_CLIENT, GONE)], "additional-context")
-    assert north_gone["nhs-number-status"] == ["inactive"]
-    assert "replaced-by" not in north_gone
+    north_gone = event_view(by_la[(LA_NORTH_CLIENT, GONE)])
+    assert "replaced-by" not in north_gone  # retired
     assert north_gone["plan-id"] == ["N-3"]
 
     south = by_la[(LA_SOUTH_CLIENT, OLD)]
-    assert part_values(south, "additional-context")["plan-id"] == ["S-1"]
-    [patient_entry] = south["entry"][1:]
+    assert event_view(south)["plan-id"] == ["S-1"]
+    patient_entry, new_entry, plan_entry = south["entry"][1:]
     [focus] = [p for p in parts(south, "notification-event") if p["name"] == "focus"]
     assert focus["valueReference"]["reference"] == patient_entry["fullUrl"]
     patient = patient_entry["resource"]
@@ -356,10 +360,16 @@ async def test_las_are_told_over_rest_hook_and_in_the_inbox(
     assert patient["identifier"] == [{"system": NHS_SYSTEM, "value": OLD}]
     assert patient["link"] == [
         {
-            "other": {"type": "Patient", "identifier": {"system": NHS_SYSTEM, "value": NEW}},
+            "other": {
+                "reference": new_entry["fullUrl"],
+                "type": "Patient",
+                "identifier": {"system": NHS_SYSTEM, "value": NEW},
+            },
             "type": "replaced-by",
         }
     ]
+    assert new_entry["resource"]["identifier"] == [{"system": NHS_SYSTEM, "value": NEW}]
+    assert plan_entry["resource"]["resourceType"] == "CareTeam"
 
     # The web inbox: the changes apart from the attendance.
     async def inbox(client: str, status: str = "new") -> dict[str, Any]:
@@ -466,8 +476,11 @@ async def test_the_las_mesh_mailbox_gets_the_change(
         assert message.workflow_id == "CPIS_NOTIFICATION"
         assert message.local_id == bundle["id"]
         assert uuid.UUID(bundle["id"])
-        context = part_values(bundle, "additional-context")
+        context = event_view(bundle)
         seen[context["subject"][0]] = (context.get("replaced-by"), context["plan-id"])
-        assert [e["resource"]["resourceType"] for e in bundle["entry"][1:]] == ["Patient"]
+        assert {e["resource"]["resourceType"] for e in bundle["entry"][1:]} == {
+            "Patient",
+            "CareTeam",
+        }
         assert "S-1" not in message.body.decode()
     assert seen == {OLD: ([NEW], ["N-1", "N-2"]), GONE: (None, ["N-3"])}

@@ -146,7 +146,8 @@ def test_subscription_resource_without_heartbeat_or_headers_omits_them() -> None
 
 def test_capability_statement_advertises_the_topic_as_the_ig_says() -> None:
     """/metadata lists Subscription with the topic canonical extension on its rest.resource,
-    the backport profile, the LA-facing interactions and $status / $events."""
+    the backport profile, the LA-facing interactions and $status / $events, saying that
+    $status also works on the type."""
     cs = r.capability_statement(BASE, software_version="0.1.0", now="2024-06-01T00:00:00Z")
     validate_resource(cs)
     (rest,) = cs["rest"]
@@ -164,9 +165,42 @@ def test_capability_statement_advertises_the_topic_as_the_ig_says() -> None:
         "status": fs.STATUS_OPERATION,
         "events": fs.EVENTS_OPERATION,
     }
+    # The IG's R4 server CapabilityStatement: search by url and status (SHOULD).
+    assert {p["name"] for p in sub["searchParam"]} == {"status", "url"}
+    (status_op,) = [o for o in sub["operation"] if o["name"] == "status"]
+    assert "Subscription/$status" in status_op["documentation"]
 
 
 # --- notification bundles ----------------------------------------------------------------
+
+CONTEXT_EXT_ID = f"{BASE}/StructureDefinition/notification-id"
+CONTEXT_EXT_TYPE = f"{BASE}/StructureDefinition/notification-event-type"
+PLAN_SYSTEM = f"{BASE}/la/XLA01/plan-id"
+NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
+
+
+def extensions(parameter: dict[str, Any]) -> dict[str, Any]:
+    """A notification-event's extensions as url -> value (each of ours appears once)."""
+    out: dict[str, Any] = {}
+    for ext in parameter.get("extension", []):
+        assert ext["url"] not in out
+        out[ext["url"]] = next(v for k, v in ext.items() if k.startswith("value"))
+    return out
+
+
+def context_refs(parameter: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p["valueReference"] for p in parameter["part"] if p["name"] == "additional-context"]
+
+
+def change_event(new: str | None = "9990000026", number: int = 8) -> fs.NotificationEvent:
+    return fs.NotificationEvent(
+        number=number,
+        notification_id=uuid.UUID(f"0190f3a0-0000-7000-8000-{number:012d}"),
+        occurred_at=NOW - timedelta(minutes=1),
+        access_event=None,
+        plan_ids=("N-1", "N-2"),
+        nhs_number_change=fs.NhsNumberChange(NHS, new),
+    )
 
 
 @pytest.mark.parametrize("kind", ["handshake", "heartbeat"])
@@ -207,89 +241,184 @@ def test_control_bundles_refuse_events() -> None:
 
 
 @pytest.mark.parametrize(
-    ("payload", "has_focus", "has_personal", "entries"),
+    ("payload", "kind", "topic"),
     [
-        ("empty", False, False, 1),
-        ("id-only", True, True, 1),
-        ("full-resource", True, True, 2),
+        ("empty", "handshake", False),
+        ("empty", "heartbeat", False),
+        ("empty", "event-notification", False),
+        ("empty", "query-event", False),
+        ("id-only", "handshake", True),
+        ("id-only", "event-notification", True),
+        ("full-resource", "heartbeat", True),
+        ("full-resource", "event-notification", True),
     ],
 )
-def test_event_notification_per_payload(
-    payload: str, has_focus: bool, has_personal: bool, entries: int
+def test_topic_is_sent_only_when_the_content_level_allows_it(
+    payload: str, kind: str, topic: bool
 ) -> None:
-    """One event: Bundle.id is the notification id (MNS's event id); the notification-event
-    has number and time, a focus on the AuditEvent unless empty; MNS's additional-context
-    always has event type, source and notification id, and the SPEC §3 contents only when
-    the payload allows; full-resource adds the AuditEvent entry."""
-    ev = event(7)
+    """status-r4 profile, topic: "SHOULD NOT be present when using empty payloads, MAY be
+    present when using id-only payloads, and SHOULD be present when using full-resource
+    payloads". The rule is the subscription's content level, whatever the notification type."""
+    events = [event()] if kind in ("event-notification", "query-event") else []
     bundle = fs.notification_bundle(
-        "event-notification",
+        kind,  # type: ignore[arg-type]
         subscription(payload=payload),
-        [ev],
+        events,
         base=BASE,
         now=NOW,
+    )
+    validate_resource(bundle)
+    found = named(params(bundle), "topic")
+    assert found == ([{"name": "topic", "valueCanonical": TOPIC}] if topic else [])
+
+
+def test_events_override_of_content_decides_the_topic_too() -> None:
+    """$events?content=empty on a full-resource subscription answers as empty: no topic."""
+    sub = subscription(payload="full-resource")
+    bundle = fs.notification_bundle(
+        "query-event", sub, [event()], base=BASE, now=NOW, payload="empty"
+    )
+    assert named(params(bundle), "topic") == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "has_references", "entries"),
+    [("empty", False, 1), ("id-only", True, 1), ("full-resource", True, 5)],
+)
+def test_attendance_notification_per_payload(
+    payload: str, has_references: bool, entries: int
+) -> None:
+    """One attendance: Bundle.id is the notification id. The notification-event has number
+    and time and, on every level, our notification-id and event-type extensions; id-only and
+    full-resource add focus (the AuditEvent) and additional-context as parts of that
+    notification-event (the child's Patient and each of this LA's plans as a CareTeam, by
+    identifier); full-resource adds an entry for each of them. There is no top-level
+    additional-context parameter, and no source part."""
+    ev = event(7)
+    bundle = fs.notification_bundle(
+        "event-notification", subscription(payload=payload), [ev], base=BASE, now=NOW
     )
     validate_resource(bundle)
     assert bundle["id"] == str(ev.notification_id)
     assert len(bundle["entry"]) == entries
     ps = params(bundle)
+    assert named(ps, "additional-context") == []
+    assert [p["name"] for p in ps if p["name"] not in ("topic",)] == [
+        "subscription",
+        "status",
+        "type",
+        "events-since-subscription-start",
+        "notification-event",
+    ]
     (notification,) = named(ps, "notification-event")
+    assert extensions(notification) == {
+        CONTEXT_EXT_ID: str(ev.notification_id),
+        CONTEXT_EXT_TYPE: {
+            "system": f"{BASE}/CodeSystem/notification-event-type",
+            "code": "cpis-attendance-1",
+            "display": "Unscheduled-care attendance",
+        },
+    }
     np = parts(notification)
     assert np["event-number"] == [{"name": "event-number", "valueString": "7"}]
     assert np["timestamp"] == [{"name": "timestamp", "valueInstant": "2024-06-01T11:55:00.000Z"}]
+    assert set(np) <= {"event-number", "timestamp", "focus", "additional-context"}
     focus_url = f"{BASE}/AuditEvent/0190f3a0-0000-7000-8000-000000000001"
-    if has_focus:
-        assert np["focus"][0]["valueReference"] == {"reference": focus_url, "type": "AuditEvent"}
-    else:
-        assert "focus" not in np
-    (context,) = named(ps, "additional-context")
-    cp = parts(context)
-    assert cp["event-type"][0]["valueString"] == "cpis-attendance-1"
-    assert cp["source"][0]["valueUri"] == BASE
-    assert cp["notification-id"][0]["valueString"] == str(ev.notification_id)
-    assert cp["event-number"][0]["valueString"] == "7"
-    if has_personal:
-        assert cp["subject"][0]["valueReference"]["identifier"] == {
-            "system": "https://fhir.nhs.uk/Id/nhs-number",
-            "value": NHS,
-        }
-        assert [p["valueIdentifier"]["value"] for p in cp["plan-id"]] == ["PLAN-1", "PLAN-2"]
-        assert cp["plan-id"][0]["valueIdentifier"]["system"] == f"{BASE}/la/XLA01/plan-id"
-        assert cp["setting"][0]["valueReference"] == {
-            "identifier": {
-                "system": "https://fhir.nhs.uk/Id/ods-organization-code",
-                "value": "XED01",
-            },
-            "display": "Northshire General Hospital Emergency Department",
-        }
-        assert cp["setting-type"][0]["valueCoding"]["code"] == "ED"
-        assert cp["user-name"][0]["valueString"] == "Casey Nurse"
-        assert cp["user-role"][0]["valueString"] == "Staff Nurse"
-    else:
+    if not has_references:
+        assert set(np) == {"event-number", "timestamp"}
         assert NHS not in str(bundle)
         assert "Casey Nurse" not in str(bundle)
         assert "PLAN-1" not in str(bundle)
-    if entries == 2:
-        audit = bundle["entry"][1]
-        assert audit["fullUrl"] == focus_url
-        assert audit["resource"] == r.audit_event(ev.access_event, BASE)  # type: ignore[arg-type]
-        assert audit["request"] == {"method": "GET", "url": focus_url}
+        return
+    assert np["focus"] == [
+        {"name": "focus", "valueReference": {"reference": focus_url, "type": "AuditEvent"}}
+    ]
+    refs = context_refs(notification)
+    assert [(ref["type"], ref["identifier"]) for ref in refs] == [
+        ("Patient", {"system": NHS_SYSTEM, "value": NHS}),
+        ("CareTeam", {"system": PLAN_SYSTEM, "value": "PLAN-1"}),
+        ("CareTeam", {"system": PLAN_SYSTEM, "value": "PLAN-2"}),
+    ]
+    if payload == "id-only":
+        # "only ids of additional resources may be provided": nothing else, no entries.
+        assert all("reference" not in ref for ref in refs)
+        assert "Casey Nurse" not in str(bundle)
+        return
+    by_url = {e["fullUrl"]: e for e in bundle["entry"][1:]}
+    audit = by_url[focus_url]
+    assert audit["resource"] == r.audit_event(ev.access_event, BASE)  # type: ignore[arg-type]
+    assert audit["request"] == {"method": "GET", "url": focus_url}
+    for ref in refs:
+        entry = by_url[ref["reference"]]
+        assert ref["reference"].startswith("urn:uuid:")
+        assert entry["resource"]["resourceType"] == ref["type"]
+        assert ref["identifier"] in entry["resource"]["identifier"]
+        assert entry["response"] == {"status": "200"}
+    care_team = by_url[refs[1]["reference"]]["resource"]
+    assert care_team["subject"] == {"identifier": {"system": NHS_SYSTEM, "value": NHS}}
+
+
+def test_the_audit_event_carries_what_the_parts_no_longer_do() -> None:
+    """SPEC §3 contents that are not references (setting name and type, user name and
+    role) reach the LA in the focus AuditEvent: inline with full-resource, by reading the
+    focus with id-only."""
+    bundle = fs.notification_bundle(
+        "event-notification", subscription(payload="full-resource"), [event()], base=BASE, now=NOW
+    )
+    audit = json.dumps(bundle["entry"][1]["resource"])
+    for needed in (
+        NHS,
+        "XED01",
+        "Northshire General Hospital",
+        '"ED"',
+        "Casey Nurse",
+        "Staff Nurse",
+    ):
+        assert needed in audit
+
+
+def test_full_resource_entries_are_the_same_on_every_delivery() -> None:
+    """A re-delivery of the same event is the same document apart from its timestamp and
+    status Parameters id: the local addresses derive from the notification id."""
+    first = fs.notification_bundle(
+        "event-notification", subscription(payload="full-resource"), [event()], base=BASE, now=NOW
+    )
+    again = fs.notification_bundle(
+        "event-notification", subscription(payload="full-resource"), [event()], base=BASE, now=NOW
+    )
+    assert first["entry"][1:] == again["entry"][1:]
+    assert first["id"] == again["id"]
 
 
 def test_blank_user_details_are_left_out_not_sent_empty() -> None:
     """Token claims or headers may leave the user's name or role blank; FHIR forbids ''."""
     ev = event(ae=access_event(user_name="", user_role=""))
-    bundle = fs.notification_bundle("event-notification", subscription(), [ev], base=BASE, now=NOW)
+    bundle = fs.notification_bundle(
+        "event-notification", subscription(payload="full-resource"), [ev], base=BASE, now=NOW
+    )
     validate_resource(bundle)
-    cp = parts(named(params(bundle), "additional-context")[0])
-    assert "user-name" not in cp
-    assert "user-role" not in cp
+    (requestor,) = [a for a in bundle["entry"][1]["resource"]["agent"] if a["requestor"]]
+    assert "name" not in requestor
+    assert "role" not in requestor
+
+
+@pytest.mark.parametrize("payload", ["empty", "id-only", "full-resource"])
+def test_the_notification_id_is_on_every_content_level(payload: str) -> None:
+    """The de-duplication key travels in a conformant place whatever the content: our
+    notification-id extension on each notification-event (and the single-event Bundle.id)."""
+    ev = event(9)
+    bundle = fs.notification_bundle(
+        "event-notification", subscription(payload=payload), [ev], base=BASE, now=NOW
+    )
+    (notification,) = named(params(bundle), "notification-event")
+    assert extensions(notification)[CONTEXT_EXT_ID] == str(ev.notification_id)
+    assert bundle["id"] == str(ev.notification_id)
 
 
 def test_query_event_bundle_replays_several_events_each_with_its_id() -> None:
-    """$events: several events in one Bundle, each notification-event paired with an
-    additional-context naming its number and notification id; payload may be overridden;
-    an event whose access event retention removed keeps its number, time and id only."""
+    """$events: several events in one Bundle, each notification-event saying its number and
+    notification id; payload may be overridden; an event whose access event retention
+    removed keeps its number, time, type and id only."""
     events = [event(3), event(4, gone=True), event(5)]
     bundle = fs.notification_bundle(
         "query-event", subscription(), events, base=BASE, now=NOW, payload="full-resource"
@@ -297,17 +426,139 @@ def test_query_event_bundle_replays_several_events_each_with_its_id() -> None:
     validate_resource(bundle)
     ps = params(bundle)
     assert named(ps, "type")[0]["valueCode"] == "query-event"
-    numbers = [parts(p)["event-number"][0]["valueString"] for p in named(ps, "notification-event")]
+    notifications = named(ps, "notification-event")
+    numbers = [parts(p)["event-number"][0]["valueString"] for p in notifications]
     assert numbers == ["3", "4", "5"]
-    contexts = [parts(p) for p in named(ps, "additional-context")]
-    assert [c["notification-id"][0]["valueString"] for c in contexts] == [
+    assert [extensions(p)[CONTEXT_EXT_ID] for p in notifications] == [
         str(e.notification_id) for e in events
     ]
-    assert "subject" not in contexts[1]
-    assert "focus" not in parts(named(ps, "notification-event")[1])
+    assert set(parts(notifications[1])) == {"event-number", "timestamp"}
     # The same AuditEvent is included once however many events point at it.
-    assert len(bundle["entry"]) == 2
+    audits = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "AuditEvent"]
+    assert len(audits) == 1
     assert bundle["id"] not in {str(e.notification_id) for e in events}
+
+
+@pytest.mark.parametrize("payload", ["id-only", "full-resource"])
+def test_nhs_number_change_names_old_and_new_numbers(payload: str) -> None:
+    """nhs-number-inactive: event type cpis-nhs-number-inactive-1; focus the Patient of the
+    old number; additional-context the replacement Patient and each plan (filed under the
+    old number). full-resource adds the old Patient, inactive and linked replaced-by to the
+    new one, and the new Patient and plans as entries."""
+    ev = change_event()
+    bundle = fs.notification_bundle(
+        "event-notification", subscription(payload=payload), [ev], base=BASE, now=NOW
+    )
+    validate_resource(bundle)
+    (notification,) = named(params(bundle), "notification-event")
+    assert extensions(notification)[CONTEXT_EXT_TYPE]["code"] == "cpis-nhs-number-inactive-1"
+    np = parts(notification)
+    (focus,) = np["focus"]
+    assert focus["valueReference"]["type"] == "Patient"
+    assert focus["valueReference"]["identifier"] == {"system": NHS_SYSTEM, "value": NHS}
+    refs = context_refs(notification)
+    assert [(ref["type"], ref["identifier"]["value"]) for ref in refs] == [
+        ("Patient", "9990000026"),
+        ("CareTeam", "N-1"),
+        ("CareTeam", "N-2"),
+    ]
+    if payload == "id-only":
+        assert len(bundle["entry"]) == 1
+        assert "reference" not in focus["valueReference"]
+        return
+    by_url = {e["fullUrl"]: e["resource"] for e in bundle["entry"][1:]}
+    old = by_url[focus["valueReference"]["reference"]]
+    assert old["active"] is False
+    assert old["identifier"] == [{"system": NHS_SYSTEM, "value": NHS}]
+    (link,) = old["link"]
+    assert link["type"] == "replaced-by"
+    assert link["other"]["reference"] == refs[0]["reference"]
+    new = by_url[refs[0]["reference"]]
+    assert new["identifier"] == [{"system": NHS_SYSTEM, "value": "9990000026"}]
+    assert by_url[refs[1]["reference"]]["subject"]["identifier"]["value"] == NHS
+
+
+def test_a_retired_number_has_no_replacement() -> None:
+    """An inactive number with no replacement known: no replacement Patient, no link."""
+    bundle = fs.notification_bundle(
+        "event-notification",
+        subscription(payload="full-resource"),
+        [change_event(new=None)],
+        base=BASE,
+        now=NOW,
+    )
+    validate_resource(bundle)
+    (notification,) = named(params(bundle), "notification-event")
+    assert [ref["type"] for ref in context_refs(notification)] == ["CareTeam", "CareTeam"]
+    patients = [
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
+    ]
+    assert len(patients) == 1
+    assert "link" not in patients[0]
+
+
+def test_an_empty_change_says_nothing_about_the_child() -> None:
+    """empty: the event type and notification id, and neither number nor plan."""
+    ev = change_event()
+    bundle = fs.notification_bundle(
+        "event-notification", subscription(payload="empty"), [ev], base=BASE, now=NOW
+    )
+    validate_resource(bundle)
+    (notification,) = named(params(bundle), "notification-event")
+    assert set(parts(notification)) == {"event-number", "timestamp"}
+    assert extensions(notification)[CONTEXT_EXT_TYPE]["code"] == "cpis-nhs-number-inactive-1"
+    for secret in (NHS, "9990000026", "N-1"):
+        assert secret not in json.dumps(bundle)
+
+
+@pytest.mark.parametrize(
+    ("reason", "code"),
+    [
+        ("endpoint timed out", "no-response"),
+        ("endpoint unreachable (ClientConnectorError)", "no-response"),
+        ("endpoint unreachable (ClientConnectorDNSError)", "dns-resolution-error"),
+        ("endpoint answered 503", "error-response"),
+        ("endpoint resolves only to non-public addresses, which are not allowed", None),
+        (None, None),
+    ],
+)
+def test_error_parameter_codes_the_recorded_reason(reason: str | None, code: str | None) -> None:
+    """The IG's error parameter (CodeableConcept): a subscription-error code where one fits
+    the failure the dispatcher recorded, and the reason as text always."""
+    concept = fs.error_concept(reason)
+    if code is None:
+        assert "coding" not in concept
+    else:
+        assert concept["coding"] == [
+            {
+                "system": "http://terminology.hl7.org/CodeSystem/subscription-error",
+                "code": code,
+                "display": fs.SUBSCRIPTION_ERROR_DISPLAY[code],
+            }
+        ]
+    assert concept["text"] == (reason or "the subscription is in error")
+
+
+@pytest.mark.parametrize("kind", ["heartbeat", "event-notification", "query-status"])
+def test_a_subscription_in_error_says_so_in_every_status(kind: str) -> None:
+    """status error: status bundles and notifications carry the error parameter; any other
+    status does not, even with an old reason recorded."""
+    broken = subscription(status="error", error="endpoint answered 503")
+    fine = subscription(status="active", error="endpoint answered 503")
+    for sub, expected in ((broken, True), (fine, False)):
+        if kind == "query-status":
+            bundle = fs.status_bundle([sub], base=BASE, self_url=f"{BASE}/Subscription/$status")
+        else:
+            events = [event()] if kind == "event-notification" else []
+            bundle = fs.notification_bundle(kind, sub, events, base=BASE, now=NOW)  # type: ignore[arg-type]
+        validate_resource(bundle)
+        found = named(params(bundle), "error")
+        if expected:
+            assert found == [
+                {"name": "error", "valueCodeableConcept": fs.error_concept("endpoint answered 503")}
+            ]
+        else:
+            assert found == []
 
 
 def test_notification_bundle_accepts_a_table_row() -> None:
@@ -339,18 +590,29 @@ def test_notification_bundle_accepts_a_table_row() -> None:
 
 
 def test_status_bundle_is_a_searchset_of_query_status_parameters() -> None:
-    """$status answers as the IG's operation says: a searchset Bundle, one Parameters each."""
-    bundle = fs.status_bundle(
-        [subscription()], base=BASE, self_url=f"{BASE}/Subscription/x/$status"
-    )
+    """$status answers as the IG's operation says: a searchset Bundle, one Parameters each,
+    each as the status-r4 profile says for that subscription's content level."""
+    subs = [subscription(), subscription(id=uuid.uuid4(), payload="empty", events_since_start=0)]
+    bundle = fs.status_bundle(subs, base=BASE, self_url=f"{BASE}/Subscription/$status")
     validate_resource(bundle)
     assert bundle["type"] == "searchset"
-    assert bundle["total"] == 1
-    (entry,) = bundle["entry"]
-    assert entry["search"] == {"mode": "match"}
-    ps = entry["resource"]["parameter"]
-    assert {p["name"]: p.get("valueCode") for p in ps}["type"] == "query-status"
-    assert named(ps, "events-since-subscription-start")[0]["valueString"] == "7"
+    assert bundle["total"] == 2
+    for entry in bundle["entry"]:
+        assert entry["search"] == {"mode": "match"}
+        assert entry["resource"]["meta"]["profile"] == [fs.STATUS_PROFILE]
+    first, second = (e["resource"]["parameter"] for e in bundle["entry"])
+    assert {p["name"]: p.get("valueCode") for p in first}["type"] == "query-status"
+    assert named(first, "events-since-subscription-start")[0]["valueString"] == "7"
+    assert named(first, "topic") != []
+    assert named(second, "topic") == []
+
+
+def test_status_bundle_with_nothing_to_report_is_an_empty_searchset() -> None:
+    """A type-level $status whose filters match nothing: total 0 and no entries."""
+    bundle = fs.status_bundle([], base=BASE, self_url=f"{BASE}/Subscription/$status?status=off")
+    validate_resource(bundle)
+    assert bundle["total"] == 0
+    assert "entry" not in bundle
 
 
 # --- validating what an LA sends -----------------------------------------------------------
@@ -426,6 +688,14 @@ def test_defaults(changes: dict[str, Any], expected: str | None) -> None:
     else:
         assert req.heartbeat_seconds is None
         assert req.timeout_seconds == fs.DEFAULT_TIMEOUT_SECONDS
+
+
+def test_an_r4_fhir_version_parameter_is_accepted() -> None:
+    """The IG: a server SHALL look for the payload MIME type's fhirVersion parameter; R4's
+    (4.0) is what notifications are sent in, so it is accepted (others are refused)."""
+    assert parse(body(channel__payload="application/fhir+json; fhirVersion=4.0")).payload == (
+        "full-resource"
+    )
 
 
 def test_local_http_endpoint_is_allowed_for_testing() -> None:
@@ -514,6 +784,27 @@ BAD_BODIES: list[tuple[str, Any, int, str | None]] = [
         ),
         422,
         "Subscription.channel.payload",
+    ),
+    (
+        "payload-fhir-version-r5",
+        body(channel__payload="application/fhir+json; fhirVersion=5.0"),
+        422,
+        "Subscription.channel.payload",
+    ),
+    (
+        "custom-channel-type",
+        body(
+            channel___type={
+                "extension": [
+                    {
+                        "url": fs.CHANNEL_TYPE_EXT,
+                        "valueCoding": {"system": "http://example.org/ch", "code": "zulip"},
+                    }
+                ]
+            }
+        ),
+        422,
+        "Subscription.channel.type",
     ),
     (
         "header-no-colon",
