@@ -591,7 +591,7 @@ def capability_statement(base: str, *, software_version: str, now: str) -> Resou
     """What this server serves, and nothing it does not (SPEC §4)."""
     # Imported here: cpis.fhir.subscriptions builds on this module's helpers.
     from cpis.fhir.search import AUDIT_VIEWER_INCLUDES
-    from cpis.fhir.subscriptions import capability_resource
+    from cpis.fhir.subscriptions import BACKPORT, capability_resource
 
     patient_clinical = _search_param(
         "patient",
@@ -666,6 +666,8 @@ def capability_statement(base: str, *, software_version: str, now: str) -> Resou
             "the owning local authorities."
         ),
         "kind": "instance",
+        # The Subscriptions Backport IG asks a server to say it is one of its R4 servers.
+        "instantiates": [f"{BACKPORT}/CapabilityStatement/backport-subscription-server-r4"],
         "software": {"name": "cpis", "version": software_version},
         "implementation": {"description": "CP-IS FHIR R4 API", "url": base},
         "fhirVersion": FHIR_VERSION,

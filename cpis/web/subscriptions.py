@@ -42,6 +42,7 @@ from cpis.errors import (
     NotFound,
     UnsupportedMediaType,
 )
+from cpis.fhir import notifications as fn
 from cpis.fhir import resources as fr
 from cpis.fhir import subscription_request as fsr
 from cpis.fhir import subscriptions as fs
@@ -377,7 +378,7 @@ async def events(request: web.Request) -> web.Response:
     found = await request.app[SUBSCRIPTION_STORE].events(
         la, sub.id, since=since, until=until, limit=MAX_EVENTS_PER_CALL
     )
-    body = fs.notification_bundle(
+    body = fn.notification_bundle(
         "query-event", sub, found, base=_base(request), now=_now(request), payload=content
     )
     return fhir_response(body)

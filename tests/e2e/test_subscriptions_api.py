@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from cpis.fhir import notifications as fn
 from cpis.fhir import subscriptions as fs
 from cpis.matching.nhs_number import synthetic_numbers
 from tests.e2e.conftest import (
@@ -483,6 +484,9 @@ async def test_events_replays_stored_deliveries_from_the_log(e2e: E2E) -> None:
     assert [notification_id(e2e, e) for e in events] == [str(r["notification_id"]) for r in outbox]
     for event in events:
         context = [p["valueReference"] for p in event["part"] if p["name"] == "additional-context"]
+        viewer = context.pop(0)
+        assert viewer["type"] == "PractitionerRole"
+        assert viewer["reference"].startswith(f"{e2e.fhir_base}/PractitionerRole/")
         assert context == [
             {"type": "Patient", "identifier": {"system": NHS_SYSTEM, "value": CHILD}},
             {
@@ -497,6 +501,13 @@ async def test_events_replays_stored_deliveries_from_the_log(e2e: E2E) -> None:
     # What id-only leaves out of the notification the LA reads here: setting and user.
     assert audit.fhir()["resourceType"] == "AuditEvent"
     assert "XED01" in audit.text and "User 555000000011" in audit.text
+    # And who looked, as the ED sees them: the viewer's PractitionerRole, by its URL.
+    viewer_url = next(
+        p["valueReference"] for p in events[0]["part"] if p["name"] == "additional-context"
+    )["reference"]
+    role = await e2e.request("GET", viewer_url, headers=await e2e.auth(LA_NORTH_CLIENT))
+    assert role.status == 200, role.text
+    assert role.fhir()["practitioner"]["display"] == "User 555000000011"
 
     ranged = await call(
         e2e,
@@ -523,7 +534,10 @@ async def test_events_replays_stored_deliveries_from_the_log(e2e: E2E) -> None:
     validate_resource(full_bundle)
     types = [e["resource"]["resourceType"] for e in full_bundle["entry"]]
     assert types[0] == "Parameters"
-    assert sorted(types[1:]) == ["AuditEvent"] * 3 + ["CareTeam"] * 3 + ["Patient"] * 3
+    # each event's AuditEvent, its viewer (three users here), the child and the plan
+    assert sorted(types[1:]) == (
+        ["AuditEvent"] * 3 + ["CareTeam"] * 3 + ["Patient"] * 3 + ["PractitionerRole"] * 3
+    )
 
     for bad in (
         {"eventsSinceNumber": "0"},
@@ -554,7 +568,7 @@ async def test_notification_signatures_verify_with_the_served_jwks(e2e: E2E) -> 
 
     sub = await create(e2e, status="off")
     body = orjson.dumps(
-        fs.notification_bundle(
+        fn.notification_bundle(
             "heartbeat", fs_subscription(sub, e2e), base=e2e.fhir_base, now=e2e.runtime.clock.now()
         )
     )

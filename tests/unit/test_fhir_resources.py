@@ -499,6 +499,10 @@ def test_capability_statement_lists_exactly_what_is_served():
     validate_resource(cs)
     assert cs["fhirVersion"] == "4.0.1"
     assert cs["kind"] == "instance"
+    assert cs["instantiates"] == [
+        "http://hl7.org/fhir/uv/subscriptions-backport/CapabilityStatement/"
+        "backport-subscription-server-r4"
+    ]
     assert cs["format"] == ["application/fhir+json", "json"]
     assert cs["implementation"]["url"] == BASE
     (rest,) = cs["rest"]

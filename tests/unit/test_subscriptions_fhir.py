@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from cpis import errors
+from cpis.fhir import notifications as fn
 from cpis.fhir import resources as r
 from cpis.fhir import subscription_request as fsr
 from cpis.fhir import subscriptions as fs
@@ -207,7 +208,7 @@ def change_event(new: str | None = "9990000026", number: int = 8) -> fs.Notifica
 def test_control_bundles_carry_status_and_no_events(kind: str) -> None:
     """Handshakes and heartbeats: a history Bundle whose only entry is the status Parameters
     with subscription, topic, status, type and the event count, and nothing about a child."""
-    bundle = fs.notification_bundle(kind, subscription(), base=BASE, now=NOW)  # type: ignore[arg-type]
+    bundle = fn.notification_bundle(kind, subscription(), base=BASE, now=NOW)  # type: ignore[arg-type]
     validate_resource(bundle)
     assert bundle["type"] == "history"
     assert bundle["meta"]["profile"] == [fs.NOTIFICATION_PROFILE]
@@ -237,7 +238,7 @@ def test_control_bundles_carry_status_and_no_events(kind: str) -> None:
 def test_control_bundles_refuse_events() -> None:
     """A heartbeat with events is a programming error, not a notification."""
     with pytest.raises(ValueError):
-        fs.notification_bundle("heartbeat", subscription(), [event()], base=BASE, now=NOW)
+        fn.notification_bundle("heartbeat", subscription(), [event()], base=BASE, now=NOW)
 
 
 @pytest.mark.parametrize(
@@ -260,7 +261,7 @@ def test_topic_is_sent_only_when_the_content_level_allows_it(
     present when using id-only payloads, and SHOULD be present when using full-resource
     payloads". The rule is the subscription's content level, whatever the notification type."""
     events = [event()] if kind in ("event-notification", "query-event") else []
-    bundle = fs.notification_bundle(
+    bundle = fn.notification_bundle(
         kind,  # type: ignore[arg-type]
         subscription(payload=payload),
         events,
@@ -275,7 +276,7 @@ def test_topic_is_sent_only_when_the_content_level_allows_it(
 def test_events_override_of_content_decides_the_topic_too() -> None:
     """$events?content=empty on a full-resource subscription answers as empty: no topic."""
     sub = subscription(payload="full-resource")
-    bundle = fs.notification_bundle(
+    bundle = fn.notification_bundle(
         "query-event", sub, [event()], base=BASE, now=NOW, payload="empty"
     )
     assert named(params(bundle), "topic") == []
@@ -283,7 +284,7 @@ def test_events_override_of_content_decides_the_topic_too() -> None:
 
 @pytest.mark.parametrize(
     ("payload", "has_references", "entries"),
-    [("empty", False, 1), ("id-only", True, 1), ("full-resource", True, 5)],
+    [("empty", False, 1), ("id-only", True, 1), ("full-resource", True, 6)],
 )
 def test_attendance_notification_per_payload(
     payload: str, has_references: bool, entries: int
@@ -291,11 +292,11 @@ def test_attendance_notification_per_payload(
     """One attendance: Bundle.id is the notification id. The notification-event has number
     and time and, on every level, our notification-id and event-type extensions; id-only and
     full-resource add focus (the AuditEvent) and additional-context as parts of that
-    notification-event (the child's Patient and each of this LA's plans as a CareTeam, by
-    identifier); full-resource adds an entry for each of them. There is no top-level
-    additional-context parameter, and no source part."""
+    notification-event (the viewer's PractitionerRole by URL, the child's Patient and each of
+    this LA's plans as a CareTeam, by identifier); full-resource adds an entry for each of
+    them. There is no top-level additional-context parameter, and no source part."""
     ev = event(7)
-    bundle = fs.notification_bundle(
+    bundle = fn.notification_bundle(
         "event-notification", subscription(payload=payload), [ev], base=BASE, now=NOW
     )
     validate_resource(bundle)
@@ -333,7 +334,10 @@ def test_attendance_notification_per_payload(
     assert np["focus"] == [
         {"name": "focus", "valueReference": {"reference": focus_url, "type": "AuditEvent"}}
     ]
-    refs = context_refs(notification)
+    viewer, *refs = context_refs(notification)
+    assert ev.access_event is not None
+    viewer_url = f"{BASE}/PractitionerRole/{ev.access_event.accessor.practitioner_role_id}"
+    assert viewer == {"reference": viewer_url, "type": "PractitionerRole"}
     assert [(ref["type"], ref["identifier"]) for ref in refs] == [
         ("Patient", {"system": NHS_SYSTEM, "value": NHS}),
         ("CareTeam", {"system": PLAN_SYSTEM, "value": "PLAN-1"}),
@@ -346,8 +350,11 @@ def test_attendance_notification_per_payload(
         return
     by_url = {e["fullUrl"]: e for e in bundle["entry"][1:]}
     audit = by_url[focus_url]
-    assert audit["resource"] == r.audit_event(ev.access_event, BASE)  # type: ignore[arg-type]
+    assert audit["resource"] == r.audit_event(ev.access_event, BASE)
     assert audit["request"] == {"method": "GET", "url": focus_url}
+    # The AuditEvent's relative reference to its viewer resolves to the included entry.
+    assert audit["resource"]["agent"][1]["who"]["reference"] == viewer_url.removeprefix(f"{BASE}/")
+    assert by_url[viewer_url]["resource"] == r.practitioner_role(ev.access_event.accessor)
     for ref in refs:
         entry = by_url[ref["reference"]]
         assert ref["reference"].startswith("urn:uuid:")
@@ -362,7 +369,7 @@ def test_the_audit_event_carries_what_the_parts_no_longer_do() -> None:
     """SPEC §3 contents that are not references (setting name and type, user name and
     role) reach the LA in the focus AuditEvent: inline with full-resource, by reading the
     focus with id-only."""
-    bundle = fs.notification_bundle(
+    bundle = fn.notification_bundle(
         "event-notification", subscription(payload="full-resource"), [event()], base=BASE, now=NOW
     )
     audit = json.dumps(bundle["entry"][1]["resource"])
@@ -380,10 +387,10 @@ def test_the_audit_event_carries_what_the_parts_no_longer_do() -> None:
 def test_full_resource_entries_are_the_same_on_every_delivery() -> None:
     """A re-delivery of the same event is the same document apart from its timestamp and
     status Parameters id: the local addresses derive from the notification id."""
-    first = fs.notification_bundle(
+    first = fn.notification_bundle(
         "event-notification", subscription(payload="full-resource"), [event()], base=BASE, now=NOW
     )
-    again = fs.notification_bundle(
+    again = fn.notification_bundle(
         "event-notification", subscription(payload="full-resource"), [event()], base=BASE, now=NOW
     )
     assert first["entry"][1:] == again["entry"][1:]
@@ -393,7 +400,7 @@ def test_full_resource_entries_are_the_same_on_every_delivery() -> None:
 def test_blank_user_details_are_left_out_not_sent_empty() -> None:
     """Token claims or headers may leave the user's name or role blank; FHIR forbids ''."""
     ev = event(ae=access_event(user_name="", user_role=""))
-    bundle = fs.notification_bundle(
+    bundle = fn.notification_bundle(
         "event-notification", subscription(payload="full-resource"), [ev], base=BASE, now=NOW
     )
     validate_resource(bundle)
@@ -407,7 +414,7 @@ def test_the_notification_id_is_on_every_content_level(payload: str) -> None:
     """The de-duplication key travels in a conformant place whatever the content: our
     notification-id extension on each notification-event (and the single-event Bundle.id)."""
     ev = event(9)
-    bundle = fs.notification_bundle(
+    bundle = fn.notification_bundle(
         "event-notification", subscription(payload=payload), [ev], base=BASE, now=NOW
     )
     (notification,) = named(params(bundle), "notification-event")
@@ -420,7 +427,7 @@ def test_query_event_bundle_replays_several_events_each_with_its_id() -> None:
     notification id; payload may be overridden; an event whose access event retention
     removed keeps its number, time, type and id only."""
     events = [event(3), event(4, gone=True), event(5)]
-    bundle = fs.notification_bundle(
+    bundle = fn.notification_bundle(
         "query-event", subscription(), events, base=BASE, now=NOW, payload="full-resource"
     )
     validate_resource(bundle)
@@ -446,7 +453,7 @@ def test_nhs_number_change_names_old_and_new_numbers(payload: str) -> None:
     old number). full-resource adds the old Patient, inactive and linked replaced-by to the
     new one, and the new Patient and plans as entries."""
     ev = change_event()
-    bundle = fs.notification_bundle(
+    bundle = fn.notification_bundle(
         "event-notification", subscription(payload=payload), [ev], base=BASE, now=NOW
     )
     validate_resource(bundle)
@@ -480,7 +487,7 @@ def test_nhs_number_change_names_old_and_new_numbers(payload: str) -> None:
 
 def test_a_retired_number_has_no_replacement() -> None:
     """An inactive number with no replacement known: no replacement Patient, no link."""
-    bundle = fs.notification_bundle(
+    bundle = fn.notification_bundle(
         "event-notification",
         subscription(payload="full-resource"),
         [change_event(new=None)],
@@ -500,7 +507,7 @@ def test_a_retired_number_has_no_replacement() -> None:
 def test_an_empty_change_says_nothing_about_the_child() -> None:
     """empty: the event type and notification id, and neither number nor plan."""
     ev = change_event()
-    bundle = fs.notification_bundle(
+    bundle = fn.notification_bundle(
         "event-notification", subscription(payload="empty"), [ev], base=BASE, now=NOW
     )
     validate_resource(bundle)
@@ -550,7 +557,7 @@ def test_a_subscription_in_error_says_so_in_every_status(kind: str) -> None:
             bundle = fs.status_bundle([sub], base=BASE, self_url=f"{BASE}/Subscription/$status")
         else:
             events = [event()] if kind == "event-notification" else []
-            bundle = fs.notification_bundle(kind, sub, events, base=BASE, now=NOW)  # type: ignore[arg-type]
+            bundle = fn.notification_bundle(kind, sub, events, base=BASE, now=NOW)  # type: ignore[arg-type]
         validate_resource(bundle)
         found = named(params(bundle), "error")
         if expected:
@@ -584,8 +591,8 @@ def test_notification_bundle_accepts_a_table_row() -> None:
         "created_at": sub.created_at,
         "updated_at": sub.updated_at,
     }
-    from_row = fs.notification_bundle("handshake", row, base=BASE, now=NOW)
-    from_value = fs.notification_bundle("handshake", sub, base=BASE, now=NOW)
+    from_row = fn.notification_bundle("handshake", row, base=BASE, now=NOW)
+    from_value = fn.notification_bundle("handshake", sub, base=BASE, now=NOW)
     assert params(from_row) == params(from_value)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from cpis.fhir import notifications as fn
 from cpis.fhir import subscriptions as fs
 from tests.fhir_validation import validate_resource
 from tests.unit.test_subscriptions_fhir import BASE, NOW, change_event, event, subscription
@@ -78,7 +79,7 @@ def shape(bundle: dict[str, Any]) -> Shape:
 
 
 def ours(kind: str, payload: str, events: list[fs.NotificationEvent], **sub: Any) -> Shape:
-    bundle = fs.notification_bundle(
+    bundle = fn.notification_bundle(
         kind,  # type: ignore[arg-type]
         subscription(payload=payload, **sub),
         events,
@@ -179,7 +180,7 @@ def test_a_status_in_error_is_shaped_as_the_ig_error_example() -> None:
 def test_our_extensions_are_the_only_addition_to_the_igs_notification_event() -> None:
     """Beyond the IG's parts, a notification-event carries only our two extensions (which
     FHIR allows on any element); no parameter or part of our own."""
-    bundle = fs.notification_bundle(
+    bundle = fn.notification_bundle(
         "event-notification", subscription(payload="full-resource"), [event()], base=BASE, now=NOW
     )
     (notification,) = [
