@@ -599,18 +599,21 @@ def capability_statement(base: str, *, software_version: str, now: str) -> Resou
         "http://hl7.org/fhir/SearchParameter/clinical-patient",
         _PATIENT_DOC,
     )
-    read_interactions = [{"code": "read"}, {"code": "vread"}]
-    search_interactions = [*read_interactions, {"code": "search-type"}]
 
-    def searchable(type_: str, params: list[Resource]) -> Resource:
+    def readable(type_: str) -> Resource:
         return {
             "type": type_,
             "profile": f"http://hl7.org/fhir/StructureDefinition/{type_}",
-            "interaction": [dict(i) for i in search_interactions],
+            "interaction": [{"code": "read"}, {"code": "vread"}],
             "versioning": "versioned",
             "readHistory": False,
-            "searchParam": params,
         }
+
+    def searchable(type_: str, params: list[Resource]) -> Resource:
+        resource = readable(type_)
+        resource["interaction"].append({"code": "search-type"})
+        resource["searchParam"] = params
+        return resource
 
     flag_resource = searchable(
         "Flag",
@@ -639,15 +642,6 @@ def capability_statement(base: str, *, software_version: str, now: str) -> Resou
     )
     # Each viewer's PractitionerRole, with NHS's include value or FHIR's own.
     audit_resource["searchInclude"] = list(AUDIT_VIEWER_INCLUDES)
-
-    def readable(type_: str) -> Resource:
-        return {
-            "type": type_,
-            "profile": f"http://hl7.org/fhir/StructureDefinition/{type_}",
-            "interaction": [dict(i) for i in read_interactions],
-            "versioning": "versioned",
-            "readHistory": False,
-        }
 
     root = base.removesuffix("/FHIR/R4")
     return {

@@ -3,23 +3,16 @@ England's ``/cpis`` path, with a local CIS2-like OpenID provider trusted."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from tests.cis2_issuer import LocalCis2, running_cis2
-from tests.e2e.conftest import client_keys, e2e  # noqa: F401 (fixtures used by the tests here)
+from tests.cis2_issuer import LocalCis2
+from tests.e2e.conftest import cis2, client_keys, e2e  # noqa: F401 (fixtures the tests use)
 
 
 @pytest.fixture
-async def cis2() -> AsyncIterator[LocalCis2]:
-    async with running_cis2() as issuer:
-        yield issuer
-
-
-@pytest.fixture
-def e2e_overrides(cis2: LocalCis2) -> dict[str, Any]:
+def e2e_overrides(cis2: LocalCis2) -> dict[str, Any]:  # noqa: F811 (the fixture above)
     return {"cis2_issuers": (cis2.issuer,)}
 
 

@@ -42,6 +42,7 @@ from cpis.adapters.tokens import ClientAlg, generate_client_key, make_client_ass
 from cpis.app import Runtime, create_app, open_runtime
 from cpis.model import Client, LocalAuthority, Organisation, Role, SettingType
 from cpis.settings import Secret, Settings
+from tests.cis2_issuer import LocalCis2, running_cis2
 from tests.fhir_validation import validate_resource
 
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
@@ -369,6 +370,14 @@ def e2e_settings(tmp_path: Path, database_url: str, port: int, *, base_path: str
         db_pool_min=1,
         db_pool_max=4,
     )
+
+
+@pytest.fixture
+async def cis2() -> AsyncIterator[LocalCis2]:
+    """A local OpenID provider issuing ID tokens as NHS CIS2 does (trust it with
+    ``e2e_overrides`` returning ``{"cis2_issuers": (cis2.issuer,)}``)."""
+    async with running_cis2() as issuer:
+        yield issuer
 
 
 @pytest.fixture

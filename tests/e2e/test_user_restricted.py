@@ -10,14 +10,13 @@ headers, with the person, role and organisation taken from the token.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from cpis.matching.nhs_number import synthetic_numbers
-from tests.cis2_issuer import LocalCis2, running_cis2
+from tests.cis2_issuer import LocalCis2
 from tests.e2e.conftest import (
     CLIENTS,
     E2E,
@@ -37,12 +36,6 @@ TRUST_AUD = CLIENTS[TRUST_CLIENT].cis2_client_id
 VIEWER_INCLUDE = (
     "AuditEvent:entity-type=http://terminology.hl7.org/CodeSystem/v3-RoleClass|ASSIGNED"
 )
-
-
-@pytest.fixture
-async def cis2() -> AsyncIterator[LocalCis2]:
-    async with running_cis2() as issuer:
-        yield issuer
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import hmac
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -519,6 +520,21 @@ async def test_absurd_times_in_an_assertion_are_refused_not_a_crash(
     await _refused(authority, assertion, _client(client_keys))
 
 
+def _authority(
+    signing_key: ec.EllipticCurvePrivateKey,
+    clock: FakeClock,
+    verify_id_token: Callable[[str, Client], Awaitable[Viewer]] | None = None,
+) -> JwtTokenAuthority:
+    return JwtTokenAuthority(
+        signing_key=signing_key,
+        issuer=ISSUER,
+        ttl_seconds=600,
+        use_jti=FakeJtiStore(),
+        clock=clock,
+        verify_id_token=verify_id_token,
+    )
+
+
 def _viewer_client(keys: dict[str, tuple[bytes, dict[str, Any]]]) -> Client:
     return dataclasses.replace(_client(keys), cis2_client_id="ed-system-1.cis2")
 
@@ -543,14 +559,7 @@ async def test_a_user_restricted_token_carries_the_user_role_and_organisation(
         seen.append((id_token, client.id))
         return viewer
 
-    authority = JwtTokenAuthority(
-        signing_key=signing_key,
-        issuer=ISSUER,
-        ttl_seconds=600,
-        use_jti=FakeJtiStore(),
-        clock=clock,
-        verify_id_token=verify_id_token,
-    )
+    authority = _authority(signing_key, clock, verify_id_token)
     client = _viewer_client(client_keys)
     token = await authority.exchange_id_token(
         _assertion(client_keys), id_token="an.id.token", client=client, token_url=TOKEN_URL
@@ -580,14 +589,7 @@ async def test_only_health_clients_with_a_cis2_client_id_exchange_id_tokens(
         (verify_id_token, dataclasses.replace(_viewer_client(client_keys), role=Role.LA)),
         (None, _viewer_client(client_keys)),
     ):
-        authority = JwtTokenAuthority(
-            signing_key=signing_key,
-            issuer=ISSUER,
-            ttl_seconds=600,
-            use_jti=FakeJtiStore(),
-            clock=clock,
-            verify_id_token=verifier,
-        )
+        authority = _authority(signing_key, clock, verifier)
         with pytest.raises(Forbidden):
             await authority.exchange_id_token(
                 _assertion(client_keys), id_token="x.y.z", client=client, token_url=TOKEN_URL
@@ -610,9 +612,7 @@ def test_a_malformed_user_claim_is_an_invalid_token(
 ) -> None:
     """Even correctly signed, a user claim of the wrong shape, or naming an organisation the
     token's client is not registered for, never becomes a half-known user."""
-    authority = JwtTokenAuthority(
-        signing_key=signing_key, issuer=ISSUER, ttl_seconds=600, use_jti=FakeJtiStore(), clock=clock
-    )
+    authority = _authority(signing_key, clock)
     now = int(START.timestamp())
     claims = {
         "iss": ISSUER,
