@@ -24,8 +24,17 @@ What is checked (OpenID Connect Core §3.1.3.7, Discovery §4):
   identity was checked in person, as a smartcard holder's is), and
   ``authentication_assurance_level``, where given, at least 3.
 
-What is read (CIS2 Authentication's "Scopes and claims" and "Role selection"
-guidance, and the claims NHS England's API platform tests exchange):
+What is read. Sources: NHS England's CIS2 Authentication developer guidance,
+"Scopes and claims" and "Role selection" (digital.nhs.uk, services/
+care-identity-service/.../cis2-authentication: the ``profile``,
+``nationalrbacaccess``, ``associatedorgs`` and ``selectedrole`` scopes, and
+"we'll return [the role] in the selected_roleid claim of the ID token"); the
+API platform's "User-restricted RESTful APIs - NHS CIS2 separate
+authentication and authorisation" page (token exchange, step 9 "determine the
+healthcare worker's role"); and the API platform's own tests of this exchange
+(``NHSDigital`` repositories: the ``cis2_subject_token_claims`` fixture of an
+ID token, and the user role service tests that read ``selected_roleid`` and
+``nhsid_nrbac_roles``). Read:
 
 - the user: ``nhsid_useruid`` (the user's UUID, the SDS user id), else
   ``sub`` (the same value in CIS2's ID tokens); ``name``, else
