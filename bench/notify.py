@@ -439,6 +439,8 @@ def main() -> int:
             "CPIS_DB_POOL_MAX": str(POOL_SIZE),
             # What is measured: delivery by the dispatcher inside `cpis serve`.
             "CPIS_WORKERS_IN_SERVE": "true",
+            # its receivers listen on loopback (public addresses only by default)
+            "CPIS_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
         }
         seed_service_admin(svc_env, tmp)
         procs.start("service", [str(VENV_BIN / "cpis"), "serve"], svc_env)

@@ -185,7 +185,7 @@ async def _serve(settings: Settings, demo: bool) -> int:
     from cpis import demo as demo_data
 
     if demo:
-        settings = demo_data.with_demo_issuer(settings)
+        settings = demo_data.demo_settings(settings)
     async with open_runtime(settings) as rt:
         app = create_app(rt)
         text = None

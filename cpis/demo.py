@@ -19,6 +19,7 @@ from aiohttp import web
 
 from cpis import services
 from cpis.adapters.tokens import generate_client_key
+from cpis.adapters.webhook import LOOPBACK_NETWORKS
 from cpis.app import Runtime
 from cpis.demo_identity import (
     DEMO_CIS2_CLIENT_ID,
@@ -143,12 +144,16 @@ def demo_issuer_url(settings: Settings) -> str:
     return f"{settings.public_base_url}{DEMO_PATH}"
 
 
-def with_demo_issuer(settings: Settings) -> Settings:
-    """``settings`` trusting the demo issuer too (``serve --demo`` only)."""
+def demo_settings(settings: Settings) -> Settings:
+    """``settings`` as ``serve --demo`` runs: trusting the demo's CIS2 issuer too, and,
+    unless the operator named networks, letting rest-hooks reach this machine (the
+    examples in docs/notifications.md subscribe a local receiver)."""
     url = demo_issuer_url(settings)
-    if url in settings.cis2_issuers:
-        return settings
-    return dataclasses.replace(settings, cis2_issuers=(*settings.cis2_issuers, url))
+    if url not in settings.cis2_issuers:
+        settings = dataclasses.replace(settings, cis2_issuers=(*settings.cis2_issuers, url))
+    if not settings.webhook_allowed_networks:
+        settings = dataclasses.replace(settings, webhook_allowed_networks=LOOPBACK_NETWORKS)
+    return settings
 
 
 def serve_demo_issuer(app: web.Application, settings: Settings) -> None:

@@ -71,9 +71,7 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
 
 def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     raw = env.get(name)
-    if raw is None:
-        return ("127.0.0.0/8", "::1/128")
-    if raw.strip().lower() in ("", "none"):
+    if raw is None or raw.strip().lower() in ("", "none"):
         return ()
     nets = tuple(n.strip() for n in raw.split(",") if n.strip())
     for net in nets:
@@ -189,8 +187,9 @@ class Settings:
     pds_timeout_seconds: int = 10
     pds_concurrency: int = 8
     pds_token: Secret | None = None  # bearer token for the PDS API, if it needs one
-    # Rest-hook endpoints may be reached at public addresses and these (SSRF guard).
-    webhook_allowed_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    # Rest-hook endpoints may be reached at public addresses and these (SSRF guard);
+    # none by default, not even loopback.
+    webhook_allowed_networks: tuple[str, ...] = ()
     index_check_hours: int = 24  # how often serve re-checks plan subjects against the index
     # OpenID issuers (NHS CIS2) whose ID tokens health clients may exchange for
     # user-restricted access tokens; none means only application-restricted ones.

@@ -8,11 +8,23 @@ Error reasons name the status or the kind of failure, never the body.
 Endpoints are chosen by LA clients, so the service must not become their way
 into networks it can reach and they cannot (SSRF): an endpoint may only be
 reached at a public address, or at one of the networks the operator allows
-(``CPIS_WEBHOOK_ALLOWED_NETWORKS``; loopback by default, for local testing).
+(``CPIS_WEBHOOK_ALLOWED_NETWORKS``; none by default: not even loopback, or an
+LA could make the service POST to its own ``/metrics`` or find open ports on
+its host; ``cpis serve --demo`` allows loopback for its local examples).
 The check is made on the addresses the connection really uses (a resolver
 that drops the others), so a name that resolves differently at delivery time
 than when the subscription was made gains nothing; an IP literal in the URL
 is checked before connecting, because aiohttp does not resolve those.
+
+An IPv6 address that carries an IPv4 address (IPv4-mapped and -translated,
+IPv4-compatible, 6to4, Teredo, NAT64 in the well-known and local-use
+prefixes, RFC 4291, 3056, 4380, 6052, 8215) reaches that IPv4 address, so it
+is judged by the IPv4 address it carries; Python's ``is_global`` alone calls
+``2002:7f00:1::`` (6to4 for 127.0.0.1) public.
+
+What an LA is told of a failure names no connection-level detail: a refused,
+reset or timed-out connection are all "no response", so delivery reasons
+cannot map which ports answer on a network the operator allowed.
 """
 
 from __future__ import annotations
@@ -29,23 +41,56 @@ from yarl import URL
 from cpis.workers.dispatcher import DeliveryFailed
 
 _RETRYABLE_4XX = {408, 425, 429}
-DEFAULT_ALLOWED_NETWORKS = ("127.0.0.0/8", "::1/128")
+# Public addresses only, unless the operator names networks (loopback for local testing).
+DEFAULT_ALLOWED_NETWORKS: tuple[str, ...] = ()
+LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
 _NOT_ALLOWED = "endpoint resolves only to non-public addresses, which are not allowed"
+NO_RESPONSE = "no response from the endpoint"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 
 
 class AddressNotAllowed(OSError):
     """Every address of an endpoint is private, link-local or otherwise not public."""
 
 
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address] | None:
+    """The IPv4 addresses an IPv6 address carries, or None if it carries none."""
+    low32 = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
+    if ip in _IPV4_TRANSLATED or ip in _NAT64_WELL_KNOWN:
+        return [low32]
+    if ip in _IPV4_COMPATIBLE and int(ip) > 1:  # not :: or ::1, which are themselves
+        return [low32]
+    if ip.sixtofour is not None:
+        return [ip.sixtofour]
+    if ip.teredo is not None:
+        return list(ip.teredo)
+    return None
+
+
+def _public(ip: _IP) -> bool:
+    return ip.is_global and not ip.is_multicast
+
+
 def address_allowed(address: str, allowed: Sequence[Network]) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    ip: _IP = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
     if any(ip in net for net in allowed):
         return True
-    return ip.is_global and not ip.is_multicast
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64_LOCAL_USE:
+            return False  # RFC 8215: a network's own translator, so an internal address
+        carried = _embedded_ipv4(ip)
+        if carried is not None:
+            return all(any(v4 in net for net in allowed) or _public(v4) for v4 in carried)
+    return _public(ip)
 
 
 class _AllowedAddressesResolver(AbstractResolver):
@@ -113,11 +158,17 @@ class WebhookSender:
                 await resp.read()
                 status = resp.status
         except TimeoutError:
-            raise DeliveryFailed("endpoint timed out") from None
+            raise DeliveryFailed(NO_RESPONSE) from None
         except (aiohttp.ClientError, OSError) as exc:
-            if isinstance(_os_error(exc), AddressNotAllowed):
+            cause = _os_error(exc)
+            if isinstance(cause, AddressNotAllowed):
                 raise DeliveryFailed(_NOT_ALLOWED, retryable=False) from None
-            raise DeliveryFailed(f"endpoint unreachable ({type(exc).__name__})") from None
+            if isinstance(exc, aiohttp.ClientConnectorDNSError) or isinstance(
+                cause, socket.gaierror
+            ):
+                raise DeliveryFailed("the endpoint's host name does not resolve") from None
+            # Refused, reset or cut off: all one to the LA (module docstring).
+            raise DeliveryFailed(NO_RESPONSE) from None
         if 200 <= status < 300:
             return
         retryable = status >= 500 or status in _RETRYABLE_4XX

@@ -391,12 +391,12 @@ def error_concept(reason: str | None) -> Resource:
     """
     text = reason or "the subscription is in error"
     code: str | None = None
-    if text.startswith("endpoint timed out"):
+    if text.startswith("no response from the endpoint"):
         code = "no-response"
     elif text.startswith("endpoint answered "):
         code = "error-response"
-    elif text.startswith("endpoint unreachable"):
-        code = "dns-resolution-error" if "DNSError" in text else "no-response"
+    elif text.startswith("the endpoint's host name does not resolve"):
+        code = "dns-resolution-error"
     concept: Resource = {}
     if code is not None:
         concept["coding"] = [

@@ -39,6 +39,7 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
 from cpis.adapters.tokens import ClientAlg, generate_client_key, make_client_assertion
+from cpis.adapters.webhook import LOOPBACK_NETWORKS
 from cpis.app import Runtime, create_app, open_runtime
 from cpis.model import Client, LocalAuthority, Organisation, Role, SettingType
 from cpis.settings import Secret, Settings
@@ -369,6 +370,8 @@ def e2e_settings(tmp_path: Path, database_url: str, port: int, *, base_path: str
         max_body_bytes=MAX_BODY_BYTES,
         db_pool_min=1,
         db_pool_max=4,
+        # The tests' rest-hook receivers listen on loopback.
+        webhook_allowed_networks=LOOPBACK_NETWORKS,
     )
 
 

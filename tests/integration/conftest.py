@@ -10,6 +10,7 @@ import pytest
 
 from cpis.adapters.crypto import FieldVault
 from cpis.adapters.postgres import PgDatabase, create_pool
+from cpis.adapters.webhook import LOOPBACK_NETWORKS, WebhookSender
 from tests.mesh_sandbox import MeshSandbox, running_mesh_sandbox
 
 
@@ -62,3 +63,9 @@ async def clean(sandbox: MeshSandbox) -> MeshSandbox:
     """The sandbox with every mailbox emptied."""
     await sandbox.reset()
     return sandbox
+
+
+def local_webhook() -> WebhookSender:
+    """A rest-hook sender that may reach the tests' receivers on loopback (by default
+    only public addresses are reached)."""
+    return WebhookSender(allowed_networks=LOOPBACK_NETWORKS)

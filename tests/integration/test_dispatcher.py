@@ -26,14 +26,13 @@ from cpis.adapters.postgres import PgDatabase
 from cpis.adapters.render import Renderer
 from cpis.adapters.signing import SIGNATURE_HEADER, verify_detached
 from cpis.adapters.tokens import JwtTokenAuthority
-from cpis.adapters.webhook import WebhookSender
 from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import Accessor, LocalAuthority, PlanFields, PlanType, Principal, Role, SettingType
 from cpis.ports import AuditEntry
 from cpis.settings import Settings
 from cpis.workers.dispatcher import Dispatcher, DispatchSettings
 from tests.fhir_validation import validate_resource
-from tests.integration.conftest import FakeClock
+from tests.integration.conftest import FakeClock, local_webhook
 from tests.mesh_sandbox import running_mesh_sandbox
 from tests.polling import wait_until
 
@@ -133,7 +132,7 @@ async def harness(db: PgDatabase, clock: FakeClock, tmp_path: Any) -> AsyncItera
     )  # fmt: skip
     renderer = Renderer(base="http://cpis.test/FHIR/R4", keys=keys, clock=clock)
     channels = Channels(
-        webhook=WebhookSender(), mesh=None, render_event=renderer.event,
+        webhook=local_webhook(), mesh=None, render_event=renderer.event,
         render_control=renderer.control, sign=renderer.sign,
     )  # fmt: skip
     store = PgOutboxStore(db.pool, db._vault)
@@ -267,7 +266,7 @@ async def test_mesh_notifications_reach_the_las_mailbox(
         keys = load_keys(Settings(data_dir=tmp_path), log=structlog.get_logger())
         renderer = Renderer(base="http://cpis.test/FHIR/R4", keys=keys, clock=clock)
         channels = Channels(
-            webhook=WebhookSender(), mesh=MeshClient(**box.client_kwargs(service_box)),
+            webhook=local_webhook(), mesh=MeshClient(**box.client_kwargs(service_box)),
             render_event=renderer.event, render_control=renderer.control, sign=renderer.sign,
         )  # fmt: skip
         dispatcher = Dispatcher(

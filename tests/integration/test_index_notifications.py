@@ -33,7 +33,6 @@ from cpis.adapters.outbox_store import PgOutboxStore
 from cpis.adapters.person_index import LocalPersonIndex, load_person_index
 from cpis.adapters.postgres import PgDatabase, create_pool
 from cpis.adapters.render import Renderer
-from cpis.adapters.webhook import WebhookSender
 from cpis.fhir import subscriptions as fs
 from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import LocalAuthority, PlanFields, PlanType, Principal, Role
@@ -57,7 +56,7 @@ from tests.e2e.conftest import (  # noqa: F401 - client_keys, e2e, e2e_* are fix
     user_headers,
 )
 from tests.fhir_validation import validate_resource
-from tests.integration.conftest import FakeClock
+from tests.integration.conftest import FakeClock, local_webhook
 from tests.integration.test_dispatcher import Receiver, receiver  # noqa: F401 - a fixture
 from tests.mesh_sandbox import running_mesh_sandbox
 from tests.polling import wait_until
@@ -429,7 +428,7 @@ async def mesh_world(
         keys = load_keys(Settings(data_dir=tmp_path), log=structlog.get_logger())
         renderer = Renderer(base="http://cpis.test/FHIR/R4", keys=keys, clock=clock)
         channels = Channels(
-            webhook=WebhookSender(), mesh=MeshClient(**box.client_kwargs(service_box)),
+            webhook=local_webhook(), mesh=MeshClient(**box.client_kwargs(service_box)),
             render_event=renderer.event, render_control=renderer.control, sign=renderer.sign,
         )  # fmt: skip
         dispatcher = Dispatcher(

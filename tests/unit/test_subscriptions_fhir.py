@@ -521,9 +521,8 @@ def test_an_empty_change_says_nothing_about_the_child() -> None:
 @pytest.mark.parametrize(
     ("reason", "code"),
     [
-        ("endpoint timed out", "no-response"),
-        ("endpoint unreachable (ClientConnectorError)", "no-response"),
-        ("endpoint unreachable (ClientConnectorDNSError)", "dns-resolution-error"),
+        ("no response from the endpoint", "no-response"),
+        ("the endpoint's host name does not resolve", "dns-resolution-error"),
         ("endpoint answered 503", "error-response"),
         ("endpoint resolves only to non-public addresses, which are not allowed", None),
         (None, None),

@@ -161,7 +161,7 @@ def test_full_resource_is_shaped_as_the_ig_multi_resource_example(which: str) ->
 def test_a_status_in_error_is_shaped_as_the_ig_error_example() -> None:
     """A subscription in error: the status Parameters has the IG error example's shape,
     error as a valueCodeableConcept coded from the same code system."""
-    sub = subscription(status="error", error="endpoint timed out", events_since_start=3)
+    sub = subscription(status="error", error="no response from the endpoint", events_since_start=3)
     mine = fs.status_bundle([sub], base=BASE, self_url=f"{BASE}/Subscription/$status")
     validate_resource(mine)
     (entry,) = mine["entry"]
