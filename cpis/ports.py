@@ -108,8 +108,11 @@ class Transaction(Protocol):
         Returns the event and the LA codes that were queued a notification.
         """
 
-    async def access_history(self, nhs_number: str, limit: int) -> Sequence[StoredAccessEvent]:
-        """The most recent non-repeat access events for the subject, newest first."""
+    async def access_history(
+        self, nhs_number: str, limit: int, *, la_codes: Sequence[str] | None = None
+    ) -> Sequence[StoredAccessEvent]:
+        """The most recent non-repeat access events for the subject, newest first; with
+        ``la_codes``, only those recorded while one of these LAs had a visible plan."""
 
     async def get_access_event(self, event_id: uuid.UUID) -> StoredAccessEvent | None: ...
 

@@ -112,14 +112,18 @@ async def history(
 ) -> list[AccessEvent]:
     """The 25 most recent unscheduled visits, newest first, repeats by one user in 24 h once.
 
-    Health sees the history of a subject with a visible plan; an LA sees it for
-    subjects it holds a plan for. Anyone else gets an empty result, not an
-    error, so the answer does not reveal whether a child is known.
+    Health sees the history of a subject with a visible plan. An LA sees only
+    the visits made while it held a visible plan for the subject (those it was
+    told of, or would have been but for its repeat window): a plan it adds now,
+    or one that starts in the future, shows it nothing from before. Anyone else
+    gets an empty result, not an error, so the answer does not reveal whether a
+    child is known.
     """
     async with db.transaction() as tx:
         events: list[StoredAccessEvent] = []
         if await _subject_visible_to(tx, principal, nhs_number, clock):
-            events = list(await tx.access_history(nhs_number, rules.HISTORY_SIZE))
+            only = principal.ods_codes if principal.role is Role.LA else None
+            events = list(await tx.access_history(nhs_number, rules.HISTORY_SIZE, la_codes=only))
         await tx.append_audit(
             dataclasses.replace(audit, detail={"events": len(events)}), clock.now()
         )

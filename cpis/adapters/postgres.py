@@ -575,12 +575,17 @@ class PgTransaction:
     def _event(self, r: asyncpg.Record) -> StoredAccessEvent:
         return StoredAccessEvent(event=access_event_from_row(r, self._vault), repeat=r["is_repeat"])
 
-    async def access_history(self, nhs_number: str, limit: int) -> Sequence[StoredAccessEvent]:
+    async def access_history(
+        self, nhs_number: str, limit: int, *, la_codes: Sequence[str] | None = None
+    ) -> Sequence[StoredAccessEvent]:
         rows = await self._conn.fetch(
             f"SELECT {_EVENT_COLUMNS} FROM access_event"  # noqa: S608
-            " WHERE subject_key = $1 AND NOT is_repeat ORDER BY occurred_at DESC, id LIMIT $2",
+            " WHERE subject_key = $1 AND NOT is_repeat"
+            " AND ($3::text[] IS NULL OR la_codes && $3)"
+            " ORDER BY occurred_at DESC, id LIMIT $2",
             self._subject(nhs_number),
             limit,
+            None if la_codes is None else list(la_codes),
         )
         return [self._event(r) for r in rows]
 
