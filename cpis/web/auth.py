@@ -28,7 +28,43 @@ def authenticate(request: web.Request, *roles: Role) -> Principal:
     limiter.take(principal.client_id)
     if roles and principal.role not in roles:
         raise Forbidden("this client's role may not do this")
+    _check_named_org(request, principal)
     return principal
+
+
+ORG_HEADER = "NHSD-End-User-Organisation-ODS"
+USER_HEADER = "NHSD-End-User-Id"
+
+
+def _check_named_org(request: web.Request, principal: Principal) -> None:
+    """On every authenticated request, an organisation the caller names must be one it may
+    act for (its registration; a user-restricted token, its user's), so nothing recorded
+    for any request is an organisation merely asserted."""
+    named = _header(request, ORG_HEADER, required=False)
+    if named is None:
+        return
+    allowed = (principal.viewer.org_ods,) if principal.viewer else principal.ods_codes
+    if named.upper() not in allowed:
+        raise Forbidden("this client is not registered for that organisation")
+
+
+def verified_org(request: web.Request, principal: Principal) -> str | None:
+    """The organisation to record for a request: the user token's, else the one named (which
+    :func:`authenticate` has checked against the registration), else the client's only one."""
+    if principal.viewer is not None:
+        return principal.viewer.org_ods
+    named = request.headers.get(ORG_HEADER, "").strip().upper()
+    if named in principal.ods_codes:
+        return named
+    return principal.ods_codes[0] if len(principal.ods_codes) == 1 else None
+
+
+def asserted_user(request: web.Request, principal: Principal) -> str | None:
+    """The user to record: the user token's, else the ``NHSD-End-User-Id`` an
+    application-restricted client vouches for (well-formed, or 400)."""
+    if principal.viewer is not None:
+        return principal.viewer.user_id
+    return _header(request, USER_HEADER, required=False)
 
 
 def require_trace_id(request: web.Request) -> str:

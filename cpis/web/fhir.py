@@ -14,7 +14,14 @@ from cpis.fhir import resources as fr
 from cpis.fhir.search import parse_search
 from cpis.model import AccessEvent, Principal, Role, VisiblePlan
 from cpis.ports import AuditEntry
-from cpis.web.auth import accessor_for, authenticate, is_unscheduled, require_trace_id
+from cpis.web.auth import (
+    accessor_for,
+    asserted_user,
+    authenticate,
+    is_unscheduled,
+    require_trace_id,
+    verified_org,
+)
 from cpis.web.context import info
 from cpis.web.render import check_acceptable, fhir_response
 from cpis.web.state import NOTIFICATIONS_QUEUED, SERVICES
@@ -48,14 +55,13 @@ async def metadata(request: web.Request) -> web.Response:
 
 def _audit_entry(request: web.Request, principal: Principal, nhs: str | None) -> AuditEntry:
     ri = info(request)
-    viewer = principal.viewer
     return AuditEntry(
         action=ri.action,
         outcome=200,
         client_id=principal.client_id,
         role=principal.role.value,
-        org_ods=viewer.org_ods if viewer else request.headers.get("NHSD-End-User-Organisation-ODS"),
-        user_id=viewer.user_id if viewer else request.headers.get("NHSD-End-User-Id"),
+        org_ods=verified_org(request, principal),
+        user_id=asserted_user(request, principal),
         resource=request.match_info.route.resource.canonical
         if request.match_info.route.resource
         else None,

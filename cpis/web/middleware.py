@@ -28,6 +28,7 @@ from cpis.errors import (
 )
 from cpis.fhir.resources import operation_outcome_from
 from cpis.ports import AuditEntry
+from cpis.web.auth import verified_org
 from cpis.web.context import REQUEST_INFO, RequestInfo
 from cpis.web.render import fhir_response
 from cpis.web.state import SERVICES
@@ -112,7 +113,9 @@ async def _audit(request: web.Request, ri: RequestInfo, status: int) -> None:
         outcome=status,
         client_id=p.client_id if p else None,
         role=p.role.value if p else None,
-        org_ods=request.headers.get("NHSD-End-User-Organisation-ODS", "")[:32] or None,
+        # Only what was checked: a header naming an organisation is recorded when the
+        # authenticated client may act for it (cpis.web.auth.authenticate), never raw.
+        org_ods=verified_org(request, p) if p else None,
         resource=request.match_info.route.resource.canonical
         if request.match_info.route.resource
         else None,

@@ -324,7 +324,8 @@ class E2E:
             f"/FHIR/R4/{resource_type}",
             headers={
                 **await self.auth(client_id),
-                **(user_headers() if headers is None else headers),
+                # by default, an ED user at the client's (first) organisation
+                **(user_headers(org=CLIENTS[client_id].ods[0]) if headers is None else headers),
             },
             params=query,
         )

@@ -218,3 +218,48 @@ async def test_the_running_service_chains_new_lines_by_itself(e2e: E2E) -> None:
     await wait_until(sealed, what="the audit lines to be sealed")
     with pytest.raises(asyncpg.exceptions.RaiseError):
         await e2e.db.execute("UPDATE audit_seal SET hash = '\\x00'")
+
+
+async def test_only_checked_organisations_are_recorded_on_every_route(e2e: E2E) -> None:
+    """A header naming an organisation the client is not registered for is refused (403) on
+    every authenticated route — AuditEvent search and read, Organization read, uploads,
+    the LA API — as the CareTeam search always did, and the audit log never records the
+    organisation merely asserted; a request with no valid token records none at all."""
+    await seed(e2e)
+    ident = [("patient:identifier", identifier(CHILD))]
+    foreign = {"NHSD-End-User-Organisation-ODS": "XROGUE"}
+    ed = {**await e2e.auth(ED_CLIENT), "TraceID": "org-check", **foreign}
+    la = {**await e2e.auth(LA_NORTH_CLIENT), **foreign}
+    attempts = [
+        ("GET", "/FHIR/R4/AuditEvent", ed, ident, {}),
+        ("GET", "/FHIR/R4/Organization/XLA01", ed, None, {}),
+        ("GET", f"/FHIR/R4/AuditEvent/{uuid.uuid4()}", ed, None, {}),
+        ("GET", "/la/v1/plans/N-1", la, None, {}),
+        (
+            "POST",
+            "/la/v1/uploads",
+            {**la, "Content-Type": "application/json"},
+            None,
+            {"data": b'{"la_ods": "XLA01", "sequence": 1, "records": []}'},
+        ),
+    ]
+    for method, path, headers, params, kwargs in attempts:
+        reply = await e2e.request(method, path, headers=headers, params=params, **kwargs)
+        assert reply.status == 403, (path, reply.status, reply.text)
+    no_token = await e2e.request(
+        "GET", "/FHIR/R4/AuditEvent", headers={"TraceID": "t", **foreign}, params=ident
+    )
+    assert no_token.status == 401
+    recorded = [r["org_ods"] for r in await e2e.fetch("SELECT org_ods FROM audit_log")]
+    assert "XROGUE" not in recorded
+
+    named = {**await e2e.auth(ED_CLIENT), "TraceID": "org-ok"}
+    ok = await e2e.request(
+        "GET",
+        "/FHIR/R4/AuditEvent",
+        headers={**named, "NHSD-End-User-Organisation-ODS": "xed01"},
+        params=ident,
+    )
+    assert ok.status == 200
+    (row,) = await e2e.fetch("SELECT org_ods FROM audit_log WHERE trace_id = 'org-ok'")
+    assert row["org_ods"] == "XED01"

@@ -21,6 +21,7 @@ from fhirpy.base.exceptions import ResourceNotFound
 
 from cpis.matching.nhs_number import synthetic_numbers
 from tests.e2e.conftest import (
+    CLIENTS,
     E2E,
     ED,
     ED_CLIENT,
@@ -58,8 +59,10 @@ def days(e2e: E2E, n: int) -> str:
 async def fhir_client(
     e2e: E2E, client_id: str = ED_CLIENT, user: str = NURSE, **extra: str
 ) -> AsyncFHIRClient:
-    """fhirpy as an ED system configures it: bearer token and the CP-IS headers."""
-    headers = user_headers(user, name=f"User {user[-2:]}")
+    """fhirpy as an ED system configures it: bearer token and the CP-IS headers (an LA's
+    system names its own organisation)."""
+    org = CLIENTS[client_id].ods[0]
+    headers = user_headers(user, name=f"User {user[-2:]}", org=org)
     headers.update(extra)
     return AsyncFHIRClient(
         url=e2e.fhir_base,
