@@ -867,6 +867,38 @@ async def test_token_endpoint_refuses_bad_client_assertions(e2e: E2E) -> None:
     assert_clean(e2e)
 
 
+async def test_absurd_times_in_a_signed_assertion_are_refused_never_a_500(e2e: E2E) -> None:
+    """A client assertion correctly signed by a registered key whose exp, iat or nbf is a
+    huge, negative or non-finite number (1e300, 10**30, 1e999): 401 invalid_client (400
+    invalid_request for a number no JSON parser here reads); never a 500 (an
+    OverflowError once escaped)."""
+    from cryptography.hazmat.primitives import serialization
+    from joserfc import jws
+    from joserfc.jwk import ECKey
+
+    key = e2e.keys[LA_NORTH_CLIENT]
+    signer = ECKey.import_key(serialization.load_pem_private_key(key.pem, password=None))  # type: ignore[arg-type]
+    now = int(datetime.now(UTC).timestamp())
+    for name in ("exp", "iat", "nbf"):
+        for value in ("1e300", str(10**30), "-1e300", "1e999", "-1e999"):
+            claims = {
+                "iss": LA_NORTH_CLIENT,
+                "sub": LA_NORTH_CLIENT,
+                "aud": e2e.settings.token_url,
+                "jti": str(uuid.uuid4()),
+                "iat": now,
+                "exp": now + 120,
+            }
+            raw = json.dumps({**claims, name: 0}).replace(f'"{name}": 0', f'"{name}": {value}')
+            assertion = jws.serialize_compact(
+                {"alg": "ES256", "kid": key.kid}, raw, signer, algorithms=["ES256"]
+            )
+            reply = await e2e.token_request(assertion)
+            assert reply.status in (400, 401), (name, value, reply.status, reply.text)
+            assert reply.json()["error"] in ("invalid_client", "invalid_request")
+            assert "access_token" not in reply.json()
+
+
 def _resigned_with_alg(assertion: str, alg: str) -> str:
     """The assertion with its header's alg swapped (the signature no longer matches)."""
     header, payload, signature = assertion.split(".")
