@@ -28,8 +28,8 @@ import orjson
 import structlog
 
 from cpis import cli_person_index, ods
-from cpis.app import Runtime, create_app, open_runtime
-from cpis.errors import CpisError
+from cpis.app import Runtime, Start, create_app, open_runtime
+from cpis.errors import CpisError, StartupError
 from cpis.la_details import LaDetailsError, checked_la, checked_name, checked_window
 from cpis.log import configure_logging
 from cpis.model import Client, LocalAuthority, Organisation, Role, SettingType
@@ -202,9 +202,12 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
 
 
 async def _with_runtime(
-    settings: Settings, fn: Callable[[Runtime], Coroutine[Any, Any, int]]
+    settings: Settings,
+    fn: Callable[[Runtime], Coroutine[Any, Any, int]],
+    *,
+    start: Start = Start.ADMIN,
 ) -> int:
-    async with open_runtime(settings) as rt:
+    async with open_runtime(settings, start=start) as rt:
         return await fn(rt)
 
 
@@ -215,7 +218,7 @@ async def _serve(settings: Settings, demo: bool) -> int:
 
     if demo:
         settings = demo_data.with_demo_issuer(settings)
-    async with open_runtime(settings) as rt:
+    async with open_runtime(settings, start=Start.SERVE) as rt:
         app = create_app(rt)
         text = None
         if demo:
@@ -465,18 +468,33 @@ async def _audit_verify(rt: Runtime) -> int:
 
 def _rotate_keys(settings: Settings, kind: str) -> int:
     """Rotate keys kept in the data directory; keys given by CPIS_KEYS_* are the operator's."""
-    from cpis.adapters.keys import rotate_data_key, rotate_signing_key
+    from cpis.adapters.keys import (
+        DATA_KEYS_FILE,
+        SIGNING_KEY_FILE,
+        rotate_data_key,
+        rotate_signing_key,
+    )
 
+    given, name = (
+        (settings.keys_data, DATA_KEYS_FILE)
+        if kind == "data"
+        else (settings.keys_signing, SIGNING_KEY_FILE)
+    )
+    if given is not None:
+        variable = "CPIS_KEYS_DATA" if kind == "data" else "CPIS_KEYS_SIGNING"
+        print(f"error: the {kind} keys come from {variable}; rotate them there", file=sys.stderr)
+        return 2
+    path = settings.keys_dir.absolute() / name
+    if not path.exists():
+        # Rotating in the wrong directory would make a key no database was sealed with.
+        raise StartupError(
+            f"no {kind} keys to rotate: {path} does not exist (set CPIS_DATA_DIR to the data"
+            " directory `cpis serve` uses)"
+        )
     if kind == "data":
-        if settings.keys_data is not None:
-            print("error: data keys come from CPIS_KEYS_DATA; rotate them there", file=sys.stderr)
-            return 2
         kid = rotate_data_key(settings.keys_dir)
         print(f"new active data key {kid}; restart every replica to start sealing with it")
     else:
-        if settings.keys_signing is not None:
-            print("error: the signing key comes from CPIS_KEYS_SIGNING", file=sys.stderr)
-            return 2
         rotate_signing_key(settings.keys_dir)
         print("new signing key; the old public key stays published until the next rotation")
     return 0
@@ -616,7 +634,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return demo.print_id_token(settings, issuer=args.issuer)
         if args.command == "migrate":
-            return _run(_with_runtime(settings, _migrate))
+            return _run(_with_runtime(settings, _migrate, start=Start.SETUP))
         if args.command == "la":
             action = {"add": _la_add, "update": _la_update, "mesh": _la_mesh}[args.la_command]
             return _run(_with_runtime(settings, lambda rt: action(rt, args)))
@@ -639,7 +657,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _rotate_keys(settings, args.kind)
         if args.command == "audit":
             return _run(_with_runtime(settings, _audit_verify))
-    except (CpisError, SettingsError) as exc:
+    except (CpisError, SettingsError, StartupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:
+        return _unexpected(exc)
     return 2
+
+
+def _unexpected(exc: Exception) -> int:
+    """One line for what no one foresaw (issue 9, item 15): its kind, and for a file or
+    socket what the system said. The traceback goes to the log at debug level only,
+    without a library's message (which might quote a value it choked on)."""
+    log.debug("unexpected_error", exc_info=exc)
+    what = type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        what = f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
+    print(
+        f"error: {what} (unexpected; CPIS_LOG_LEVEL=debug logs where it happened)",
+        file=sys.stderr,
+    )
+    return 1
