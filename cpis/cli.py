@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
+import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -211,13 +214,47 @@ async def _with_runtime(
         return await fn(rt)
 
 
+def _listen_error(settings: Settings, exc: OSError) -> StartupError:
+    reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+    hint = (
+        " (another `cpis serve`, or another program, has it): set CPIS_PORT"
+        if exc.errno == errno.EADDRINUSE
+        else ": check CPIS_HOST and CPIS_PORT"
+    )
+    return StartupError(f"cannot listen on {settings.host}:{settings.port}: {reason}{hint}")
+
+
+def _check_listen(settings: Settings) -> None:
+    """Refuse at once an address serve could not listen on (issue 9, item 15)."""
+    if settings.port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(
+            settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror:
+        raise StartupError(f"cannot listen on {settings.host}: no such host (CPIS_HOST)") from None
+    for family, kind, proto, _name, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            # As aiohttp will: SO_REUSEADDR, so only a live listener makes this fail.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise _listen_error(settings, exc) from None
+
+
 async def _serve(settings: Settings, demo: bool) -> int:
     from aiohttp import web
 
     from cpis import demo as demo_data
+    from cpis.adapters.tls import server_ssl_context
 
     if demo:
         settings = demo_data.with_demo_issuer(settings)
+    # Bad TLS files and a port in use are refused before anything is started.
+    ssl_context = server_ssl_context(settings)
+    _check_listen(settings)
     async with open_runtime(settings, start=Start.SERVE) as rt:
         app = create_app(rt)
         text = None
@@ -234,16 +271,18 @@ async def _serve(settings: Settings, demo: bool) -> int:
                 log.warning("person_index_empty", load_with="cpis person-index load FILE")
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        from cpis.adapters.tls import server_ssl_context
-
         site = web.TCPSite(
             runner,
             settings.host,
             settings.port,
             reuse_address=True,
-            ssl_context=server_ssl_context(settings),
+            ssl_context=ssl_context,
         )
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # taken since _check_listen looked
+            await runner.cleanup()
+            raise _listen_error(settings, exc) from None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

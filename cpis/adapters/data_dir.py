@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
@@ -81,7 +81,8 @@ def database_name(settings: Settings) -> str:
         return f"the embedded PostgreSQL in {embedded_data(settings)}"
     try:
         parts = urlsplit(settings.database_url.reveal())
-        host = parts.hostname or "localhost"
+        socket_dir = parse_qs(parts.query).get("host", [""])[0]  # ?host=/run/postgresql
+        host = parts.hostname or socket_dir or "localhost"
         where = f"{host}:{parts.port}" if parts.port else host
     except ValueError:
         return "the database CPIS_DATABASE_URL names"
