@@ -103,7 +103,7 @@ def run_cli(args: list[str], env: dict[str, str]) -> str:
         check=False,
     )
     if done.returncode != 0:
-        raise BenchError(f"cpis {args[0]} {args[1]} failed:\n{done.stderr.strip()}")
+        raise BenchError(f"cpis {' '.join(args[:2])} failed:\n{done.stderr.strip()}")
     return done.stdout.strip()
 
 

@@ -114,7 +114,9 @@ async def put_plans(base_url: str, token: str, subjects: list[str]) -> None:
 
 
 def seed_service_admin(env: dict[str, str], keys: Path) -> None:
-    """The LA and the two clients, through the CLI, before the service starts."""
+    """The database and keys (`cpis migrate`), then the LA and the two clients, through
+    the CLI, before the service starts."""
+    run_cli(["migrate"], env)
     run_cli(
         [
             "la",

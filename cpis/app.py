@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import enum
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,9 +26,15 @@ from cpis.adapters.channels import Channels
 from cpis.adapters.cis2 import Cis2Issuers
 from cpis.adapters.clock import SystemClock
 from cpis.adapters.crypto import FieldVault
+from cpis.adapters.data_dir import (
+    connect_error,
+    database_name,
+    key_source,
+    require_service_data,
+)
 from cpis.adapters.embedded import EmbeddedPostgres
 from cpis.adapters.index_check_store import PgIndexCheckStore
-from cpis.adapters.keys import KeyMaterial, load_keys
+from cpis.adapters.keys import KeyMaterial, MissingKeys, load_keys
 from cpis.adapters.mesh import MeshClient
 from cpis.adapters.mesh_inbox import MeshInbox, PgMeshSenders, PgPollLock
 from cpis.adapters.outbox_store import PgOutboxStore
@@ -34,9 +42,16 @@ from cpis.adapters.person_index import open_person_index
 from cpis.adapters.postgres import PgDatabase, create_pool, migrate
 from cpis.adapters.render import Renderer
 from cpis.adapters.retention import PgRetention
+from cpis.adapters.service_state import (
+    agree_on_keys,
+    keys_recorded,
+    record_person_index,
+    recorded_person_index,
+)
 from cpis.adapters.subscription_store import PgSubscriptionStore
 from cpis.adapters.tokens import JwtTokenAuthority
 from cpis.adapters.webhook import WebhookSender
+from cpis.errors import StartupError, Unavailable
 from cpis.ports import Clock, PersonIndex
 from cpis.settings import Settings
 from cpis.uploads.apply import apply_upload
@@ -69,6 +84,18 @@ class Runtime:
     person_index: PersonIndex | None = None
 
 
+class Start(enum.Enum):
+    """What a command may do when it finds no service where it looks (issue 9, item 12)."""
+
+    SERVE = "serve"  # may set up a data directory and keys; records the person index
+    SETUP = "setup"  # `cpis migrate`: may set up a data directory and keys
+    ADMIN = "admin"  # every other command: uses the service's data, or refuses
+
+    @property
+    def may_set_up(self) -> bool:
+        return self is not Start.ADMIN
+
+
 async def database_url(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
     """The configured PostgreSQL, or an embedded one started in the data directory."""
     if settings.database_url is not None:
@@ -78,25 +105,79 @@ async def database_url(settings: Settings) -> tuple[str, EmbeddedPostgres | None
     return embedded.dsn, embedded
 
 
+async def _agreed_person_index(settings: Settings, pool: asyncpg.Pool, start: Start) -> Settings:
+    """``settings`` with the person index every way in must use (issue 9, item 13): serve
+    records its own; any other command follows serve's, or refuses if told of another."""
+    mine = settings.person_index
+    if start is Start.SERVE:
+        before = await record_person_index(pool, mine)
+        if before is not None:
+            log.warning("person_index_changed", before=before, now=mine)
+        return settings
+    recorded = await recorded_person_index(pool)
+    if recorded is None or recorded == mine:
+        return settings
+    if settings.person_index_set:
+        raise StartupError(
+            f"`cpis serve` checks uploads against the {recorded} person index but"
+            f" CPIS_PERSON_INDEX={mine} here, so a file would get another answer this way"
+            f" than over HTTP or MESH: unset CPIS_PERSON_INDEX, or set it to {recorded}"
+        )
+    if recorded == "pds" and settings.pds_url is None:
+        raise StartupError(
+            "`cpis serve` checks uploads against PDS: set CPIS_PDS_URL (and CPIS_PDS_TOKEN)"
+            " here as it has them"
+        )
+    return dataclasses.replace(settings, person_index=recorded)
+
+
 @asynccontextmanager
 async def open_runtime(
-    settings: Settings, *, apply_migrations: bool = True, clock: Clock | None = None
+    settings: Settings,
+    *,
+    start: Start = Start.ADMIN,
+    apply_migrations: bool = True,
+    clock: Clock | None = None,
 ) -> AsyncIterator[Runtime]:
+    """Attach to (``start`` permitting: set up) the service's database and keys.
+
+    Whatever stops a start is a :class:`~cpis.errors.StartupError` with one line
+    for the operator.
+    """
+    if not start.may_set_up:
+        require_service_data(settings)  # before anything is started or written
     dsn, embedded = await database_url(settings)
     try:
-        pool = await create_pool(
-            dsn,
-            min_size=settings.db_pool_min,
-            max_size=max(settings.db_pool_min, settings.db_pool_max),
-            statement_timeout_ms=settings.db_statement_timeout_ms,
-        )
+        try:
+            pool = await create_pool(
+                dsn,
+                min_size=settings.db_pool_min,
+                max_size=max(settings.db_pool_min, settings.db_pool_max),
+                statement_timeout_ms=settings.db_statement_timeout_ms,
+            )
+        except Unavailable as exc:
+            raise connect_error(settings, exc.__cause__ or exc) from None
+        except (asyncpg.PostgresError, ValueError, OverflowError) as exc:
+            raise connect_error(settings, exc) from None
         try:
             if apply_migrations:
                 applied = await migrate(pool)
                 if applied:
                     log.info("migrations_applied", versions=applied)
-            keys = load_keys(settings, log=log)
+            # New keys only for a new database: one whose keys are recorded but missing
+            # here must not get keys that cannot open what it holds.
+            fresh = start.may_set_up and not await keys_recorded(pool)
+            try:
+                keys = load_keys(settings, log=log, create=fresh)
+            except MissingKeys as exc:
+                raise StartupError(
+                    f"{exc}, and {database_name(settings)} was set up with keys:"
+                    " point CPIS_DATA_DIR (or CPIS_KEYS_*) at them; new keys would not open"
+                    " what it holds"
+                ) from None
             vault = FieldVault.from_keys(keys)
+            await agree_on_keys(pool, keys, vault, source=key_source(settings))
+            settings = await _agreed_person_index(settings, pool, start)
             db = PgDatabase(pool, vault)
             clock = clock or SystemClock()
             rt_clock = clock

@@ -2,8 +2,10 @@
 
 cpis serve [--demo]         API and background workers
 cpis migrate                apply database migrations
-cpis la add ...             register or update a local authority
+cpis la add ...             register a local authority
+cpis la update ...          change a local authority's details
 cpis client add ...         register a client system and its public key
+cpis client deactivate      stop a client getting tokens
 cpis token ...              get an access token from the running service
 cpis demo-id-token          a CIS2-style ID token for the demo's nurse (after serve --demo)
 cpis upload FILE            apply an LA's upload file
@@ -16,36 +18,53 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
+import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import structlog
 
-from cpis import cli_person_index
-from cpis.app import Runtime, create_app, open_runtime
-from cpis.errors import CpisError
+from cpis import cli_person_index, ods
+from cpis.app import Runtime, Start, create_app, open_runtime
+from cpis.errors import CpisError, StartupError
+from cpis.la_details import LaDetailsError, checked_la, checked_name, checked_window
 from cpis.log import configure_logging
 from cpis.model import Client, LocalAuthority, Organisation, Role, SettingType
+from cpis.phone import is_drama, uk_phone
 from cpis.settings import Settings, SettingsError
 
 log = structlog.get_logger("cpis")
+_T = TypeVar("_T")
 
-_ODS = "an ODS code: 3 to 10 letters and digits"
+
+def _arg(check: Callable[[str], _T]) -> Callable[[str], _T]:
+    """An argparse type from one of the checks of :mod:`cpis.ods` or :mod:`cpis.phone`."""
+
+    def parse(raw: str) -> _T:
+        try:
+            return check(raw)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = check.__name__  # argparse names the type in some messages
+    return parse
 
 
-def _ods(raw: str) -> str:
-    code = raw.strip().upper()
-    if not (3 <= len(code) <= 10 and code.isalnum() and code.isascii()):
-        raise argparse.ArgumentTypeError(f"expected {_ODS}")
-    return code
+_la_ods = _arg(ods.la_code)
+_phone = _arg(uk_phone)
 
 
 def _ods_list(raw: str) -> list[str]:
-    return [_ods(part) for part in raw.split(",") if part.strip()]
+    codes = [ods.any_code(part) for part in raw.split(",") if part.strip()]
+    if not codes:
+        raise ValueError("no ODS code given")
+    return codes
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -88,11 +107,13 @@ def _parser() -> argparse.ArgumentParser:
     la = sub.add_parser("la", help="local authorities").add_subparsers(
         dest="la_command", required=True
     )
-    la_add = la.add_parser("add", help="register or update a local authority")
-    la_add.add_argument("--ods", type=_ods, required=True)
+    la_add = la.add_parser("add", help="register a local authority")
+    la_add.add_argument("--ods", type=_la_ods, required=True)
     la_add.add_argument("--name", required=True)
-    la_add.add_argument("--office-phone", required=True)
-    la_add.add_argument("--edt-phone", required=True, help="emergency duty team (out of hours)")
+    la_add.add_argument("--office-phone", type=_phone, required=True, help="UK number")
+    la_add.add_argument(
+        "--edt-phone", type=_phone, required=True, help="emergency duty team (out of hours)"
+    )
     la_add.add_argument(
         "--repeat-window-hours",
         type=int,
@@ -100,9 +121,15 @@ def _parser() -> argparse.ArgumentParser:
         help="repeat views of a child by one user at one setting within this many hours "
         "make no second notification (default 24)",
     )
+    la_update = la.add_parser("update", help="change a registered LA's details (only those given)")
+    la_update.add_argument("--ods", type=_la_ods, required=True)
+    la_update.add_argument("--name")
+    la_update.add_argument("--office-phone", type=_phone, help="UK number")
+    la_update.add_argument("--edt-phone", type=_phone, help="emergency duty team (out of hours)")
+    la_update.add_argument("--repeat-window-hours", type=int)
 
     la_mesh = la.add_parser("mesh", help="send an LA's notifications to its MESH mailbox")
-    la_mesh.add_argument("--ods", type=_ods, required=True)
+    la_mesh.add_argument("--ods", type=_la_ods, required=True)
     la_mesh.add_argument("--mailbox", required=True)
     la_mesh.add_argument("--workflow-id", default="CPIS_NOTIFICATION")
 
@@ -112,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     c_add = client.add_parser("add", help="register a client system")
     c_add.add_argument("--id", required=True)
     c_add.add_argument("--role", choices=[r.value for r in Role], required=True)
-    c_add.add_argument("--ods", type=_ods_list, required=True, help="CODE[,CODE...]")
+    c_add.add_argument("--ods", type=_arg(_ods_list), required=True, help="CODE[,CODE...]")
     keys = c_add.add_mutually_exclusive_group(required=True)
     keys.add_argument("--jwks", type=Path, help="the client's public keys (JWKS JSON file)")
     keys.add_argument(
@@ -129,6 +156,11 @@ def _parser() -> argparse.ArgumentParser:
         help="(health) the client id its users' NHS CIS2 ID tokens are issued to: lets it "
         "exchange them for user-restricted tokens (CPIS_CIS2_ISSUERS names the trusted issuers)",
     )
+
+    c_off = client.add_parser(
+        "deactivate", help="stop a client getting tokens (those issued live out their lifetime)"
+    )
+    c_off.add_argument("--id", required=True)
 
     tok = sub.add_parser("token", help="print an access token from the running service")
     tok.add_argument("--client", required=True)
@@ -173,20 +205,57 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
 
 
 async def _with_runtime(
-    settings: Settings, fn: Callable[[Runtime], Coroutine[Any, Any, int]]
+    settings: Settings,
+    fn: Callable[[Runtime], Coroutine[Any, Any, int]],
+    *,
+    start: Start = Start.ADMIN,
 ) -> int:
-    async with open_runtime(settings) as rt:
+    async with open_runtime(settings, start=start) as rt:
         return await fn(rt)
+
+
+def _listen_error(settings: Settings, exc: OSError) -> StartupError:
+    reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+    hint = (
+        " (another `cpis serve`, or another program, has it): set CPIS_PORT"
+        if exc.errno == errno.EADDRINUSE
+        else ": check CPIS_HOST and CPIS_PORT"
+    )
+    return StartupError(f"cannot listen on {settings.host}:{settings.port}: {reason}{hint}")
+
+
+def _check_listen(settings: Settings) -> None:
+    """Refuse at once an address serve could not listen on (issue 9, item 15)."""
+    if settings.port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(
+            settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror:
+        raise StartupError(f"cannot listen on {settings.host}: no such host (CPIS_HOST)") from None
+    for family, kind, proto, _name, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            # As aiohttp will: SO_REUSEADDR, so only a live listener makes this fail.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise _listen_error(settings, exc) from None
 
 
 async def _serve(settings: Settings, demo: bool) -> int:
     from aiohttp import web
 
     from cpis import demo as demo_data
+    from cpis.adapters.tls import server_ssl_context
 
     if demo:
         settings = demo_data.demo_settings(settings)
-    async with open_runtime(settings) as rt:
+    # Bad TLS files and a port in use are refused before anything is started.
+    ssl_context = server_ssl_context(settings)
+    _check_listen(settings)
+    async with open_runtime(settings, start=Start.SERVE) as rt:
         app = create_app(rt)
         text = None
         if demo:
@@ -202,16 +271,18 @@ async def _serve(settings: Settings, demo: bool) -> int:
                 log.warning("person_index_empty", load_with="cpis person-index load FILE")
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        from cpis.adapters.tls import server_ssl_context
-
         site = web.TCPSite(
             runner,
             settings.host,
             settings.port,
             reuse_address=True,
-            ssl_context=server_ssl_context(settings),
+            ssl_context=ssl_context,
         )
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # taken since _check_listen looked
+            await runner.cleanup()
+            raise _listen_error(settings, exc) from None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -225,17 +296,91 @@ async def _serve(settings: Settings, demo: bool) -> int:
     return 0
 
 
-async def _la_add(rt: Runtime, args: argparse.Namespace) -> int:
-    await rt.db.upsert_la(
-        LocalAuthority(
-            ods_code=args.ods,
-            name=args.name,
-            office_phone=args.office_phone,
-            edt_phone=args.edt_phone,
-            repeat_window_hours=args.repeat_window_hours,
-        )
+def _drama_note(*numbers: str) -> None:
+    for number in numbers:
+        if is_drama(number):
+            print(
+                f"note: {number} is in a range Ofcom keeps for TV drama: it rings nobody"
+                " (right for a demo or a test, never for a real LA)",
+                file=sys.stderr,
+            )
+
+
+def _show_la(la: LocalAuthority) -> str:
+    return (
+        f"{la.ods_code} {la.name} (version {la.version}): office hours {la.office_phone},"
+        f" emergency duty team {la.edt_phone}, repeat window {la.repeat_window_hours} h"
     )
-    print(f"local authority {args.ods} registered")
+
+
+async def _la_add(rt: Runtime, args: argparse.Namespace) -> int:
+    try:
+        la = checked_la(
+            LocalAuthority(
+                ods_code=args.ods,
+                name=args.name,
+                office_phone=args.office_phone,
+                edt_phone=args.edt_phone,
+                repeat_window_hours=args.repeat_window_hours,
+            )
+        )
+    except LaDetailsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    async with rt.db.transaction() as tx:
+        if await tx.get_la(la.ods_code) is not None:
+            # Adding over an LA would silently replace the numbers clinicians ring.
+            print(
+                f"error: local authority {la.ods_code} is already registered;"
+                " change its details with `cpis la update`",
+                file=sys.stderr,
+            )
+            return 2
+    await rt.db.upsert_la(la)
+    _drama_note(la.office_phone, la.edt_phone)
+    print(f"local authority registered: {_show_la(la)}")
+    return 0
+
+
+async def _la_update(rt: Runtime, args: argparse.Namespace) -> int:
+    changes = {
+        "name": args.name,
+        "office_phone": args.office_phone,
+        "edt_phone": args.edt_phone,
+        "repeat_window_hours": args.repeat_window_hours,
+    }
+    if all(v is None for v in changes.values()):
+        print(
+            "error: nothing to change: give --name, --office-phone, --edt-phone"
+            " or --repeat-window-hours",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        if args.name is not None:
+            checked_name(args.name)
+        if args.repeat_window_hours is not None:
+            checked_window(args.repeat_window_hours)
+        la = await rt.db.update_la(args.ods, **changes)
+    except LaDetailsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if la is None:
+        print(f"error: local authority {args.ods} is not registered (cpis la add)", file=sys.stderr)
+        return 2
+    _drama_note(*(n for n in (args.office_phone, args.edt_phone) if n is not None))
+    print(f"local authority updated: {_show_la(la)}")
+    return 0
+
+
+async def _client_deactivate(rt: Runtime, args: argparse.Namespace) -> int:
+    if not await rt.db.set_client_active(args.id, active=False):
+        print(f"error: no client {args.id}", file=sys.stderr)
+        return 2
+    print(
+        f"client {args.id} deactivated: it gets no new token from now on; a token already"
+        f" issued expires within {rt.settings.access_token_ttl} s (CPIS_ACCESS_TOKEN_TTL)"
+    )
     return 0
 
 
@@ -243,6 +388,13 @@ async def _client_add(rt: Runtime, args: argparse.Namespace) -> int:
     from cpis.adapters.tokens import generate_client_key
 
     role = Role(args.role)
+    shape = {Role.LA: ods.la_code, Role.HEALTH: ods.health_code}.get(role, ods.any_code)
+    try:
+        for code in args.ods:
+            shape(code)
+    except ods.OdsCodeError as exc:
+        print(f"error: --ods: {exc}", file=sys.stderr)
+        return 2
     if role is Role.LA:
         async with rt.db.transaction() as tx:
             for code in args.ods:
@@ -355,18 +507,33 @@ async def _audit_verify(rt: Runtime) -> int:
 
 def _rotate_keys(settings: Settings, kind: str) -> int:
     """Rotate keys kept in the data directory; keys given by CPIS_KEYS_* are the operator's."""
-    from cpis.adapters.keys import rotate_data_key, rotate_signing_key
+    from cpis.adapters.keys import (
+        DATA_KEYS_FILE,
+        SIGNING_KEY_FILE,
+        rotate_data_key,
+        rotate_signing_key,
+    )
 
+    given, name = (
+        (settings.keys_data, DATA_KEYS_FILE)
+        if kind == "data"
+        else (settings.keys_signing, SIGNING_KEY_FILE)
+    )
+    if given is not None:
+        variable = "CPIS_KEYS_DATA" if kind == "data" else "CPIS_KEYS_SIGNING"
+        print(f"error: the {kind} keys come from {variable}; rotate them there", file=sys.stderr)
+        return 2
+    path = settings.keys_dir.absolute() / name
+    if not path.exists():
+        # Rotating in the wrong directory would make a key no database was sealed with.
+        raise StartupError(
+            f"no {kind} keys to rotate: {path} does not exist (set CPIS_DATA_DIR to the data"
+            " directory `cpis serve` uses)"
+        )
     if kind == "data":
-        if settings.keys_data is not None:
-            print("error: data keys come from CPIS_KEYS_DATA; rotate them there", file=sys.stderr)
-            return 2
         kid = rotate_data_key(settings.keys_dir)
         print(f"new active data key {kid}; restart every replica to start sealing with it")
     else:
-        if settings.keys_signing is not None:
-            print("error: the signing key comes from CPIS_KEYS_SIGNING", file=sys.stderr)
-            return 2
         rotate_signing_key(settings.keys_dir)
         print("new signing key; the old public key stays published until the next rotation")
     return 0
@@ -506,9 +673,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return demo.print_id_token(settings, issuer=args.issuer)
         if args.command == "migrate":
-            return _run(_with_runtime(settings, _migrate))
+            return _run(_with_runtime(settings, _migrate, start=Start.SETUP))
         if args.command == "la":
-            action = _la_add if args.la_command == "add" else _la_mesh
+            action = {"add": _la_add, "update": _la_update, "mesh": _la_mesh}[args.la_command]
             return _run(_with_runtime(settings, lambda rt: action(rt, args)))
         if args.command == "upload":
             return _run(_with_runtime(settings, lambda rt: _upload(rt, args)))
@@ -523,12 +690,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "notifications":
             return _run(_with_runtime(settings, lambda rt: _notifications(rt, args)))
         if args.command == "client":
-            return _run(_with_runtime(settings, lambda rt: _client_add(rt, args)))
+            act = _client_add if args.client_command == "add" else _client_deactivate
+            return _run(_with_runtime(settings, lambda rt: act(rt, args)))
         if args.command == "keys":
             return _rotate_keys(settings, args.kind)
         if args.command == "audit":
             return _run(_with_runtime(settings, _audit_verify))
-    except (CpisError, SettingsError) as exc:
+    except (CpisError, SettingsError, StartupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:
+        return _unexpected(exc)
     return 2
+
+
+def _unexpected(exc: Exception) -> int:
+    """One line for what no one foresaw (issue 9, item 15): its kind, and for a file or
+    socket what the system said. The traceback goes to the log at debug level only,
+    without a library's message (which might quote a value it choked on)."""
+    log.debug("unexpected_error", exc_info=exc)
+    what = type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        what = f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
+    print(
+        f"error: {what} (unexpected; CPIS_LOG_LEVEL=debug logs where it happened)",
+        file=sys.stderr,
+    )
+    return 1

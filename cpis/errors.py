@@ -17,6 +17,11 @@
     └── Unavailable                   503 UNABLE_TO_CALL_SERVICE    (unreachable; Retry-After)
         └── PersonIndexUnavailable    503 (the person index cannot answer: uploads get CPF05)
 
+Outside that tree, :class:`StartupError`: a command cannot start (no data
+directory, keys that are not the database's, a database that cannot be
+reached, a port in use). It never reaches HTTP: the command line prints its
+message as one line and exits non-zero.
+
 The codes are UK Core's ``UKCore-SpineErrorOrWarningCode`` (version 1.0.0, a
 complete code system), with its displays, as the CP-IS producer guide's error
 page uses them: 400 ``invalid`` INVALID_SEARCH_DATA, 400 ``invalid``
@@ -160,3 +165,8 @@ class Unavailable(CpisError):
 
 class PersonIndexUnavailable(Unavailable):
     """The person index (PDS or the local index) could not answer; try again later."""
+
+
+class StartupError(Exception):
+    """A command cannot start; the message is the one line the operator reads (what is
+    wrong, where, and what to do), and carries no secret and no personal data."""

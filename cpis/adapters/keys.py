@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -90,23 +91,48 @@ class KeyMaterial:
             raise SettingsError("the active data key id has no key")
 
 
-def load_keys(settings: Settings, *, log: _Log) -> KeyMaterial:
-    """Load each kind of key from its setting, or from (or into) the keys directory."""
+class MissingKeys(SettingsError):
+    """A key file is not there and this command may not make one (issue 9, item 12)."""
+
+
+def missing_key_files(settings: Settings) -> list[Path]:
+    """The key files a start would need to read but that are not there (kinds given
+    through ``CPIS_KEYS_*`` need none)."""
+    wanted = [
+        (settings.keys_data, DATA_KEYS_FILE),
+        (settings.keys_hash, HASH_KEY_FILE),
+        (settings.keys_signing, SIGNING_KEY_FILE),
+    ]
+    return [
+        settings.keys_dir / name
+        for given, name in wanted
+        if given is None and not (settings.keys_dir / name).exists()
+    ]
+
+
+def load_keys(settings: Settings, *, log: _Log, create: bool = True) -> KeyMaterial:
+    """Load each kind of key from its setting, or from the keys directory; with ``create``
+    a missing file is generated, without it :class:`MissingKeys` is raised (only a start
+    that may set up a new service makes keys: never an admin command, which would
+    otherwise seal data with keys the service does not have)."""
     keys_dir = settings.keys_dir
+
+    def read_or_create(path: Path, make: Callable[[], str], *, kind: str) -> str:
+        return _read_or_create(path, make, kind=kind, log=log, create=create)
 
     if settings.keys_data is not None:
         data_keys, active = parse_data_keys(settings.keys_data.reveal(), source="CPIS_KEYS_DATA")
     else:
         path = keys_dir / DATA_KEYS_FILE
-        text = _read_or_create(path, lambda: _format_data_key(new_kid()), kind="data", log=log)
+        text = read_or_create(path, lambda: _format_data_key(new_kid()), kind="data")
         data_keys, active = parse_data_keys(text, source=str(path))
 
     if settings.keys_hash is not None:
         hash_key = _parse_hash_key(settings.keys_hash.reveal(), source="CPIS_KEYS_HASH")
     else:
         path = keys_dir / HASH_KEY_FILE
-        text = _read_or_create(
-            path, lambda: _b64(secrets.token_bytes(_DATA_KEY_BYTES)) + "\n", kind="hash", log=log
+        text = read_or_create(
+            path, lambda: _b64(secrets.token_bytes(_DATA_KEY_BYTES)) + "\n", kind="hash"
         )
         hash_key = _parse_hash_key(text, source=str(path))
 
@@ -119,7 +145,7 @@ def load_keys(settings: Settings, *, log: _Log) -> KeyMaterial:
         signing, previous = parse_signing_pem(pem, source="CPIS_KEYS_SIGNING")
     else:
         path = keys_dir / SIGNING_KEY_FILE
-        text = _read_or_create(path, lambda: _new_signing_pem().decode(), kind="signing", log=log)
+        text = read_or_create(path, lambda: _new_signing_pem().decode(), kind="signing")
         signing, previous = parse_signing_pem(text.encode(), source=str(path))
 
     return KeyMaterial(
@@ -207,7 +233,7 @@ def parse_signing_pem(
     try:
         private = serialization.load_pem_private_key(blocks[0], password=None)
         publics = [serialization.load_pem_public_key(b) for b in blocks[1:]]
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise SettingsError(f"{source}: not an unencrypted PEM key") from None
     if not isinstance(private, ec.EllipticCurvePrivateKey) or private.curve.name != "secp256r1":
         raise SettingsError(f"{source}: the signing key must be an EC P-256 private key")
@@ -226,6 +252,12 @@ def hash_key_id(hash_key: bytes) -> str:
     clear mismatch at start instead of as every lookup silently finding nothing.
     """
     return hashlib.sha256(b"cpis hash key id\x00" + hash_key).hexdigest()[:12]
+
+
+def data_key_id(data_key: bytes) -> str:
+    """A short, non-secret fingerprint of a data key (kept in the database so that a
+    process holding other keys under the same kid is refused at start)."""
+    return hashlib.sha256(b"cpis data key id\x00" + data_key).hexdigest()[:12]
 
 
 def new_kid() -> str:
@@ -282,10 +314,26 @@ def _write_temp(path: Path, text: str) -> Path:
     return tmp
 
 
-def _read_or_create(path: Path, make: Callable[[], str], *, kind: str, log: _Log) -> str:
+def _read(path: Path) -> str:
+    """A key file's text; unreadable or not text is a SettingsError naming the file."""
+    try:
+        return path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        raise
+    except UnicodeDecodeError:
+        raise SettingsError(f"{path}: not a key file (it is not ASCII text)") from None
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+
+
+def _read_or_create(
+    path: Path, make: Callable[[], str], *, kind: str, log: _Log, create: bool = True
+) -> str:
     """Read ``path``; if missing, write ``make()`` there exactly once (first writer wins)."""
     with contextlib.suppress(FileNotFoundError):
-        return path.read_text(encoding="ascii")
+        return _read(path)
+    if not create:
+        raise MissingKeys(f"no {kind} key: {path} does not exist")
     _ensure_dir(path.parent)
     tmp = _write_temp(path, make())
     try:
@@ -298,7 +346,7 @@ def _read_or_create(path: Path, make: Callable[[], str], *, kind: str, log: _Log
         log.warning("keys_generated", kind=kind, path=str(path))
     finally:
         tmp.unlink()
-    return path.read_text(encoding="ascii")
+    return _read(path)
 
 
 def _replace(path: Path, text: str) -> None:

@@ -24,6 +24,7 @@ from asyncpg.pgproto.pgproto import UUID as PgUUID
 
 from cpis.adapters.ids import uuid7
 from cpis.errors import Unavailable
+from cpis.la_details import checked_la, checked_name, checked_phone, checked_window
 from cpis.model import (
     AccessEvent,
     Accessor,
@@ -804,6 +805,9 @@ class PgDatabase:
     # --- administration (CLI) ----------------------------------------------
 
     async def upsert_la(self, la: LocalAuthority) -> None:
+        """Register or replace an LA; its details are checked first (:mod:`cpis.la_details`),
+        so no caller can store a phone number a clinician could not ring."""
+        la = checked_la(la)
         await self._run(
             "INSERT INTO local_authority (ods_code, name, office_phone, edt_phone,"
             " repeat_window_hours) VALUES ($1, $2, $3, $4, $5)"
@@ -817,6 +821,40 @@ class PgDatabase:
             la.edt_phone,
             la.repeat_window_hours,
         )
+
+    async def update_la(
+        self,
+        ods_code: str,
+        *,
+        name: str | None = None,
+        office_phone: str | None = None,
+        edt_phone: str | None = None,
+        repeat_window_hours: int | None = None,
+    ) -> LocalAuthority | None:
+        """Change only the details given (each checked as :meth:`upsert_la` checks it);
+        the LA's version goes up. None when no such LA is registered."""
+        rows = await self._run(
+            "UPDATE local_authority SET name = coalesce($2, name),"
+            " office_phone = coalesce($3, office_phone), edt_phone = coalesce($4, edt_phone),"
+            " repeat_window_hours = coalesce($5, repeat_window_hours),"
+            " version = version + 1, updated_at = now()"
+            " WHERE ods_code = $1"
+            " RETURNING ods_code AS la_ods, name AS la_name, office_phone, edt_phone,"
+            " repeat_window_hours, version AS la_version, updated_at AS la_updated_at",
+            ods_code,
+            None if name is None else checked_name(name),
+            None if office_phone is None else checked_phone("office-hours phone", office_phone),
+            None if edt_phone is None else checked_phone("emergency duty team phone", edt_phone),
+            None if repeat_window_hours is None else checked_window(repeat_window_hours),
+        )
+        return PgTransaction._la(rows[0]) if rows else None
+
+    async def set_client_active(self, client_id: str, *, active: bool) -> bool:
+        """Whether such a client exists; from now on it can (or cannot) get tokens."""
+        rows = await self._run(
+            "UPDATE client SET active = $2 WHERE id = $1 RETURNING id", client_id, active
+        )
+        return bool(rows)
 
     async def set_la_mesh(self, la_ods: str, mailbox: str, workflow_id: str) -> None:
         await self._run(

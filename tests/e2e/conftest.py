@@ -40,7 +40,7 @@ from multidict import CIMultiDict
 
 from cpis.adapters.tokens import ClientAlg, generate_client_key, make_client_assertion
 from cpis.adapters.webhook import LOOPBACK_NETWORKS
-from cpis.app import Runtime, create_app, open_runtime
+from cpis.app import Runtime, Start, create_app, open_runtime
 from cpis.model import Client, LocalAuthority, Organisation, Role, SettingType
 from cpis.settings import Secret, Settings
 from tests.cis2_issuer import LocalCis2, running_cis2
@@ -409,7 +409,7 @@ async def e2e(
     settings = dataclasses.replace(
         e2e_settings(tmp_path, database_url, port, base_path=e2e_base_path), **e2e_overrides
     )
-    async with open_runtime(settings) as runtime:
+    async with open_runtime(settings, start=Start.SERVE) as runtime:
         await register_world(runtime, client_keys)
         # As `cpis serve` runs it: no aiohttp access log (its request line would
         # carry the query string, and with it the NHS number searched for).

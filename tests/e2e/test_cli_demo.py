@@ -172,7 +172,7 @@ async def test_client_for_an_unregistered_la_is_refused(
     """An LA client can only be registered for an LA that exists."""
     env, _printed, _base = demo_server
     code, _out, err = await _cpis(
-        env, "client", "add", "--id", "x", "--role", "la", "--ods", "XNOPE",
+        env, "client", "add", "--id", "x", "--role", "la", "--ods", "XLA98",
         "--new-key", str(Path(env["CPIS_DATA_DIR"]) / "x.pem"),
     )  # fmt: skip
     assert code == 2

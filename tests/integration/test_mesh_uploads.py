@@ -27,7 +27,7 @@ from structlog.testing import capture_logs
 
 from cpis.adapters.mesh import MeshClient, MeshMessage
 from cpis.adapters.mesh_inbox import MeshInbox, PgMeshSenders
-from cpis.app import Runtime, build_mesh_uploads, create_app, open_runtime
+from cpis.app import Runtime, Start, build_mesh_uploads, create_app, open_runtime
 from cpis.model import LocalAuthority
 from cpis.settings import Secret, Settings, SettingsError
 from cpis.uploads.apply import apply_upload
@@ -102,7 +102,7 @@ async def register(rt: Runtime, *, other_la: bool = False) -> None:
 @asynccontextmanager
 async def serving(settings: Settings, *, other_la: bool = False) -> AsyncIterator[Runtime]:
     """The service as `cpis serve` runs it, background tasks and all (no socket needed)."""
-    async with open_runtime(settings) as rt:
+    async with open_runtime(settings, start=Start.SERVE) as rt:
         await register(rt, other_la=other_la)
         runner = web.AppRunner(create_app(rt), access_log=None, handle_signals=False)
         await runner.setup()
@@ -368,7 +368,7 @@ async def test_an_unavailable_person_index_gets_cpf05_and_the_file_can_be_resent
 @pytest.fixture
 async def runtime(clean: MeshSandbox, tmp_path: Path, database_url: str) -> AsyncIterator[Runtime]:
     """A runtime with no background poller: the tests below poll by hand."""
-    async with open_runtime(settings_for(clean, tmp_path, database_url)) as rt:
+    async with open_runtime(settings_for(clean, tmp_path, database_url), start=Start.SERVE) as rt:
         await register(rt)
         yield rt
 
@@ -502,6 +502,7 @@ async def test_the_worker_command_takes_uploads_from_the_mesh_inbox(
         "CPIS_MESH_SHARED_KEY": clean.shared_key,
         "CPIS_MESH_POLL_SECONDS": "0.2",
     }
+    await _cpis(env, "migrate")  # an operator's first step: the database and keys
     await _cpis(env, "la", "add", "--ods", DEMO.ods_code, "--name", DEMO.name,
                 "--office-phone", DEMO.office_phone, "--edt-phone", DEMO.edt_phone)  # fmt: skip
     await _cpis(env, "la", "mesh", "--ods", DEMO.ods_code, "--mailbox", LA_BOX.lower())

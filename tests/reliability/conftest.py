@@ -226,6 +226,7 @@ async def register(env: dict[str, str]) -> World:
     """An LA, an ED client and the LA's client, through the CLI as an operator does it."""
     keys = Path(env["CPIS_DATA_DIR"]) / "clients"
     world = World(ed_key=keys / "ed.pem", la_key=keys / "la.pem")
+    await cpis(env, "migrate")  # sets up the database and keys; admin commands only use them
     await cpis(
         env, "la", "add", "--ods", LA_ODS, "--name", "Northshire",
         "--office-phone", "01632 960001", "--edt-phone", "01632 960101",
