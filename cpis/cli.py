@@ -156,6 +156,12 @@ def _parser() -> argparse.ArgumentParser:
         help="(health) the client id its users' NHS CIS2 ID tokens are issued to: lets it "
         "exchange them for user-restricted tokens (CPIS_CIS2_ISSUERS names the trusted issuers)",
     )
+    c_add.add_argument(
+        "--replace",
+        action="store_true",
+        help="the client is registered already: replace its registration (keys, role, codes);"
+        " a deactivated client stays deactivated",
+    )
 
     c_off = client.add_parser(
         "deactivate", help="stop a client getting tokens (those issued live out their lifetime)"
@@ -388,6 +394,14 @@ async def _client_add(rt: Runtime, args: argparse.Namespace) -> int:
     from cpis.adapters.tokens import generate_client_key
 
     role = Role(args.role)
+    existing = await rt.db.get_client(args.id)
+    if existing is not None and not args.replace:
+        print(
+            f"error: client {args.id} is registered already; give --replace to replace its"
+            " keys and registration",
+            file=sys.stderr,
+        )
+        return 2
     shape = {Role.LA: ods.la_code, Role.HEALTH: ods.health_code}.get(role, ods.any_code)
     try:
         for code in args.ods:
@@ -434,6 +448,8 @@ async def _client_add(rt: Runtime, args: argparse.Namespace) -> int:
             jwks=jwks,
             silent_only=args.silent_only,
             cis2_client_id=args.cis2_client_id or None,
+            # Replacing keys never undoes a deactivation (cpis client deactivate).
+            active=existing.active if existing is not None else True,
         )
     )
     where = f"; private key written to {args.new_key}" if args.new_key else ""

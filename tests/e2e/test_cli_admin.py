@@ -145,3 +145,27 @@ async def test_client_add_checks_ods_shapes_by_role(e2e: E2E, env: dict[str, str
         env, "client", "add", "--id", "x", "--role", "health", "--ods", "XLA0001", "--new-key", key
     )
     assert code == 2 and "ODS code" in err
+
+
+async def test_client_add_never_silently_replaces_or_reactivates(
+    e2e: E2E, env: dict[str, str]
+) -> None:
+    """`client add` for an id already registered is refused (its keys would be swapped
+    silently); with --replace the keys change but a deactivated client stays deactivated."""
+    key = str(e2e.settings.data_dir / "again.pem")
+    code, _out, err = await cpis(
+        env, "client", "add", "--id", LA_NORTH_CLIENT, "--role", "la", "--ods", "XLA01",
+        "--new-key", key,
+    )  # fmt: skip
+    assert code == 2 and "registered already" in err
+    assert (await e2e.token_request(e2e.assertion(LA_NORTH_CLIENT))).status == 200
+
+    code, _out, err = await cpis(env, "client", "deactivate", "--id", LA_NORTH_CLIENT)
+    assert code == 0, err
+    code, _out, err = await cpis(
+        env, "client", "add", "--id", LA_NORTH_CLIENT, "--role", "la", "--ods", "XLA01",
+        "--new-key", key, "--replace",
+    )  # fmt: skip
+    assert code == 0, err
+    (row,) = await e2e.fetch("SELECT active FROM client WHERE id = $1", LA_NORTH_CLIENT)
+    assert row["active"] is False
