@@ -9,7 +9,7 @@ cpis demo-id-token          a CIS2-style ID token for the demo's nurse (after se
 cpis upload FILE            apply an LA's upload file
 cpis person-index load FILE load the local person index
 cpis trace FILE             propose NHS numbers for an LA's records
-cpis audit verify           check the security audit log's hash chain
+cpis audit verify           check the security audit log's signed chain
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ import orjson
 import structlog
 
 from cpis import cli_person_index
-from cpis.app import Runtime, create_app, open_runtime
+from cpis.adapters.audit_log import ANCHOR_FILE, Anchor, AuditKeys, public_keys_of
+from cpis.adapters.keys import parse_audit_public_keys
+from cpis.app import Runtime, audit_log, create_app, open_runtime
 from cpis.errors import CpisError
 from cpis.log import configure_logging
 from cpis.model import Client, LocalAuthority, Organisation, Role, SettingType
@@ -159,7 +161,29 @@ def _parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="security audit log").add_subparsers(
         dest="audit_command", required=True
     )
-    audit.add_parser("verify", help="check the hash chain")
+    verify = audit.add_parser(
+        "verify",
+        help="check every seal's signature, the chain, and that no line is missing",
+        description="Seals what is pending, then checks the whole audit log and says what it"
+        " checked. Without --anchor or --anchor-file, the anchor this service last wrote to"
+        " its data directory (if any) is used.",
+    )
+    anchor = verify.add_mutually_exclusive_group()
+    anchor.add_argument(
+        "--anchor",
+        metavar="[BATCH:]HASH",
+        help="a seal's hash kept off this box (from an audit_sealed log line, the anchor"
+        " file, or an earlier verify): the chain must still contain it",
+    )
+    anchor.add_argument(
+        "--anchor-file", type=Path, help="an anchor file copied off this box (audit-anchor.json)"
+    )
+    verify.add_argument(
+        "--public-key",
+        type=Path,
+        help="PEM file of the audit public keys to check signatures with, instead of this"
+        " service's own keys",
+    )
     return p
 
 
@@ -344,12 +368,48 @@ async def _token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _audit_verify(rt: Runtime) -> int:
-    broken = await rt.db.verify_audit_chain()
-    if broken is None:
+def _audit_verify_inputs(
+    settings: Settings, args: argparse.Namespace
+) -> tuple[Anchor | None, str | None, AuditKeys | None]:
+    """The anchor to check against (and where it came from) and any public keys given.
+
+    Raises ValueError or OSError with a message fit for the operator.
+    """
+    anchor, source = None, None
+    if args.anchor:
+        anchor, source = Anchor.parse(args.anchor), "--anchor"
+    elif args.anchor_file:
+        anchor, source = Anchor.from_file(args.anchor_file), str(args.anchor_file)
+    elif (settings.data_dir / ANCHOR_FILE).exists():
+        # Read before verify seals anything, which rewrites the file.
+        path = settings.data_dir / ANCHOR_FILE
+        anchor, source = Anchor.from_file(path), str(path)
+    keys = None
+    if args.public_key:
+        found = parse_audit_public_keys(args.public_key.read_bytes(), source=str(args.public_key))
+        if not found:
+            raise ValueError(f"{args.public_key} holds no PEM public key")
+        keys = public_keys_of(found)
+    return anchor, source, keys
+
+
+async def _audit_verify(rt: Runtime, args: argparse.Namespace) -> int:
+    """``cpis audit verify``: what was checked, then intact (0) or where it broke (1)."""
+    try:
+        anchor, source, keys = _audit_verify_inputs(rt.settings, args)
+    except (ValueError, OSError, SettingsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if anchor is not None:
+        print(f"checking against the anchor from {source}: {anchor}")
+    report = await audit_log(rt).verify(anchor=anchor, public_keys=keys)
+    for line in report.lines():
+        print(line)
+    if report.intact:
         print("audit log intact")
         return 0
-    print(f"audit log broken at entry {broken}", file=sys.stderr)
+    where = "" if report.broken_seq is None else f" (at seq {report.broken_seq})"
+    print(f"audit log broken{where}: {report.problem}", file=sys.stderr)
     return 1
 
 
@@ -527,7 +587,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "keys":
             return _rotate_keys(settings, args.kind)
         if args.command == "audit":
-            return _run(_with_runtime(settings, _audit_verify))
+            return _run(_with_runtime(settings, lambda rt: _audit_verify(rt, args)))
     except (CpisError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
