@@ -92,6 +92,8 @@ $$;
 
 -- Takes its transaction id before its seq, always: the sealer relies on it
 -- (audit_seal_next) to know when a seq that has no line never will have one.
+-- For the same reason audit_log_seq must keep CACHE 1 (its default): a
+-- session's cached numbers would be drawn before that session's transaction.
 CREATE FUNCTION audit_append(
     p_at timestamptz, p_action text, p_outcome integer, p_client text, p_role text,
     p_org text, p_user_key bytea, p_user_sealed bytea, p_resource text, p_subject text,
