@@ -22,6 +22,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import Counter
 
+from cpis.adapters.audit_log import ANCHOR_FILE, PgAuditLog
 from cpis.adapters.channels import Channels
 from cpis.adapters.cis2 import Cis2Issuers
 from cpis.adapters.clock import SystemClock
@@ -208,6 +209,17 @@ async def open_runtime(
             await asyncio.to_thread(embedded.stop)
 
 
+def audit_log(rt: Runtime) -> PgAuditLog:
+    """The audit log's sealer and checker, with this runtime's audit keys; each seal's
+    anchor is also written to the data directory (cpis.adapters.audit_log)."""
+    return PgAuditLog(
+        rt.pool,
+        key=rt.keys.audit_key,
+        public_keys=rt.keys.audit_public_keys,
+        anchor_file=rt.settings.data_dir / ANCHOR_FILE,
+    )
+
+
 def _background(
     coro: Coroutine[Any, Any, None],
 ) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -368,7 +380,7 @@ def create_app(runtime: Runtime) -> web.Application:
         per_second=settings.rate_limit_per_second, burst=settings.rate_limit_burst
     )
     app[ORGANISATIONS] = OrganisationCache()
-    app.cleanup_ctx.append(_background(run_audit_chainer(runtime.db)))
+    app.cleanup_ctx.append(_background(run_audit_chainer(audit_log(runtime))))
     app.cleanup_ctx.append(
         _background(run_retention(PgRetention(runtime.pool, runtime.vault), runtime.clock))
     )

@@ -11,7 +11,7 @@ cpis demo-id-token          a CIS2-style ID token for the demo's nurse (after se
 cpis upload FILE            apply an LA's upload file
 cpis person-index load FILE load the local person index
 cpis trace FILE             propose NHS numbers for an LA's records
-cpis audit verify           check the security audit log's hash chain
+cpis audit verify           check the security audit log's signed chain
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ import orjson
 import structlog
 
 from cpis import cli_person_index, ods
-from cpis.app import Runtime, Start, create_app, open_runtime
+from cpis.adapters.audit_log import ANCHOR_FILE, Anchor, AuditKeys, public_keys_of
+from cpis.adapters.keys import parse_audit_public_keys
+from cpis.app import Runtime, Start, audit_log, create_app, open_runtime
 from cpis.errors import CpisError, StartupError
 from cpis.la_details import LaDetailsError, checked_la, checked_name, checked_window
 from cpis.log import configure_logging
@@ -192,12 +194,34 @@ def _parser() -> argparse.ArgumentParser:
     rotate = keys_cmd.add_parser(
         "rotate", help="make a new active key, keeping old ones to open/verify what they made"
     )
-    rotate.add_argument("kind", choices=["data", "signing"])
+    rotate.add_argument("kind", choices=["data", "signing", "audit"])
 
     audit = sub.add_parser("audit", help="security audit log").add_subparsers(
         dest="audit_command", required=True
     )
-    audit.add_parser("verify", help="check the hash chain")
+    verify = audit.add_parser(
+        "verify",
+        help="check every seal's signature, the chain, and that no line is missing",
+        description="Seals what is pending, then checks the whole audit log and says what it"
+        " checked. Without --anchor or --anchor-file, the anchor this service last wrote to"
+        " its data directory (if any) is used.",
+    )
+    anchor = verify.add_mutually_exclusive_group()
+    anchor.add_argument(
+        "--anchor",
+        metavar="[BATCH:]HASH",
+        help="a seal's hash kept off this box (from an audit_sealed log line, the anchor"
+        " file, or an earlier verify): the chain must still contain it",
+    )
+    anchor.add_argument(
+        "--anchor-file", type=Path, help="an anchor file copied off this box (audit-anchor.json)"
+    )
+    verify.add_argument(
+        "--public-key",
+        type=Path,
+        help="PEM file of the audit public keys to check signatures with, instead of this"
+        " service's own keys",
+    )
     return p
 
 
@@ -512,31 +536,68 @@ async def _token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _audit_verify(rt: Runtime) -> int:
-    broken = await rt.db.verify_audit_chain()
-    if broken is None:
+def _audit_verify_inputs(
+    settings: Settings, args: argparse.Namespace
+) -> tuple[Anchor | None, str | None, AuditKeys | None]:
+    """The anchor to check against (and where it came from) and any public keys given.
+
+    Raises ValueError or OSError with a message fit for the operator.
+    """
+    anchor, source = None, None
+    if args.anchor:
+        anchor, source = Anchor.parse(args.anchor), "--anchor"
+    elif args.anchor_file:
+        anchor, source = Anchor.from_file(args.anchor_file), str(args.anchor_file)
+    elif (settings.data_dir / ANCHOR_FILE).exists():
+        # Read before verify seals anything, which rewrites the file.
+        path = settings.data_dir / ANCHOR_FILE
+        anchor, source = Anchor.from_file(path), str(path)
+    keys = None
+    if args.public_key:
+        found = parse_audit_public_keys(args.public_key.read_bytes(), source=str(args.public_key))
+        if not found:
+            raise ValueError(f"{args.public_key} holds no PEM public key")
+        keys = public_keys_of(found)
+    return anchor, source, keys
+
+
+async def _audit_verify(rt: Runtime, args: argparse.Namespace) -> int:
+    """``cpis audit verify``: what was checked, then intact (0) or where it broke (1)."""
+    try:
+        anchor, source, keys = _audit_verify_inputs(rt.settings, args)
+    except (ValueError, OSError, SettingsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if anchor is not None:
+        print(f"checking against the anchor from {source}: {anchor}")
+    report = await audit_log(rt).verify(anchor=anchor, public_keys=keys)
+    for line in report.lines():
+        print(line)
+    if report.intact:
         print("audit log intact")
         return 0
-    print(f"audit log broken at entry {broken}", file=sys.stderr)
+    where = "" if report.broken_seq is None else f" (at seq {report.broken_seq})"
+    print(f"audit log broken{where}: {report.problem}", file=sys.stderr)
     return 1
 
 
 def _rotate_keys(settings: Settings, kind: str) -> int:
     """Rotate keys kept in the data directory; keys given by CPIS_KEYS_* are the operator's."""
     from cpis.adapters.keys import (
+        AUDIT_KEY_FILE,
         DATA_KEYS_FILE,
         SIGNING_KEY_FILE,
+        rotate_audit_key,
         rotate_data_key,
         rotate_signing_key,
     )
 
-    given, name = (
-        (settings.keys_data, DATA_KEYS_FILE)
-        if kind == "data"
-        else (settings.keys_signing, SIGNING_KEY_FILE)
-    )
+    given, name, variable = {
+        "data": (settings.keys_data, DATA_KEYS_FILE, "CPIS_KEYS_DATA"),
+        "signing": (settings.keys_signing, SIGNING_KEY_FILE, "CPIS_KEYS_SIGNING"),
+        "audit": (settings.keys_audit, AUDIT_KEY_FILE, "CPIS_KEYS_AUDIT"),
+    }[kind]
     if given is not None:
-        variable = "CPIS_KEYS_DATA" if kind == "data" else "CPIS_KEYS_SIGNING"
         print(f"error: the {kind} keys come from {variable}; rotate them there", file=sys.stderr)
         return 2
     path = settings.keys_dir.absolute() / name
@@ -549,9 +610,15 @@ def _rotate_keys(settings: Settings, kind: str) -> int:
     if kind == "data":
         kid = rotate_data_key(settings.keys_dir)
         print(f"new active data key {kid}; restart every replica to start sealing with it")
-    else:
+    elif kind == "signing":
         rotate_signing_key(settings.keys_dir)
         print("new signing key; the old public key stays published until the next rotation")
+    else:
+        kid = rotate_audit_key(settings.keys_dir)
+        print(
+            f"new audit key {kid}; restart every replica to sign seals with it (old public keys"
+            " are kept: seals never expire)"
+        )
     return 0
 
 
@@ -711,7 +778,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "keys":
             return _rotate_keys(settings, args.kind)
         if args.command == "audit":
-            return _run(_with_runtime(settings, _audit_verify))
+            return _run(_with_runtime(settings, lambda rt: _audit_verify(rt, args)))
     except (CpisError, SettingsError, StartupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -186,6 +186,12 @@ class Accessor:
     national RBAC code and ``role_profile_id`` the SDS role profile, when a
     verified identity (``user_verified``, from a CIS2 ID token) supplied them.
     Header-asserted users have neither.
+
+    ``practitioner_role_id`` names this person in this role at this place as
+    a FHIR PractitionerRole: one id per person, role and organisation,
+    whatever the client system or trace id. It is a keyed hash, so the storage
+    adapter gives it when it records the access event and reads it back with
+    the event; an accessor that has not been stored yet has none.
     """
 
     client_id: str
@@ -199,31 +205,7 @@ class Accessor:
     role_code: str | None = None
     role_profile_id: str | None = None
     user_verified: bool = False
-
-    @property
-    def practitioner_role_id(self) -> uuid.UUID:
-        """The id of this person-in-a-role-at-a-place as a FHIR PractitionerRole.
-
-        The same person, role and organisation always get the same id, so the
-        25 visits include one PractitionerRole per viewer, not one per visit;
-        the client system and trace id are not part of it.
-        """
-        key = "\x1f".join(
-            (
-                self.user_id,
-                self.user_name,
-                self.user_role,
-                self.role_code or "",
-                self.role_profile_id or "",
-                self.org_ods,
-                self.org_name,
-                "verified" if self.user_verified else "asserted",
-            )
-        )
-        return uuid.uuid5(_PRACTITIONER_ROLE_NAMESPACE, key)
-
-
-_PRACTITIONER_ROLE_NAMESPACE = uuid.UUID("5b0f2f0e-7b8e-4d0c-9a43-2f6c4b1d8e21")
+    practitioner_role_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,6 +156,7 @@ class Settings:
     keys_data: Secret | None = None  # "kid:base64key[,kid:base64key…]", first is active
     keys_hash: Secret | None = None  # base64 HMAC key for NHS number lookup hashes
     keys_signing: Secret | None = None  # path to a PEM private key that signs tokens
+    keys_audit: Secret | None = None  # path to a PEM Ed25519 key that signs audit seals
     access_token_ttl: int = 600
     max_body_bytes: int = 1_048_576
     max_upload_bytes: int = 67_108_864  # batch files (100,000 records is about 10 MB of CSV)
@@ -246,6 +247,7 @@ class Settings:
             keys_data=_secret(env, "CPIS_KEYS_DATA"),
             keys_hash=_secret(env, "CPIS_KEYS_HASH"),
             keys_signing=_secret(env, "CPIS_KEYS_SIGNING"),
+            keys_audit=_secret(env, "CPIS_KEYS_AUDIT"),
             access_token_ttl=_int(env, "CPIS_ACCESS_TOKEN_TTL", 600, minimum=30),
             max_body_bytes=_int(env, "CPIS_MAX_BODY_BYTES", 1_048_576, minimum=1024),
             max_upload_bytes=_int(env, "CPIS_MAX_UPLOAD_BYTES", 67_108_864, minimum=1024),

@@ -57,7 +57,7 @@ def require_keys(settings: Settings) -> None:
         raise StartupError(
             f"no keys in {data_dir / 'keys'} ({', '.join(p.name for p in missing)} missing):"
             " set CPIS_DATA_DIR to the data directory `cpis serve` uses, or give its keys in"
-            f" CPIS_KEYS_DATA, CPIS_KEYS_HASH and CPIS_KEYS_SIGNING; {SET_UP_BY}"
+            f" CPIS_KEYS_DATA, CPIS_KEYS_HASH, CPIS_KEYS_SIGNING and CPIS_KEYS_AUDIT; {SET_UP_BY}"
         )
 
 

@@ -1,6 +1,6 @@
 """Key material: where it comes from, how it is generated, and how it rotates.
 
-Three kinds of key, each from its ``CPIS_KEYS_*`` setting when given, otherwise
+Four kinds of key, each from its ``CPIS_KEYS_*`` setting when given, otherwise
 from a file under ``settings.keys_dir`` that the first start generates (and
 every later start reuses):
 
@@ -17,15 +17,27 @@ signing    ``keys_signing`` (a path)   PEM: one EC P-256 ``PRIVATE KEY`` (active
            / signing.pem               signs access tokens) then any number of
                                        ``PUBLIC KEY`` blocks (previous keys: still
                                        published, so tokens they signed verify)
+audit      ``keys_audit`` (a path)     PEM: one Ed25519 ``PRIVATE KEY`` (active,
+           / audit.pem                 signs the security audit log's seals) then
+                                       the ``PUBLIC KEY`` of every earlier one (kept
+                                       for good: old seals must still verify)
 =========  ==========================  =============================================
 
-Rotation (operator runbook): run :func:`rotate_data_key` or
-:func:`rotate_signing_key` against the keys directory, then restart the
-replicas one by one. Old ciphertexts carry their kid and still open; old
+The audit key exists so that the audit log's integrity does not rest on the
+database alone (issue 9): the database holds the seals and their signatures
+but never this key, so a database superuser who rewrites lines cannot make
+seals that verify (``cpis.adapters.audit_log``). Every replica that seals needs
+it; its public part, named by :func:`audit_key_id`, is all ``cpis audit verify``
+needs.
+
+Rotation (operator runbook): run :func:`rotate_data_key`,
+:func:`rotate_signing_key` or :func:`rotate_audit_key` against the keys
+directory, then restart the replicas one by one. Old ciphertexts carry their kid and still open; old
 access tokens verify against the previous public keys until they expire. Keys
 given through the environment are rotated the same way by hand: prepend a new
 ``kid:key`` to ``CPIS_KEYS_DATA``; put a new private key first in the PEM file
-and keep the old one's public key after it. While replicas roll, one still
+and keep the old one's public key after it (for the audit key, keep every old
+public key: seals never expire). While replicas roll, one still
 on the old data keys cannot open values sealed under the new kid (a VaultError,
 500) and one on the old signing key rejects the new tokens, so keep the roll
 short or stop writes for it.
@@ -51,13 +63,14 @@ from typing import Any, Protocol
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from cpis.settings import Settings, SettingsError
 
 DATA_KEYS_FILE = "data.keys"
 HASH_KEY_FILE = "hash.key"
 SIGNING_KEY_FILE = "signing.pem"
+AUDIT_KEY_FILE = "audit.pem"
 
 _DATA_KEY_BYTES = 32
 _MIN_HASH_KEY_BYTES = 32
@@ -84,11 +97,19 @@ class KeyMaterial:
     hash_key: bytes = field(repr=False)
     hash_kid: str
     signing_key: ec.EllipticCurvePrivateKey = field(repr=False)
+    audit_key: ed25519.Ed25519PrivateKey = field(repr=False)
     previous_signing_keys: tuple[ec.EllipticCurvePublicKey, ...] = ()
+    previous_audit_keys: tuple[ed25519.Ed25519PublicKey, ...] = ()
 
     def __post_init__(self) -> None:
         if self.active_data_kid not in self.data_keys:
             raise SettingsError("the active data key id has no key")
+
+    @property
+    def audit_public_keys(self) -> dict[str, ed25519.Ed25519PublicKey]:
+        """Every audit key that may have signed a seal, by key id (the active one first)."""
+        keys = (self.audit_key.public_key(), *self.previous_audit_keys)
+        return {audit_key_id(k): k for k in keys}
 
 
 class MissingKeys(SettingsError):
@@ -102,6 +123,7 @@ def missing_key_files(settings: Settings) -> list[Path]:
         (settings.keys_data, DATA_KEYS_FILE),
         (settings.keys_hash, HASH_KEY_FILE),
         (settings.keys_signing, SIGNING_KEY_FILE),
+        (settings.keys_audit, AUDIT_KEY_FILE),
     ]
     return [
         settings.keys_dir / name
@@ -148,13 +170,27 @@ def load_keys(settings: Settings, *, log: _Log, create: bool = True) -> KeyMater
         text = read_or_create(path, lambda: _new_signing_pem().decode(), kind="signing")
         signing, previous = parse_signing_pem(text.encode(), source=str(path))
 
+    if settings.keys_audit is not None:
+        path = Path(settings.keys_audit.reveal())
+        try:
+            pem = path.read_bytes()
+        except OSError as exc:
+            raise SettingsError(f"CPIS_KEYS_AUDIT: cannot read {path}: {exc.strerror}") from None
+        audit, previous_audit = parse_audit_pem(pem, source="CPIS_KEYS_AUDIT")
+    else:
+        path = keys_dir / AUDIT_KEY_FILE
+        text = read_or_create(path, lambda: _new_audit_pem().decode(), kind="audit")
+        audit, previous_audit = parse_audit_pem(text.encode(), source=str(path))
+
     return KeyMaterial(
         data_keys=data_keys,
         active_data_kid=active,
         hash_key=hash_key,
         hash_kid=hash_key_id(hash_key),
         signing_key=signing,
+        audit_key=audit,
         previous_signing_keys=previous,
+        previous_audit_keys=previous_audit,
     )
 
 
@@ -197,6 +233,73 @@ def rotate_signing_key(keys_dir: Path, *, keep: int = 2) -> None:
                 )
             )
     _replace(path, b"".join([_new_signing_pem(), *blocks]).decode())
+
+
+def rotate_audit_key(keys_dir: Path) -> str:
+    """Make a new active audit key, keeping every earlier one's public key; returns its id.
+
+    Unlike token signing keys, none is ever dropped: a seal made years ago
+    must still verify with the key that signed it.
+    """
+    path = keys_dir / AUDIT_KEY_FILE
+    blocks: list[bytes] = []
+    if path.exists():
+        current, previous = parse_audit_pem(path.read_bytes(), source=str(path))
+        for pub in (current.public_key(), *previous):
+            blocks.append(
+                pub.public_bytes(
+                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+            )
+    new = _new_audit_pem()
+    _replace(path, b"".join([new, *blocks]).decode())
+    active, _ = parse_audit_pem(new, source=str(path))
+    return audit_key_id(active.public_key())
+
+
+def parse_audit_pem(
+    pem: bytes, *, source: str
+) -> tuple[ed25519.Ed25519PrivateKey, tuple[ed25519.Ed25519PublicKey, ...]]:
+    """Parse one Ed25519 private key followed by the earlier keys' public PEM blocks."""
+    blocks = [m.group(0) for m in _PEM_BLOCK_RE.finditer(pem)]
+    if not blocks:
+        raise SettingsError(f"{source}: no PEM private key")
+    try:
+        private = serialization.load_pem_private_key(blocks[0], password=None)
+    except (ValueError, TypeError):
+        raise SettingsError(f"{source}: not an unencrypted PEM key") from None
+    if not isinstance(private, ed25519.Ed25519PrivateKey):
+        raise SettingsError(f"{source}: the audit key must be an Ed25519 private key")
+    return private, parse_audit_public_keys(b"".join(blocks[1:]), source=source)
+
+
+def parse_audit_public_keys(pem: bytes, *, source: str) -> tuple[ed25519.Ed25519PublicKey, ...]:
+    """Ed25519 public keys from PEM ``PUBLIC KEY`` blocks (``cpis audit verify --public-key``)."""
+    keys: list[ed25519.Ed25519PublicKey] = []
+    for match in _PEM_BLOCK_RE.finditer(pem):
+        try:
+            pub = serialization.load_pem_public_key(match.group(0))
+        except (ValueError, TypeError):
+            raise SettingsError(f"{source}: not a PEM public key") from None
+        if not isinstance(pub, ed25519.Ed25519PublicKey):
+            raise SettingsError(f"{source}: audit keys must be Ed25519 public keys")
+        keys.append(pub)
+    return tuple(keys)
+
+
+def audit_key_id(key: ed25519.Ed25519PublicKey) -> str:
+    """The id a seal names its signing key by: a fingerprint of the public key."""
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(b"cpis audit key id\x00" + raw).hexdigest()[:16]
+
+
+def audit_public_pem(keys: KeyMaterial) -> bytes:
+    """Every audit public key as PEM, active first: what an auditor verifies with."""
+    pubs = (keys.audit_key.public_key(), *keys.previous_audit_keys)
+    return b"".join(
+        k.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        for k in pubs
+    )
 
 
 def parse_data_keys(text: str, *, source: str) -> tuple[dict[str, bytes], str]:
@@ -279,6 +382,14 @@ def _parse_hash_key(text: str, *, source: str) -> bytes:
 def _new_signing_pem() -> bytes:
     key = ec.generate_private_key(ec.SECP256R1())
     return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _new_audit_pem() -> bytes:
+    return ed25519.Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),

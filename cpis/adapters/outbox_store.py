@@ -19,6 +19,10 @@ event) and ``nhs-number-inactive`` (the person index retired or superseded an
 NHS number the LA holds plans for; queued by ``cpis.adapters.index_check_store``
 and carrying the old and new numbers sealed). Both fan out and deliver the same
 way; the renderer shapes each.
+
+An outbox row keeps no staff data in clear (issue 9): the viewer is compared
+for the LA's repeat window by ``user_key``, a keyed hash, and read from the
+access event's sealed viewer; who acknowledged a notification is sealed too.
 """
 
 from __future__ import annotations
@@ -32,13 +36,16 @@ from typing import Any
 
 import asyncpg
 
-from cpis.adapters.postgres import UNAVAILABLE, access_event_from_row, open_text
+from cpis.adapters.postgres import UNAVAILABLE, access_event_from_row, open_text, open_viewer
 from cpis.errors import Unavailable
 from cpis.fhir.subscriptions import NhsNumberChange
 from cpis.model import AccessEvent
 from cpis.ports import Vault
 
 _FAN_OUT_LOCK = 7_201_843_553
+# Who acknowledged a notification: an LA user's id (or their system's client
+# id), sealed like every other staff identifier at rest.
+_ACKNOWLEDGED_BY = "acknowledged_by"
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +161,8 @@ class PgOutboxStore:
         details = await conn.fetchrow(
             "SELECT o.plan_ids, o.kind, o.old_nhs_sealed, o.new_nhs_sealed,"
             " o.created_at AS noted_at, e.id, e.nhs_sealed, e.occurred_at, e.client_id,"
-            " e.org_ods, e.org_name, e.setting_type, e.user_id, e.user_name, e.user_role,"
-            " e.trace_id, e.la_codes, e.role_code, e.role_profile_id, e.user_verified"
+            " e.org_ods, e.org_name, e.setting_type, e.viewer_sealed, e.user_verified,"
+            " e.practitioner_role_id, e.trace_id, e.la_codes"
             " FROM outbox o LEFT JOIN access_event e ON e.id = o.access_event_id"
             " WHERE o.notification_id = $1",
             row["notification_id"],
@@ -274,9 +281,9 @@ class PgOutboxStore:
     ) -> Sequence[dict[str, Any]]:
         rows = await self._fetch(
             "SELECT o.notification_id, o.plan_ids, o.created_at, o.acknowledged_at,"
-            " o.acknowledged_by, e.id AS event_id, e.nhs_sealed, e.occurred_at, e.org_ods,"
-            " e.org_name, e.setting_type, e.user_id, e.user_name, e.user_role, e.role_code,"
-            " e.role_profile_id, e.user_verified,"
+            " o.acknowledged_by_sealed, e.id AS event_id, e.nhs_sealed, e.occurred_at, e.org_ods,"
+            " e.org_name, e.setting_type, e.viewer_sealed, e.user_verified,"
+            " e.practitioner_role_id,"
             " (SELECT coalesce(array_agg(d.channel || ':' || d.state), '{}') FROM delivery d"
             "   WHERE d.notification_id = o.notification_id) AS deliveries"
             " FROM outbox o JOIN access_event e ON e.id = o.access_event_id"
@@ -288,10 +295,19 @@ class PgOutboxStore:
         )
         out = []
         for r in rows:
-            item = dict(r)
+            item = self._opened(r)
             item["nhs_number"] = self._vault.open("nhs_number", item.pop("nhs_sealed"))
+            viewer = open_viewer(self._vault, item.pop("viewer_sealed"))
+            item.update(viewer._asdict())
             out.append(item)
         return out
+
+    def _opened(self, r: Any) -> dict[str, Any]:
+        """A row as a dict, with who acknowledged it opened."""
+        item = dict(r)
+        by = item.pop("acknowledged_by_sealed")
+        item["acknowledged_by"] = None if by is None else self._vault.open(_ACKNOWLEDGED_BY, by)
+        return item
 
     async def nhs_number_changes(
         self, la_ods: str, *, include_acknowledged: bool, limit: int
@@ -299,7 +315,7 @@ class PgOutboxStore:
         """The LA's ``nhs-number-inactive`` notifications, newest first, numbers opened."""
         rows = await self._fetch(
             "SELECT o.notification_id, o.kind, o.plan_ids, o.created_at, o.acknowledged_at,"
-            " o.acknowledged_by, o.old_nhs_sealed, o.new_nhs_sealed,"
+            " o.acknowledged_by_sealed, o.old_nhs_sealed, o.new_nhs_sealed,"
             " (SELECT coalesce(array_agg(d.channel || ':' || d.state), '{}') FROM delivery d"
             "   WHERE d.notification_id = o.notification_id) AS deliveries"
             " FROM outbox o"
@@ -312,7 +328,11 @@ class PgOutboxStore:
         )
         out = []
         for r in rows:
-            item = {k: v for k, v in r.items() if k not in ("old_nhs_sealed", "new_nhs_sealed")}
+            item = {
+                k: v
+                for k, v in self._opened(r).items()
+                if k not in ("old_nhs_sealed", "new_nhs_sealed")
+            }
             change = self._change(r)
             item["nhs_number"] = change.old_nhs_number
             item["new_nhs_number"] = change.new_nhs_number
@@ -323,13 +343,13 @@ class PgOutboxStore:
         self, la_ods: str, ids: Sequence[uuid.UUID], *, by: str, now: datetime
     ) -> int:
         rows = await self._fetch(
-            "UPDATE outbox SET acknowledged_at = $3, acknowledged_by = $4"
+            "UPDATE outbox SET acknowledged_at = $3, acknowledged_by_sealed = $4"
             " WHERE la_ods = $1 AND notification_id = ANY($2::uuid[])"
             " AND acknowledged_at IS NULL RETURNING 1",
             la_ods,
             list(ids),
             now,
-            by,
+            self._vault.seal(_ACKNOWLEDGED_BY, by),
         )
         return len(rows)
 

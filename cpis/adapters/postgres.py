@@ -9,6 +9,7 @@ edge, so the web layer answers 503 with Retry-After instead of 500.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 import time
 import uuid
@@ -203,9 +204,8 @@ def _time_ordered_ids(count: int) -> list[uuid.UUID]:
 
 
 _EVENT_COLUMNS = """
-    id, nhs_sealed, occurred_at, client_id, org_ods, org_name, setting_type, user_id,
-    user_name, user_role, trace_id, la_codes, is_repeat, role_code, role_profile_id,
-    user_verified
+    id, nhs_sealed, occurred_at, client_id, org_ods, org_name, setting_type, viewer_sealed,
+    user_verified, practitioner_role_id, trace_id, la_codes, is_repeat
 """
 
 
@@ -220,8 +220,89 @@ def open_text(vault: Vault, purpose: str, text: str) -> str:
     return vault.open(purpose, base64.b64decode(text[len("sealed:") :]))
 
 
+# --- staff at rest ------------------------------------------------------------
+#
+# A viewer's user id, name, job role, RBAC role code and SDS role profile id
+# are staff personal data (issue 9): access_event keeps them as one sealed
+# value, and the user id also as a keyed hash (user_key) where rows are
+# compared by user (the repeat-view and repeat-notification windows, and the
+# audit log). The audit log and the outbox keep nothing of the person but
+# that hash and, in the audit log, the sealed user id.
+
+_VIEWER_PURPOSE = "viewer"
+_USER_ID_PURPOSE = "user_id"
+
+
+class Viewer(NamedTuple):
+    """The personal part of an access event's viewer, as it is sealed at rest."""
+
+    user_id: str
+    user_name: str
+    user_role: str
+    role_code: str | None
+    role_profile_id: str | None
+
+
+def seal_viewer(vault: Vault, accessor: Accessor) -> bytes:
+    fields = (
+        accessor.user_id,
+        accessor.user_name,
+        accessor.user_role,
+        accessor.role_code,
+        accessor.role_profile_id,
+    )
+    return vault.seal(_VIEWER_PURPOSE, orjson.dumps(fields).decode())
+
+
+def open_viewer(vault: Vault, sealed: bytes) -> Viewer:
+    return Viewer(*orjson.loads(vault.open(_VIEWER_PURPOSE, sealed)))
+
+
+def user_key(vault: Vault, user_id: str) -> bytes:
+    """The keyed hash rows are compared by user on (access_event, outbox, audit_log)."""
+    return vault.blind(_USER_ID_PURPOSE, user_id)
+
+
+def seal_user_id(vault: Vault, user_id: str) -> bytes:
+    return vault.seal(_USER_ID_PURPOSE, user_id)
+
+
+def open_user_id(vault: Vault, sealed: bytes) -> str:
+    return vault.open(_USER_ID_PURPOSE, sealed)
+
+
+def practitioner_role_id(vault: Vault, accessor: Accessor) -> uuid.UUID:
+    """The id of this person-in-a-role-at-a-place as a FHIR PractitionerRole.
+
+    The same person, role and organisation always get the same id, so the 25
+    visits include one PractitionerRole per viewer, not one per visit; the
+    client system and trace id are not part of it. It is a keyed hash
+    (Vault.blind), not a uuid5: an unkeyed hash of a name, a role and an
+    organisation could be confirmed from a database dump by guessing them.
+    Stored with the access event, and read back from there, never recomputed.
+    """
+    # A JSON array, so no field can run into the next (names come from callers).
+    key = orjson.dumps(
+        (
+            accessor.user_id,
+            accessor.user_name,
+            accessor.user_role,
+            accessor.role_code,
+            accessor.role_profile_id,
+            accessor.org_ods,
+            accessor.org_name,
+            accessor.user_verified,
+        )
+    ).decode()
+    raw = bytearray(vault.blind("practitioner_role", key)[:16])
+    raw[6] = raw[6] & 0x0F | 0x80  # RFC 9562 version 8: a custom layout
+    raw[8] = raw[8] & 0x3F | 0x80  # RFC 9562 variant
+    return uuid.UUID(bytes=bytes(raw))
+
+
 def access_event_from_row(r: asyncpg.Record, vault: Vault, *, id_column: str = "id") -> AccessEvent:
     """An access event from a row with access_event's columns (shared by the stores)."""
+    viewer = open_viewer(vault, r["viewer_sealed"])
     return AccessEvent(
         id=r[id_column],
         nhs_number=vault.open("nhs_number", r["nhs_sealed"]),
@@ -231,13 +312,14 @@ def access_event_from_row(r: asyncpg.Record, vault: Vault, *, id_column: str = "
             org_ods=r["org_ods"],
             org_name=r["org_name"],
             setting_type=SettingType(r["setting_type"]),
-            user_id=r["user_id"],
-            user_name=r["user_name"],
-            user_role=r["user_role"],
+            user_id=viewer.user_id,
+            user_name=viewer.user_name,
+            user_role=viewer.user_role,
             trace_id=r["trace_id"],
-            role_code=r["role_code"],
-            role_profile_id=r["role_profile_id"],
+            role_code=viewer.role_code,
+            role_profile_id=viewer.role_profile_id,
             user_verified=r["user_verified"],
+            practitioner_role_id=r["practitioner_role_id"],
         ),
         la_codes=tuple(r["la_codes"]),
     )
@@ -534,20 +616,25 @@ class PgTransaction:
     ) -> tuple[AccessEvent, tuple[str, ...]] | None:
         event_id = uuid7()
         subject = self._subject(nhs_number)
+        vault = self._vault
+        accessor = dataclasses.replace(
+            accessor, practitioner_role_id=practitioner_role_id(vault, accessor)
+        )
         queued = await self._conn.fetchval(
             "SELECT record_lookup($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
-            " $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)",
+            " $15, $16, $17, $18, $19, $20, $21, $22)",
             subject,
             event_id,
-            self._vault.seal("nhs_number", nhs_number),
+            vault.seal("nhs_number", nhs_number),
             at,
             accessor.client_id,
             accessor.org_ods,
             accessor.org_name,
             accessor.setting_type.value,
-            accessor.user_id,
-            accessor.user_name,
-            accessor.user_role,
+            user_key(vault, accessor.user_id),
+            seal_viewer(vault, accessor),
+            accessor.user_verified,
+            accessor.practitioner_role_id,
             accessor.trace_id,
             list(la_codes),
             {k: list(v) for k, v in plan_ids.items()},
@@ -556,11 +643,8 @@ class PgTransaction:
             audit.resource,
             subject.hex(),
             audit.detail,
+            seal_user_id(vault, accessor.user_id),
             sorted(f"{p.id}:{p.version}" for p in based_on),
-            accessor.role_code,
-            accessor.role_profile_id,
-            accessor.user_verified,
-            accessor.practitioner_role_id,
         )
         if queued is None:
             return None
@@ -704,15 +788,17 @@ async def _append_audit(
     if entry.subject is not None:
         key = (known or {}).get(entry.subject) or vault.subject_key(entry.subject)
         subject = key.hex()
+    user = entry.user_id
     await conn.execute(
-        "SELECT audit_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "SELECT audit_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         at,
         entry.action,
         entry.outcome,
         entry.client_id,
         entry.role,
         entry.org_ods,
-        entry.user_id,
+        None if user is None else user_key(vault, user),
+        None if user is None else seal_user_id(vault, user),
         entry.resource,
         subject,
         entry.trace_id,
@@ -891,35 +977,3 @@ class PgDatabase:
             client.active,
             client.cis2_client_id,
         )
-
-    async def chain_audit(self) -> int:
-        """Seal the audit rows that have become final; how many rows were sealed."""
-        rows = await self._run("SELECT audit_seal() AS n")
-        return int(rows[0]["n"])
-
-    async def verify_audit_chain(self) -> int | None:
-        """Seal what is pending, then recompute every seal in order.
-
-        Returns None when intact, else the first seq of the first batch whose
-        rows no longer match their seal (a row edited, deleted or slipped in),
-        or that no longer chains to the seal before it.
-        """
-        await self.chain_audit()
-        seals = await self._run("SELECT * FROM audit_seal ORDER BY batch")
-        previous = b"\x00"
-        bound: object = None
-        for number, seal in enumerate(seals, start=1):
-            if seal["batch"] != number or seal["prev_hash"] != previous:
-                return int(seal["first_seq"] or 0)
-            if bound is not None and seal["xid_lo"] != bound:
-                return int(seal["first_seq"] or 0)
-            got = await self._run(
-                "SELECT * FROM audit_batch_hash($1, $2, $3)",
-                seal["xid_lo"],
-                seal["xid_hi"],
-                seal["prev_hash"],
-            )
-            if got[0]["hash"] != seal["hash"]:
-                return int(seal["first_seq"] or 0)
-            previous, bound = seal["hash"], seal["xid_hi"]
-        return None

@@ -218,8 +218,8 @@ class PgSubscriptionStore:
         rows = await self._fetch(
             "SELECT d.event_number, o.notification_id, o.created_at, o.plan_ids,"
             " a.id AS event_id, a.nhs_sealed, a.occurred_at, a.client_id, a.org_ods,"
-            " a.org_name, a.setting_type, a.user_id, a.user_name, a.user_role, a.trace_id,"
-            " a.la_codes, a.role_code, a.role_profile_id, a.user_verified,"
+            " a.org_name, a.setting_type, a.viewer_sealed, a.user_verified,"
+            " a.practitioner_role_id, a.trace_id, a.la_codes,"
             " o.old_nhs_sealed, o.new_nhs_sealed"
             " FROM delivery d"
             " JOIN outbox o ON o.notification_id = d.notification_id"

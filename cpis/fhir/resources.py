@@ -285,10 +285,17 @@ def _setting_reference(ods: str, name: str) -> Resource:
     return {"identifier": _ods_identifier(ods), "display": name}
 
 
+def practitioner_role_id(acc: Accessor) -> str:
+    """The viewer's PractitionerRole id, which a stored access event always carries."""
+    if acc.practitioner_role_id is None:
+        raise ValueError("an accessor has a PractitionerRole id once its access event is stored")
+    return str(acc.practitioner_role_id)
+
+
 def practitioner_role_reference(acc: Accessor) -> Resource:
     """The relative reference NHS's AuditEvent example makes to the viewer's PractitionerRole."""
     ref: Resource = {
-        "reference": f"PractitionerRole/{acc.practitioner_role_id}",
+        "reference": f"PractitionerRole/{practitioner_role_id(acc)}",
         "type": "PractitionerRole",
     }
     if acc.user_name:
@@ -340,7 +347,7 @@ def practitioner_role(acc: Accessor) -> Resource:
         practitioner["display"] = acc.user_name
     resource: Resource = {
         "resourceType": "PractitionerRole",
-        "id": str(acc.practitioner_role_id),
+        "id": practitioner_role_id(acc),
         # A PractitionerRole is derived from what the access events recorded and
         # never changes: a different name, role or place is a different id.
         "meta": {"versionId": "1"},

@@ -1,9 +1,13 @@
-"""Seals committed security audit rows into the hash chain, every second.
+"""Seals committed security audit lines into the signed chain, every second.
 
-Requests only insert their audit row; sealing them here, in batches after
+Requests only insert their audit line; sealing them here, in batches after
 commit, keeps a global lock and a second write off every request's path
-(schemas/migrations/0009). Any number of replicas run this: the database
-lets one seal at a time and the others find nothing to do.
+(schemas/migrations/0009, 0018). Any number of replicas run this: the
+database lets one seal at a time and the others find nothing to do. Each seal
+is signed with the service's audit key and its hash exported as an anchor
+(a log line, and a file when the service has one): the sealer does both, so
+every seal, whoever makes it, leaves its anchor outside the database
+(cpis.adapters.audit_log).
 """
 
 from __future__ import annotations
@@ -18,15 +22,16 @@ from cpis.errors import Unavailable
 log = structlog.get_logger("cpis.audit")
 
 
-class AuditChain(Protocol):
-    async def chain_audit(self) -> int: ...
+class AuditSealer(Protocol):
+    async def seal_pending(self) -> int:
+        """Seal what has become final; how many lines were sealed."""
 
 
-async def run_audit_chainer(db: AuditChain, *, interval: float = 1.0) -> None:
-    """Chain pending rows until cancelled; a database outage only delays it."""
+async def run_audit_chainer(sealer: AuditSealer, *, interval: float = 1.0) -> None:
+    """Seal pending lines until cancelled; a database outage only delays it."""
     while True:
         try:
-            await db.chain_audit()
+            await sealer.seal_pending()
         except Unavailable:
             log.warning("audit_chain_deferred", reason="database unavailable")
         except Exception:

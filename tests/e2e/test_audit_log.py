@@ -2,10 +2,12 @@
 
 SPEC §3, §6: every request of any kind, silent and failed ones included, goes
 to the audit log (who, what, when, outcome); the log is append-only and
-hash-chained, so an edit made behind the database's back is detectable with
-``verify_audit_chain()``. Operational endpoints (``/healthz``, ``/readyz``,
-``/metrics``, ``/.well-known/jwks.json``) carry no data and are not audited
-(a decision recorded in ``cpis/web/middleware.py``).
+sealed in signed batches, so an edit made behind the service's back is
+detectable by ``verify()`` (cpis.adapters.audit_log; the signature and anchor
+checks are pinned in tests/integration/test_audit_log.py). Operational
+endpoints (``/healthz``, ``/readyz``, ``/metrics``, ``/.well-known/jwks.json``)
+carry no data and are not audited (a decision recorded in
+``cpis/web/middleware.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import uuid
 import asyncpg
 import pytest
 
+from cpis.adapters.audit_log import ANCHOR_FILE, Anchor, AuditReport
+from cpis.app import audit_log
 from cpis.matching.nhs_number import synthetic_numbers
 from tests.e2e.conftest import (
     E2E,
@@ -119,7 +123,7 @@ async def test_every_request_adds_one_audit_line_silent_and_failed_included(e2e:
     assert subject and CHILD not in subject and len(subject) == 64
     assert rows[1]["subject"] == subject == rows[2]["subject"] == rows[3]["subject"]
     assert rows[4]["subject"] not in (None, subject)
-    assert await e2e.runtime.db.verify_audit_chain() is None
+    assert (await verify(e2e)).intact
 
 
 async def test_concurrent_requests_keep_one_unbroken_chain(e2e: E2E) -> None:
@@ -139,19 +143,19 @@ async def test_concurrent_requests_keep_one_unbroken_chain(e2e: E2E) -> None:
     )
     assert [r.status for r in replies] == [200] * 20
     assert await audit_count(e2e) == start + 20
-    assert await e2e.runtime.db.verify_audit_chain() is None
+    assert (await verify(e2e)).intact
     # Ten distinct users at one ED: ten visits, two LAs notified for each.
     assert await e2e.counts("access_event", "outbox") == {"access_event": 10, "outbox": 20}
 
 
 async def test_audit_log_is_append_only_and_tampering_is_detected(e2e: E2E) -> None:
     """UPDATE, DELETE and TRUNCATE on audit_log raise; with the triggers disabled behind
-    the service's back, an edited row makes ``verify_audit_chain()`` name the first seq
-    of the sealed batch that holds it."""
+    the service's back, an edited row makes ``verify()`` name the sealed batch that holds
+    it and its first seq."""
     await seed(e2e)
     for _ in range(3):
         assert (await e2e.search("CareTeam", CHILD)).status == 200
-    assert await e2e.runtime.db.verify_audit_chain() is None
+    assert (await verify(e2e)).intact
     rows = await e2e.fetch("SELECT seq FROM audit_log ORDER BY seq")
     assert len(rows) >= 6
     target = rows[len(rows) // 2]["seq"]
@@ -163,14 +167,15 @@ async def test_audit_log_is_append_only_and_tampering_is_detected(e2e: E2E) -> N
     ):
         with pytest.raises(asyncpg.PostgresError, match="append-only"):
             await e2e.db.execute(statement)
-    assert await e2e.runtime.db.verify_audit_chain() is None
+    assert (await verify(e2e)).intact
 
     await e2e.db.execute("ALTER TABLE audit_log DISABLE TRIGGER ALL")
     try:
         await e2e.db.execute("UPDATE audit_log SET outcome = 299 WHERE seq = $1", target)
     finally:
         await e2e.db.execute("ALTER TABLE audit_log ENABLE TRIGGER ALL")
-    assert await e2e.runtime.db.verify_audit_chain() == await batch_start(e2e, target)
+    report = await verify(e2e)
+    assert (report.broken_batch, report.broken_seq) == await batch_of(e2e, target)
     with pytest.raises(asyncpg.PostgresError, match="append-only"):
         await e2e.db.execute(f"UPDATE audit_log SET outcome = 200 WHERE seq = {target}")
 
@@ -184,30 +189,36 @@ async def test_deleted_audit_line_is_detected(e2e: E2E) -> None:
     await seed(e2e)
     for _ in range(3):
         assert (await e2e.search("Flag", CHILD)).status == 200
-    await e2e.runtime.db.chain_audit()
+    await audit_log(e2e.runtime).seal_pending()
     rows = await e2e.fetch("SELECT seq FROM audit_log ORDER BY seq")
     target = rows[2]["seq"]
     await e2e.db.execute("ALTER TABLE audit_log DISABLE TRIGGER ALL")
     try:
-        first = await batch_start(e2e, target)
+        where = await batch_of(e2e, target)
         await e2e.db.execute("DELETE FROM audit_log WHERE seq = $1", target)
     finally:
         await e2e.db.execute("ALTER TABLE audit_log ENABLE TRIGGER ALL")
-    assert await e2e.runtime.db.verify_audit_chain() == first
+    report = await verify(e2e)
+    assert (report.broken_batch, report.broken_seq) == where
 
 
-async def batch_start(e2e: E2E, seq: int) -> int:
-    """The first seq of the sealed batch holding ``seq``."""
+async def batch_of(e2e: E2E, seq: int) -> tuple[int, int]:
+    """The sealed batch holding ``seq``, and its first seq."""
     rows = await e2e.fetch(
-        "SELECT first_seq FROM audit_seal WHERE $1 BETWEEN first_seq AND last_seq", seq
+        "SELECT batch, first_seq FROM audit_seal WHERE $1 BETWEEN first_seq AND last_seq", seq
     )
     assert rows, "that line is not sealed"
-    return int(rows[0]["first_seq"])
+    return int(rows[0]["batch"]), int(rows[0]["first_seq"])
+
+
+async def verify(e2e: E2E) -> AuditReport:
+    return await audit_log(e2e.runtime).verify()
 
 
 async def test_the_running_service_chains_new_lines_by_itself(e2e: E2E) -> None:
     """The app's background sealer seals committed lines within seconds, with no help,
-    and a seal cannot be altered."""
+    signs them with the service's audit key, writes the newest seal's anchor to its data
+    directory, and a seal cannot be altered."""
     await seed(e2e)
     assert (await e2e.search("Flag", CHILD)).status == 200
     newest = (await e2e.fetch("SELECT max(seq) AS s FROM audit_log"))[0]["s"]
@@ -216,6 +227,16 @@ async def test_the_running_service_chains_new_lines_by_itself(e2e: E2E) -> None:
         return bool(await e2e.fetch("SELECT 1 FROM audit_seal WHERE last_seq >= $1", newest))
 
     await wait_until(sealed, what="the audit lines to be sealed")
+    (row,) = await e2e.fetch("SELECT batch, key_id FROM audit_seal WHERE last_seq >= $1", newest)
+    assert row["key_id"] in e2e.runtime.keys.audit_public_keys
+    anchor_file = e2e.settings.data_dir / ANCHOR_FILE
+
+    async def anchored() -> bool:
+        return anchor_file.exists() and (Anchor.from_file(anchor_file).batch or 0) >= row["batch"]
+
+    await wait_until(anchored, what="the anchor file")
+    report = await audit_log(e2e.runtime).verify(anchor=Anchor.from_file(anchor_file))
+    assert report.intact and report.anchor_found
     with pytest.raises(asyncpg.exceptions.RaiseError):
         await e2e.db.execute("UPDATE audit_seal SET hash = '\\x00'")
 

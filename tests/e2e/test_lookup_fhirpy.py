@@ -19,6 +19,7 @@ import pytest
 from fhirpy import AsyncFHIRClient
 from fhirpy.base.exceptions import ResourceNotFound
 
+from cpis.adapters.postgres import user_key
 from cpis.matching.nhs_number import synthetic_numbers
 from tests.e2e.conftest import (
     CLIENTS,
@@ -179,9 +180,12 @@ async def test_lookup_notifies_each_owning_la_once_per_user_and_setting(e2e: E2E
     validated_bundle(await doctor.resources("CareTeam").search(**search).fetch_raw())
     assert sorted(await outbox_las(e2e)) == sorted([LA_NORTH.ods_code, LA_SOUTH.ods_code] * 2)
     rows = await e2e.fetch(
-        "SELECT la_ods, user_id, org_ods, plan_ids FROM outbox ORDER BY created_at, notification_id"
+        "SELECT la_ods, user_key, org_ods, plan_ids FROM outbox"
+        " ORDER BY created_at, notification_id"
     )
-    assert {(r["la_ods"], r["user_id"]) for r in rows} == {
+    # the outbox compares users by a keyed hash of their id (staff data is sealed at rest)
+    keys = {user_key(e2e.runtime.vault, user): user for user in (NURSE, DOCTOR)}
+    assert {(r["la_ods"], keys[r["user_key"]]) for r in rows} == {
         (la, user) for la in (LA_NORTH.ods_code, LA_SOUTH.ods_code) for user in (NURSE, DOCTOR)
     }
     assert {r["org_ods"] for r in rows} == {ED.ods_code}

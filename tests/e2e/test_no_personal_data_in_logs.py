@@ -1,4 +1,5 @@
-"""No NHS number, name or date of birth in the logs, nor in clear in the database (SPEC §6).
+"""No NHS number, name or date of birth in the logs, nor in clear in the database (SPEC §6),
+and no clinician's id, name or role either (issue 9).
 
 A full run over real HTTP: LA plan PUTs carrying names and birth dates, ED
 lookups, the AuditEvent history, reads, and bad requests built from the same
@@ -37,6 +38,13 @@ CHILD, MOTHER, LOOKED_AFTER = synthetic_numbers(3, start=301)
 NUMBERS = (CHILD, MOTHER, LOOKED_AFTER)
 NAMES = ("Quillfeather", "Thaddeus", "Oakenshaw", "Perpetua", "Marchbanks", "Ignatius")
 BIRTH_DATES = ("2013-07-19", "1994-11-03", "2010-02-27")
+# Staff are people too (issue 9): the clinicians who look children up.
+STAFF = {
+    "user_id": "555077001122",
+    "name": "Ottoline Fairweather-Brisk",
+    "role": "Emergency Nurse Practitioner",
+}
+STAFF_VALUES = (*STAFF.values(), "555000000001", "Casey Nurse", "Staff Nurse")
 
 
 def spaced(nhs: str) -> str:
@@ -52,6 +60,7 @@ def forbidden_strings() -> Iterator[str]:
         yield from (nhs, spaced(nhs), hyphenated(nhs))
     yield from NAMES
     yield from BIRTH_DATES
+    yield from STAFF_VALUES
 
 
 async def scenario(e2e: E2E) -> None:
@@ -108,6 +117,8 @@ async def scenario(e2e: E2E) -> None:
         for resource_type in ("CareTeam", "Flag", "AuditEvent"):
             reply = await e2e.search(resource_type, nhs)
             assert reply.status == 200, reply.text
+    named = await e2e.search("CareTeam", CHILD, headers=user_headers(**STAFF))
+    assert named.status == 200
     spaced_lookup = await e2e.search("CareTeam", spaced(CHILD))
     assert spaced_lookup.status == 200
     assert spaced_lookup.fhir()["total"] == 2
@@ -260,7 +271,8 @@ async def test_trace_ids_that_are_nhs_numbers_are_masked_in_logs(e2e: E2E) -> No
 async def test_database_dump_reveals_no_nhs_number_name_or_birth_date(e2e: E2E) -> None:
     """After the same run, every row of every table in the public schema, dumped as JSON
     text, contains no test NHS number (compact, spaced, hyphenated, or as hex of its
-    UTF-8 bytes), no name and no date of birth."""
+    UTF-8 bytes), no name and no date of birth, and none of the looking-up staff's ids,
+    names or roles."""
     await scenario(e2e)
     tables = [
         r["table_name"]
@@ -279,5 +291,5 @@ async def test_database_dump_reveals_no_nhs_number_name_or_birth_date(e2e: E2E) 
             assert not leaks(text), (table, leaks(text))
             assert not [h for h in hexed if h in text], (table, text)
     counts = await e2e.counts("plan", "plan_version", "access_event", "outbox")
-    assert counts == {"plan": 4, "plan_version": 5, "access_event": 7, "outbox": 4}, counts
+    assert counts == {"plan": 4, "plan_version": 5, "access_event": 8, "outbox": 6}, counts
     assert rows_seen > 50

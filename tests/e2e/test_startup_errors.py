@@ -53,17 +53,23 @@ def env(tmp_path: Path) -> dict[str, str]:
 def _env_keys(where: Path) -> dict[str, str]:
     """Key material given as CPIS_KEYS_*, so commands get past the keys to the database."""
     from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    def pem(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> bytes:
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
     where.mkdir(parents=True, exist_ok=True)
-    (where / "signing.pem").write_bytes(pem)
+    (where / "signing.pem").write_bytes(pem(ec.generate_private_key(ec.SECP256R1())))
+    (where / "audit.pem").write_bytes(pem(ed25519.Ed25519PrivateKey.generate()))
     return {
         "CPIS_KEYS_DATA": "k1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
         "CPIS_KEYS_HASH": base64.b64encode(secrets.token_bytes(32)).decode(),
         "CPIS_KEYS_SIGNING": str(where / "signing.pem"),
+        "CPIS_KEYS_AUDIT": str(where / "audit.pem"),
     }
 
 

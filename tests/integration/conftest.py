@@ -5,9 +5,12 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from cpis.adapters.audit_log import PgAuditLog
 from cpis.adapters.crypto import FieldVault
 from cpis.adapters.postgres import PgDatabase, create_pool
 from cpis.adapters.webhook import LOOPBACK_NETWORKS, WebhookSender
@@ -49,6 +52,18 @@ async def db(database_url: str, vault: FieldVault) -> AsyncIterator[PgDatabase]:
         yield PgDatabase(pool, vault)
     finally:
         await pool.close()
+
+
+@pytest.fixture
+def audit_key() -> ed25519.Ed25519PrivateKey:
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+@pytest.fixture
+def audit(db: PgDatabase, audit_key: ed25519.Ed25519PrivateKey, tmp_path: Path) -> PgAuditLog:
+    """The audit log's sealer and checker over the test's database, with a key of its own
+    and its anchor file in the test's directory."""
+    return PgAuditLog(db.pool, key=audit_key, anchor_file=tmp_path / "audit-anchor.json")
 
 
 @pytest.fixture(scope="module")

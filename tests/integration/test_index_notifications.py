@@ -182,7 +182,7 @@ async def test_each_owning_la_is_queued_once_per_change(
         ("XLA02", ["S-1"], OLD, NEW),
     ]
     for r in rows:
-        assert (r["user_id"], r["org_ods"], r["access_event_id"]) == (None, None, None)
+        assert (r["user_key"], r["org_ods"], r["access_event_id"]) == (None, None, None)
         assert r["state"] == "pending"
         new_key = None if r["new_nhs_sealed"] is None else vault.subject_key(NEW)
         assert r["notification_id"] == inactive_notification_id(

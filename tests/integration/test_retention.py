@@ -55,8 +55,11 @@ async def test_purge_follows_the_retention_rules(db: PgDatabase, clock: FakeCloc
         # visits of a child whose plans will all go (recorded directly: its plan is
         # no longer visible today, so a lookup now would record nothing)
         await conn.execute(
-            "INSERT INTO access_event SELECT gen_random_uuid(), p.subject_key, v.nhs_sealed,"
-            " now(), 'ed', 'XED01', 'ED', 'ED', 'u9', 'n', 'r', 't', '{XLA01}', false"
+            "INSERT INTO access_event (id, subject_key, nhs_sealed, occurred_at, client_id,"
+            " org_ods, org_name, setting_type, user_key, viewer_sealed, practitioner_role_id,"
+            " trace_id, la_codes, is_repeat)"
+            " SELECT gen_random_uuid(), p.subject_key, v.nhs_sealed, now(), 'ed', 'XED01', 'ED',"
+            " 'ED', '\\x01', '\\x01', gen_random_uuid(), 't', '{XLA01}', false"
             " FROM plan p JOIN plan_version v ON v.plan_id = p.id WHERE p.la_plan_id = 'window'"
         )
     before_events = await count(db, "access_event")

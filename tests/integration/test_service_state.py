@@ -9,7 +9,7 @@ import secrets
 from datetime import date
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from cpis import services
 from cpis.adapters.crypto import FieldVault
@@ -29,6 +29,7 @@ from tests.integration.conftest import FakeClock
 LA = LocalAuthority("XLA01", "Alphashire", "01632 960001", "01632 960101")
 (CHILD,) = synthetic_numbers(1, start=4100)
 SIGNING = ec.generate_private_key(ec.SECP256R1())
+AUDIT = ed25519.Ed25519PrivateKey.generate()
 
 
 def keys(data: dict[str, bytes], hash_key: bytes, active: str | None = None) -> KeyMaterial:
@@ -38,6 +39,7 @@ def keys(data: dict[str, bytes], hash_key: bytes, active: str | None = None) -> 
         hash_key=hash_key,
         hash_kid=hash_key_id(hash_key),
         signing_key=SIGNING,
+        audit_key=AUDIT,
     )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from cpis.matching.nhs_number import synthetic_numbers
 from tests.reliability.conftest import (
@@ -43,10 +43,20 @@ def shared_keys(where: Path) -> dict[str, str]:
     signing = where / "signing.pem"
     signing.write_bytes(pem)
     signing.chmod(0o600)
+    audit = where / "audit.pem"
+    audit.write_bytes(
+        ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    audit.chmod(0o600)
     return {
         "CPIS_KEYS_DATA": "k1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
         "CPIS_KEYS_HASH": base64.b64encode(secrets.token_bytes(32)).decode(),
         "CPIS_KEYS_SIGNING": str(signing),
+        "CPIS_KEYS_AUDIT": str(audit),
     }
 
 

@@ -74,6 +74,11 @@ def visible(
     return VisiblePlan(plan=plan, la=la, effective_end=end, active=active)
 
 
+# A viewer's PractitionerRole id, as the storage adapter gives it (a keyed hash:
+# cpis.adapters.postgres.practitioner_role_id, tested in tests/unit/test_viewer_at_rest.py).
+VIEWER_ID = uuid.UUID("5a1d7e1c-3f0b-8c2e-9d4a-6b7c8d9e0f12")
+
+
 def access_event(setting: SettingType = SettingType.ED) -> AccessEvent:
     return AccessEvent(
         id=uuid.UUID("0b6a2f0c-8d2e-4c43-9d8a-7e1e6f3b0c11"),
@@ -88,6 +93,7 @@ def access_event(setting: SettingType = SettingType.ED) -> AccessEvent:
             user_name="Dr Alex Example",
             user_role="Consultant in emergency medicine",
             trace_id="b2acfb2c-c40e-4f9a-8916-950a2e86fc4e",
+            practitioner_role_id=VIEWER_ID,
         ),
         la_codes=("LA001",),
     )
@@ -316,19 +322,12 @@ def test_practitioner_role_names_the_viewer_as_nhs_consumers_read_it():
     assert asserted["code"][0]["coding"] == [{"display": "Consultant in emergency medicine"}]
 
 
-def test_one_practitioner_role_per_person_role_and_place():
-    """The same viewer in the same role at the same place is one PractitionerRole, whatever
-    the client system or trace id; another role or place is another."""
-    acc = access_event().accessor
-    same = dataclasses.replace(acc, client_id="other-system", trace_id="other-trace")
-    assert same.practitioner_role_id == acc.practitioner_role_id
-    for changed in (
-        dataclasses.replace(acc, org_ods="RXX02"),
-        dataclasses.replace(acc, user_role="Staff Nurse"),
-        dataclasses.replace(acc, role_profile_id="555021935999"),
-        dataclasses.replace(acc, user_verified=True),
-    ):
-        assert changed.practitioner_role_id != acc.practitioner_role_id
+def test_an_accessor_not_yet_stored_has_no_practitioner_role_to_show():
+    """The PractitionerRole id is given by storage; rendering a viewer without one is a
+    mistake in the code, not something to paper over with a made-up id."""
+    acc = dataclasses.replace(access_event().accessor, practitioner_role_id=None)
+    with pytest.raises(ValueError, match="PractitionerRole id"):
+        r.practitioner_role(acc)
 
 
 def test_every_setting_type_has_a_display():
@@ -577,6 +576,7 @@ def test_audit_event_with_blank_user_details_is_still_valid():
             user_name="",
             user_role="",
             trace_id="",
+            practitioner_role_id=VIEWER_ID,
         ),
     )
     ae = r.audit_event(blank, BASE)

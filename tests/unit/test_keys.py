@@ -9,13 +9,17 @@ from pathlib import Path
 import pytest
 import structlog
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from structlog.testing import capture_logs
 
 from cpis.adapters.crypto import FieldVault
 from cpis.adapters.keys import (
     KeyMaterial,
+    audit_key_id,
+    audit_public_pem,
     load_keys,
+    parse_audit_public_keys,
+    rotate_audit_key,
     rotate_data_key,
     rotate_signing_key,
 )
@@ -26,7 +30,9 @@ def _load(settings: Settings) -> KeyMaterial:
     return load_keys(settings, log=structlog.get_logger())
 
 
-def _pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+def _pem(
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey,
+) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -43,7 +49,7 @@ def test_first_start_generates_and_logs_without_key_material(tmp_path: Path) -> 
     settings = Settings(data_dir=tmp_path)
     with capture_logs() as logs:
         keys = _load(settings)
-    assert sorted(entry["kind"] for entry in logs) == ["data", "hash", "signing"]
+    assert sorted(entry["kind"] for entry in logs) == ["audit", "data", "hash", "signing"]
     for entry in logs:
         assert entry["event"] == "keys_generated"
         assert entry["log_level"] == "warning"
@@ -52,6 +58,8 @@ def test_first_start_generates_and_logs_without_key_material(tmp_path: Path) -> 
     assert len(keys.hash_key) >= 32
     assert keys.signing_key.curve.name == "secp256r1"
     assert keys.previous_signing_keys == ()
+    assert isinstance(keys.audit_key, ed25519.Ed25519PrivateKey)
+    assert keys.previous_audit_keys == ()
 
 
 def test_second_start_reuses_the_keys(tmp_path: Path) -> None:
@@ -66,6 +74,7 @@ def test_second_start_reuses_the_keys(tmp_path: Path) -> None:
     assert second.hash_key == first.hash_key
     assert second.hash_kid == first.hash_kid
     assert second.signing_key.private_numbers() == first.signing_key.private_numbers()
+    assert second.audit_public_keys.keys() == first.audit_public_keys.keys()
 
 
 def test_generated_files_are_private(tmp_path: Path) -> None:
@@ -74,7 +83,7 @@ def test_generated_files_are_private(tmp_path: Path) -> None:
     _load(settings)
     assert _mode(settings.keys_dir) == 0o700
     files = sorted(p.name for p in settings.keys_dir.iterdir())
-    assert files == ["data.keys", "hash.key", "signing.pem"]
+    assert files == ["audit.pem", "data.keys", "hash.key", "signing.pem"]
     for path in settings.keys_dir.iterdir():
         assert _mode(path) == 0o600
 
@@ -87,6 +96,7 @@ def test_repr_shows_no_key_material(tmp_path: Path) -> None:
     assert base64.b64encode(keys.hash_key).decode() not in shown
     assert "data_keys" not in shown
     assert "signing_key=" not in shown
+    assert "audit_key=" not in shown
 
 
 def test_keys_from_settings_are_used_and_nothing_is_written(tmp_path: Path) -> None:
@@ -95,6 +105,9 @@ def test_keys_from_settings_are_used_and_nothing_is_written(tmp_path: Path) -> N
     signing = ec.generate_private_key(ec.SECP256R1())
     pem_path = tmp_path / "signing.pem"
     pem_path.write_bytes(_pem(signing))
+    audit = ed25519.Ed25519PrivateKey.generate()
+    audit_path = tmp_path / "audit.pem"
+    audit_path.write_bytes(_pem(audit))
     settings = Settings(
         data_dir=tmp_path / "data",
         keys_data=Secret(
@@ -102,6 +115,7 @@ def test_keys_from_settings_are_used_and_nothing_is_written(tmp_path: Path) -> N
         ),
         keys_hash=Secret(base64.b64encode(hkey).decode()),
         keys_signing=Secret(str(pem_path)),
+        keys_audit=Secret(str(audit_path)),
     )
     with capture_logs() as logs:
         keys = _load(settings)
@@ -111,6 +125,7 @@ def test_keys_from_settings_are_used_and_nothing_is_written(tmp_path: Path) -> N
     assert dict(keys.data_keys) == {"new": k2, "old": k1}
     assert keys.hash_key == hkey
     assert keys.signing_key.private_numbers() == signing.private_numbers()
+    assert list(keys.audit_public_keys) == [audit_key_id(audit.public_key())]
 
 
 @pytest.mark.parametrize(
@@ -195,3 +210,30 @@ def test_rotate_signing_key_keeps_previous_public_keys(tmp_path: Path) -> None:
         nums(second.signing_key.public_key()),
     ]
     assert _mode(settings.keys_dir / "signing.pem") == 0o600
+
+
+def test_audit_key_must_be_ed25519(tmp_path: Path) -> None:
+    """A CPIS_KEYS_AUDIT that is not an Ed25519 key, or not there, stops the start."""
+    path = tmp_path / "k.pem"
+    path.write_bytes(_pem(ec.generate_private_key(ec.SECP256R1())))
+    with pytest.raises(SettingsError, match="Ed25519"):
+        _load(Settings(data_dir=tmp_path, keys_audit=Secret(str(path))))
+    with pytest.raises(SettingsError, match="CPIS_KEYS_AUDIT"):
+        _load(Settings(data_dir=tmp_path, keys_audit=Secret(str(tmp_path / "nope.pem"))))
+
+
+def test_rotate_audit_key_keeps_every_earlier_public_key(tmp_path: Path) -> None:
+    """Seals never expire, so rotation keeps every earlier audit key's public part (none
+    is dropped, unlike token signing keys) and names the new one by its key id; all of
+    them are what an auditor is given to check with."""
+    settings = Settings(data_dir=tmp_path)
+    first = _load(settings)
+    ids = [audit_key_id(first.audit_key.public_key())]
+    for _ in range(3):
+        ids.append(rotate_audit_key(settings.keys_dir))
+    last = _load(settings)
+    assert list(last.audit_public_keys) == ids[::-1]
+    assert audit_key_id(last.audit_key.public_key()) == ids[-1]
+    published = parse_audit_public_keys(audit_public_pem(last), source="test")
+    assert [audit_key_id(k) for k in published] == ids[::-1]
+    assert _mode(settings.keys_dir / "audit.pem") == 0o600

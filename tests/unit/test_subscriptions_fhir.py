@@ -61,6 +61,8 @@ def access_event(**accessor: Any) -> AccessEvent:
         "user_name": "Casey Nurse",
         "user_role": "Staff Nurse",
         "trace_id": "trace-1",
+        # as the storage adapter gives it (a keyed hash of the viewer)
+        "practitioner_role_id": uuid.UUID("0190f3a0-0000-8000-8000-0000000000aa"),
     }
     acc.update(accessor)
     return AccessEvent(

@@ -1,0 +1,618 @@
+"""The security audit log's seals: made, signed, exported, and checked by ``cpis audit verify``.
+
+Requests only insert their line (``audit_append``); every second ``serve``
+seals the lines of the transactions that have finished since the last seal
+as one batch (schemas/migrations/0009 and 0018). Hashes alone made that
+chain tamper-evident only to someone who could not recompute it: a database
+superuser could edit a line and recompute every later seal, or delete the
+newest batch, and the chain still checked (issue 9, item 3). So:
+
+**Signed seals.** Each seal's ``hash`` is SHA-256 over :meth:`Seal.text`:
+the batch number, its transaction-id range, its line count and seq range,
+the hash of its lines' text (``rows_hash``, computed by the database), its
+seq accounting (below), the previous seal's hash, when it was sealed and the
+id of the key that signs it. The service signs that hash with its audit key,
+an Ed25519 key from ``CPIS_KEYS_AUDIT`` or the keys directory
+(:mod:`cpis.adapters.keys`), which the database never holds; only its public
+part is needed to check. Rotation keeps every old public key, since seals
+never expire.
+
+**Exported anchors.** Each seal is logged (``audit_sealed``: batch, seq range,
+line count, hash, key id: no personal data) and, when the service has a data
+directory, written to ``audit-anchor.json`` there. Either is an anchor: an
+operator who keeps one off the box can later ask ``cpis audit verify
+--anchor`` whether the chain still holds it. Signatures stop a rewrite;
+only an anchor kept elsewhere stops a cut: deleting the newest batches
+leaves a shorter chain whose every seal still verifies. The hash is shown
+in groups of eight hex digits joined by ``_`` (:func:`show_hash`), so the
+log's NHS-number mask, which blanks any ten digits in a row, can never take
+a piece of it.
+
+**Continuous seq.** ``audit_log.seq`` comes from a sequence, so a line's
+transaction that rolls back leaves a hole. Each seal says up to which seq
+every number is accounted for (``seq_final``) and which numbers in that span
+never had a line (``seq_void``), worked out by the database only once no
+running transaction can still hold them (``audit_seal_next`` says how). A
+line removed or renumbered after sealing, or slipped in under a number
+already accounted for, therefore shows as a break, named by its seq.
+
+**What verify checks**, in one repeatable-read snapshot after sealing what is
+pending: batches numbered 1, 2, 3… with none missing; each chained to the one
+before by hash and by transaction range; each seal's hash recomputed and its
+signature checked with a known public key; each batch's lines recomputed
+(count, seq range, hash); every seq up to the last ``seq_final`` either a
+sealed line or declared void, and none both; no line after the last seal but
+those of transactions still too recent to seal (a line with a transaction id
+that was never issued cannot be pending); and, when given an anchor, that the
+chain holds it. It reports lines, batches, the first and last seq and time,
+the voids, what is pending, and the last seal's hash: the next anchor.
+
+What none of this can show: a line deleted in the second or so before it is
+sealed looks exactly like a rolled-back transaction (a void), and a
+superuser who also holds the audit key can do anything. The voids are
+counted in the report so an unusual number stands out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+import structlog
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from cpis.adapters.keys import audit_key_id
+from cpis.adapters.postgres import UNAVAILABLE
+from cpis.errors import Unavailable
+
+log = structlog.get_logger("cpis.audit")
+
+ANCHOR_FILE = "audit-anchor.json"
+SEAL_FORMAT = "cpis-audit-seal/1"
+_SIGNED_PREFIX = b"cpis audit seal\x00"
+# A batch's text is built in memory by the database; after a long outage the
+# backlog is sealed in batches of at most this many lines.
+MAX_BATCH_ROWS = 20_000
+_GENESIS = b"\x00"
+
+AuditKeys = Mapping[str, ed25519.Ed25519PublicKey]
+
+
+def show_hash(digest: bytes) -> str:
+    """A hash as operators see it: hex in groups of eight joined by ``_``.
+
+    No run of digits is long enough for the log's NHS-number mask, and ``_``
+    keeps it one word to double-click and copy.
+    """
+    text = digest.hex()
+    return "_".join(text[i : i + 8] for i in range(0, len(text), 8))
+
+
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    """A seal's hash an operator kept, and the batch it belonged to when known."""
+
+    hash: bytes
+    batch: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Anchor:
+        """``[BATCH:]HASH``, the hash in hex with or without ``_`` between groups."""
+        batch_text, sep, hash_text = text.strip().rpartition(":")
+        digits = re.sub(r"[_\s]", "", hash_text).lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", digits):
+            raise ValueError("an anchor is a seal's hash: 64 hex digits, optionally BATCH: first")
+        batch = None
+        if sep:
+            if not batch_text.isdigit():
+                raise ValueError("an anchor's batch is a whole number")
+            batch = int(batch_text)
+        return cls(bytes.fromhex(digits), batch)
+
+    @classmethod
+    def from_file(cls, path: Path) -> Anchor:
+        """The anchor in a file the service wrote (``audit-anchor.json``) or a bare anchor."""
+        raw = path.read_text(encoding="utf-8")
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return cls.parse(raw)
+        if not isinstance(data, dict) or not isinstance(data.get("hash"), str):
+            raise ValueError("not an audit anchor file")
+        batch = data.get("batch")
+        return cls(cls.parse(data["hash"]).hash, batch if isinstance(batch, int) else None)
+
+    def __str__(self) -> str:
+        shown = show_hash(self.hash)
+        return shown if self.batch is None else f"{self.batch}:{shown}"
+
+
+@dataclass(frozen=True, slots=True)
+class Seal:
+    """One seal's content, as signed (see the module docstring)."""
+
+    batch: int
+    xid_lo: int
+    xid_hi: int
+    rows: int
+    # None for a seal of no lines, which only moves seq_final on
+    first_seq: int | None
+    last_seq: int | None
+    rows_hash: bytes
+    seq_final: int
+    seq_void: tuple[int, ...]  # inclusive [from, to] pairs, flattened
+    seq_ceiling: int
+    xid_ceiling: int
+    prev_hash: bytes
+    sealed_at: datetime
+    key_id: str
+
+    def text(self) -> bytes:
+        """The canonical text the seal's hash covers: one ``name=value`` per line."""
+        at = self.sealed_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        lines = [
+            SEAL_FORMAT,
+            f"batch={self.batch}",
+            f"xid_lo={self.xid_lo}",
+            f"xid_hi={self.xid_hi}",
+            f"rows={self.rows}",
+            f"first_seq={'' if self.first_seq is None else self.first_seq}",
+            f"last_seq={'' if self.last_seq is None else self.last_seq}",
+            f"rows_hash={self.rows_hash.hex()}",
+            f"seq_final={self.seq_final}",
+            f"seq_void={','.join(map(str, self.seq_void))}",
+            f"seq_ceiling={self.seq_ceiling}",
+            f"xid_ceiling={self.xid_ceiling}",
+            f"prev_hash={self.prev_hash.hex()}",
+            f"sealed_at={at}",
+            f"key_id={self.key_id}",
+        ]
+        return "\n".join(lines).encode("ascii")
+
+    def digest(self) -> bytes:
+        return hashlib.sha256(self.text()).digest()
+
+    @property
+    def void_count(self) -> int:
+        pairs = zip(self.seq_void[::2], self.seq_void[1::2], strict=True)
+        return sum(hi - lo + 1 for lo, hi in pairs)
+
+    @classmethod
+    def from_row(cls, r: Any, *, key_id: str | None = None) -> Seal:
+        """A seal from a row of ``audit_seal`` or ``audit_seal_next()``."""
+        return cls(
+            batch=int(r["batch"]),
+            xid_lo=int(r["xid_lo"]),
+            xid_hi=int(r["xid_hi"]),
+            rows=int(r["rows"]),
+            first_seq=None if r["first_seq"] is None else int(r["first_seq"]),
+            last_seq=None if r["last_seq"] is None else int(r["last_seq"]),
+            rows_hash=bytes(r["rows_hash"]),
+            seq_final=int(r["seq_final"]),
+            seq_void=tuple(int(v) for v in r["seq_void"]),
+            seq_ceiling=int(r["seq_ceiling"]),
+            xid_ceiling=int(r["xid_ceiling"]),
+            prev_hash=bytes(r["prev_hash"]),
+            sealed_at=r["sealed_at"],
+            key_id=key_id if key_id is not None else str(r["key_id"]),
+        )
+
+
+def sign_seal(seal: Seal, key: ed25519.Ed25519PrivateKey) -> tuple[bytes, bytes]:
+    """The seal's hash and the audit key's signature of it."""
+    digest = seal.digest()
+    return digest, key.sign(_SIGNED_PREFIX + digest)
+
+
+def signature_holds(digest: bytes, signature: bytes, key: ed25519.Ed25519PublicKey) -> bool:
+    try:
+        key.verify(signature, _SIGNED_PREFIX + digest)
+    except InvalidSignature:
+        return False
+    return True
+
+
+@dataclass(slots=True)
+class AuditReport:
+    """What ``verify`` checked, and the first thing it found wrong (``problem``)."""
+
+    rows: int = 0
+    batches: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    first_at: datetime | None = None
+    last_at: datetime | None = None
+    # seq numbers up to seq_final that never had a line (rolled back, or skipped)
+    void: int = 0
+    seq_final: int = 0
+    last_batch: int = 0
+    last_hash: bytes | None = None
+    pending: int = 0
+    key_ids: set[str] = field(default_factory=set)
+    anchor: Anchor | None = None
+    anchor_found: bool = False
+    problem: str | None = None
+    # the batch (and seq, where one can be named) where the chain stops holding
+    broken_batch: int | None = None
+    broken_seq: int | None = None
+
+    @property
+    def intact(self) -> bool:
+        return self.problem is None
+
+    def fail(self, problem: str, *, batch: int | None = None, seq: int | None = None) -> None:
+        if self.problem is None:
+            self.problem, self.broken_batch, self.broken_seq = problem, batch, seq
+
+    @property
+    def last_anchor(self) -> Anchor | None:
+        """The newest seal checked: the anchor to keep for next time (when intact)."""
+        return None if self.last_hash is None else Anchor(self.last_hash, self.last_batch)
+
+    def lines(self) -> list[str]:
+        """The report as ``cpis audit verify`` prints it."""
+        out: list[str] = []
+        if self.batches:
+            out.append(
+                f"checked {self.rows} lines in {self.batches} batches:"
+                f" seq {self.first_seq} to {self.last_seq},"
+                f" {_time(self.first_at)} to {_time(self.last_at)}"
+            )
+            out.append(
+                f"every seq up to {self.seq_final} accounted for;"
+                f" {self.void} never written (rolled back, or skipped by the sequence)"
+            )
+            out.append(f"seals signed by audit keys {', '.join(sorted(self.key_ids))}")
+        else:
+            out.append("no sealed lines yet")
+        out.append(f"pending (too recent to seal): {self.pending} lines")
+        if self.anchor is not None and self.anchor_found:
+            out.append(f"the anchor is in the chain, at batch {self.anchor.batch}")
+        if self.intact and self.last_anchor is not None:
+            out.append(f"last seal (keep it as the next anchor): {self.last_anchor}")
+        return out
+
+
+def _time(at: datetime | None) -> str:
+    return "-" if at is None else at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class PgAuditLog:
+    """Seals the audit log in PostgreSQL with the audit key, and checks it."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        key: ed25519.Ed25519PrivateKey,
+        public_keys: AuditKeys | None = None,
+        anchor_file: Path | None = None,
+        max_batch_rows: int = MAX_BATCH_ROWS,
+    ) -> None:
+        self._pool = pool
+        self._key = key
+        self.key_id = audit_key_id(key.public_key())
+        self._public_keys = dict(public_keys or {}) | {self.key_id: key.public_key()}
+        self._anchor_file = anchor_file
+        self._max_rows = max_batch_rows
+
+    # --- sealing -----------------------------------------------------------------
+
+    async def seal(self, *, wait: bool = False) -> Seal | None:
+        """Seal one batch, if anything is final; the seal made, or None.
+
+        Without ``wait``, returns None at once while another session seals.
+        """
+        try:
+            async with self._pool.acquire(timeout=5) as conn, conn.transaction():
+                row = await conn.fetchrow(
+                    "SELECT * FROM audit_seal_next($1, $2)", wait, self._max_rows
+                )
+                if row is None:
+                    return None
+                seal = Seal.from_row(row, key_id=self.key_id)
+                digest, signature = sign_seal(seal, self._key)
+                await conn.execute(
+                    "INSERT INTO audit_seal (batch, xid_lo, xid_hi, rows, first_seq, last_seq,"
+                    " rows_hash, seq_final, seq_void, seq_ceiling, xid_ceiling, prev_hash, hash,"
+                    " sealed_at, key_id, signature)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,"
+                    " $16)",
+                    seal.batch,
+                    seal.xid_lo,
+                    seal.xid_hi,
+                    seal.rows,
+                    seal.first_seq,
+                    seal.last_seq,
+                    seal.rows_hash,
+                    seal.seq_final,
+                    list(seal.seq_void),
+                    seal.seq_ceiling,
+                    seal.xid_ceiling,
+                    seal.prev_hash,
+                    digest,
+                    seal.sealed_at,
+                    seal.key_id,
+                    signature,
+                )
+        except UNAVAILABLE as exc:
+            raise Unavailable("database unreachable") from exc
+        self._export(seal, digest, full=bool(row["full_batch"]))
+        return seal
+
+    async def seal_pending(self, *, wait: bool = False) -> int:
+        """Seal until nothing final is left; how many lines were sealed."""
+        sealed = 0
+        while (seal := await self.seal(wait=wait)) is not None:
+            sealed += seal.rows
+            if seal.rows < self._max_rows:
+                break  # caught up; under steady load, looping on would make tiny seals
+        return sealed
+
+    def _export(self, seal: Seal, digest: bytes, *, full: bool) -> None:
+        """The seal's anchor, outside the database: a log line, and the anchor file."""
+        log.info(
+            "audit_sealed",
+            batch=seal.batch,
+            first_seq=seal.first_seq,
+            last_seq=seal.last_seq,
+            rows=seal.rows,
+            seq_final=seal.seq_final,
+            void=seal.void_count,
+            hash=show_hash(digest),
+            key_id=seal.key_id,
+            backlog=full,
+        )
+        if self._anchor_file is None:
+            return
+        body = {
+            "batch": seal.batch,
+            "hash": show_hash(digest),
+            "first_seq": seal.first_seq,
+            "last_seq": seal.last_seq,
+            "seq_final": seal.seq_final,
+            "sealed_at": _time(seal.sealed_at),
+            "key_id": seal.key_id,
+        }
+        try:
+            _write_atomically(self._anchor_file, orjson.dumps(body, option=orjson.OPT_INDENT_2))
+        except OSError as exc:
+            # The seal stands and its log line carries the same anchor.
+            log.warning("audit_anchor_not_written", path=str(self._anchor_file), error=exc.strerror)
+
+    # --- verifying ---------------------------------------------------------------
+
+    async def verify(
+        self,
+        *,
+        anchor: Anchor | None = None,
+        public_keys: AuditKeys | None = None,
+        seal_first: bool = True,
+    ) -> AuditReport:
+        """Check the whole log (see the module docstring); the report says what held.
+
+        ``public_keys`` replaces this service's own keys, for an auditor who
+        checks with the public keys they were given.
+        """
+        keys = dict(public_keys) if public_keys is not None else self._public_keys
+        report = AuditReport(anchor=anchor)
+        try:
+            if seal_first:
+                await self.seal_pending(wait=True)
+                # Once more: the lines just sealed have their seq accounted for by the
+                # next seal (see audit_seal_next), which has no lines of its own if
+                # nothing new came in.
+                await self.seal(wait=True)
+            async with (
+                self._pool.acquire(timeout=5) as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                await self._check(conn, keys, report)
+        except UNAVAILABLE as exc:
+            raise Unavailable("database unreachable") from exc
+        return report
+
+    async def _check(self, conn: Any, keys: AuditKeys, report: AuditReport) -> None:
+        previous = _Previous()
+        async for r in conn.cursor(_SEALS_WITH_LINES):
+            if not self._check_seal(r, keys, previous, report):
+                return
+        await self._check_pending(conn, previous, report)
+        self._check_anchor(previous, report)
+
+    def _check_seal(
+        self,
+        r: Any,
+        keys: AuditKeys,
+        previous: _Previous,
+        report: AuditReport,
+    ) -> bool:
+        """One seal and its batch; False once something does not hold."""
+        seal = Seal.from_row(r)
+        where = {"batch": seal.batch, "seq": seal.first_seq}
+        expected = previous.batch + 1
+        if seal.batch != expected:
+            report.fail(
+                f"batch {expected} is missing (the next seal is batch {seal.batch})", **where
+            )
+            return False
+        if seal.prev_hash != previous.hash or seal.xid_lo != previous.xid_hi:
+            report.fail(
+                f"batch {seal.batch} does not follow on from batch {previous.batch}", **where
+            )
+            return False
+        key = keys.get(seal.key_id)
+        if key is None:
+            report.fail(f"batch {seal.batch} is signed by an unknown key {seal.key_id}", **where)
+            return False
+        digest = seal.digest()
+        if digest != bytes(r["hash"]) or not signature_holds(digest, bytes(r["signature"]), key):
+            report.fail(
+                f"batch {seal.batch}: the seal is not the one the audit key signed", **where
+            )
+            return False
+        if (r["l_rows"], r["l_first"], r["l_last"], r["l_hash"]) != (
+            seal.rows,
+            seal.first_seq,
+            seal.last_seq,
+            seal.rows_hash,
+        ):
+            report.fail(
+                f"batch {seal.batch} (seq {seal.first_seq} to {seal.last_seq}): its lines were"
+                " changed, removed or added after sealing",
+                **where,
+            )
+            return False
+        problem = _continuity_problem(seal, previous.seq_final, r)
+        if problem is not None:
+            report.fail(
+                f"batch {seal.batch}: {problem}", batch=seal.batch, seq=previous.seq_final + 1
+            )
+            return False
+        report.batches += 1
+        report.rows += seal.rows
+        report.void += seal.void_count
+        report.seq_final = seal.seq_final
+        report.first_seq = _least(report.first_seq, seal.first_seq)
+        report.last_seq = _greatest(report.last_seq, seal.last_seq)
+        report.first_at = _least(report.first_at, r["l_first_at"])
+        report.last_at = _greatest(report.last_at, r["l_last_at"])
+        report.last_batch, report.last_hash = seal.batch, digest
+        report.key_ids.add(seal.key_id)
+        if report.anchor is not None and report.anchor.hash == digest:
+            report.anchor_found = True
+            if report.anchor.batch not in (None, seal.batch):
+                report.fail(
+                    f"the anchor was batch {report.anchor.batch}'s hash; the chain has it at"
+                    f" batch {seal.batch}",
+                    batch=seal.batch,
+                )
+                return False
+            report.anchor = Anchor(digest, seal.batch)
+        previous.move_on(seal, digest)
+        return True
+
+    async def _check_pending(self, conn: Any, previous: _Previous, report: AuditReport) -> None:
+        """Lines after the last seal: only those of transactions too recent to seal."""
+        if report.problem is not None:
+            return
+        r = await conn.fetchrow(
+            "SELECT count(*) AS n, min(seq) AS first,"
+            " count(*) FILTER (WHERE xid >= pg_snapshot_xmax(pg_current_snapshot())) AS unissued,"
+            " count(*) FILTER (WHERE seq <= $2) AS accounted"
+            " FROM audit_log WHERE xid >= $1",
+            previous.xid_hi,
+            previous.seq_final,
+        )
+        report.pending = int(r["n"])
+        if r["unissued"]:
+            report.fail(
+                f"{r['unissued']} lines after the last seal carry transaction ids never issued",
+                seq=r["first"],
+            )
+        elif r["accounted"]:
+            report.fail(
+                f"{r['accounted']} lines after the last seal carry seq numbers a seal already"
+                " accounted for",
+                seq=r["first"],
+            )
+
+    @staticmethod
+    def _check_anchor(previous: _Previous, report: AuditReport) -> None:
+        anchor = report.anchor
+        if report.problem is not None or anchor is None or report.anchor_found:
+            return
+        if anchor.batch is not None and anchor.batch > previous.batch:
+            report.fail(
+                f"the chain ends at batch {previous.batch}, before the anchor's batch"
+                f" {anchor.batch}: sealed lines were removed",
+                batch=previous.batch + 1,
+            )
+        else:
+            report.fail(
+                "no seal has the anchor's hash: the chain was rewritten or cut short after the"
+                " anchor was kept",
+                batch=anchor.batch,
+            )
+
+
+# Each seal with its batch's lines recomputed, and the lines in its span of seq.
+_SEALS_WITH_LINES = """
+SELECT s.*, l.rows AS l_rows, l.first_seq AS l_first, l.last_seq AS l_last,
+    l.first_at AS l_first_at, l.last_at AS l_last_at, l.rows_hash AS l_hash,
+    c.present AS c_present, c.late AS c_late, c.in_void AS c_in_void
+FROM (SELECT *, lag(seq_final, 1, 0::bigint) OVER (ORDER BY batch) AS seq_from
+      FROM audit_seal) s
+CROSS JOIN LATERAL audit_batch_rows(s.xid_lo, s.xid_hi) l
+CROSS JOIN LATERAL audit_seq_span(s.seq_from, s.seq_final, s.xid_hi, s.seq_void) c
+ORDER BY s.batch
+"""
+
+
+@dataclass(slots=True)
+class _Previous:
+    """Where the previous seal left the chain (the start, before the first)."""
+
+    batch: int = 0
+    hash: bytes = _GENESIS
+    xid_hi: int = 0
+    seq_final: int = 0
+
+    def move_on(self, seal: Seal, digest: bytes) -> None:
+        self.batch, self.hash = seal.batch, digest
+        self.xid_hi, self.seq_final = seal.xid_hi, seal.seq_final
+
+
+def _continuity_problem(seal: Seal, seq_from: int, r: Any) -> str | None:
+    """Whether every seq in (seq_from, seal.seq_final] is a sealed line or a void, not both."""
+    if seal.seq_final < seq_from:
+        return "its seq accounting goes backwards"
+    void = seal.seq_void
+    if len(void) % 2:
+        return "its list of seq numbers never written is malformed"
+    bound = seq_from
+    for lo, hi in zip(void[::2], void[1::2], strict=True):
+        if lo <= bound or hi < lo or hi > seal.seq_final:
+            return "its list of seq numbers never written is malformed"
+        bound = hi
+    if r["c_late"]:
+        return "a line under a seq it accounts for was written after it was sealed"
+    if r["c_in_void"]:
+        return "a line carries a seq number it says was never written"
+    span = seal.seq_final - seq_from
+    if r["c_present"] + seal.void_count != span:
+        return f"{span - r['c_present'] - seal.void_count} seq numbers are missing"
+    return None
+
+
+def _least(a: Any, b: Any) -> Any:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _greatest(a: Any, b: Any) -> Any:
+    return b if a is None else a if b is None else max(a, b)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def public_keys_of(keys: Sequence[ed25519.Ed25519PublicKey]) -> AuditKeys:
+    """Public keys by the id seals name them by."""
+    return {audit_key_id(k): k for k in keys}
