@@ -51,7 +51,7 @@ from tests.e2e.conftest import E2E, ED_CLIENT, LA_NORTH, LA_NORTH_CLIENT
 from tests.e2e.fuzzing import SEED, SUPPRESSED, echoed, message_texts, nhs_shaped
 from tests.fhir_validation import validate_resource
 
-(CHILD,) = synthetic_numbers(1, start=9100)
+CHILD, CANARY = synthetic_numbers(2, start=9100)
 PLAN_ID = "N-CPP-0001"  # the document's example plan_id
 POSITIVE_EXAMPLES = 12
 NEGATIVE_EXAMPLES = 12
@@ -83,6 +83,7 @@ def e2e_base_path() -> str:
 def _walk_json(node: Any, key: str | None, needles: set[str]) -> None:
     if isinstance(node, dict):
         for k, v in node.items():
+            needles.update(nhs_shaped(str(k)))  # a name can be an NHS number too
             _walk_json(v, str(k), needles)
     elif isinstance(node, list):
         for v in node:
@@ -116,8 +117,7 @@ def sent_personal_data(case: schemathesis.Case, vocabulary: str) -> set[str]:
         _csv_needles(body, needles)
     else:
         _walk_json(body, None, needles)
-    for name, value in {**(case.query or {}), **(case.path_parameters or {})}.items():
-        _walk_json(value, name, needles)
+    _walk_json({**(case.query or {}), **(case.path_parameters or {})}, None, needles)
     for name, value in (case.headers or {}).items():
         lower = name.lower()
         if lower in NOT_SENT_AS_DATA or not isinstance(value, str):
@@ -271,10 +271,16 @@ async def seed_world(e2e: E2E) -> dict[str, str]:
 def fixed_parts(
     operation: Any, seeded: dict[str, str], e2e: E2E, cis2: LocalCis2
 ) -> list[dict[str, Any]]:
-    """What to hold fixed in some of an operation's calls, so they get past 404 and 401:
-    the seeded plan's and Subscription's ids, and a real client assertion (usable once:
-    the calls after the first are its replays) alone and with a nurse's CIS2 ID token."""
-    if operation.definition.raw["operationId"] == "oauth_token":
+    """What to hold fixed in some of an operation's calls, the rest generated.
+
+    To get past 404 and 401: the seeded plan's and Subscription's ids, and a real client
+    assertion (usable once: the calls after the first are its replays) alone and with a
+    nurse's CIS2 ID token. As canaries: an NHS number where no one would put one, as an
+    unknown query parameter's name, a body's key or a Parameters parameter's name; it must
+    not come back in any answer.
+    """
+    operation_id = operation.definition.raw["operationId"]
+    if operation_id == "oauth_token":
         assertion = {
             "grant_type": "client_credentials",
             "client_assertion_type": ASSERTION_TYPE,
@@ -288,15 +294,25 @@ def fixed_parts(
             "subject_token_type": ID_TOKEN_TYPE,
         }
         return [{"body": assertion}, {"body": exchange}]
-    wanted = {k: v for k, v in seeded.items() if "{" + k + "}" in operation.path}
-    fixed = [{"path_parameters": wanted}] if wanted else []
-    if operation.definition.raw["operationId"] == "subscription_update":
+    path = {k: v for k, v in seeded.items() if "{" + k + "}" in operation.path}
+    fixed: list[dict[str, Any]] = [{"path_parameters": path}] if path else []
+    fixed.append({"path_parameters": path, "query": {CANARY: "1"}})
+    if not operation.body:
+        return fixed
+    example = _example_body(operation)
+    media_type = str(operation.body[0].media_type)
+    bodies = []
+    if isinstance(example, dict) and example.get("resourceType") == "Parameters":
+        bodies.append({**example, "parameter": [{"name": CANARY, "valueString": "1"}]})
+    elif isinstance(example, dict):
+        bodies.append({**example, CANARY: "1"})
+    if operation_id == "subscription_update":
         # A body naming the seeded Subscription, at its own URL: the only PUT that can succeed.
-        body = {**_example_body(operation), "id": seeded["id"]}
-        fixed.append({"path_parameters": wanted, "body": body})
-    elif operation.definition.raw["operationId"] == "la_plan_put":
+        bodies.append({**example, "id": seeded["id"]})
+    elif operation_id == "la_plan_put":
         # A good body at generated plan ids: creates (201), where generated bodies are refused.
-        fixed.append({"body": _example_body(operation)})
+        fixed.append({"body": example, "media_type": media_type})
+    fixed.extend({"path_parameters": path, "body": b, "media_type": media_type} for b in bodies)
     return fixed
 
 
