@@ -367,7 +367,8 @@ def _event_number(given: dict[str, list[str]], name: str) -> int | None:
     raw = _at_most_one(given.get(name, []), name)
     if raw is None:
         return None
-    if not raw.isdigit() or len(raw) > 18 or int(raw) < 1:
+    # ASCII digits: str.isdigit() is true of "²", which int() refuses (a 500, issue 9).
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18 or int(raw) < 1:
         raise InvalidSearch(f"{name} must be a positive whole number", expression=name)
     return int(raw)
 

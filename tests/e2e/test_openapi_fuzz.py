@@ -293,14 +293,19 @@ def fixed_parts(
             "subject_token": cis2.id_token(cis2.nurse(audience=f"{ED_CLIENT}.cis2")),
             "subject_token_type": ID_TOKEN_TYPE,
         }
-        return [{"body": assertion}, {"body": exchange}]
+        return [{"body": assertion}, {"body": exchange}, *encodings(operation, assertion)]
     path = {k: v for k, v in seeded.items() if "{" + k + "}" in operation.path}
     fixed: list[dict[str, Any]] = [{"path_parameters": path}] if path else []
     fixed.append({"path_parameters": path, "query": {CANARY: "1"}})
+    for name in integer_query_parameters(operation):
+        # Digits that are not ASCII (superscript two, Arabic-Indic one): str.isdigit() says
+        # yes to both, int() to one only.
+        fixed.extend({"path_parameters": path, "query": {name: d}} for d in ("\u00b2", "\u0661"))
     if not operation.body:
         return fixed
     example = _example_body(operation)
     media_type = str(operation.body[0].media_type)
+    fixed.extend({"path_parameters": path, **parts} for parts in encodings(operation, example))
     bodies = []
     if isinstance(example, dict) and example.get("resourceType") == "Parameters":
         bodies.append({**example, "parameter": [{"name": CANARY, "valueString": "1"}]})
@@ -314,6 +319,22 @@ def fixed_parts(
         fixed.append({"body": example, "media_type": media_type})
     fixed.extend({"path_parameters": path, "body": b, "media_type": media_type} for b in bodies)
     return fixed
+
+
+def encodings(operation: Any, body: Any) -> list[dict[str, Any]]:
+    """A body in bytes that are not UTF-8, and a good body whose charset names no encoding."""
+    media_type = str(operation.body[0].media_type)
+    bogus = {"Content-Type": f"{media_type}; charset=no-such-charset"}
+    return [
+        {"body": b"\xff\xfe=\xfd", "media_type": media_type},
+        {"body": body, "media_type": media_type, "headers": bogus},
+    ]
+
+
+def integer_query_parameters(operation: Any) -> list[str]:
+    return [
+        p.name for p in operation.query if p.definition.get("schema", {}).get("type") == "integer"
+    ]
 
 
 def _example_body(operation: Any) -> Any:
