@@ -57,7 +57,7 @@ from cpis.ports import Clock, PersonIndex
 from cpis.settings import Settings
 from cpis.uploads.apply import apply_upload
 from cpis.uploads.parse import ParsedUpload
-from cpis.web import fhir, la, notifications, oauth, ops, subscriptions, uploads
+from cpis.web import fhir, la, notifications, oauth, openapi, ops, subscriptions, uploads
 from cpis.web.auth import ORGANISATIONS, RATE_LIMITER, OrganisationCache, RateLimiter
 from cpis.web.metrics import Metrics
 from cpis.web.middleware import request_middleware
@@ -418,4 +418,5 @@ def create_app(runtime: Runtime) -> web.Application:
     la.add_routes(app, prefix=prefix)
     oauth.add_routes(app, prefix=prefix)
     ops.add_routes(app, prefix=prefix)  # the probes and /metrics also answer at the root
+    openapi.add_routes(app, prefix=prefix)
     return app

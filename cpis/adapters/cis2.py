@@ -298,8 +298,10 @@ def _level(value: object) -> int:
         return 0
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) < 3:
-        return int(value)
+    text = value.strip() if isinstance(value, str) else ""
+    # ASCII digits: str.isdigit() is true of "²", which int() refuses.
+    if text.isascii() and text.isdigit() and len(text) < 3:
+        return int(text)
     return 0
 
 

@@ -183,7 +183,17 @@ def _looks_like_subject(name: str) -> bool:
     return base in _SAFETY_BASES or base.startswith(("patient", "subject"))
 
 
+def echoable_name(name: str) -> str | None:
+    """``name`` if a message may repeat it, else None.
+
+    A parameter's name is whatever the caller put before ``=``, an NHS number
+    included: only one shaped like a parameter name (letters, digits, ``_ . : -``,
+    at most 64) with no run of three digits is named back.
+    """
+    return name if _ECHOABLE_NAME.fullmatch(name) and not _DIGIT_RUN.search(name) else None
+
+
 def _unknown_message(name: str, resource_type: str) -> str:
-    if _ECHOABLE_NAME.fullmatch(name) and not _DIGIT_RUN.search(name):
+    if echoable_name(name) is not None:
         return f"Unknown search parameter '{name}' for {resource_type}"
     return f"Unknown search parameter for {resource_type}"

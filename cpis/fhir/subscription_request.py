@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -240,6 +240,12 @@ def _check_end(raw: Any, now: datetime) -> datetime | None:
         raise InvalidRequest("end must be an instant", expression=where) from None
     if end.tzinfo is None:
         raise InvalidRequest("end must include a time zone", expression=where)
+    try:
+        # Stored in UTC: 9999-12-31T23:59:59-01:00 has no UTC datetime (issue 9, found by
+        # probing the contract: it was a 500 from the database driver).
+        end = end.astimezone(UTC)
+    except OverflowError:
+        raise InvalidRequest("end is out of range", expression=where) from None
     if end <= now:
         raise InvalidRequest("end is in the past", expression=where)
     return end

@@ -160,7 +160,8 @@ def _uuid(raw: str) -> uuid.UUID:
 def _version(raw: str | None) -> int | None:
     if raw is None:
         return None
-    if not raw.isdigit() or len(raw) > 9 or int(raw) < 1:
+    # ASCII digits: str.isdigit() is true of "²", which int() refuses (a 500, issue 9).
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or int(raw) < 1:
         raise NotFound("no such version")
     return int(raw)
 

@@ -137,7 +137,8 @@ async def list_notifications(request: web.Request) -> web.Response:
             "status must be new, acknowledged or all", expression="status", status=400
         )
     raw_limit = request.query.get("limit", "500")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 5000:
+    # ASCII digits: str.isdigit() is true of "²", which int() refuses (a 500, issue 9).
+    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= 5000:
         raise InvalidRequest("limit must be 1 to 5000", expression="limit", status=400)
     store = request.app[INBOX]
     include_acknowledged = status != "new"

@@ -66,7 +66,12 @@ async def token(request: web.Request) -> web.Response:
         )
     if request.content_length is not None and request.content_length > _MAX_FORM:
         raise PayloadTooLarge("request body too large")
-    form = await request.post()
+    try:
+        form = await request.post()
+    except (UnicodeDecodeError, LookupError):
+        # Bytes that are not UTF-8, or a charset parameter naming none Python knows: aiohttp
+        # decodes the form as it reads it, and these were 500s (issue 9).
+        return _oauth_error(400, "invalid_request", "the form is not in UTF-8")
     grant_type = form.get("grant_type")
     if grant_type not in GRANT_TYPES:
         return _oauth_error(

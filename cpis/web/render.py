@@ -42,7 +42,8 @@ def check_acceptable(request: web.Request) -> None:
     raise NotAcceptable("only application/fhir+json or application/json is served")
 
 
-_ETAG = re.compile(r'^(?:W/)?"(\d{1,9})"$')
+# ASCII digits: ``\d`` also takes other scripts' digits (Arabic-Indic one is not version 1).
+_ETAG = re.compile(r'^(?:W/)?"([0-9]{1,9})"$')
 
 
 def if_match(request: web.Request) -> int | None:

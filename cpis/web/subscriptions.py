@@ -46,6 +46,7 @@ from cpis.fhir import notifications as fn
 from cpis.fhir import resources as fr
 from cpis.fhir import subscription_request as fsr
 from cpis.fhir import subscriptions as fs
+from cpis.fhir.search import echoable_name
 from cpis.model import Role
 from cpis.web.auth import acting_org, authenticate
 from cpis.web.render import check_acceptable, fhir_response, if_match
@@ -159,11 +160,19 @@ def _at_most_one(values: Sequence[str], name: str) -> str | None:
     return values[0] if values else None
 
 
+def _unknown(name: str) -> InvalidSearch:
+    # A name is the caller's free text (it could be an NHS number): named back only when
+    # it looks like a parameter name (issue 9: found by the schemathesis run).
+    shown = echoable_name(name)
+    if shown is None:
+        return InvalidSearch("unknown parameter")
+    return InvalidSearch(f"unknown parameter: {shown}", expression=shown)
+
+
 def _check_params(request: web.Request, allowed: set[str]) -> None:
     for name in request.query:
         if name not in allowed:
-            # Parameter names are not personal data, but keep them short in diagnostics.
-            raise InvalidSearch(f"unknown parameter: {name[:40]}", expression=name[:40])
+            raise _unknown(name)
 
 
 def _primitive(parameter: object) -> tuple[str, str]:
@@ -172,11 +181,18 @@ def _primitive(parameter: object) -> tuple[str, str]:
         raise InvalidRequest(
             "each parameter needs a name", expression="Parameters.parameter", status=400
         )
-    name = parameter["name"][:40]
+    name = parameter["name"]
     values = [v for k, v in parameter.items() if k.startswith("value") and isinstance(v, str)]
     if len(values) != 1:
+        shown = echoable_name(name)
+        if shown is None:
+            raise InvalidRequest(
+                "each parameter needs one primitive value",
+                expression="Parameters.parameter",
+                status=400,
+            )
         raise InvalidRequest(
-            f"parameter {name} needs one primitive value", expression=name, status=400
+            f"parameter {shown} needs one primitive value", expression=shown, status=400
         )
     return name, values[0]
 
@@ -203,7 +219,7 @@ async def _operation_input(request: web.Request, allowed: set[str]) -> dict[str,
     for parameter in raw:
         name, value = _primitive(parameter)
         if name not in allowed:
-            raise InvalidSearch(f"unknown parameter: {name}", expression=name)
+            raise _unknown(name)
         given.setdefault(name, []).append(value)
     return given
 
@@ -351,7 +367,8 @@ def _event_number(given: dict[str, list[str]], name: str) -> int | None:
     raw = _at_most_one(given.get(name, []), name)
     if raw is None:
         return None
-    if not raw.isdigit() or len(raw) > 18 or int(raw) < 1:
+    # ASCII digits: str.isdigit() is true of "²", which int() refuses (a 500, issue 9).
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18 or int(raw) < 1:
         raise InvalidSearch(f"{name} must be a positive whole number", expression=name)
     return int(raw)
 
