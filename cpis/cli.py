@@ -180,8 +180,6 @@ async def _with_runtime(
 
 
 async def _serve(settings: Settings, demo: bool) -> int:
-    from aiohttp import web
-
     from cpis import demo as demo_data
 
     if demo:
@@ -200,18 +198,10 @@ async def _serve(settings: Settings, demo: bool) -> int:
             if await local_index_size(rt.pool) == 0:
                 # Every upload would get CPR01 until an extract is loaded.
                 log.warning("person_index_empty", load_with="cpis person-index load FILE")
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
         from cpis.adapters.tls import server_ssl_context
+        from cpis.web.server import start_serving
 
-        site = web.TCPSite(
-            runner,
-            settings.host,
-            settings.port,
-            reuse_address=True,
-            ssl_context=server_ssl_context(settings),
-        )
-        await site.start()
+        runner = await start_serving(app, settings, ssl_context=server_ssl_context(settings))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

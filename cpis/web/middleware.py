@@ -24,6 +24,7 @@ from cpis.errors import (
     NotFound,
     PayloadTooLarge,
     RateLimited,
+    RequestTimeout,
     Unavailable,
 )
 from cpis.fhir.resources import operation_outcome_from
@@ -38,6 +39,9 @@ _TRACE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 # Operational endpoints carry no data and are polled constantly by
 # orchestrators; auditing them would bury the log that matters.
 _UNAUDITED = {"healthz", "readyz", "metrics", "jwks"}
+# Not a status that is ever sent: the client went away before its answer (nginx's
+# "client closed request"), recorded so the log line and the audit say so.
+_CLIENT_CLOSED = 499
 
 
 def _from_http_exception(exc: web.HTTPException) -> CpisError:
@@ -77,15 +81,24 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = await handler(request)
     except CpisError as err:
         response = error_response(err)
+        if isinstance(err, RequestTimeout):
+            response.force_close()
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         response = error_response(_from_http_exception(exc))
         if "Allow" in exc.headers:  # a 405 must say what is allowed (RFC 9110 §15.5.6)
             response.headers["Allow"] = exc.headers["Allow"]
-    except Exception:
-        log.exception("unhandled_error", action=action)
-        response = error_response(CpisError("the request could not be completed"))
+    except web.RequestPayloadError:
+        # Its framing or encoding was broken: nothing more can be read on this connection.
+        response = error_response(
+            InvalidRequest(
+                "the request body could not be read: its framing is not valid", status=400
+            )
+        )
+        response.force_close()
+    except Exception as exc:
+        response = _unexpected(request, action, exc)
     response.headers["TraceID"] = trace_id
     services = request.app[SERVICES]
     if not ri.audited and action not in _UNAUDITED:
@@ -102,6 +115,18 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
         client=ri.principal.client_id if ri.principal else None,
     )
     return response
+
+
+def _unexpected(request: web.Request, action: str, exc: Exception) -> web.Response:
+    """The answer to an exception no route meant to raise."""
+    transport = request.transport
+    if isinstance(exc, ConnectionResetError) and (transport is None or transport.is_closing()):
+        log.info("client_disconnected", action=action)
+        return error_response(
+            InvalidRequest("the client closed the connection", status=_CLIENT_CLOSED)
+        )
+    log.exception("unhandled_error", action=action)
+    return error_response(CpisError("the request could not be completed"))
 
 
 async def _audit(request: web.Request, ri: RequestInfo, status: int) -> None:

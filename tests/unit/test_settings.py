@@ -67,3 +67,19 @@ def test_a_base_url_the_service_cannot_serve_under_is_refused(raw: str, message:
         Settings.from_env({"CPIS_PUBLIC_BASE_URL": raw})
     assert "CPIS_PUBLIC_BASE_URL" in str(caught.value)
     assert "hunter2" not in str(caught.value)
+
+
+def test_slow_client_deadlines_are_read_from_the_environment() -> None:
+    """How long a request's header and body may take to arrive."""
+    unset = Settings.from_env({})
+    assert (unset.header_timeout_seconds, unset.body_timeout_seconds) == (10.0, 60.0)
+    settings = Settings.from_env(
+        {"CPIS_HEADER_TIMEOUT_SECONDS": "2.5", "CPIS_BODY_TIMEOUT_SECONDS": "300"}
+    )
+    assert (settings.header_timeout_seconds, settings.body_timeout_seconds) == (2.5, 300.0)
+    for name, value in (
+        ("CPIS_HEADER_TIMEOUT_SECONDS", "0"),
+        ("CPIS_BODY_TIMEOUT_SECONDS", "soon"),
+    ):
+        with pytest.raises(SettingsError, match=name):
+            Settings.from_env({name: value})
