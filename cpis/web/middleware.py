@@ -5,6 +5,11 @@ new one), one log line with method, route template, status, duration and
 client (never the path's or query's values: they may hold an NHS number), a
 security audit line unless its route already wrote one in its own
 transaction, and errors rendered as OperationOutcome.
+
+Before its route runs, a request is held to its route's body limit: an
+upload's (``CPIS_MAX_UPLOAD_BYTES``) for ``POST /la/v1/uploads``,
+``CPIS_MAX_BODY_BYTES`` for every other route, whether the body says its
+length or is chunked.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ _TRACE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 # Operational endpoints carry no data and are polled constantly by
 # orchestrators; auditing them would bury the log that matters.
 _UNAUDITED = {"healthz", "readyz", "metrics", "jwks"}
+# Routes whose body is a batch file, allowed CPIS_MAX_UPLOAD_BYTES.
+_UPLOADS = {"la_upload"}
 # Not a status that is ever sent: the client went away before its answer (nginx's
 # "client closed request"), recorded so the log line and the audit say so.
 _CLIENT_CLOSED = 499
@@ -75,10 +82,7 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
     structlog.contextvars.bind_contextvars(trace_id=trace_id)
     started = time.perf_counter()
     try:
-        limit = request.app[SERVICES].settings.max_body_bytes
-        if action != "la_upload" and (request.content_length or 0) > limit:
-            raise PayloadTooLarge("request body too large")
-        response = await handler(request)
+        response = await handler(_with_body_limit(request, action))
     except CpisError as err:
         response = error_response(err)
         if isinstance(err, RequestTimeout):
@@ -115,6 +119,23 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
         client=ri.principal.client_id if ri.principal else None,
     )
     return response
+
+
+def _with_body_limit(request: web.Request, action: str) -> web.Request:
+    """``request``, reading at most its route's body limit, told or chunked.
+
+    aiohttp applies one limit to every route (``client_max_size``, checked as
+    ``read()`` goes, so it bounds chunked bodies too); a request of its own with
+    the route's limit is how it is raised for one route (aio-libs/aiohttp#5704).
+    A Content-Length over the limit is refused before anything is read.
+    """
+    settings = request.app[SERVICES].settings
+    limit = settings.max_upload_bytes if action in _UPLOADS else settings.max_body_bytes
+    if (request.content_length or 0) > limit:
+        raise PayloadTooLarge(f"request bodies here are limited to {limit} bytes")
+    if limit == request.client_max_size:
+        return request
+    return request.clone(client_max_size=limit)
 
 
 def _unexpected(request: web.Request, action: str, exc: Exception) -> web.Response:
