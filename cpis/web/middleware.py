@@ -6,10 +6,13 @@ client (never the path's or query's values: they may hold an NHS number), a
 security audit line unless its route already wrote one in its own
 transaction, and errors rendered as OperationOutcome.
 
-Before its route runs, a request is held to its route's body limit: an
-upload's (``CPIS_MAX_UPLOAD_BYTES``) for ``POST /la/v1/uploads``,
-``CPIS_MAX_BODY_BYTES`` for every other route, whether the body says its
-length or is chunked.
+Before its route runs, a request is counted against its source address's rate
+(:class:`~cpis.web.auth.SourceLimiter`: before authentication, so that a flood
+of bad tokens is refused too) and held to its route's body limit: an upload's
+(``CPIS_MAX_UPLOAD_BYTES``) for ``POST /la/v1/uploads``, ``CPIS_MAX_BODY_BYTES``
+for every other route, whether the body says its length or is chunked.
+Requests refused before anyone was authenticated, and 429s, go to the audit
+log through :class:`~cpis.web.refusals.RefusedRequests`, summarised.
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ from cpis.errors import (
 )
 from cpis.fhir.resources import operation_outcome_from
 from cpis.ports import AuditEntry
+from cpis.web.auth import SOURCE_LIMITER
 from cpis.web.context import REQUEST_INFO, RequestInfo
+from cpis.web.refusals import RefusedRequests
 from cpis.web.render import fhir_response
 from cpis.web.state import SERVICES
 
@@ -44,11 +49,16 @@ _TRACE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 # Operational endpoints carry no data and are polled constantly by
 # orchestrators; auditing them would bury the log that matters.
 _UNAUDITED = {"healthz", "readyz", "metrics", "jwks"}
+# Nor are they rate limited by source: behind a proxy that is not trusted every
+# request shares one source, and a flood must not fail the orchestrator's probes.
+_UNLIMITED = _UNAUDITED
 # Routes whose body is a batch file, allowed CPIS_MAX_UPLOAD_BYTES.
 _UPLOADS = {"la_upload"}
 # Not a status that is ever sent: the client went away before its answer (nginx's
 # "client closed request"), recorded so the log line and the audit say so.
 _CLIENT_CLOSED = 499
+
+REFUSALS = web.AppKey("refusals", RefusedRequests)
 
 
 def _from_http_exception(exc: web.HTTPException) -> CpisError:
@@ -81,7 +91,12 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(trace_id=trace_id)
     started = time.perf_counter()
+    services = request.app[SERVICES]
+    sources = request.app[SOURCE_LIMITER]
+    source = sources.source(request)
     try:
+        if action not in _UNLIMITED:
+            sources.take(source)
         response = await handler(_with_body_limit(request, action))
     except CpisError as err:
         response = error_response(err)
@@ -104,9 +119,16 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
     except Exception as exc:
         response = _unexpected(request, action, exc)
     response.headers["TraceID"] = trace_id
-    services = request.app[SERVICES]
     if not ri.audited and action not in _UNAUDITED:
-        await _audit(request, ri, response.status)
+        refused = response.status == 429 or (ri.principal is None and response.status >= 400)
+        if not refused or request.app[REFUSALS].note(
+            source,
+            action=action,
+            status=response.status,
+            client_id=ri.principal.client_id if ri.principal else None,
+            at=services.clock.now(),
+        ):
+            await _audit(request, ri, response.status)
     elapsed = time.perf_counter() - started
     services.metrics.requests.labels(action, str(response.status)).inc()
     services.metrics.latency.labels(action).observe(elapsed)

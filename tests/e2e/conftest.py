@@ -366,6 +366,8 @@ def e2e_settings(tmp_path: Path, database_url: str, port: int, *, base_path: str
         public_base_url=f"http://127.0.0.1:{port}{base_path}",
         rate_limit_per_second=100_000,
         rate_limit_burst=100_000,
+        source_rate_limit_per_second=100_000,
+        source_rate_limit_burst=100_000,
         max_body_bytes=MAX_BODY_BYTES,
         db_pool_min=1,
         db_pool_max=4,
