@@ -59,6 +59,7 @@ _UPLOADS = {"la_upload"}
 _CLIENT_CLOSED = 499
 
 REFUSALS = web.AppKey("refusals", RefusedRequests)
+_ODS = re.compile(r"^[A-Za-z0-9]{1,32}$")
 
 
 def _from_http_exception(exc: web.HTTPException) -> CpisError:
@@ -168,8 +169,19 @@ def _unexpected(request: web.Request, action: str, exc: Exception) -> web.Respon
         return error_response(
             InvalidRequest("the client closed the connection", status=_CLIENT_CLOSED)
         )
+    # aiohttp decoding a form or text body in the charset it names (UTF-8 if none):
+    # codecs raises LookupError itself, exactly, for a charset it does not know.
+    if isinstance(exc, UnicodeDecodeError) or type(exc) is LookupError:
+        return error_response(
+            InvalidRequest("the request body is not valid text in its charset", status=400)
+        )
     log.exception("unhandled_error", action=action)
     return error_response(CpisError("the request could not be completed"))
+
+
+def _claimed_ods(request: web.Request) -> str | None:
+    claimed = request.headers.get("NHSD-End-User-Organisation-ODS", "").strip()
+    return claimed if _ODS.match(claimed) else None
 
 
 async def _audit(request: web.Request, ri: RequestInfo, status: int) -> None:
@@ -180,7 +192,9 @@ async def _audit(request: web.Request, ri: RequestInfo, status: int) -> None:
         outcome=status,
         client_id=p.client_id if p else None,
         role=p.role.value if p else None,
-        org_ods=request.headers.get("NHSD-End-User-Organisation-ODS", "")[:32] or None,
+        # As claimed, when it can be an ODS code: anything else (a value aiohttp kept
+        # as undecodable bytes) could not be stored, and the line would be lost.
+        org_ods=_claimed_ods(request),
         resource=request.match_info.route.resource.canonical
         if request.match_info.route.resource
         else None,
