@@ -464,6 +464,8 @@ def main() -> int:
             "CPIS_LOG_FORMAT": "json",
             "CPIS_RATE_LIMIT_PER_SECOND": "1000000",
             "CPIS_RATE_LIMIT_BURST": "1000000",
+            "CPIS_SOURCE_RATE_LIMIT_PER_SECOND": "1000000",
+            "CPIS_SOURCE_RATE_LIMIT_BURST": "1000000",
             "CPIS_DB_POOL_MAX": str(POOL_SIZE),
             # The lookup is what is measured here. Notification delivery is left
             # out (no worker runs; in production it may be its own `cpis worker`

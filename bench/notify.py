@@ -436,6 +436,8 @@ def main() -> int:
             "CPIS_LOG_FORMAT": "json",
             "CPIS_RATE_LIMIT_PER_SECOND": "1000000",
             "CPIS_RATE_LIMIT_BURST": "1000000",
+            "CPIS_SOURCE_RATE_LIMIT_PER_SECOND": "1000000",
+            "CPIS_SOURCE_RATE_LIMIT_BURST": "1000000",
             "CPIS_DB_POOL_MAX": str(POOL_SIZE),
             # What is measured: delivery by the dispatcher inside `cpis serve`.
             "CPIS_WORKERS_IN_SERVE": "true",

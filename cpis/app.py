@@ -58,10 +58,18 @@ from cpis.settings import Settings
 from cpis.uploads.apply import apply_upload
 from cpis.uploads.parse import ParsedUpload
 from cpis.web import fhir, la, notifications, oauth, openapi, ops, subscriptions, uploads
-from cpis.web.auth import ORGANISATIONS, RATE_LIMITER, OrganisationCache, RateLimiter
+from cpis.web.auth import (
+    ORGANISATIONS,
+    RATE_LIMITER,
+    SOURCE_LIMITER,
+    OrganisationCache,
+    RateLimiter,
+    SourceLimiter,
+)
 from cpis.web.metrics import Metrics
-from cpis.web.middleware import request_middleware
+from cpis.web.middleware import REFUSALS, request_middleware
 from cpis.web.notifications import INBOX
+from cpis.web.refusals import RefusedRequests
 from cpis.web.state import NOTIFICATIONS_QUEUED, SERVICES, Services, Signal
 from cpis.workers.audit_chain import run_audit_chainer
 from cpis.workers.dispatcher import Dispatcher, DispatchSettings
@@ -379,6 +387,13 @@ def create_app(runtime: Runtime) -> web.Application:
     app[RATE_LIMITER] = RateLimiter(
         per_second=settings.rate_limit_per_second, burst=settings.rate_limit_burst
     )
+    app[SOURCE_LIMITER] = SourceLimiter(
+        per_second=settings.source_rate_limit_per_second,
+        burst=settings.source_rate_limit_burst,
+        trusted_proxies=settings.trusted_proxies,
+    )
+    app[REFUSALS] = RefusedRequests()
+    app.cleanup_ctx.append(_background(app[REFUSALS].run(runtime.db, runtime.clock)))
     app[ORGANISATIONS] = OrganisationCache()
     app.cleanup_ctx.append(_background(run_audit_chainer(audit_log(runtime))))
     app.cleanup_ctx.append(

@@ -275,8 +275,6 @@ def _check_listen(settings: Settings) -> None:
 
 
 async def _serve(settings: Settings, demo: bool) -> int:
-    from aiohttp import web
-
     from cpis import demo as demo_data
     from cpis.adapters.tls import server_ssl_context
 
@@ -299,19 +297,11 @@ async def _serve(settings: Settings, demo: bool) -> int:
             if await local_index_size(rt.pool) == 0:
                 # Every upload would get CPR01 until an extract is loaded.
                 log.warning("person_index_empty", load_with="cpis person-index load FILE")
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(
-            runner,
-            settings.host,
-            settings.port,
-            reuse_address=True,
-            ssl_context=ssl_context,
-        )
+        from cpis.web.server import start_serving
+
         try:
-            await site.start()
+            runner = await start_serving(app, settings, ssl_context=ssl_context)
         except OSError as exc:  # taken since _check_listen looked
-            await runner.cleanup()
             raise _listen_error(settings, exc) from None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

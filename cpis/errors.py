@@ -10,6 +10,7 @@
     ├── NotFound                      404 RESOURCE_NOT_FOUND
     ├── MethodNotAllowed              405 UNSUPPORTED_SERVICE
     ├── NotAcceptable                 406 UNSUPPORTED_VALUE         (a format not served)
+    ├── RequestTimeout                408 FAILURE_TO_PROCESS_MESSAGE (the body came too slowly)
     ├── VersionMismatch               412 RESOURCE_VERSION_MISMATCH (If-Match does not match)
     ├── PayloadTooLarge               413 VALIDATION_ERROR, issue code ``too-long``
     ├── UnsupportedMediaType          415 UNSUPPORTED_VALUE         (a body not in JSON)
@@ -118,6 +119,15 @@ class NotAcceptable(CpisError):
     code = "UNSUPPORTED_VALUE"
     issue_code = "not-supported"
     display = "Unsupported value"
+
+
+class RequestTimeout(CpisError):
+    """The request's body did not arrive in time; the connection is closed after the answer."""
+
+    status = 408
+    code = "FAILURE_TO_PROCESS_MESSAGE"
+    issue_code = "timeout"
+    display = "Failure to process message"
 
 
 class VersionMismatch(CpisError):

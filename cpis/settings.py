@@ -162,6 +162,16 @@ class Settings:
     max_upload_bytes: int = 67_108_864  # batch files (100,000 records is about 10 MB of CSV)
     rate_limit_per_second: int = 50
     rate_limit_burst: int = 200
+    # Before authentication, per source address (the peer, or the client a trusted
+    # proxy names in X-Forwarded-For): what one address may send, whoever it claims to be.
+    source_rate_limit_per_second: int = 100
+    source_rate_limit_burst: int = 400
+    trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For is believed
+    # A slow client holds a connection this long at most: the header of a request must
+    # be in within header_timeout_seconds of its first byte, its body within
+    # body_timeout_seconds of its header.
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 60.0
     db_pool_min: int = 2
     db_pool_max: int = 10
     log_format: str = "auto"  # json | console | auto (console on a terminal)
@@ -253,6 +263,16 @@ class Settings:
             max_upload_bytes=_int(env, "CPIS_MAX_UPLOAD_BYTES", 67_108_864, minimum=1024),
             rate_limit_per_second=_int(env, "CPIS_RATE_LIMIT_PER_SECOND", 50, minimum=1),
             rate_limit_burst=_int(env, "CPIS_RATE_LIMIT_BURST", 200, minimum=1),
+            source_rate_limit_per_second=_int(
+                env, "CPIS_SOURCE_RATE_LIMIT_PER_SECOND", 100, minimum=1
+            ),
+            source_rate_limit_burst=_int(env, "CPIS_SOURCE_RATE_LIMIT_BURST", 400, minimum=1),
+            # Unset means no proxy is trusted (unlike the webhook networks' default).
+            trusted_proxies=_networks(env, "CPIS_TRUSTED_PROXIES")
+            if env.get("CPIS_TRUSTED_PROXIES") is not None
+            else (),
+            header_timeout_seconds=_seconds(env, "CPIS_HEADER_TIMEOUT_SECONDS", 10.0),
+            body_timeout_seconds=_seconds(env, "CPIS_BODY_TIMEOUT_SECONDS", 60.0),
             db_pool_min=_int(env, "CPIS_DB_POOL_MIN", 2, minimum=1),
             db_pool_max=_int(env, "CPIS_DB_POOL_MAX", 10, minimum=1),
             log_format=log_format,

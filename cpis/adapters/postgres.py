@@ -47,18 +47,26 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "schemas" / "migrations"
 # Any constant will do; it only has to be the same in every replica.
 _MIGRATION_LOCK = 7_201_843_551
 
-# Errors that mean "the database is not there right now", not "the query is wrong".
+# Errors that mean "the database cannot do this right now", not "the query is wrong":
+# whole classes, by asyncpg's base classes and SQLSTATE classes, so that a member
+# nobody listed (InternalClientError when a connection dies mid-statement, issue 9)
+# is still a 503 with Retry-After rather than a 500.
 UNAVAILABLE: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.CannotConnectNowError,
+    OSError,  # refused, reset, unreachable
+    TimeoutError,  # connect or pool acquire timed out
+    # Client side: the connection is closed or closing, the pool is closing, or the
+    # protocol lost its state because the connection died under it.
     asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CrashShutdownError,
-    asyncpg.exceptions.QueryCanceledError,
-    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.InternalClientError,
+    asyncpg.exceptions.PostgresConnectionError,  # SQLSTATE 08: connection exceptions
+    asyncpg.exceptions.OperatorInterventionError,  # 57: shutdown, restart, statement timeout
+    asyncpg.exceptions.InsufficientResourcesError,  # 53: too many connections, disk full
+    asyncpg.exceptions.PostgresSystemError,  # 58: I/O errors
+    # 40: serialization failure, deadlock; the same request again may well succeed.
+    asyncpg.exceptions.TransactionRollbackError,
+    # 25006: a standby, e.g. just after a failover, before the new primary is reached.
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
+    asyncpg.exceptions.IdleInTransactionSessionTimeoutError,  # 25P03
 )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import time
 from dataclasses import dataclass
 
@@ -213,24 +215,122 @@ class _Bucket:
 
 
 class RateLimiter:
-    """A token bucket per client, per replica (SPEC §6: clients are rate limited)."""
+    """A token bucket per key (a client, a source address), per replica (SPEC §6).
 
-    def __init__(self, *, per_second: float, burst: int) -> None:
+    At most ``max_keys`` buckets are kept: past that, buckets that have filled up
+    again (their key has been quiet) are dropped, and if that is not enough, all
+    are (every key starts again with a full bucket), so that many keys (addresses)
+    cost bounded memory.
+    """
+
+    def __init__(
+        self,
+        *,
+        per_second: float,
+        burst: int,
+        refusal: str = "too many requests for this client",
+        max_keys: int = 100_000,
+    ) -> None:
         self._rate = per_second
         self._burst = float(burst)
+        self._refusal = refusal
+        self._max_keys = max_keys
         self._buckets: dict[str, _Bucket] = {}
 
-    def take(self, client_id: str) -> None:
+    def __len__(self) -> int:
+        """How many keys have a bucket now."""
+        return len(self._buckets)
+
+    def take(self, key: str) -> None:
         now = time.monotonic()
-        b = self._buckets.get(client_id)
+        b = self._buckets.get(key)
         if b is None:
-            b = self._buckets[client_id] = _Bucket(self._burst, now)
+            if len(self._buckets) >= self._max_keys:
+                self._forget_quiet(now)
+            b = self._buckets[key] = _Bucket(self._burst, now)
         b.tokens = min(self._burst, b.tokens + (now - b.at) * self._rate)
         b.at = now
         if b.tokens < 1.0:
-            raise RateLimited("too many requests for this client", retry_after=1)
+            raise RateLimited(self._refusal, retry_after=math.ceil((1.0 - b.tokens) / self._rate))
         b.tokens -= 1.0
+
+    def _forget_quiet(self, now: float) -> None:
+        full = [
+            k
+            for k, b in self._buckets.items()
+            if b.tokens + (now - b.at) * self._rate >= self._burst
+        ]
+        for key in full:
+            del self._buckets[key]
+        if len(self._buckets) >= self._max_keys:
+            self._buckets.clear()
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _address(text: str) -> Address | None:
+    try:
+        addr = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped  # an IPv4 client of a dual-stack socket
+    return addr
+
+
+class SourceLimiter:
+    """Requests per source address, counted before anyone is authenticated (SPEC §6).
+
+    The source is the connection's peer. X-Forwarded-For is believed only from
+    the proxies the operator names (``CPIS_TRUSTED_PROXIES``), and then read from
+    the right, as each proxy appends the address it saw: the first address that
+    is not a trusted proxy is the client. Anything further left was written by
+    the client itself and could be anything, so it is never read. Behind a proxy
+    that is not named, every request shares the proxy's address and budget.
+    """
+
+    def __init__(self, *, per_second: float, burst: int, trusted_proxies: tuple[str, ...]) -> None:
+        self._limiter = RateLimiter(
+            per_second=per_second, burst=burst, refusal="too many requests from this address"
+        )
+        self._trusted: tuple[Network, ...] = tuple(
+            ipaddress.ip_network(n, strict=False) for n in trusted_proxies
+        )
+
+    def _is_trusted(self, addr: Address) -> bool:
+        return any(addr.version == net.version and addr in net for net in self._trusted)
+
+    def source(self, request: web.BaseRequest) -> str:
+        peer = request.remote or "unknown"
+        if not self._trusted:
+            return peer
+        nearest = _address(peer)
+        if nearest is None or not self._is_trusted(nearest):
+            return peer
+        forwarded = ",".join(request.headers.getall("X-Forwarded-For", ()))
+        for hop in reversed(forwarded.split(",")):
+            addr = _address(hop)
+            if addr is None:
+                break  # not an address a proxy of ours wrote
+            if not self._is_trusted(addr):
+                return str(addr)
+            nearest = addr
+        return str(nearest)
+
+    def take(self, source: str) -> None:
+        """Count one request from ``source``; RateLimited (429) when it is over its rate.
+
+        IPv6 addresses share their /64's budget: one host is usually given a whole
+        /64, and could otherwise take a fresh address, and a fresh budget, per request.
+        """
+        addr = _address(source)
+        if isinstance(addr, ipaddress.IPv6Address):
+            source = str(ipaddress.IPv6Network((addr, 64), strict=False))
+        self._limiter.take(source)
 
 
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+SOURCE_LIMITER = web.AppKey("source_limiter", SourceLimiter)
 ORGANISATIONS = web.AppKey("organisations", OrganisationCache)

@@ -7,13 +7,16 @@ CPF01 for a malformed file (nothing applied); 409 with CPF04 for a sequence
 number lower than the last applied; 503 with CPF05 when the person index
 cannot answer (nothing applied: send the same file again later). Sending a
 file again returns the acknowledgement it got the first time.
+
+A file may be up to ``CPIS_MAX_UPLOAD_BYTES``, with a Content-Length or chunked:
+the middleware gives this route that limit instead of ``CPIS_MAX_BODY_BYTES``
+and answers 413 over it.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from cpis.errors import PayloadTooLarge
 from cpis.model import Role
 from cpis.uploads.apply import apply_upload, rejected_acknowledgement
 from cpis.uploads.parse import UploadRejected, parse_upload
@@ -25,9 +28,6 @@ from cpis.web.state import SERVICES
 async def upload(request: web.Request) -> web.Response:
     principal = authenticate(request, Role.LA)
     svc = request.app[SERVICES]
-    limit = svc.settings.max_upload_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"uploads are limited to {limit} bytes")
     data = await request.read()
     parsed = parse_upload(
         data,

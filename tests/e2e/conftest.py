@@ -35,7 +35,6 @@ import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
 from cpis.adapters.tokens import ClientAlg, generate_client_key, make_client_assertion
@@ -43,6 +42,7 @@ from cpis.adapters.webhook import LOOPBACK_NETWORKS
 from cpis.app import Runtime, Start, create_app, open_runtime
 from cpis.model import Client, LocalAuthority, Organisation, Role, SettingType
 from cpis.settings import Secret, Settings
+from cpis.web.server import serving
 from tests.cis2_issuer import LocalCis2, running_cis2
 from tests.fhir_validation import validate_resource
 
@@ -368,6 +368,8 @@ def e2e_settings(tmp_path: Path, database_url: str, port: int, *, base_path: str
         public_base_url=f"http://127.0.0.1:{port}{base_path}",
         rate_limit_per_second=100_000,
         rate_limit_burst=100_000,
+        source_rate_limit_per_second=100_000,
+        source_rate_limit_burst=100_000,
         max_body_bytes=MAX_BODY_BYTES,
         db_pool_min=1,
         db_pool_max=4,
@@ -411,19 +413,13 @@ async def e2e(
     )
     async with open_runtime(settings, start=Start.SERVE) as runtime:
         await register_world(runtime, client_keys)
-        # As `cpis serve` runs it: no aiohttp access log (its request line would
-        # carry the query string, and with it the NHS number searched for).
-        server = TestServer(create_app(runtime), host="127.0.0.1", port=port)
-        await server.start_server(access_log=None)
-        try:
-            # Links are built from the public base URL: it must lead to this server.
-            root = str(server.make_url("/")).rstrip("/")
-            assert settings.public_base_url == root + e2e_base_path
+        app = create_app(runtime)
+        # Served as `cpis serve` serves it (timeouts, parser errors, no access log),
+        # at settings.host and settings.port, which the public base URL names.
+        async with serving(app, settings):
             db = await asyncpg.connect(database_url)
             try:
                 async with aiohttp.ClientSession() as http:
-                    yield E2E(runtime, settings, http, db, client_keys, app=server.app)
+                    yield E2E(runtime, settings, http, db, client_keys, app=app)
             finally:
                 await db.close()
-        finally:
-            await server.close()

@@ -5,12 +5,23 @@ applies are what an ED lookup then sees."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
+
 from cpis.matching.nhs_number import synthetic_numbers
-from tests.e2e.conftest import E2E, LA_NORTH_CLIENT, LA_SOUTH_CLIENT
+from tests.e2e.conftest import E2E, LA_NORTH_CLIENT, LA_SOUTH_CLIENT, MAX_BODY_BYTES, error_code
 
 A, B, C = synthetic_numbers(3, start=600)
+# Uploads may be four times any other body here (CPIS_MAX_UPLOAD_BYTES and
+# CPIS_MAX_BODY_BYTES; in production 64 MiB and 1 MiB).
+MAX_UPLOAD_BYTES = 4 * MAX_BODY_BYTES
+
+
+@pytest.fixture
+def e2e_overrides() -> dict[str, Any]:
+    return {"max_upload_bytes": MAX_UPLOAD_BYTES}
 
 
 def upload_body(sequence: int, records: list[dict[str, Any]], la: str = "XLA01") -> bytes:
@@ -102,3 +113,75 @@ async def test_csv_files_are_accepted_too(e2e: E2E) -> None:
                                            "Content-Type": "text/csv"}, data=csv,
     )  # fmt: skip
     assert reply.status == 403
+
+
+def file_of_about(size: int, sequence: int) -> bytes:
+    """An upload file of at least ``size`` bytes: plans for distinct synthetic children."""
+    record = len(json.dumps(upsert("P-000000", A))) + 2
+    numbers = synthetic_numbers(size // record + 1, start=10_000)
+    body = upload_body(sequence, [upsert(f"P-{i:06d}", nhs) for i, nhs in enumerate(numbers)])
+    assert len(body) >= size
+    return body
+
+
+async def chunks(body: bytes, size: int = 16_384) -> AsyncIterator[bytes]:
+    """The body as a stream: aiohttp then sends it chunked, with no Content-Length."""
+    for i in range(0, len(body), size):
+        yield body[i : i + size]
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+async def test_an_upload_over_the_body_limit_but_within_the_upload_limit_is_applied(
+    e2e: E2E, framing: str
+) -> None:
+    """A file larger than any other body may be (CPIS_MAX_BODY_BYTES) but within
+    CPIS_MAX_UPLOAD_BYTES is applied, whether it says its length or is sent chunked."""
+    body = file_of_about(2 * MAX_BODY_BYTES, sequence=1)
+    assert MAX_BODY_BYTES < len(body) < MAX_UPLOAD_BYTES
+    data: Any = body if framing == "content-length" else chunks(body)
+    reply = await e2e.request(
+        "POST",
+        "/la/v1/uploads",
+        headers={**await e2e.auth(LA_NORTH_CLIENT), "Content-Type": "application/json"},
+        data=data,
+    )
+    assert reply.status == 200, reply.text
+    ack = reply.json()
+    assert ack["file_code"] == "CPF02"
+    assert (await e2e.counts("plan"))["plan"] == len(ack["records"])
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+async def test_an_upload_over_the_upload_limit_is_413_and_applies_nothing(
+    e2e: E2E, framing: str
+) -> None:
+    """A file over CPIS_MAX_UPLOAD_BYTES is 413 VALIDATION_ERROR, told or chunked."""
+    body = file_of_about(MAX_UPLOAD_BYTES + 1, sequence=1)
+    data: Any = body if framing == "content-length" else chunks(body)
+    reply = await e2e.request(
+        "POST",
+        "/la/v1/uploads",
+        headers={**await e2e.auth(LA_NORTH_CLIENT), "Content-Type": "application/json"},
+        data=data,
+    )
+    assert reply.status == 413, reply.text
+    outcome = reply.fhir()
+    assert error_code(outcome) == "VALIDATION_ERROR"
+    assert outcome["issue"][0]["code"] == "too-long"
+    assert await e2e.counts("plan", "upload") == {"plan": 0, "upload": 0}
+
+
+async def test_every_other_route_keeps_the_body_limit_when_the_body_is_chunked(e2e: E2E) -> None:
+    """A chunked body (no Content-Length to refuse up front) over CPIS_MAX_BODY_BYTES is
+    413 on routes that read bodies: a plan PUT, a subscription POST, the token endpoint."""
+    la = await e2e.auth(LA_NORTH_CLIENT)
+    big = json.dumps({"nhs_number": A, "family_name": "x" * (2 * MAX_BODY_BYTES)}).encode()
+    for path, method, headers in (
+        ("/la/v1/plans/N-1", "PUT", {**la, "Content-Type": "application/json"}),
+        ("/FHIR/R4/Subscription", "POST", {**la, "Content-Type": "application/fhir+json"}),
+        ("/oauth2/token", "POST", {"Content-Type": "application/x-www-form-urlencoded"}),
+    ):
+        reply = await e2e.request(method, path, headers=headers, data=chunks(big))
+        assert reply.status == 413, (path, reply.status, reply.text)
+        assert error_code(reply.fhir()) == "VALIDATION_ERROR"
+    assert await e2e.counts("plan", "subscription") == {"plan": 0, "subscription": 0}

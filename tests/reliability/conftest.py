@@ -51,6 +51,8 @@ def base_env(database_url: str, data_dir: Path, port: int) -> dict[str, str]:
         "CPIS_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         "CPIS_RATE_LIMIT_PER_SECOND": "100000",
         "CPIS_RATE_LIMIT_BURST": "100000",
+        "CPIS_SOURCE_RATE_LIMIT_PER_SECOND": "100000",
+        "CPIS_SOURCE_RATE_LIMIT_BURST": "100000",
         "CPIS_LOG_FORMAT": "json",
         # The tests' rest-hook receivers listen on loopback.
         "CPIS_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -61,8 +62,11 @@ async def _lookup(
 async def test_database_stopped_under_load_answers_503_and_recovers(
     tmp_path: Path, own_postgres: tuple[Path, list[EmbeddedPostgres]], servers: list[Server]
 ) -> None:
-    """While PostgreSQL is down every lookup answers 503 with an OperationOutcome and a
-    Retry-After within a few seconds; once it is back the same process answers 200."""
+    """Lookups keep coming while PostgreSQL stops: those in flight as it goes and the
+    first ones after answer 200 or 503, never 500 (the pool's connections die under
+    them); once it is down every lookup answers 503 with an OperationOutcome and a
+    Retry-After within a few seconds; once it is back the same process answers 200.
+    The service logs no unhandled error and no 500."""
     where, handles = own_postgres
     env = base_env(handles[0].dsn, tmp_path / "data", free_port())
     env["CPIS_DB_STATEMENT_TIMEOUT_MS"] = "2000"
@@ -79,11 +83,30 @@ async def test_database_stopped_under_load_answers_503_and_recovers(
         )
         assert [r[0] for r in ok] == [200] * 10
 
+        stopped = asyncio.Event()
+        during: list[tuple[int, dict[str, str], dict[str, object], float]] = []
+
+        async def keep_looking(first: int) -> None:
+            n = first
+            while not stopped.is_set():
+                during.append(await _lookup(http, server.base, ed_token, child, n))
+                n += 1
+
+        lookers = [asyncio.create_task(keep_looking(1000 * (k + 1))) for k in range(12)]
         await asyncio.to_thread(handles[0].stop)
-        down = await asyncio.gather(
+        stopped.set()
+        first_after = await asyncio.gather(
             *(_lookup(http, server.base, ed_token, child, n) for n in range(10, 30))
         )
-        for status, headers, body, took in down:
+        await asyncio.gather(*lookers)
+        assert during, "no lookup was in flight while PostgreSQL stopped"
+        for status, headers, body, took in during:
+            assert status in (200, 503), (status, body)
+            assert took < 10, took
+            if status == 503:
+                assert body["resourceType"] == "OperationOutcome"
+                assert int(headers["Retry-After"]) > 0
+        for status, headers, body, took in first_after:
             assert status == 503, (status, body)
             assert body["resourceType"] == "OperationOutcome"
             assert int(headers["Retry-After"]) > 0
@@ -103,3 +126,6 @@ async def test_database_stopped_under_load_answers_503_and_recovers(
         )
         assert [r[0] for r in again] == [200] * 10
     assert server.proc is not None and server.proc.returncode is None
+    lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    assert not [e for e in lines if e.get("event") == "unhandled_error"]
+    assert not [e for e in lines if e.get("event") == "request" and e.get("status") == 500]

@@ -409,6 +409,7 @@ def test_searchset_of_care_teams_and_audit_events_validates():
         errors.InvalidRequest("start_date must be a date", expression="start_date", status=400),
         errors.MethodNotAllowed("Not here"),
         errors.PayloadTooLarge("Too big"),
+        errors.RequestTimeout("Too slow"),
         errors.UnsupportedMediaType("Not JSON"),
         errors.InvalidGrant("Bad ID token"),
         errors.CpisError("Something went wrong"),

@@ -67,3 +67,31 @@ def test_a_base_url_the_service_cannot_serve_under_is_refused(raw: str, message:
         Settings.from_env({"CPIS_PUBLIC_BASE_URL": raw})
     assert "CPIS_PUBLIC_BASE_URL" in str(caught.value)
     assert "hunter2" not in str(caught.value)
+
+
+def test_slow_client_deadlines_and_source_limits_are_read_from_the_environment() -> None:
+    """The header and body deadlines, the per-source budget and the trusted proxies; no
+    proxy is trusted unless named."""
+    unset = Settings.from_env({})
+    assert (unset.header_timeout_seconds, unset.body_timeout_seconds) == (10.0, 60.0)
+    assert (unset.source_rate_limit_per_second, unset.source_rate_limit_burst) == (100, 400)
+    assert unset.trusted_proxies == ()
+    settings = Settings.from_env(
+        {
+            "CPIS_HEADER_TIMEOUT_SECONDS": "2.5",
+            "CPIS_BODY_TIMEOUT_SECONDS": "300",
+            "CPIS_SOURCE_RATE_LIMIT_PER_SECOND": "20",
+            "CPIS_SOURCE_RATE_LIMIT_BURST": "40",
+            "CPIS_TRUSTED_PROXIES": "10.0.0.0/8, fd00::/8",
+        }
+    )
+    assert (settings.header_timeout_seconds, settings.body_timeout_seconds) == (2.5, 300.0)
+    assert (settings.source_rate_limit_per_second, settings.source_rate_limit_burst) == (20, 40)
+    assert settings.trusted_proxies == ("10.0.0.0/8", "fd00::/8")
+    for name, value in (
+        ("CPIS_HEADER_TIMEOUT_SECONDS", "0"),
+        ("CPIS_BODY_TIMEOUT_SECONDS", "soon"),
+        ("CPIS_TRUSTED_PROXIES", "the load balancer"),
+    ):
+        with pytest.raises(SettingsError, match=name):
+            Settings.from_env({name: value})
