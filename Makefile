@@ -40,7 +40,7 @@ lint: $(STAMP)
 test: lint $(NODE_STAMP)
 	$(BIN)/pytest -q
 
-unit: $(STAMP)
+unit: $(STAMP) $(NODE_STAMP)
 	$(BIN)/pytest -q tests/unit
 
 bench: $(STAMP)
