@@ -64,9 +64,10 @@ from cpis.adapters.keys import load_keys
 from cpis.adapters.postgres import PgDatabase, PgTransaction, create_pool, migrate
 from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import LocalAuthority
+from cpis.model.uploads import ParsedUpload, RecordAction, UploadRejected
 from cpis.settings import Settings
 from cpis.uploads.apply import apply_upload
-from cpis.uploads.parse import CSV_COLUMNS, ParsedUpload, RecordAction, UploadRejected, parse_upload
+from cpis.uploads.parse import CSV_COLUMNS, parse_upload
 
 LA = LocalAuthority("XBU01", "Benchshire", "01632 960001", "01632 960101")
 TARGET_RATIO = 3.0

@@ -53,10 +53,10 @@ from cpis.adapters.subscription_store import PgSubscriptionStore
 from cpis.adapters.tokens import JwtTokenAuthority
 from cpis.adapters.webhook import WebhookSender
 from cpis.errors import StartupError, Unavailable
+from cpis.model.uploads import ParsedUpload
 from cpis.ports import Clock, PersonIndex
 from cpis.settings import Settings
 from cpis.uploads.apply import apply_upload
-from cpis.uploads.parse import ParsedUpload
 from cpis.web import fhir, la, notifications, oauth, openapi, ops, subscriptions, uploads
 from cpis.web.auth import (
     ORGANISATIONS,

@@ -649,8 +649,9 @@ async def _upload(rt: Runtime, args: argparse.Namespace) -> int:
     from rich.progress import Progress
     from rich.table import Table
 
+    from cpis.model.uploads import UploadRejected
     from cpis.uploads.apply import apply_upload, rejected_acknowledgement
-    from cpis.uploads.parse import UploadRejected, parse_upload
+    from cpis.uploads.parse import parse_upload
 
     console = Console(stderr=True)
     try:

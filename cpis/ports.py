@@ -9,20 +9,22 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
 from cpis.model import (
     AccessEvent,
     Accessor,
+    AuditEntry,
     Client,
     LocalAuthority,
     Organisation,
     Plan,
     PlanFields,
     Principal,
+    StoredAccessEvent,
 )
+from cpis.model.persons import IndexPerson, PersonQuery
 
 
 class Clock(Protocol):
@@ -31,32 +33,6 @@ class Clock(Protocol):
 
     def today(self) -> date:
         """Today's date in England."""
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    """One line of the security audit log: who, what, when, outcome (SPEC §3, §6).
-
-    ``subject`` is the NHS number looked up, if any: the adapter stores only
-    its keyed hash, so the log can be joined to a subject without revealing one.
-    """
-
-    action: str
-    outcome: int
-    client_id: str | None = None
-    role: str | None = None
-    org_ods: str | None = None
-    user_id: str | None = None
-    resource: str | None = None
-    subject: str | None = None
-    trace_id: str | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class StoredAccessEvent:
-    event: AccessEvent
-    repeat: bool
 
 
 class Vault(Protocol):
@@ -189,38 +165,6 @@ class Database(Protocol):
     async def ping(self) -> bool: ...
 
     async def migrations_current(self) -> bool: ...
-
-
-@dataclass(frozen=True, slots=True)
-class IndexPerson:
-    """What a person index (PDS, or the local copy of one) holds for an NHS number.
-
-    ``given_names`` are space separated, first name first. ``sex`` is one of
-    ``male``, ``female``, ``other``, ``unknown`` or None. ``superseded_by`` is the
-    number that replaced this one (merged records); ``active`` is False for a
-    number that is retired or invalidated with no replacement known.
-    """
-
-    nhs_number: str
-    family_name: str | None = None
-    given_names: str | None = None
-    birth_date: date | None = None
-    sex: str | None = None
-    postcode: str | None = None
-    sensitive: bool = False
-    superseded_by: str | None = None
-    active: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class PersonQuery:
-    """Demographics to trace an NHS number from (``cpis trace``); any may be missing."""
-
-    family_name: str | None = None
-    given_names: str | None = None
-    birth_date: date | None = None
-    sex: str | None = None
-    postcode: str | None = None
 
 
 class PersonIndex(Protocol):

@@ -43,7 +43,7 @@ from typing import Any
 from aiohttp import web
 
 from cpis.matching.nhs_number import check
-from cpis.ports import IndexPerson
+from cpis.model.persons import IndexPerson
 
 BASE_PATH = "/personal-demographics/FHIR/R4"
 _FHIR_JSON = "application/fhir+json"

@@ -45,7 +45,6 @@ import ssl
 import uuid
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hashlib import sha256
 from typing import Any
@@ -53,6 +52,8 @@ from urllib.parse import quote
 
 import aiohttp
 import structlog
+
+from cpis.model.uploads import MeshMessage
 
 log = structlog.get_logger("cpis.mesh")
 
@@ -93,25 +94,6 @@ class MeshError(Exception):
         self.retryable = retryable
         self.mesh_code = mesh_code
         self.mesh_description = mesh_description
-
-
-@dataclass(frozen=True, slots=True)
-class MeshMessage:
-    """One message downloaded from our inbox, chunks joined and decompressed.
-
-    ``message_type`` is ``DATA`` for a message a sender posted and ``REPORT``
-    for a MESH report (e.g. a non-delivery report), which has no body.
-    """
-
-    id: str
-    sender: str | None
-    workflow_id: str | None
-    subject: str | None = field(repr=False)  # the sender's free text
-    local_id: str | None
-    filename: str | None
-    body: bytes = field(repr=False)  # carries an NHS number
-    message_type: str = "DATA"
-    content_type: str | None = None
 
 
 class AuthTokenGenerator:

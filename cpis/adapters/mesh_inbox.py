@@ -16,9 +16,10 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
-from cpis.adapters.mesh import MeshClient, MeshError, MeshMessage
+from cpis.adapters.mesh import MeshClient, MeshError
 from cpis.adapters.postgres import UNAVAILABLE
 from cpis.errors import Unavailable
+from cpis.model.uploads import MeshMessage
 from cpis.workers.mesh_uploads import MailboxError
 
 

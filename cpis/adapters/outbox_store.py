@@ -38,8 +38,8 @@ import asyncpg
 
 from cpis.adapters.postgres import UNAVAILABLE, access_event_from_row, open_text, open_viewer
 from cpis.errors import Unavailable
-from cpis.fhir.subscriptions import NhsNumberChange
 from cpis.model import AccessEvent
+from cpis.model.persons import NhsNumberChange
 from cpis.ports import Vault
 
 _FAN_OUT_LOCK = 7_201_843_553

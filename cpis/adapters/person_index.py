@@ -30,13 +30,9 @@ from cpis.adapters.pds import PdsPersonIndex
 from cpis.adapters.postgres import UNAVAILABLE, Connection
 from cpis.errors import PersonIndexUnavailable, Unavailable
 from cpis.matching.blocking import query_keys, record_keys
-from cpis.person_index_file import (
-    MAX_ERRORS,
-    FileError,
-    IndexFileRejected,
-    read_rows,
-)
-from cpis.ports import IndexPerson, PersonIndex, PersonQuery, Vault
+from cpis.model.persons import FileError, IndexPerson, PersonQuery
+from cpis.person_index_file import MAX_ERRORS, IndexFileRejected, read_rows
+from cpis.ports import PersonIndex, Vault
 from cpis.settings import Settings
 
 SEAL_PURPOSE = "person-index"

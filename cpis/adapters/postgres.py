@@ -29,6 +29,7 @@ from cpis.la_details import checked_la, checked_name, checked_phone, checked_win
 from cpis.model import (
     AccessEvent,
     Accessor,
+    AuditEntry,
     Client,
     LocalAuthority,
     Organisation,
@@ -37,8 +38,9 @@ from cpis.model import (
     PlanType,
     Role,
     SettingType,
+    StoredAccessEvent,
 )
-from cpis.ports import AuditEntry, StoredAccessEvent, Vault
+from cpis.ports import Vault
 
 # A pooled connection is a proxy for a Connection; both offer the same calls.
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy

@@ -13,7 +13,8 @@ from cpis.adapters.keys import KeyMaterial
 from cpis.adapters.outbox_store import Delivery
 from cpis.adapters.signing import DetachedSigner
 from cpis.fhir.notifications import notification_bundle
-from cpis.fhir.subscriptions import NotificationEvent, topic_url
+from cpis.fhir.subscriptions import topic_url
+from cpis.model.notifications import NotificationEvent
 from cpis.ports import Clock
 
 _MESH_NAMESPACE = uuid.UUID("8f0c6c1e-2b8a-4f55-9d0e-6c1a3f1f7a10")

@@ -21,14 +21,9 @@ import asyncpg
 
 from cpis.adapters.postgres import UNAVAILABLE, access_event_from_row, open_text, seal_text
 from cpis.errors import Unavailable, VersionMismatch
-from cpis.fhir.subscription_request import SubscriptionRequest
-from cpis.fhir.subscriptions import (
-    NhsNumberChange,
-    NotificationEvent,
-    Status,
-    Subscription,
-)
 from cpis.model import AccessEvent
+from cpis.model.notifications import NotificationEvent, Status, Subscription, SubscriptionRequest
+from cpis.model.persons import NhsNumberChange
 from cpis.ports import Vault
 
 # channel.header values often carry the LA's bearer secret for its endpoint:

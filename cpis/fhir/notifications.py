@@ -32,11 +32,7 @@ from cpis.fhir.subscriptions import (
     EVENT_TYPE_DISPLAY,
     NHS_NUMBER_INACTIVE_EVENT_TYPE,
     NOTIFICATION_PROFILE,
-    NhsNumberChange,
-    NotificationEvent,
     NotificationKind,
-    Payload,
-    Subscription,
     event_type_extension,
     event_type_system,
     notification_id_extension,
@@ -45,6 +41,8 @@ from cpis.fhir.subscriptions import (
     subscription_from_row,
 )
 from cpis.model import AccessEvent
+from cpis.model.notifications import NotificationEvent, Payload, Subscription
+from cpis.model.persons import NhsNumberChange
 
 
 def _nhs_identifier(nhs_number: str) -> Resource:

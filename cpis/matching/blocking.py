@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 
 from cpis.matching import names
-from cpis.ports import IndexPerson, PersonQuery
+from cpis.model.persons import IndexPerson, PersonQuery
 
 
 def _surnames(family: str | None) -> frozenset[str]:

@@ -33,8 +33,8 @@ from typing import Any
 
 from cpis.errors import PersonIndexUnavailable
 from cpis.model import PlanFields
+from cpis.model.uploads import ParsedUpload, RecordAction, RecordResult, UploadRejected
 from cpis.ports import Clock, Database, PersonIndex, Transaction
-from cpis.uploads.parse import ParsedUpload, RecordAction, RecordResult, UploadRejected
 from cpis.uploads.verify import verify_records
 
 

@@ -12,8 +12,7 @@ from cpis import __version__, services
 from cpis.errors import NotFound
 from cpis.fhir import resources as fr
 from cpis.fhir.search import parse_search
-from cpis.model import AccessEvent, Principal, Role, VisiblePlan
-from cpis.ports import AuditEntry
+from cpis.model import AccessEvent, AuditEntry, Principal, Role, VisiblePlan
 from cpis.web.auth import (
     accessor_for,
     asserted_user,

@@ -25,7 +25,8 @@ from datetime import datetime
 
 import structlog
 
-from cpis.ports import AuditEntry, Clock, Database
+from cpis.model import AuditEntry
+from cpis.ports import Clock, Database
 
 log = structlog.get_logger("cpis.web")
 

@@ -48,6 +48,13 @@ from cpis.fhir import subscription_request as fsr
 from cpis.fhir import subscriptions as fs
 from cpis.fhir.search import echoable_name
 from cpis.model import Role
+from cpis.model.notifications import (
+    NotificationEvent,
+    Payload,
+    Status,
+    Subscription,
+    SubscriptionRequest,
+)
 from cpis.web.auth import acting_org, authenticate
 from cpis.web.render import check_acceptable, fhir_response, if_match
 from cpis.web.state import SERVICES
@@ -71,25 +78,23 @@ class SubscriptionStore(Protocol):
         la_ods: str,
         client_id: str,
         topic: str,
-        request: fsr.SubscriptionRequest,
+        request: SubscriptionRequest,
         at: datetime,
-    ) -> fs.Subscription: ...
+    ) -> Subscription: ...
 
-    async def get(self, la_ods: str, subscription_id: uuid.UUID) -> fs.Subscription | None: ...
+    async def get(self, la_ods: str, subscription_id: uuid.UUID) -> Subscription | None: ...
 
-    async def search(
-        self, la_ods: str, *, status: fs.Status | None = None
-    ) -> list[fs.Subscription]: ...
+    async def search(self, la_ods: str, *, status: Status | None = None) -> list[Subscription]: ...
 
     async def update(
         self,
         la_ods: str,
         subscription_id: uuid.UUID,
         *,
-        request: fsr.SubscriptionRequest,
+        request: SubscriptionRequest,
         if_match: int | None,
         at: datetime,
-    ) -> fs.Subscription | None:
+    ) -> Subscription | None:
         """None if there is no such subscription; raises VersionMismatch on a stale If-Match."""
 
     async def delete(
@@ -105,7 +110,7 @@ class SubscriptionStore(Protocol):
         since: int,
         until: int | None,
         limit: int,
-    ) -> Sequence[fs.NotificationEvent]: ...
+    ) -> Sequence[NotificationEvent]: ...
 
 
 SUBSCRIPTION_STORE = web.AppKey("subscription_store", SubscriptionStore)
@@ -138,7 +143,7 @@ async def _body(request: web.Request) -> object:
 
 
 def _resource_response(
-    request: web.Request, sub: fs.Subscription, *, status: int = 200
+    request: web.Request, sub: Subscription, *, status: int = 200
 ) -> web.Response:
     base = _base(request)
     headers = {
@@ -229,7 +234,7 @@ def _or_values(given: dict[str, list[str]], name: str) -> list[str]:
     return [v.strip() for raw in given.get(name, []) for v in raw.split(",") if v.strip()]
 
 
-async def _owned(request: web.Request) -> tuple[str, fs.Subscription]:
+async def _owned(request: web.Request) -> tuple[str, Subscription]:
     principal = authenticate(request, Role.LA)
     la = acting_org(request, principal)
     sub = await request.app[SUBSCRIPTION_STORE].get(la, _id(request))
@@ -266,7 +271,7 @@ async def search(request: web.Request) -> web.Response:
     la = acting_org(request, principal)
     _check_params(request, _SEARCH_PARAMS)
     raw_status = _single(request, "status")
-    status: fs.Status | None = None
+    status: Status | None = None
     if raw_status is not None:
         status = next((s for s in fs.STATUSES if s == raw_status), None)
         if status is None:
@@ -344,7 +349,7 @@ async def status_all(request: web.Request) -> web.Response:
             ids.add(uuid.UUID(value))
         except ValueError:
             ids.add(None)  # a well-formed id no subscription here can have
-    statuses: set[fs.Status] = set()
+    statuses: set[Status] = set()
     for value in _or_values(given, "status"):
         found = next((s for s in fs.STATUSES if s == value), None)
         if found is None:
@@ -385,7 +390,7 @@ async def events(request: web.Request) -> web.Response:
             "eventsUntilNumber is before eventsSinceNumber", expression="eventsUntilNumber"
         )
     raw_content = _at_most_one(given.get("content", []), "content")
-    content: fs.Payload | None = None
+    content: Payload | None = None
     if raw_content is not None:
         content = next((p for p in fs.PAYLOADS if p == raw_content), None)
         if content is None:

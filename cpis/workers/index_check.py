@@ -34,7 +34,8 @@ from typing import Protocol
 import structlog
 
 from cpis.errors import PersonIndexUnavailable, Unavailable
-from cpis.ports import Clock, IndexPerson, PersonIndex
+from cpis.model.persons import IndexPerson
+from cpis.ports import Clock, PersonIndex
 
 log = structlog.get_logger("cpis.index_check")
 

@@ -38,8 +38,9 @@ import orjson
 import structlog
 
 from cpis.errors import Unavailable
+from cpis.model.uploads import ParsedUpload, UploadRejected
 from cpis.uploads.apply import rejected_acknowledgement
-from cpis.uploads.parse import ParsedUpload, UploadRejected, parse_upload
+from cpis.uploads.parse import parse_upload
 
 log = structlog.get_logger("cpis.mesh_uploads")
 

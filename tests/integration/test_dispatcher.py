@@ -27,8 +27,16 @@ from cpis.adapters.render import Renderer
 from cpis.adapters.signing import SIGNATURE_HEADER, verify_detached
 from cpis.adapters.tokens import JwtTokenAuthority
 from cpis.matching.nhs_number import synthetic_numbers
-from cpis.model import Accessor, LocalAuthority, PlanFields, PlanType, Principal, Role, SettingType
-from cpis.ports import AuditEntry
+from cpis.model import (
+    Accessor,
+    AuditEntry,
+    LocalAuthority,
+    PlanFields,
+    PlanType,
+    Principal,
+    Role,
+    SettingType,
+)
 from cpis.settings import Settings
 from cpis.workers.dispatcher import Dispatcher, DispatchSettings
 from tests.fhir_validation import validate_resource

@@ -16,6 +16,7 @@ from cpis.errors import Forbidden, NotFound, VersionMismatch
 from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import (
     Accessor,
+    AuditEntry,
     LocalAuthority,
     PlanFields,
     PlanType,
@@ -23,7 +24,6 @@ from cpis.model import (
     Role,
     SettingType,
 )
-from cpis.ports import AuditEntry
 from tests.integration.conftest import FakeClock
 
 CHILD, OTHER, MOTHER = synthetic_numbers(3, start=100)

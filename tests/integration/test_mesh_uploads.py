@@ -25,13 +25,13 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from cpis.adapters.mesh import MeshClient, MeshMessage
+from cpis.adapters.mesh import MeshClient
 from cpis.adapters.mesh_inbox import MeshInbox, PgMeshSenders
 from cpis.app import Runtime, Start, build_mesh_uploads, create_app, open_runtime
 from cpis.model import LocalAuthority
+from cpis.model.uploads import MeshMessage, ParsedUpload
 from cpis.settings import Secret, Settings, SettingsError
 from cpis.uploads.apply import apply_upload
-from cpis.uploads.parse import ParsedUpload
 from cpis.workers.mesh_uploads import (
     ACK_WORKFLOW,
     UNKNOWN_SENDER,

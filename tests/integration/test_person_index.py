@@ -26,11 +26,11 @@ from cpis.adapters.person_index import (
 from cpis.adapters.postgres import create_pool
 from cpis.errors import PersonIndexUnavailable
 from cpis.matching.nhs_number import synthetic_numbers
+from cpis.model.persons import IndexPerson, PersonQuery
+from cpis.model.uploads import ParsedUpload
 from cpis.person_index_file import IndexFileRejected
-from cpis.ports import IndexPerson, PersonQuery
 from cpis.settings import Settings
 from cpis.uploads import parse_upload
-from cpis.uploads.parse import ParsedUpload
 from cpis.uploads.verify import verify_records
 from tests.pds_server import running_pds
 

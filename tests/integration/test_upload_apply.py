@@ -23,9 +23,9 @@ from cpis.adapters.postgres import PgDatabase, PgTransaction, create_pool
 from cpis.errors import PersonIndexUnavailable
 from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import LocalAuthority, PlanFields, PlanType
-from cpis.ports import IndexPerson, PersonQuery
+from cpis.model.persons import IndexPerson, PersonQuery
+from cpis.model.uploads import ParsedUpload, RecordAction, RecordRejection, RecordResult
 from cpis.uploads.apply import apply_upload
-from cpis.uploads.parse import ParsedUpload, RecordAction, RecordRejection, RecordResult
 from tests.conftest import _with_database
 from tests.integration.conftest import FakeClock
 from tests.polling import wait_until

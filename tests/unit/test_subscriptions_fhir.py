@@ -17,6 +17,8 @@ from cpis.fhir import resources as r
 from cpis.fhir import subscription_request as fsr
 from cpis.fhir import subscriptions as fs
 from cpis.model import AccessEvent, Accessor, SettingType
+from cpis.model.notifications import NotificationEvent, Subscription
+from cpis.model.persons import NhsNumberChange
 from tests.fhir_validation import validate_resource
 
 BASE = "https://cpis.example.org/FHIR/R4"
@@ -26,7 +28,7 @@ NHS = "9990000018"  # 999 range: synthetic
 LA = "XLA01"
 
 
-def subscription(**overrides: Any) -> fs.Subscription:
+def subscription(**overrides: Any) -> Subscription:
     values: dict[str, Any] = {
         "id": uuid.UUID("0b6f6a0e-7d1e-4a4f-9d52-3c1d2b9f0001"),
         "la_ods": LA,
@@ -48,7 +50,7 @@ def subscription(**overrides: Any) -> fs.Subscription:
         "updated_at": NOW - timedelta(hours=1),
     }
     values.update(overrides)
-    return fs.Subscription(**values)
+    return Subscription(**values)
 
 
 def access_event(**accessor: Any) -> AccessEvent:
@@ -76,8 +78,8 @@ def access_event(**accessor: Any) -> AccessEvent:
 
 def event(
     number: int = 7, *, ae: AccessEvent | None = None, gone: bool = False
-) -> fs.NotificationEvent:
-    return fs.NotificationEvent(
+) -> NotificationEvent:
+    return NotificationEvent(
         number=number,
         notification_id=uuid.UUID(f"0190f3a0-0000-7000-8000-{number:012d}"),
         occurred_at=NOW - timedelta(minutes=5),
@@ -195,14 +197,14 @@ def context_refs(parameter: dict[str, Any]) -> list[dict[str, Any]]:
     return [p["valueReference"] for p in parameter["part"] if p["name"] == "additional-context"]
 
 
-def change_event(new: str | None = "9990000026", number: int = 8) -> fs.NotificationEvent:
-    return fs.NotificationEvent(
+def change_event(new: str | None = "9990000026", number: int = 8) -> NotificationEvent:
+    return NotificationEvent(
         number=number,
         notification_id=uuid.UUID(f"0190f3a0-0000-7000-8000-{number:012d}"),
         occurred_at=NOW - timedelta(minutes=1),
         access_event=None,
         plan_ids=("N-1", "N-2"),
-        nhs_number_change=fs.NhsNumberChange(NHS, new),
+        nhs_number_change=NhsNumberChange(NHS, new),
     )
 
 
