@@ -34,12 +34,12 @@ from cpis import cli_person_index, ods
 from cpis.adapters.audit_log import ANCHOR_FILE, Anchor, AuditKeys, public_keys_of
 from cpis.adapters.keys import parse_audit_public_keys
 from cpis.app import Runtime, Start, audit_log, create_app, open_runtime
-from cpis.errors import CpisError, StartupError
-from cpis.la_details import LaDetailsError, checked_la, checked_name, checked_window
+from cpis.errors import CpisError, LaDetailsError, OdsCodeError, SettingsError, StartupError
+from cpis.la_details import checked_la, checked_name, checked_window
 from cpis.log import configure_logging
 from cpis.model import Client, LocalAuthority, Organisation, Role, SettingType
 from cpis.phone import is_drama, uk_phone
-from cpis.settings import Settings, SettingsError
+from cpis.settings import Settings
 
 log = structlog.get_logger("cpis")
 _T = TypeVar("_T")
@@ -420,7 +420,7 @@ async def _client_add(rt: Runtime, args: argparse.Namespace) -> int:
     try:
         for code in args.ods:
             shape(code)
-    except ods.OdsCodeError as exc:
+    except OdsCodeError as exc:
         print(f"error: --ods: {exc}", file=sys.stderr)
         return 2
     if role is Role.LA:

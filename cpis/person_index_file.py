@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from datetime import date
 from typing import TYPE_CHECKING
 
+from cpis.errors import IndexFileRejected
 from cpis.matching import nhs_number
 from cpis.model.persons import FileError, IndexFileRow, IndexPerson
 
@@ -78,17 +79,6 @@ _Fail = Callable[[str, str], None]
 
 _YES = frozenset({"y", "yes", "true", "1"})
 _NO = frozenset({"n", "no", "false", "0"})
-
-
-class IndexFileRejected(Exception):
-    """The file cannot be loaded; nothing of it was. ``errors`` says where and why."""
-
-    def __init__(self, errors: tuple[FileError, ...], *, truncated: bool = False) -> None:
-        self.errors = errors
-        self.truncated = truncated
-        more = f" (the first {len(errors)} shown)" if truncated else ""
-        head = "; ".join(str(e) for e in errors[:3])
-        super().__init__(f"person index file rejected, {len(errors)} error(s){more}: {head}")
 
 
 def read_rows(data: bytes) -> Iterator[IndexFileRow]:

@@ -44,6 +44,7 @@ from typing import Any
 import orjson
 from rich.table import Table
 
+from cpis.errors import TraceFileError
 from cpis.matching import nhs_number
 from cpis.matching.demographics import Person, compare
 from cpis.matching.trace import TraceDecision, as_person, decide, resolve
@@ -78,10 +79,6 @@ _DEMOGRAPHICS = ("family_name", "given_name", "birth_date")
 EXTRA_COLUMNS = ("sex", "postcode")
 """Optional fields a trace file may carry beyond the upload format: the LA
 knows the child's sex and address, and they tell a child from a namesake."""
-
-
-class TraceFileError(Exception):
-    """The file cannot be read at all; the message names where, never a value."""
 
 
 # --- reading the file -------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Composes the HTTP and MESH adapters with the notification renderer and the
 body signer that ``app.py`` gives it; translates their failures into
-:class:`~cpis.workers.dispatcher.DeliveryFailed` with a reason an operator
+:class:`~cpis.errors.DeliveryFailed` with a reason an operator
 can act on and no personal data.
 """
 
@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from cpis.adapters.mesh import MeshClient, MeshError
+from cpis.adapters.mesh import MeshClient
 from cpis.adapters.outbox_store import Delivery
 from cpis.adapters.signing import SIGNATURE_HEADER
 from cpis.adapters.webhook import WebhookSender
-from cpis.workers.dispatcher import DeliveryFailed
+from cpis.errors import DeliveryFailed, MeshError
 
 RenderEvent = Callable[[Delivery, str], bytes]  # (delivery, payload content) -> body
 RenderControl = Callable[[Mapping[str, Any], str], bytes]  # (subscription, kind) -> body

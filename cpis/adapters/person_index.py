@@ -28,10 +28,10 @@ import orjson
 from cpis.adapters.crypto import FieldVault
 from cpis.adapters.pds import PdsPersonIndex
 from cpis.adapters.postgres import UNAVAILABLE, Connection
-from cpis.errors import PersonIndexUnavailable, Unavailable
+from cpis.errors import IndexFileRejected, PersonIndexUnavailable, Unavailable
 from cpis.matching.blocking import query_keys, record_keys
 from cpis.model.persons import FileError, IndexPerson, PersonQuery
-from cpis.person_index_file import MAX_ERRORS, IndexFileRejected, read_rows
+from cpis.person_index_file import MAX_ERRORS, read_rows
 from cpis.ports import PersonIndex, Vault
 from cpis.settings import Settings
 

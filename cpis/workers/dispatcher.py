@@ -28,19 +28,10 @@ from typing import Any, Protocol
 
 import structlog
 
-from cpis.errors import Unavailable
+from cpis.errors import DeliveryFailed, Unavailable
 from cpis.ports import Clock
 
 log = structlog.get_logger("cpis.dispatch")
-
-
-class DeliveryFailed(Exception):
-    """A channel could not deliver; ``retryable`` False means retrying cannot help."""
-
-    def __init__(self, reason: str, *, retryable: bool = True) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retryable = retryable
 
 
 class ClaimedDelivery(Protocol):

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 import orjson
 import structlog
 
-from cpis.errors import Unavailable
+from cpis.errors import MeshError, Unavailable
 from cpis.model.uploads import ParsedUpload, UploadRejected
 from cpis.uploads.apply import rejected_acknowledgement
 from cpis.uploads.parse import parse_upload
@@ -53,15 +53,6 @@ UNKNOWN_SENDER = (
     "the sending MESH mailbox is not registered to a local authority in CP-IS; "
     "ask the CP-IS service desk to register it"
 )
-
-
-class MailboxError(Exception):
-    """MESH could not do what was asked; ``retryable`` False means asking again cannot help."""
-
-    def __init__(self, reason: str, *, retryable: bool = True) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retryable = retryable
 
 
 class InboxMessage(Protocol):
@@ -86,7 +77,7 @@ class InboxMessage(Protocol):
 
 
 class Mailbox(Protocol):
-    """Our own MESH mailbox. Every method raises :class:`MailboxError` on failure."""
+    """Our own MESH mailbox. Every method raises :class:`MeshError` on failure."""
 
     async def list_inbox(self) -> list[str]: ...
 
@@ -173,7 +164,7 @@ class MeshUploads:
                 return 0
             try:
                 ids = await self._mailbox.list_inbox()
-            except MailboxError as exc:
+            except MeshError as exc:
                 log.warning("mesh_upload_deferred", reason=exc.reason)
                 return 0
             self._ignored.intersection_update(ids)
@@ -190,7 +181,7 @@ class MeshUploads:
                         "mesh_upload_deferred", message_id=message_id, reason="database unavailable"
                     )
                     break
-                except MailboxError as exc:
+                except MeshError as exc:
                     log.warning("mesh_upload_deferred", message_id=message_id, reason=exc.reason)
                 except Exception:
                     # Left in the inbox for the next poll; the messages after it still go.
@@ -270,7 +261,7 @@ class MeshUploads:
                     filename=_ack_filename(_Outcome(ack), message.id),
                     content_type="application/json",
                 )
-            except MailboxError as exc:
+            except MeshError as exc:
                 log.warning("mesh_upload_reply_failed", message_id=message.id, reason=exc.reason)
         await self._mailbox.acknowledge(message.id)
         self._on_file("CPF01")

@@ -24,11 +24,10 @@ from cpis.adapters.person_index import (
     open_person_index,
 )
 from cpis.adapters.postgres import create_pool
-from cpis.errors import PersonIndexUnavailable
+from cpis.errors import IndexFileRejected, PersonIndexUnavailable
 from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model.persons import IndexPerson, PersonQuery
 from cpis.model.uploads import ParsedUpload
-from cpis.person_index_file import IndexFileRejected
 from cpis.settings import Settings
 from cpis.uploads import parse_upload
 from cpis.uploads.verify import verify_records

@@ -13,10 +13,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from cpis.errors import IndexFileRejected
 from cpis.matching.blocking import BlockIndex
 from cpis.model.persons import FileError, IndexPerson
 from cpis.model.uploads import ParsedUpload
-from cpis.person_index_file import MAX_ERRORS, IndexFileRejected, parse, read_rows
+from cpis.person_index_file import MAX_ERRORS, parse, read_rows
 from cpis.uploads import parse_upload
 from cpis.uploads.verify import check_against_index
 
