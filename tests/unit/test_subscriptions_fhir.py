@@ -16,6 +16,7 @@ from cpis.fhir import notifications as fn
 from cpis.fhir import resources as r
 from cpis.fhir import subscription_request as fsr
 from cpis.fhir import subscriptions as fs
+from cpis.fhir.capability import capability_statement
 from cpis.model import AccessEvent, Accessor, SettingType
 from cpis.model.notifications import NotificationEvent, Subscription
 from cpis.model.persons import NhsNumberChange
@@ -153,7 +154,7 @@ def test_capability_statement_advertises_the_topic_as_the_ig_says() -> None:
     """/metadata lists Subscription with the topic canonical extension on its rest.resource,
     the backport profile, the LA-facing interactions and $status / $events, saying that
     $status also works on the type."""
-    cs = r.capability_statement(BASE, software_version="0.1.0", now="2024-06-01T00:00:00Z")
+    cs = capability_statement(BASE, software_version="0.1.0", now="2024-06-01T00:00:00Z")
     validate_resource(cs)
     (rest,) = cs["rest"]
     (sub,) = [res for res in rest["resource"] if res["type"] == "Subscription"]
