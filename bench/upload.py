@@ -259,8 +259,8 @@ async def upload_round(
     done = time.perf_counter()
     if profile is not None:
         profile.disable()
-    if not applied or ack["file_code"] != "CPF02" or ack["summary"] != {"CPR06": count}:
-        raise BenchError(f"the upload was not applied in full: {ack['file_code']} {ack['summary']}")
+    if not applied or ack.file_code != "CPF02" or ack.summary != {"CPR06": count}:
+        raise BenchError(f"the upload was not applied in full: {ack.file_code} {ack.summary}")
     return parsed_at - started, done - parsed_at
 
 

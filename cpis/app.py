@@ -53,7 +53,7 @@ from cpis.adapters.subscription_store import PgSubscriptionStore
 from cpis.adapters.tokens import JwtTokenAuthority
 from cpis.adapters.webhook import WebhookSender
 from cpis.errors import MissingKeys, StartupError, Unavailable
-from cpis.model.uploads import ParsedUpload
+from cpis.model.uploads import Acknowledgement, ParsedUpload
 from cpis.ports import Clock, PersonIndex
 from cpis.settings import Settings
 from cpis.uploads.apply import apply_upload
@@ -328,7 +328,7 @@ def build_mesh_uploads(
         ca_file=settings.mesh_ca_file,
     )
 
-    async def apply(parsed: ParsedUpload) -> dict[str, Any]:
+    async def apply(parsed: ParsedUpload) -> Acknowledgement:
         # The same call POST /la/v1/uploads makes, so a file gets the same answer either way.
         ack, _applied_now = await apply_upload(rt.db, rt.clock, parsed, index=rt.person_index)
         return ack

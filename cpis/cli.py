@@ -650,6 +650,7 @@ async def _upload(rt: Runtime, args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from cpis.model.uploads import UploadRejected
+    from cpis.uploads.acknowledgement import acknowledgement_json
     from cpis.uploads.apply import apply_upload, rejected_acknowledgement
     from cpis.uploads.parse import parse_upload
 
@@ -673,23 +674,21 @@ async def _upload(rt: Runtime, args: argparse.Namespace) -> int:
                 progress=lambda n: bar.update(task, completed=n),
             )
     if args.ack:
-        args.ack.write_bytes(orjson.dumps(ack, option=orjson.OPT_INDENT_2))
+        args.ack.write_bytes(orjson.dumps(acknowledgement_json(ack), option=orjson.OPT_INDENT_2))
     # The file code on its own line: as a table title it wraps at the table's width.
-    Console().print(f"{args.file.name}: {ack['file_code']}", highlight=False)
+    Console().print(f"{args.file.name}: {ack.file_code}", highlight=False)
     table = Table()
     table.add_column("code")
     table.add_column("records", justify="right")
-    for code, count in (ack.get("summary") or {}).items():
+    for code, count in ack.summary.items():
         table.add_row(code, str(count))
     Console().print(table)
-    if ack.get("reason"):
-        print(ack["reason"])
-    for rec in ack["records"]:
-        if rec["code"] != "CPR06":
-            print(
-                f"record {rec['record']} ({rec['plan_id']}): {rec['code']} {rec.get('reason', '')}"
-            )
-    return 0 if ack["file_code"] in ("CPF02", "CPF03") else 1
+    if ack.reason:
+        print(ack.reason)
+    for rec in ack.records:
+        if rec.code != "CPR06":
+            print(f"record {rec.record} ({rec.plan_id}): {rec.code} {rec.reason or ''}")
+    return 0 if ack.file_code in ("CPF02", "CPF03") else 1
 
 
 async def _purge(rt: Runtime) -> int:

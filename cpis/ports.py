@@ -25,6 +25,7 @@ from cpis.model import (
     StoredAccessEvent,
 )
 from cpis.model.persons import IndexPerson, PersonQuery
+from cpis.model.uploads import Acknowledgement
 
 
 class Clock(Protocol):
@@ -133,13 +134,13 @@ class Transaction(Protocol):
     async def lock_uploads(self, la_ods: str) -> None:
         """Serialise uploads of one LA until commit (sequence numbers are per LA)."""
 
-    async def upload_acknowledgement(self, la_ods: str, sequence: int) -> dict[str, Any] | None:
+    async def upload_acknowledgement(self, la_ods: str, sequence: int) -> Acknowledgement | None:
         """The acknowledgement stored for that file, if it was applied before."""
 
     async def last_upload_sequence(self, la_ods: str) -> int | None: ...
 
     async def store_upload(
-        self, la_ods: str, sequence: int, file_code: str, ack: dict[str, Any], at: datetime
+        self, la_ods: str, sequence: int, file_code: str, ack: Acknowledgement, at: datetime
     ) -> None:
         """Keep the acknowledgement of an applied file; any ``new_nhs_number`` is sealed."""
 

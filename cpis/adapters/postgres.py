@@ -40,7 +40,9 @@ from cpis.model import (
     SettingType,
     StoredAccessEvent,
 )
+from cpis.model.uploads import Acknowledgement
 from cpis.ports import Vault
+from cpis.uploads.acknowledgement import acknowledgement_json, parse_acknowledgement
 
 # A pooled connection is a proxy for a Connection; both offer the same calls.
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
@@ -718,13 +720,13 @@ class PgTransaction:
             "SELECT pg_advisory_xact_lock(hashtextextended('upload:' || $1, 0))", la_ods
         )
 
-    async def upload_acknowledgement(self, la_ods: str, sequence: int) -> dict[str, Any] | None:
+    async def upload_acknowledgement(self, la_ods: str, sequence: int) -> Acknowledgement | None:
         ack = await self._conn.fetchval(
             "SELECT acknowledgement FROM upload WHERE la_ods = $1 AND sequence = $2",
             la_ods,
             sequence,
         )
-        return None if ack is None else self._opened_ack(ack)
+        return None if ack is None else parse_acknowledgement(self._opened_ack(ack))
 
     async def last_upload_sequence(self, la_ods: str) -> int | None:
         value = await self._conn.fetchval(
@@ -733,7 +735,7 @@ class PgTransaction:
         return None if value is None else int(value)
 
     async def store_upload(
-        self, la_ods: str, sequence: int, file_code: str, ack: dict[str, Any], at: datetime
+        self, la_ods: str, sequence: int, file_code: str, ack: Acknowledgement, at: datetime
     ) -> None:
         await self._conn.execute(
             "INSERT INTO upload (la_ods, sequence, received_at, file_code, acknowledgement)"
@@ -742,7 +744,7 @@ class PgTransaction:
             sequence,
             at,
             file_code,
-            self._sealed_ack(ack),
+            self._sealed_ack(acknowledgement_json(ack)),
         )
 
     # An acknowledgement is stored as jsonb, and a database dump must not give

@@ -2,9 +2,11 @@
 
 Parsing a file (:mod:`cpis.uploads.parse`, pure), checking its records against
 the person index (:mod:`cpis.uploads.verify`), applying it in one transaction
-(:mod:`cpis.uploads.apply`); transport is ``cpis.web`` and the MESH worker.
-The values (a parsed file, its records' outcomes) are in
-:mod:`cpis.model.uploads`. The file format is documented in ``schemas/uploads.md``.
+(:mod:`cpis.uploads.apply`) and its acknowledgement's JSON
+(:mod:`cpis.uploads.acknowledgement`); transport is ``cpis.web`` and the MESH
+worker. The values (a parsed file, its records' outcomes, the acknowledgement)
+are in :mod:`cpis.model.uploads`. The file format is documented in
+``schemas/uploads.md``.
 """
 
 from __future__ import annotations

@@ -32,13 +32,14 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import orjson
 import structlog
 
 from cpis.errors import MeshError, Unavailable
-from cpis.model.uploads import ParsedUpload, UploadRejected
+from cpis.model.uploads import Acknowledgement, ParsedUpload, UploadRejected
+from cpis.uploads.acknowledgement import acknowledgement_json
 from cpis.uploads.apply import rejected_acknowledgement
 from cpis.uploads.parse import parse_upload
 
@@ -105,7 +106,7 @@ class Senders(Protocol):
 
 
 # Applies a well-formed file as the HTTP API does and returns its acknowledgement.
-ApplyUpload = Callable[[ParsedUpload], Awaitable[dict[str, Any]]]
+ApplyUpload = Callable[[ParsedUpload], Awaitable[Acknowledgement]]
 # Held for one poll; yields False when another replica is polling this mailbox now.
 PollLock = Callable[[], AbstractAsyncContextManager[bool]]
 
@@ -123,7 +124,7 @@ class MeshUploadSettings:
 
 @dataclass(frozen=True, slots=True)
 class _Outcome:
-    ack: dict[str, Any]
+    ack: Acknowledgement
     la_ods: str | None = None
     sequence: int | None = None
 
@@ -206,11 +207,11 @@ class MeshUploads:
             await self._refuse_unknown_sender(message, sender)
             return True
         outcome = await self._outcome(message, las)
-        file_code = str(outcome.ack["file_code"])
+        file_code = outcome.ack.file_code
         await self._mailbox.send_message(
             recipient=sender,
             workflow_id=ACK_WORKFLOW,
-            body=orjson.dumps(outcome.ack),
+            body=orjson.dumps(acknowledgement_json(outcome.ack)),
             subject=_subject(outcome),
             local_id=message.id,
             filename=_ack_filename(outcome, message.id),
@@ -255,7 +256,7 @@ class MeshUploads:
                 await self._mailbox.send_message(
                     recipient=sender,
                     workflow_id=ACK_WORKFLOW,
-                    body=orjson.dumps(ack),
+                    body=orjson.dumps(acknowledgement_json(ack)),
                     subject=_subject(_Outcome(ack)),
                     local_id=message.id,
                     filename=_ack_filename(_Outcome(ack), message.id),
@@ -280,7 +281,7 @@ def _file_name(message: InboxMessage) -> str | None:
 
 
 def _subject(outcome: _Outcome) -> str:
-    code = outcome.ack["file_code"]
+    code = outcome.ack.file_code
     if outcome.la_ods is None:
         return f"CP-IS upload acknowledgement: {code}"
     return f"CP-IS upload acknowledgement {outcome.la_ods} sequence {outcome.sequence}: {code}"

@@ -30,8 +30,9 @@ from cpis.adapters.mesh_inbox import PgMeshSenders
 from cpis.app import Runtime, Start, build_mesh_uploads, create_app, open_runtime
 from cpis.errors import MeshError, SettingsError
 from cpis.model import LocalAuthority
-from cpis.model.uploads import MeshMessage, ParsedUpload
+from cpis.model.uploads import Acknowledgement, MeshMessage, ParsedUpload
 from cpis.settings import Secret, Settings
+from cpis.uploads.acknowledgement import acknowledgement_json
 from cpis.uploads.apply import apply_upload
 from cpis.workers.mesh_uploads import ACK_WORKFLOW, UNKNOWN_SENDER, UPLOAD_WORKFLOW, MeshUploads
 from tests.mesh_sandbox import MeshSandbox, free_port
@@ -160,7 +161,8 @@ def body(message: MeshMessage) -> dict[str, Any]:
 
 async def stored_ack(rt: Runtime, la: str, sequence: int) -> dict[str, Any] | None:
     async with rt.db.transaction() as tx:
-        return await tx.upload_acknowledgement(la, sequence)
+        ack = await tx.upload_acknowledgement(la, sequence)
+    return None if ack is None else dict(acknowledgement_json(ack))
 
 
 async def count(rt: Runtime, table: str) -> int:
@@ -395,7 +397,7 @@ async def test_when_the_ack_cannot_be_sent_the_next_poll_sends_the_same_ack(
     async with MeshClient(**clean.client_kwargs(CPIS), timeout=5) as client:
         mailbox = FailingSends(client, failures=1)
 
-        async def apply(parsed: ParsedUpload) -> dict[str, Any]:
+        async def apply(parsed: ParsedUpload) -> Acknowledgement:
             ack, _ = await apply_upload(runtime.db, runtime.clock, parsed, index=None)
             return ack
 
@@ -444,7 +446,7 @@ async def test_without_the_poll_lock_a_file_read_twice_is_still_applied_once(
     both_read = asyncio.Barrier(2)
     applied_now: list[bool] = []
 
-    async def apply(parsed: ParsedUpload) -> dict[str, Any]:
+    async def apply(parsed: ParsedUpload) -> Acknowledgement:
         await both_read.wait()
         ack, now = await apply_upload(runtime.db, runtime.clock, parsed, index=None)
         applied_now.append(now)
