@@ -635,8 +635,8 @@ async def _notifications(rt: Runtime, args: argparse.Namespace) -> int:
     rows = await store.dead_deliveries(None)
     for r in rows:
         print(
-            f"{r['id']}\t{r['la_ods']}\t{r['channel']}\t{r['attempts']} attempts\t"
-            f"{r['created_at']:%Y-%m-%d %H:%M}\t{r['last_error']}"
+            f"{r.id}\t{r.la_ods}\t{r.channel}\t{r.attempts} attempts\t"
+            f"{r.created_at:%Y-%m-%d %H:%M}\t{r.last_error}"
         )
     if not rows:
         print("no failed deliveries")

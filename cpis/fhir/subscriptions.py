@@ -101,8 +101,8 @@ Decisions, and why:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Literal
 
 from cpis.fhir.resources import Resource, instant
 from cpis.model.notifications import Payload, Status, Subscription
@@ -187,30 +187,6 @@ def event_type_extension(base: str) -> str:
 def event_type_system(base: str) -> str:
     """Where the event-type codes (``cpis-attendance-1``, ...) are defined."""
     return f"{base}/CodeSystem/notification-event-type"
-
-
-def subscription_from_row(row: Mapping[str, Any]) -> Subscription:
-    """A :class:`Subscription` from a ``subscription`` table row as a mapping (column names)."""
-    return Subscription(
-        id=row["id"] if isinstance(row["id"], uuid.UUID) else uuid.UUID(str(row["id"])),
-        la_ods=row["la_ods"],
-        client_id=row["client_id"],
-        status=row["status"],
-        topic=row["topic"],
-        reason=row.get("reason"),
-        endpoint=row["endpoint"],
-        headers=tuple(row.get("headers") or ()),
-        payload=row["payload"],
-        heartbeat_seconds=row.get("heartbeat_seconds"),
-        timeout_seconds=row.get("timeout_seconds") or DEFAULT_TIMEOUT_SECONDS,
-        end_at=row.get("end_at"),
-        events_since_start=row.get("events_since_start") or 0,
-        last_sent_at=row.get("last_sent_at"),
-        error=row.get("error"),
-        version=row.get("version") or 1,
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
 
 
 # --- the Subscription resource ---------------------------------------------------------

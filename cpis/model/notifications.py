@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from cpis.model import AccessEvent
+from cpis.model import AccessEvent, SettingType
 from cpis.model.persons import NhsNumberChange
 
 # A subscription's status and payload content, as FHIR's Subscription names them.
 Status = Literal["requested", "active", "error", "off"]
 Payload = Literal["empty", "id-only", "full-resource"]
+# What a subscription is sent besides its events: the handshake that activates it,
+# and heartbeats while it is quiet.
+ControlKind = Literal["handshake", "heartbeat"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,3 +85,88 @@ class NotificationEvent:
     access_event: AccessEvent | None
     plan_ids: tuple[str, ...] = ()
     nhs_number_change: NhsNumberChange | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One outbox row on its way down one channel, as a worker claimed it.
+
+    ``channel`` is ``rest-hook`` (``target`` the subscription id, ``subscription``
+    the subscription, ``event_number`` its number there) or ``mesh`` (``target``
+    the LA's mailbox, ``mesh_workflow_id`` its workflow id). ``kind`` is the
+    outbox row's: ``access`` carries the access ``event`` (None once retention
+    has removed it), ``nhs-number-inactive`` the ``nhs_number_change`` and when
+    the index check ``noted_at`` it.
+    """
+
+    id: int
+    notification_id: uuid.UUID
+    la_ods: str
+    channel: str
+    target: str
+    event_number: int | None
+    attempts: int
+    created_at: datetime
+    plan_ids: tuple[str, ...]
+    event: AccessEvent | None
+    subscription: Subscription | None
+    mesh_workflow_id: str | None = None
+    kind: str = "access"
+    nhs_number_change: NhsNumberChange | None = None
+    noted_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboxAttendance:
+    """An attendance notification as the LA's inbox lists it: the child, the LA's plans,
+    where and when, who looked (never their user id), and what became of it.
+
+    ``deliveries`` are ``channel:state`` (``rest-hook:delivered``, ``mesh:dead``).
+    """
+
+    notification_id: uuid.UUID
+    access_event_id: uuid.UUID
+    nhs_number: str
+    plan_ids: tuple[str, ...]
+    occurred_at: datetime
+    org_ods: str
+    org_name: str
+    setting_type: SettingType
+    user_name: str
+    user_role: str
+    role_code: str | None
+    role_profile_id: str | None
+    user_verified: bool
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    deliveries: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class InboxNumberChange:
+    """An ``nhs-number-inactive`` notification as the LA's inbox lists it: the number the
+    person index no longer uses for a child the LA holds ``plan_ids`` for."""
+
+    notification_id: uuid.UUID
+    kind: str
+    change: NhsNumberChange
+    plan_ids: tuple[str, ...]
+    noted_at: datetime
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    deliveries: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DeadDelivery:
+    """A delivery the dispatcher gave up on: visible to the LA and the operator until
+    ``cpis notifications retry ID`` puts it back."""
+
+    id: int
+    notification_id: uuid.UUID
+    la_ods: str
+    channel: str
+    target: str
+    attempts: int
+    created_at: datetime
+    last_error: str | None

@@ -20,15 +20,16 @@ import asyncio
 import contextlib
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 
 from cpis.errors import DeliveryFailed, Unavailable
+from cpis.model.notifications import ControlKind, Delivery, Subscription
 from cpis.ports import Clock
 
 log = structlog.get_logger("cpis.dispatch")
@@ -36,7 +37,7 @@ log = structlog.get_logger("cpis.dispatch")
 
 class ClaimedDelivery(Protocol):
     @property
-    def delivery(self) -> Any: ...
+    def delivery(self) -> Delivery: ...
 
     async def delivered(self, *, now: datetime) -> None: ...
 
@@ -48,7 +49,7 @@ class DeliveryStore(Protocol):
 
     def claim(self, *, now: datetime) -> AbstractAsyncContextManager[ClaimedDelivery | None]: ...
 
-    async def subscriptions_needing(self, *, now: datetime) -> list[dict[str, Any]]: ...
+    async def subscriptions_needing(self, *, now: datetime) -> Sequence[Subscription]: ...
 
     async def expire_subscriptions(self, *, now: datetime) -> int: ...
 
@@ -61,8 +62,8 @@ class DeliveryStore(Protocol):
 
 # send(delivery) for event notifications; send_control(subscription, kind) for
 # handshakes and heartbeats. Both raise DeliveryFailed.
-SendDelivery = Callable[[Any], Awaitable[None]]
-SendControl = Callable[[Mapping[str, Any], str], Awaitable[None]]
+SendDelivery = Callable[[Delivery], Awaitable[None]]
+SendControl = Callable[[Subscription, ControlKind], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,22 +185,22 @@ class Dispatcher:
             await self._store.expire_subscriptions(now=self._clock.now())
             subs = await self._store.subscriptions_needing(now=self._clock.now())
             for sub in subs:
-                kind = "handshake" if sub["status"] == "requested" else "heartbeat"
+                kind: ControlKind = "handshake" if sub.status == "requested" else "heartbeat"
                 try:
                     await self._send_control(sub, kind)
                 except DeliveryFailed as exc:
                     if kind == "handshake":
                         await self._store.set_subscription_status(
-                            sub["id"], "error", error=exc.reason, now=self._clock.now()
+                            sub.id, "error", error=exc.reason, now=self._clock.now()
                         )
-                    log.warning("subscription_" + kind + "_failed", la=sub["la_ods"])
+                    log.warning("subscription_" + kind + "_failed", la=sub.la_ods)
                     continue
                 if kind == "handshake":
                     await self._store.set_subscription_status(
-                        sub["id"], "active", error=None, now=self._clock.now()
+                        sub.id, "active", error=None, now=self._clock.now()
                     )
                 else:
-                    await self._store.heartbeat_sent(sub["id"], now=self._clock.now())
+                    await self._store.heartbeat_sent(sub.id, now=self._clock.now())
             return False
 
         await self._guarded("subscriptions", step)

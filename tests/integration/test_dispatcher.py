@@ -252,9 +252,9 @@ async def test_past_the_horizon_a_delivery_is_dead_and_can_be_retried(
 
     await run_until(harness.dispatcher, dead)
     [row] = await harness.store.dead_deliveries(LA.ods_code)
-    assert row["last_error"] == "endpoint answered 500"
+    assert row.last_error == "endpoint answered 500"
     receiver.mode = "ok"
-    assert await harness.store.retry(row["id"], now=clock.now())
+    assert await harness.store.retry(row.id, now=clock.now())
 
     async def arrived() -> bool:
         return len(receiver.bundles("event-notification")) == 1

@@ -572,34 +572,6 @@ def test_a_subscription_in_error_says_so_in_every_status(kind: str) -> None:
             assert found == []
 
 
-def test_notification_bundle_accepts_a_table_row() -> None:
-    """The dispatcher holds subscription rows as mappings; they render the same."""
-    sub = subscription()
-    row = {
-        "id": str(sub.id),
-        "la_ods": sub.la_ods,
-        "client_id": sub.client_id,
-        "status": sub.status,
-        "topic": sub.topic,
-        "reason": sub.reason,
-        "endpoint": sub.endpoint,
-        "headers": list(sub.headers),
-        "payload": sub.payload,
-        "heartbeat_seconds": sub.heartbeat_seconds,
-        "timeout_seconds": sub.timeout_seconds,
-        "end_at": None,
-        "events_since_start": sub.events_since_start,
-        "last_sent_at": None,
-        "error": None,
-        "version": sub.version,
-        "created_at": sub.created_at,
-        "updated_at": sub.updated_at,
-    }
-    from_row = fn.notification_bundle("handshake", row, base=BASE, now=NOW)
-    from_value = fn.notification_bundle("handshake", sub, base=BASE, now=NOW)
-    assert params(from_row) == params(from_value)
-
-
 def test_status_bundle_is_a_searchset_of_query_status_parameters() -> None:
     """$status answers as the IG's operation says: a searchset Bundle, one Parameters each,
     each as the status-r4 profile says for that subscription's content level."""
