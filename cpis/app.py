@@ -54,7 +54,8 @@ from cpis.adapters.tokens import JwtTokenAuthority
 from cpis.adapters.webhook import WebhookSender
 from cpis.errors import MissingKeys, StartupError, Unavailable
 from cpis.model.uploads import Acknowledgement, ParsedUpload
-from cpis.ports import Clock, PersonIndex
+from cpis.ports.clock import Clock
+from cpis.ports.person_index import PersonIndex
 from cpis.settings import Settings
 from cpis.uploads.apply import apply_upload
 from cpis.web import fhir, la, notifications, oauth, openapi, ops, subscriptions, uploads

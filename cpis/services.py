@@ -28,7 +28,9 @@ from cpis.model import (
     StoredAccessEvent,
     VisiblePlan,
 )
-from cpis.ports import Clock, Database, PersonIndex, Transaction
+from cpis.ports.clock import Clock
+from cpis.ports.database import Database, Transaction
+from cpis.ports.person_index import PersonIndex
 from cpis.uploads.verify import verify_plan
 
 

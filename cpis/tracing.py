@@ -57,7 +57,7 @@ from cpis.model.tracing import (
     TraceRecord,
     TraceSummary,
 )
-from cpis.ports import PersonIndex
+from cpis.ports.person_index import PersonIndex
 from cpis.uploads.parse import (
     CSV_COLUMNS,
     DATE_RE,

@@ -40,7 +40,7 @@ _NHS_SEPARATORS = str.maketrans("", "", " -")
 
 
 class FieldVault:
-    """The :class:`cpis.ports.Vault` over AES-256-GCM data keys and an HMAC hash key."""
+    """The :class:`cpis.ports.vault.Vault` over AES-256-GCM data keys and an HMAC hash key."""
 
     __slots__ = ("_active_header", "_active_kid", "_aeads", "_blind_keys", "_hash_key")
 

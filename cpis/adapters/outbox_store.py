@@ -47,7 +47,7 @@ from cpis.model.notifications import (
     Subscription,
 )
 from cpis.model.persons import NhsNumberChange
-from cpis.ports import Vault
+from cpis.ports.vault import Vault
 
 _FAN_OUT_LOCK = 7_201_843_553
 # Who acknowledged a notification: an LA user's id (or their system's client

@@ -69,7 +69,7 @@ _KNOWN_CODES = frozenset(
 
 
 class PdsPersonIndex:
-    """The :class:`~cpis.ports.PersonIndex` over the PDS FHIR API."""
+    """The :class:`~cpis.ports.person_index.PersonIndex` over the PDS FHIR API."""
 
     name = "pds"
 

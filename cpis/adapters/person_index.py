@@ -32,7 +32,8 @@ from cpis.errors import IndexFileRejected, PersonIndexUnavailable, Unavailable
 from cpis.matching.blocking import query_keys, record_keys
 from cpis.model.persons import FileError, IndexPerson, PersonQuery
 from cpis.person_index_file import MAX_ERRORS, read_rows
-from cpis.ports import PersonIndex, Vault
+from cpis.ports.person_index import PersonIndex
+from cpis.ports.vault import Vault
 from cpis.settings import Settings
 
 SEAL_PURPOSE = "person-index"
@@ -105,7 +106,7 @@ def _blocking_keys(vault: Vault, keys: frozenset[str]) -> list[bytes]:
 
 
 class LocalPersonIndex:
-    """The :class:`~cpis.ports.PersonIndex` over the ``person_index`` table."""
+    """The :class:`~cpis.ports.person_index.PersonIndex` over the ``person_index`` table."""
 
     name = "local"
 

@@ -1,7 +1,7 @@
 """PostgreSQL through asyncpg: the only module that sees ``asyncpg.Record``.
 
 Personal data is hashed and sealed here, on its way in, through the
-:class:`~cpis.ports.Vault`; callers pass and receive plain domain values.
+:class:`~cpis.ports.vault.Vault`; callers pass and receive plain domain values.
 Connection failures are translated to :class:`cpis.errors.Unavailable` at this
 edge, so the web layer answers 503 with Retry-After instead of 500.
 """
@@ -41,7 +41,7 @@ from cpis.model import (
     StoredAccessEvent,
 )
 from cpis.model.uploads import Acknowledgement
-from cpis.ports import Vault
+from cpis.ports.vault import Vault
 from cpis.uploads.acknowledgement import acknowledgement_json, parse_acknowledgement
 
 # A pooled connection is a proxy for a Connection; both offer the same calls.
@@ -338,7 +338,7 @@ def access_event_from_row(r: asyncpg.Record, vault: Vault, *, id_column: str = "
 
 
 class PgTransaction:
-    """The :class:`~cpis.ports.Transaction` port over one asyncpg connection."""
+    """The :class:`~cpis.ports.database.Transaction` port over one asyncpg connection."""
 
     def __init__(self, conn: Connection, vault: Vault) -> None:
         self._conn = conn
@@ -819,7 +819,7 @@ async def _append_audit(
 
 
 class PgDatabase:
-    """The :class:`~cpis.ports.Database` port over an asyncpg pool."""
+    """The :class:`~cpis.ports.database.Database` port over an asyncpg pool."""
 
     def __init__(self, pool: asyncpg.Pool, vault: Vault) -> None:
         self.pool = pool

@@ -12,7 +12,7 @@ from cpis.adapters.signing import DetachedSigner
 from cpis.fhir.notifications import notification_bundle
 from cpis.fhir.subscriptions import topic_url
 from cpis.model.notifications import ControlKind, Delivery, NotificationEvent, Payload, Subscription
-from cpis.ports import Clock
+from cpis.ports.clock import Clock
 
 _MESH_NAMESPACE = uuid.UUID("8f0c6c1e-2b8a-4f55-9d0e-6c1a3f1f7a10")
 

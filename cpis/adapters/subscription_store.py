@@ -24,7 +24,7 @@ from cpis.errors import Unavailable, VersionMismatch
 from cpis.model import AccessEvent
 from cpis.model.notifications import NotificationEvent, Status, Subscription, SubscriptionRequest
 from cpis.model.persons import NhsNumberChange
-from cpis.ports import Vault
+from cpis.ports.vault import Vault
 
 # channel.header values often carry the LA's bearer secret for its endpoint:
 # sealed at rest like personal data, so a database dump does not give them away.

@@ -273,3 +273,12 @@ class AuditEntry:
     subject: str | None = None
     trace_id: str | None = None
     detail: Mapping[str, JsonValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeResult:
+    """What one retention purge deleted for good (SPEC §3 retention)."""
+
+    plans: int
+    access_events: int
+    notifications: int

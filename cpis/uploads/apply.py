@@ -41,7 +41,9 @@ from cpis.model.uploads import (
     RecordResult,
     UploadRejected,
 )
-from cpis.ports import Clock, Database, PersonIndex, Transaction
+from cpis.ports.clock import Clock
+from cpis.ports.database import Database, Transaction
+from cpis.ports.person_index import PersonIndex
 from cpis.uploads.verify import verify_records
 
 

@@ -54,7 +54,7 @@ from cpis.matching.trace import as_person
 from cpis.model import PlanFields
 from cpis.model.persons import IndexPerson, PersonQuery
 from cpis.model.uploads import RecordAction, RecordRejection, RecordResult
-from cpis.ports import PersonIndex
+from cpis.ports.person_index import PersonIndex
 
 CONFIRM_WEIGHT = 3.5
 """The evidence weight a record short of "match" needs before the index may

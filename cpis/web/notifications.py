@@ -19,7 +19,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
 
 import orjson
 from aiohttp import web
@@ -27,27 +26,12 @@ from aiohttp import web
 from cpis.errors import InvalidRequest, UnsupportedMediaType
 from cpis.model import JsonValue, Role
 from cpis.model.notifications import DeadDelivery, InboxAttendance, InboxNumberChange
+from cpis.ports.notifications import InboxStore
 from cpis.web.auth import acting_org, authenticate
 from cpis.web.render import json_response
 from cpis.web.state import SERVICES
 
 _MAX_ACK = 500
-
-
-class InboxStore(Protocol):
-    async def inbox(
-        self, la_ods: str, *, include_acknowledged: bool, limit: int
-    ) -> Sequence[InboxAttendance]: ...
-
-    async def nhs_number_changes(
-        self, la_ods: str, *, include_acknowledged: bool, limit: int
-    ) -> Sequence[InboxNumberChange]: ...
-
-    async def acknowledge(
-        self, la_ods: str, ids: Sequence[uuid.UUID], *, by: str, now: datetime
-    ) -> int: ...
-
-    async def dead_deliveries(self, la_ods: str | None) -> Sequence[DeadDelivery]: ...
 
 
 INBOX = web.AppKey("inbox_store", InboxStore)

@@ -26,7 +26,8 @@ from datetime import datetime
 import structlog
 
 from cpis.model import AuditEntry
-from cpis.ports import Clock, Database
+from cpis.ports.clock import Clock
+from cpis.ports.database import Database
 
 log = structlog.get_logger("cpis.web")
 

@@ -19,9 +19,9 @@ heartbeats, numbering and delivery. ``DELETE`` removes the subscription (not
 ``status = off``): a client that wants to pause sets ``status: off`` with
 ``PUT``; after ``DELETE`` a read is 404, as FHIR's delete says.
 
-The routes reach the database through :class:`SubscriptionStore`, a port
-defined here because ``cpis.web`` may not import adapters; ``app.py`` passes
-the PostgreSQL one to :func:`add_routes`.
+The routes reach the database through the
+:class:`~cpis.ports.notifications.SubscriptionStore` port (``cpis.web`` may not
+import adapters); ``app.py`` passes the PostgreSQL one to :func:`add_routes`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from email.utils import format_datetime
-from typing import Protocol
 
 import orjson
 from aiohttp import web
@@ -49,12 +48,11 @@ from cpis.fhir import subscriptions as fs
 from cpis.fhir.search import echoable_name
 from cpis.model import Role
 from cpis.model.notifications import (
-    NotificationEvent,
     Payload,
     Status,
     Subscription,
-    SubscriptionRequest,
 )
+from cpis.ports.notifications import SubscriptionStore
 from cpis.web.auth import acting_org, authenticate
 from cpis.web.render import check_acceptable, fhir_response, if_match
 from cpis.web.state import SERVICES
@@ -67,50 +65,6 @@ _STATUS_PARAMS = {"id", "status"}
 _EVENTS_PARAMS = {"eventsSinceNumber", "eventsUntilNumber", "content"}
 # FHIR's id datatype.
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-
-
-class SubscriptionStore(Protocol):
-    """Where subscriptions and their numbered events live; every call is scoped by LA."""
-
-    async def create(
-        self,
-        *,
-        la_ods: str,
-        client_id: str,
-        topic: str,
-        request: SubscriptionRequest,
-        at: datetime,
-    ) -> Subscription: ...
-
-    async def get(self, la_ods: str, subscription_id: uuid.UUID) -> Subscription | None: ...
-
-    async def search(self, la_ods: str, *, status: Status | None = None) -> list[Subscription]: ...
-
-    async def update(
-        self,
-        la_ods: str,
-        subscription_id: uuid.UUID,
-        *,
-        request: SubscriptionRequest,
-        if_match: int | None,
-        at: datetime,
-    ) -> Subscription | None:
-        """None if there is no such subscription; raises VersionMismatch on a stale If-Match."""
-
-    async def delete(
-        self, la_ods: str, subscription_id: uuid.UUID, *, if_match: int | None
-    ) -> bool:
-        """False if there is no such subscription; raises VersionMismatch on a stale If-Match."""
-
-    async def events(
-        self,
-        la_ods: str,
-        subscription_id: uuid.UUID,
-        *,
-        since: int,
-        until: int | None,
-        limit: int,
-    ) -> Sequence[NotificationEvent]: ...
 
 
 SUBSCRIPTION_STORE = web.AppKey("subscription_store", SubscriptionStore)

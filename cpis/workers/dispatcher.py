@@ -19,51 +19,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
 
 import structlog
 
 from cpis.errors import DeliveryFailed, Unavailable
-from cpis.model.notifications import ControlKind, Delivery, Subscription
-from cpis.ports import Clock
+from cpis.model.notifications import ControlKind
+from cpis.ports.clock import Clock
+from cpis.ports.notifications import DeliveryStore, SendControl, SendDelivery
 
 log = structlog.get_logger("cpis.dispatch")
-
-
-class ClaimedDelivery(Protocol):
-    @property
-    def delivery(self) -> Delivery: ...
-
-    async def delivered(self, *, now: datetime) -> None: ...
-
-    async def failed(self, *, error: str, retry_at: datetime | None) -> None: ...
-
-
-class DeliveryStore(Protocol):
-    async def fan_out(self, *, now: datetime, limit: int = 500) -> int: ...
-
-    def claim(self, *, now: datetime) -> AbstractAsyncContextManager[ClaimedDelivery | None]: ...
-
-    async def subscriptions_needing(self, *, now: datetime) -> Sequence[Subscription]: ...
-
-    async def expire_subscriptions(self, *, now: datetime) -> int: ...
-
-    async def set_subscription_status(
-        self, sub_id: uuid.UUID, status: str, *, error: str | None, now: datetime
-    ) -> None: ...
-
-    async def heartbeat_sent(self, sub_id: uuid.UUID, *, now: datetime) -> None: ...
-
-
-# send(delivery) for event notifications; send_control(subscription, kind) for
-# handshakes and heartbeats. Both raise DeliveryFailed.
-SendDelivery = Callable[[Delivery], Awaitable[None]]
-SendControl = Callable[[Subscription, ControlKind], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,26 +29,18 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
 
 import structlog
 
 from cpis.errors import PersonIndexUnavailable, Unavailable
 from cpis.model.persons import IndexPerson
-from cpis.ports import Clock, PersonIndex
+from cpis.ports.clock import Clock
+from cpis.ports.person_index import IndexCheckStore, PersonIndex
 
 log = structlog.get_logger("cpis.index_check")
 
 DEFAULT_BATCH = 500
 DEFAULT_INTERVAL = 24 * 3600.0
-
-
-class IndexCheckStore(Protocol):
-    async def plan_subjects(
-        self, *, after: bytes | None, limit: int
-    ) -> Sequence[tuple[bytes, str]]: ...
-
-    async def queue_inactive(self, people: Sequence[IndexPerson], *, now: datetime) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
