@@ -3,10 +3,12 @@
 This package is the bottom layer: it imports only the standard library, and
 every other layer (rules, matching, ports, services, the edges) speaks in its
 values. The core is here: plans and their LAs, clients and principals, access
-events and the security audit line. Each other aggregate has a module:
+events, the security audit line and what a retention purge deleted. Each other
+aggregate has a module:
 
 - :mod:`cpis.model.persons`: what a person index holds (``IndexPerson``), a
-  trace query, an NHS number it no longer uses, a person index file's rows;
+  trace query, an NHS number it no longer uses, a person index file's rows,
+  and what a load of the index or the daily index check did;
 - :mod:`cpis.model.uploads`: a parsed upload file, its records' outcomes and
   its acknowledgement (CPF/CPR codes), a MESH message it arrived in;
 - :mod:`cpis.model.notifications`: LA subscriptions, the outbox's deliveries

@@ -1,14 +1,15 @@
 """What a person index (PDS, or the local copy of one) says about people (issue 4).
 
 An upload's records are checked against it (CPR01/02/03/05), ``cpis trace``
-finds NHS numbers in it, and the daily index check notices the numbers it no
-longer uses. The index's own records are personal data: adapters keep them
-sealed at rest, and no log or error ever carries one.
+finds NHS numbers in it, ``cpis person-index load`` fills the local one from a
+file, and the daily index check notices the numbers it no longer uses. The
+index's own records are personal data: adapters keep them sealed at rest, and no
+log or error ever carries one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 
@@ -77,3 +78,39 @@ class IndexFileRow:
     line: int
     person: IndexPerson | None
     errors: tuple[FileError, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    """What a person index load (``cpis person-index load``) did.
+
+    ``rows`` were in the file; of those ``inserted`` were new numbers,
+    ``updated`` changed an existing row and ``unchanged`` matched it exactly.
+    ``removed`` rows were dropped because a ``replace`` load did not carry them.
+    ``superseded``, ``inactive`` (superseded ones included) and ``sensitive``
+    count the file's rows.
+
+    ``newly_inactive`` is every number this load made "no longer in use":
+    superseded or retired now, and before the load either absent from the
+    index, in use, or superseded by a different number. The LAs holding plans
+    on those numbers are told (``nhs-number-inactive`` notifications).
+    """
+
+    rows: int
+    inserted: int
+    updated: int
+    unchanged: int
+    removed: int
+    superseded: int
+    inactive: int
+    sensitive: int
+    newly_inactive: tuple[IndexPerson, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """What one run of the daily index check found (``cpis.workers.index_check``)."""
+
+    subjects: int  # plan subjects looked up in the index
+    inactive: int  # of those, superseded or inactive
+    queued: int  # notifications queued by this run (not already queued before)

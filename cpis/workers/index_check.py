@@ -27,13 +27,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
 
 from cpis.errors import PersonIndexUnavailable, Unavailable
-from cpis.model.persons import IndexPerson
+from cpis.model.persons import CheckResult, IndexPerson
 from cpis.ports.clock import Clock
 from cpis.ports.person_index import IndexCheckStore, PersonIndex
 
@@ -41,13 +40,6 @@ log = structlog.get_logger("cpis.index_check")
 
 DEFAULT_BATCH = 500
 DEFAULT_INTERVAL = 24 * 3600.0
-
-
-@dataclass(frozen=True, slots=True)
-class CheckResult:
-    subjects: int  # plan subjects looked up in the index
-    inactive: int  # of those, superseded or inactive
-    queued: int  # notifications queued by this run (not already queued before)
 
 
 def retired(person: IndexPerson) -> bool:
