@@ -63,7 +63,7 @@ def subscription_from_row(r: asyncpg.Record, vault: Vault) -> Subscription:
 
 
 class PgSubscriptionStore:
-    """The ``SubscriptionStore`` port of ``cpis.web.subscriptions`` over an asyncpg pool."""
+    """The :class:`~cpis.ports.notifications.SubscriptionStore` port over an asyncpg pool."""
 
     def __init__(self, pool: asyncpg.Pool, vault: Vault) -> None:
         self._pool = pool

@@ -3,7 +3,9 @@
 What an LA case management system subscribes to and what arrives at its
 endpoint (the checks an incoming ``Subscription`` must pass are in
 :mod:`cpis.fhir.subscription_request`). No I/O: the routes
-(``cpis.web.subscriptions``), the store and the dispatcher call these.
+(``cpis.web.subscriptions``) and the notification renderer
+(``cpis.adapters.render``) call these, on the plain values of
+:mod:`cpis.model.notifications`.
 
 **What everything here conforms to**: HL7 FHIR *Subscriptions R5 Backport*
 IG version 1.1.0 (STU 1.1, http://hl7.org/fhir/uv/subscriptions-backport/STU1.1/),
