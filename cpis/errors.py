@@ -31,9 +31,11 @@
     ├── IndexFileRejected             a person index load file cannot be loaded (``errors``)
     └── TraceFileError                a trace file cannot be read at all
 
-The HTTP branch is what routes raise: the error middleware answers each with
-its status and code. The rest are raised where nothing answers HTTP (the
-workers, the command line, the adapters under them): the outbox dispatcher
+The errors with a status of their own, down to ``PersonIndexUnavailable``, are
+what routes raise: the error middleware answers each with its status and code.
+``VaultError`` is a 500 wherever it happens (the keys or the data are wrong).
+The rest are raised where nothing answers HTTP (the workers, the command line,
+the adapters under them): the outbox dispatcher
 retries or parks a delivery on :class:`DeliveryFailed`, the MESH upload worker
 waits for its next poll on :class:`MeshError`, and the command line prints
 any of them as one line and exits non-zero. Should one ever reach a route,
