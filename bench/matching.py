@@ -53,9 +53,9 @@ from cpis.matching import names
 from cpis.matching.blocking import MemoryIndex
 from cpis.matching.synthetic import Child, Dataset, LaRecord, dataset
 from cpis.model import PlanFields, PlanType
-from cpis.ports import IndexPerson
+from cpis.model.persons import IndexPerson
+from cpis.model.uploads import RecordAction, RecordResult
 from cpis.tracing import trace_file
-from cpis.uploads import RecordAction, RecordResult
 from cpis.uploads.verify import verify_records
 
 DEFAULT_SEED = 20260401

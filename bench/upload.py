@@ -64,9 +64,10 @@ from cpis.adapters.keys import load_keys
 from cpis.adapters.postgres import PgDatabase, PgTransaction, create_pool, migrate
 from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import LocalAuthority
+from cpis.model.uploads import ParsedUpload, RecordAction, UploadRejected
 from cpis.settings import Settings
 from cpis.uploads.apply import apply_upload
-from cpis.uploads.parse import CSV_COLUMNS, ParsedUpload, RecordAction, UploadRejected, parse_upload
+from cpis.uploads.parse import CSV_COLUMNS, parse_upload
 
 LA = LocalAuthority("XBU01", "Benchshire", "01632 960001", "01632 960101")
 TARGET_RATIO = 3.0
@@ -258,8 +259,8 @@ async def upload_round(
     done = time.perf_counter()
     if profile is not None:
         profile.disable()
-    if not applied or ack["file_code"] != "CPF02" or ack["summary"] != {"CPR06": count}:
-        raise BenchError(f"the upload was not applied in full: {ack['file_code']} {ack['summary']}")
+    if not applied or ack.file_code != "CPF02" or ack.summary != {"CPR06": count}:
+        raise BenchError(f"the upload was not applied in full: {ack.file_code} {ack.summary}")
     return parsed_at - started, done - parsed_at
 
 

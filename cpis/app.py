@@ -35,9 +35,9 @@ from cpis.adapters.data_dir import (
 )
 from cpis.adapters.embedded import EmbeddedPostgres
 from cpis.adapters.index_check_store import PgIndexCheckStore
-from cpis.adapters.keys import KeyMaterial, MissingKeys, load_keys
+from cpis.adapters.keys import KeyMaterial, load_keys
 from cpis.adapters.mesh import MeshClient
-from cpis.adapters.mesh_inbox import MeshInbox, PgMeshSenders, PgPollLock
+from cpis.adapters.mesh_inbox import PgMeshSenders, PgPollLock
 from cpis.adapters.outbox_store import PgOutboxStore
 from cpis.adapters.person_index import open_person_index
 from cpis.adapters.postgres import PgDatabase, create_pool, migrate
@@ -52,11 +52,12 @@ from cpis.adapters.service_state import (
 from cpis.adapters.subscription_store import PgSubscriptionStore
 from cpis.adapters.tokens import JwtTokenAuthority
 from cpis.adapters.webhook import WebhookSender
-from cpis.errors import StartupError, Unavailable
-from cpis.ports import Clock, PersonIndex
+from cpis.errors import MissingKeys, StartupError, Unavailable
+from cpis.model.uploads import Acknowledgement, ParsedUpload
+from cpis.ports.clock import Clock
+from cpis.ports.person_index import PersonIndex
 from cpis.settings import Settings
 from cpis.uploads.apply import apply_upload
-from cpis.uploads.parse import ParsedUpload
 from cpis.web import fhir, la, notifications, oauth, openapi, ops, subscriptions, uploads
 from cpis.web.auth import (
     ORGANISATIONS,
@@ -316,21 +317,19 @@ def mesh_inbox_configured(settings: Settings) -> bool:
 
 def build_mesh_uploads(
     rt: Runtime, metrics: Metrics | None = None
-) -> tuple[MeshUploads, MeshInbox]:
+) -> tuple[MeshUploads, MeshClient]:
     """The MESH upload poller on this runtime's mailbox, database and person index."""
     settings = rt.settings
     assert settings.mesh_url and settings.mesh_mailbox, "CPIS_MESH_URL and CPIS_MESH_MAILBOX"
-    inbox = MeshInbox(
-        MeshClient(
-            base_url=settings.mesh_url,
-            mailbox_id=settings.mesh_mailbox,
-            password=settings.mesh_password.reveal() if settings.mesh_password else "",
-            shared_key=settings.mesh_shared_key.reveal() if settings.mesh_shared_key else "",
-            ca_file=settings.mesh_ca_file,
-        )
+    inbox = MeshClient(
+        base_url=settings.mesh_url,
+        mailbox_id=settings.mesh_mailbox,
+        password=settings.mesh_password.reveal() if settings.mesh_password else "",
+        shared_key=settings.mesh_shared_key.reveal() if settings.mesh_shared_key else "",
+        ca_file=settings.mesh_ca_file,
     )
 
-    async def apply(parsed: ParsedUpload) -> dict[str, Any]:
+    async def apply(parsed: ParsedUpload) -> Acknowledgement:
         # The same call POST /la/v1/uploads makes, so a file gets the same answer either way.
         ack, _applied_now = await apply_upload(rt.db, rt.clock, parsed, index=rt.person_index)
         return ack

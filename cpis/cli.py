@@ -34,12 +34,12 @@ from cpis import cli_person_index, ods
 from cpis.adapters.audit_log import ANCHOR_FILE, Anchor, AuditKeys, public_keys_of
 from cpis.adapters.keys import parse_audit_public_keys
 from cpis.app import Runtime, Start, audit_log, create_app, open_runtime
-from cpis.errors import CpisError, StartupError
-from cpis.la_details import LaDetailsError, checked_la, checked_name, checked_window
+from cpis.errors import CpisError, LaDetailsError, OdsCodeError, SettingsError, StartupError
+from cpis.la_details import checked_la, checked_name, checked_window
 from cpis.log import configure_logging
 from cpis.model import Client, LocalAuthority, Organisation, Role, SettingType
 from cpis.phone import is_drama, uk_phone
-from cpis.settings import Settings, SettingsError
+from cpis.settings import Settings
 
 log = structlog.get_logger("cpis")
 _T = TypeVar("_T")
@@ -420,7 +420,7 @@ async def _client_add(rt: Runtime, args: argparse.Namespace) -> int:
     try:
         for code in args.ods:
             shape(code)
-    except ods.OdsCodeError as exc:
+    except OdsCodeError as exc:
         print(f"error: --ods: {exc}", file=sys.stderr)
         return 2
     if role is Role.LA:
@@ -635,8 +635,8 @@ async def _notifications(rt: Runtime, args: argparse.Namespace) -> int:
     rows = await store.dead_deliveries(None)
     for r in rows:
         print(
-            f"{r['id']}\t{r['la_ods']}\t{r['channel']}\t{r['attempts']} attempts\t"
-            f"{r['created_at']:%Y-%m-%d %H:%M}\t{r['last_error']}"
+            f"{r.id}\t{r.la_ods}\t{r.channel}\t{r.attempts} attempts\t"
+            f"{r.created_at:%Y-%m-%d %H:%M}\t{r.last_error}"
         )
     if not rows:
         print("no failed deliveries")
@@ -649,8 +649,10 @@ async def _upload(rt: Runtime, args: argparse.Namespace) -> int:
     from rich.progress import Progress
     from rich.table import Table
 
+    from cpis.model.uploads import UploadRejected
+    from cpis.uploads.acknowledgement import acknowledgement_json
     from cpis.uploads.apply import apply_upload, rejected_acknowledgement
-    from cpis.uploads.parse import UploadRejected, parse_upload
+    from cpis.uploads.parse import parse_upload
 
     console = Console(stderr=True)
     try:
@@ -672,23 +674,21 @@ async def _upload(rt: Runtime, args: argparse.Namespace) -> int:
                 progress=lambda n: bar.update(task, completed=n),
             )
     if args.ack:
-        args.ack.write_bytes(orjson.dumps(ack, option=orjson.OPT_INDENT_2))
+        args.ack.write_bytes(orjson.dumps(acknowledgement_json(ack), option=orjson.OPT_INDENT_2))
     # The file code on its own line: as a table title it wraps at the table's width.
-    Console().print(f"{args.file.name}: {ack['file_code']}", highlight=False)
+    Console().print(f"{args.file.name}: {ack.file_code}", highlight=False)
     table = Table()
     table.add_column("code")
     table.add_column("records", justify="right")
-    for code, count in (ack.get("summary") or {}).items():
+    for code, count in ack.summary.items():
         table.add_row(code, str(count))
     Console().print(table)
-    if ack.get("reason"):
-        print(ack["reason"])
-    for rec in ack["records"]:
-        if rec["code"] != "CPR06":
-            print(
-                f"record {rec['record']} ({rec['plan_id']}): {rec['code']} {rec.get('reason', '')}"
-            )
-    return 0 if ack["file_code"] in ("CPF02", "CPF03") else 1
+    if ack.reason:
+        print(ack.reason)
+    for rec in ack.records:
+        if rec.code != "CPR06":
+            print(f"record {rec.record} ({rec.plan_id}): {rec.code} {rec.reason or ''}")
+    return 0 if ack.file_code in ("CPF02", "CPF03") else 1
 
 
 async def _purge(rt: Runtime) -> int:

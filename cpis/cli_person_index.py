@@ -23,7 +23,7 @@ async def load(rt: Runtime, args: argparse.Namespace) -> int:
     then tell the LAs holding plans on numbers it made inactive."""
     from cpis.adapters.index_check_store import PgIndexCheckStore
     from cpis.adapters.person_index import load_person_index
-    from cpis.person_index_file import IndexFileRejected
+    from cpis.errors import IndexFileRejected
     from cpis.workers.index_check import notify_inactive
 
     data = _read(args.file)
@@ -64,8 +64,8 @@ async def trace(rt: Runtime, args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
-    from cpis.errors import PersonIndexUnavailable
-    from cpis.tracing import TraceFileError, read_trace_file, render_summary, trace_file
+    from cpis.errors import PersonIndexUnavailable, TraceFileError
+    from cpis.tracing import read_trace_file, render_summary, trace_file
 
     if rt.person_index is None:
         print(

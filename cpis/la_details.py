@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from cpis.errors import LaDetailsError, PhoneNumberError
 from cpis.model import LocalAuthority
 from cpis.ods import la_code
-from cpis.phone import PhoneNumberError, uk_phone
-
-
-class LaDetailsError(ValueError):
-    """A detail of an LA cannot be stored; the message names which and why."""
+from cpis.phone import uk_phone
 
 
 def checked_name(raw: str) -> str:

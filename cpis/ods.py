@@ -31,15 +31,13 @@ from __future__ import annotations
 
 import re
 
+from cpis.errors import OdsCodeError
+
 _LA = re.compile(r"\d{3}|(?=[A-Z0-9]*[A-Z])(?=[A-Z0-9]*\d)[A-Z0-9]{4,5}")
 _HEALTH = re.compile(r"[A-Z0-9]{3}|[A-Z0-9]{5}|[A-Z]\d{5}")
 
 LA_SHAPES = "three digits, or 4-5 letters and digits with at least one of each"
 HEALTH_SHAPES = "3 or 5 letters and digits, or a letter and five digits"
-
-
-class OdsCodeError(ValueError):
-    """The text does not have the shape of an ODS code of the kind wanted."""
 
 
 def _normal(raw: str) -> str:

@@ -29,12 +29,12 @@ import csv
 import io
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
+from cpis.errors import IndexFileRejected
 from cpis.matching import nhs_number
-from cpis.ports import IndexPerson
+from cpis.model.persons import FileError, IndexFileRow, IndexPerson
 
 if TYPE_CHECKING:
     from _csv import Reader
@@ -81,42 +81,7 @@ _YES = frozenset({"y", "yes", "true", "1"})
 _NO = frozenset({"n", "no", "false", "0"})
 
 
-@dataclass(frozen=True, slots=True)
-class FileError:
-    """One fault: where it is (``line`` 1 is the header) and what is wrong, never the value."""
-
-    line: int | None
-    column: str | None
-    reason: str
-
-    def __str__(self) -> str:
-        where = [f"line {self.line}"] if self.line is not None else []
-        if self.column is not None:
-            where.append(f"column {self.column}")
-        return f"{', '.join(where)}: {self.reason}" if where else self.reason
-
-
-class IndexFileRejected(Exception):
-    """The file cannot be loaded; nothing of it was. ``errors`` says where and why."""
-
-    def __init__(self, errors: tuple[FileError, ...], *, truncated: bool = False) -> None:
-        self.errors = errors
-        self.truncated = truncated
-        more = f" (the first {len(errors)} shown)" if truncated else ""
-        head = "; ".join(str(e) for e in errors[:3])
-        super().__init__(f"person index file rejected, {len(errors)} error(s){more}: {head}")
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One data row: the person it states, or the faults that stop it being read."""
-
-    line: int
-    person: IndexPerson | None
-    errors: tuple[FileError, ...] = ()
-
-
-def read_rows(data: bytes) -> Iterator[Row]:
+def read_rows(data: bytes) -> Iterator[IndexFileRow]:
     """Each data row of ``data`` in file order.
 
     Faults in the file as a whole raise :class:`IndexFileRejected`: encoding
@@ -135,7 +100,7 @@ def read_rows(data: bytes) -> Iterator[Row]:
     return _data_rows(reader, _columns(header), len(header))
 
 
-def _data_rows(reader: Reader, positions: dict[str, int], width: int) -> Iterator[Row]:
+def _data_rows(reader: Reader, positions: dict[str, int], width: int) -> Iterator[IndexFileRow]:
     seen_rows = False
     line = reader.line_num
     while True:
@@ -146,7 +111,9 @@ def _data_rows(reader: Reader, positions: dict[str, int], width: int) -> Iterato
             break
         except csv.Error:
             # The reader cannot resynchronise after a quoting fault: stop here.
-            yield Row(start, None, (FileError(start, None, "not valid CSV (check the quotes)"),))
+            yield IndexFileRow(
+                start, None, (FileError(start, None, "not valid CSV (check the quotes)"),)
+            )
             return
         line = reader.line_num
         if not fields or (len(fields) == 1 and not fields[0].strip()):
@@ -154,7 +121,7 @@ def _data_rows(reader: Reader, positions: dict[str, int], width: int) -> Iterato
         seen_rows = True
         if len(fields) != width:
             reason = f"has {len(fields)} fields where the header has {width}"
-            yield Row(start, None, (FileError(start, None, reason),))
+            yield IndexFileRow(start, None, (FileError(start, None, reason),))
             continue
         yield _row(start, fields, positions)
     if not seen_rows:
@@ -228,7 +195,7 @@ def _columns(header: list[str]) -> dict[str, int]:
 # --- one row -----------------------------------------------------------------------------
 
 
-def _row(line: int, fields: list[str], positions: dict[str, int]) -> Row:
+def _row(line: int, fields: list[str], positions: dict[str, int]) -> IndexFileRow:
     errors: list[FileError] = []
 
     def value(column: str) -> str:
@@ -269,8 +236,8 @@ def _row(line: int, fields: list[str], positions: dict[str, int]) -> Row:
             fail("active", "a superseded number cannot be active")
         active = False  # the number is no longer in use: its replacement is
     if errors or number.value is None:
-        return Row(line, None, tuple(errors))
-    return Row(
+        return IndexFileRow(line, None, tuple(errors))
+    return IndexFileRow(
         line,
         IndexPerson(
             nhs_number=number.value,

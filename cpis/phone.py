@@ -27,6 +27,8 @@ from __future__ import annotations
 import phonenumbers
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
+from cpis.errors import PhoneNumberError
+
 REGION = "GB"
 
 # Ofcom, "Telephone numbers for use in TV and radio drama programmes": national
@@ -54,11 +56,6 @@ _RINGABLE = {
     PhoneNumberType.VOIP,
     PhoneNumberType.SHARED_COST,
 }
-
-
-class PhoneNumberError(ValueError):
-    """The text is not a UK number a clinician can ring; the message says why
-    (and does not repeat the number)."""
 
 
 def _national_digits(number: phonenumbers.PhoneNumber) -> str:

@@ -17,22 +17,20 @@ from cpis.errors import Forbidden, InvalidRequest, NotFound, Unavailable, Versio
 from cpis.model import (
     AccessEvent,
     Accessor,
+    AuditEntry,
+    JsonValue,
     LocalAuthority,
     LookupResult,
     Plan,
     PlanFields,
     Principal,
     Role,
+    StoredAccessEvent,
     VisiblePlan,
 )
-from cpis.ports import (
-    AuditEntry,
-    Clock,
-    Database,
-    PersonIndex,
-    StoredAccessEvent,
-    Transaction,
-)
+from cpis.ports.clock import Clock
+from cpis.ports.database import Database, Transaction
+from cpis.ports.person_index import PersonIndex
 from cpis.uploads.verify import verify_plan
 
 
@@ -70,7 +68,7 @@ async def lookup(
         for _attempt in range(_LOOKUP_ATTEMPTS):
             rows = list(await conn.visible_plan_rows(nhs_number))
             visible = _visible(rows, clock)
-            detail: dict[str, object] = {"plans": len(visible), "unscheduled": unscheduled}
+            detail: dict[str, JsonValue] = {"plans": len(visible), "unscheduled": unscheduled}
             entry = dataclasses.replace(audit, detail=detail)
             if not (unscheduled and visible):
                 await conn.append_audit(entry, clock.now())

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from cpis.errors import SettingsError
+
 
 class Secret:
     """A string that does not show itself in ``repr`` or ``str``."""
@@ -37,10 +39,6 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
-
-
-class SettingsError(ValueError):
-    """A CPIS_* variable has a value the service cannot use."""
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:

@@ -37,7 +37,6 @@ import csv
 import os
 import tempfile
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -45,10 +44,20 @@ from typing import Any
 import orjson
 from rich.table import Table
 
+from cpis.errors import TraceFileError
 from cpis.matching import nhs_number
 from cpis.matching.demographics import Person, compare
 from cpis.matching.trace import TraceDecision, as_person, decide, resolve
-from cpis.ports import IndexPerson, PersonIndex, PersonQuery
+from cpis.model.persons import IndexPerson, PersonQuery
+from cpis.model.tracing import (
+    GO_LIVE_TARGET,
+    STATUSES,
+    ReviewRow,
+    TraceFile,
+    TraceRecord,
+    TraceSummary,
+)
+from cpis.ports.person_index import PersonIndex
 from cpis.uploads.parse import (
     CSV_COLUMNS,
     DATE_RE,
@@ -61,10 +70,6 @@ from cpis.uploads.parse import (
 )
 from cpis.uploads.verify import confirms, needs_rivals, rival_query
 
-GO_LIVE_TARGET = 0.95
-"""The share of children an LA must have matched before going live."""
-
-STATUSES = ("verified", "certain", "possible", "none", "number-rejected")
 REVIEW_COLUMNS = ("record", "plan_id", "status", "proposed_nhs_number", "score", "reasons")
 SEARCH_LIMIT = 50
 CONCURRENCY = 8
@@ -74,66 +79,6 @@ _DEMOGRAPHICS = ("family_name", "given_name", "birth_date")
 EXTRA_COLUMNS = ("sex", "postcode")
 """Optional fields a trace file may carry beyond the upload format: the LA
 knows the child's sex and address, and they tell a child from a namesake."""
-
-
-class TraceFileError(Exception):
-    """The file cannot be read at all; the message names where, never a value."""
-
-
-@dataclass(frozen=True, slots=True)
-class TraceFile:
-    """The records of a trace file, and how many deletes it had (they are skipped)."""
-
-    records: tuple[TraceRecord, ...]
-    deletes: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class TraceRecord:
-    """One record of a trace file, as far as it could be read."""
-
-    record: int
-    plan_id: str | None
-    nhs_number: str | None
-    given_name: str | None
-    family_name: str | None
-    birth_date: date | None
-    problems: tuple[str, ...] = ()
-    sex: str | None = None
-    postcode: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ReviewRow:
-    record: int
-    plan_id: str | None
-    status: str
-    proposed_nhs_number: str | None
-    score: float | None
-    reasons: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class TraceSummary:
-    """Counts per status and the match rate against the go-live target."""
-
-    counts: Mapping[str, int]
-    skipped_deletes: int = 0
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    @property
-    def match_rate(self) -> float:
-        """(verified + certain) / total; 0 for an empty file."""
-        if not self.total:
-            return 0.0
-        return (self.counts.get("verified", 0) + self.counts.get("certain", 0)) / self.total
-
-    @property
-    def meets_target(self) -> bool:
-        return self.total > 0 and self.match_rate >= GO_LIVE_TARGET
 
 
 # --- reading the file -------------------------------------------------------------------------

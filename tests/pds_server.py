@@ -11,7 +11,7 @@ Usage::
         pds.fail_times = 1           # ... or only the next one
         pds.delay = 1.0              # answer slowly (for client timeouts)
 
-It holds a list of :class:`~cpis.ports.IndexPerson` and answers, with the
+It holds a list of :class:`~cpis.model.persons.IndexPerson` and answers, with the
 shapes of PDS's specification:
 
 - ``GET /Patient/{nhs}``: the Patient; for a number with ``superseded_by``,
@@ -43,7 +43,7 @@ from typing import Any
 from aiohttp import web
 
 from cpis.matching.nhs_number import check
-from cpis.ports import IndexPerson
+from cpis.model.persons import IndexPerson
 
 BASE_PATH = "/personal-demographics/FHIR/R4"
 _FHIR_JSON = "application/fhir+json"

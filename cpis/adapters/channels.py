@@ -2,23 +2,22 @@
 
 Composes the HTTP and MESH adapters with the notification renderer and the
 body signer that ``app.py`` gives it; translates their failures into
-:class:`~cpis.workers.dispatcher.DeliveryFailed` with a reason an operator
+:class:`~cpis.errors.DeliveryFailed` with a reason an operator
 can act on and no personal data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
-from cpis.adapters.mesh import MeshClient, MeshError
-from cpis.adapters.outbox_store import Delivery
+from cpis.adapters.mesh import MeshClient
 from cpis.adapters.signing import SIGNATURE_HEADER
 from cpis.adapters.webhook import WebhookSender
-from cpis.workers.dispatcher import DeliveryFailed
+from cpis.errors import DeliveryFailed, MeshError
+from cpis.model.notifications import ControlKind, Delivery, Payload, Subscription
 
-RenderEvent = Callable[[Delivery, str], bytes]  # (delivery, payload content) -> body
-RenderControl = Callable[[Mapping[str, Any], str], bytes]  # (subscription, kind) -> body
+RenderEvent = Callable[[Delivery, Payload], bytes]  # (delivery, payload content) -> body
+RenderControl = Callable[[Subscription, ControlKind], bytes]  # (subscription, kind) -> body
 Sign = Callable[[bytes], str]
 
 # The MESH subject line per outbox kind: what an LA's mailbox client shows before
@@ -29,10 +28,10 @@ _MESH_SUBJECTS = {
 }
 
 
-def _channel_headers(sub: Mapping[str, Any]) -> dict[str, str]:
+def _channel_headers(sub: Subscription) -> dict[str, str]:
     headers: dict[str, str] = {}
-    for raw in sub.get("headers") or ():
-        name, sep, value = str(raw).partition(":")
+    for raw in sub.headers:
+        name, sep, value = raw.partition(":")
         if sep and name.strip():
             headers[name.strip()] = value.strip()
     return headers
@@ -54,22 +53,22 @@ class Channels:
         self._render_control = render_control
         self._sign = sign
 
-    async def _post(self, sub: Mapping[str, Any], body: bytes) -> None:
+    async def _post(self, sub: Subscription, body: bytes) -> None:
         headers = _channel_headers(sub)
         headers["Content-Type"] = "application/fhir+json"
         headers[SIGNATURE_HEADER] = self._sign(body)
         await self._webhook.post(
-            str(sub["endpoint"]), body, headers=headers, timeout_s=float(sub["timeout_seconds"])
+            sub.endpoint, body, headers=headers, timeout_s=float(sub.timeout_seconds)
         )
 
     async def rest_hook(self, delivery: Delivery) -> None:
         sub = delivery.subscription
-        if sub is None or sub["status"] not in ("active", "error"):
+        if sub is None or sub.status not in ("active", "error"):
             raise DeliveryFailed("the subscription is off or gone", retryable=False)
-        body = self._render_event(delivery, str(sub["payload"]))
+        body = self._render_event(delivery, sub.payload)
         await self._post(sub, body)
 
-    async def control(self, sub: Mapping[str, Any], kind: str) -> None:
+    async def control(self, sub: Subscription, kind: ControlKind) -> None:
         await self._post(sub, self._render_control(sub, kind))
 
     async def mesh(self, delivery: Delivery) -> None:

@@ -31,7 +31,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cpis.adapters.keys import KeyMaterial
-from cpis.errors import CpisError
+from cpis.errors import VaultError
 
 _VERSION = 1
 _NONCE_BYTES = 12
@@ -39,16 +39,8 @@ _TAG_BYTES = 16
 _NHS_SEPARATORS = str.maketrans("", "", " -")
 
 
-class VaultError(CpisError):
-    """A sealed value cannot be opened: unknown key id, damaged, or moved between columns.
-
-    A 500 to the caller: it means the database or the keys are wrong, never
-    that the request was. The message never includes the value.
-    """
-
-
 class FieldVault:
-    """The :class:`cpis.ports.Vault` over AES-256-GCM data keys and an HMAC hash key."""
+    """The :class:`cpis.ports.vault.Vault` over AES-256-GCM data keys and an HMAC hash key."""
 
     __slots__ = ("_active_header", "_active_kid", "_aeads", "_blind_keys", "_hash_key")
 

@@ -20,7 +20,8 @@ import asyncpg
 
 from cpis.adapters.postgres import UNAVAILABLE
 from cpis.errors import Unavailable
-from cpis.ports import IndexPerson, Vault
+from cpis.model.persons import IndexPerson
+from cpis.ports.vault import Vault
 
 KIND = "nhs-number-inactive"
 _NAMESPACE = uuid.UUID("bf5ae8eb-2f18-416a-807e-0a5863287e21")

@@ -65,7 +65,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from cpis.settings import Settings, SettingsError
+from cpis.errors import MissingKeys, SettingsError
+from cpis.settings import Settings
 
 DATA_KEYS_FILE = "data.keys"
 HASH_KEY_FILE = "hash.key"
@@ -110,10 +111,6 @@ class KeyMaterial:
         """Every audit key that may have signed a seal, by key id (the active one first)."""
         keys = (self.audit_key.public_key(), *self.previous_audit_keys)
         return {audit_key_id(k): k for k in keys}
-
-
-class MissingKeys(SettingsError):
-    """A key file is not there and this command may not make one (issue 9, item 12)."""
 
 
 def missing_key_files(settings: Settings) -> list[Path]:

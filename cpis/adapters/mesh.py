@@ -24,7 +24,7 @@ Sending does not: our notifications and acknowledgements are a few kB, far
 below any MESH chunk limit, so :meth:`MeshClient.send_message` refuses a body
 over :data:`MAX_SEND_BYTES` instead of carrying code that would never run.
 
-Errors: every failure is a :class:`MeshError` with the HTTP status (``None``
+Errors: every failure is a :class:`~cpis.errors.MeshError` with the HTTP status (``None``
 when no answer came) and whether retrying later may help, so the dispatcher
 can choose between backing off and parking the notification. The client
 never retries by itself: retries belong to the durable outbox.
@@ -45,7 +45,6 @@ import ssl
 import uuid
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hashlib import sha256
 from typing import Any
@@ -53,6 +52,9 @@ from urllib.parse import quote
 
 import aiohttp
 import structlog
+
+from cpis.errors import MeshError
+from cpis.model.uploads import MeshMessage
 
 log = structlog.get_logger("cpis.mesh")
 
@@ -63,55 +65,6 @@ MESH_V2_JSON = "application/vnd.mesh.v2+json"
 MAX_SEND_BYTES = 20 * 1024 * 1024
 
 _CLIENT_VERSION = "cpis-mesh;1"
-
-
-class MeshError(Exception):
-    """A MESH request failed.
-
-    ``status`` is the HTTP status, or ``None`` when MESH never answered
-    (connection refused, reset, timed out). ``retryable`` is True when the same
-    request may succeed later: no answer, 5xx, or 429; any other 4xx means the
-    request itself is wrong (bad credentials, unknown recipient, gone message).
-
-    ``mesh_code`` and ``mesh_description`` are MESH's own error code and text,
-    when it sent any; they are kept out of ``str(error)`` because a server's
-    error text may echo what was sent, and what is sent may be personal data.
-    """
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        status: int | None,
-        retryable: bool,
-        mesh_code: str | None = None,
-        mesh_description: str | None = None,
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
-        self.retryable = retryable
-        self.mesh_code = mesh_code
-        self.mesh_description = mesh_description
-
-
-@dataclass(frozen=True, slots=True)
-class MeshMessage:
-    """One message downloaded from our inbox, chunks joined and decompressed.
-
-    ``message_type`` is ``DATA`` for a message a sender posted and ``REPORT``
-    for a MESH report (e.g. a non-delivery report), which has no body.
-    """
-
-    id: str
-    sender: str | None
-    workflow_id: str | None
-    subject: str | None = field(repr=False)  # the sender's free text
-    local_id: str | None
-    filename: str | None
-    body: bytes = field(repr=False)  # carries an NHS number
-    message_type: str = "DATA"
-    content_type: str | None = None
 
 
 class AuthTokenGenerator:
@@ -294,7 +247,7 @@ class MeshClient:
             messages = data.get("messages", [])
             if not isinstance(messages, list):
                 raise MeshError(
-                    "MESH list_inbox: unexpected response shape", status=200, retryable=False
+                    "MESH list_inbox: unexpected response shape", mesh_status=200, retryable=False
                 )
             ids.extend(str(m) for m in messages)
             links = data.get("links") or {}
@@ -317,21 +270,25 @@ class MeshClient:
             _s, chunk_headers, data = await self._download(message_id, chunk)
             if _encoding(chunk_headers) != _encoding(headers):
                 raise MeshError(
-                    "MESH read: chunks disagree on Content-Encoding", status=_s, retryable=False
+                    "MESH read: chunks disagree on Content-Encoding",
+                    mesh_status=_s,
+                    retryable=False,
                 )
             parts.append(data)
         body = b"".join(parts)
         encoding = _encoding(headers)
         if encoding not in ("", "identity", "gzip"):
             raise MeshError(
-                "MESH read: unsupported Content-Encoding", status=status, retryable=False
+                "MESH read: unsupported Content-Encoding", mesh_status=status, retryable=False
             )
         if encoding == "gzip":
             try:
                 body = gzip.decompress(body)
             except (OSError, EOFError, zlib.error):
                 raise MeshError(
-                    "MESH read: gzip body could not be decompressed", status=status, retryable=False
+                    "MESH read: gzip body could not be decompressed",
+                    mesh_status=status,
+                    retryable=False,
                 ) from None
         log.info(
             "mesh_message_read",
@@ -414,12 +371,16 @@ class MeshClient:
                 resp_headers = resp.headers
         except TimeoutError:
             log.warning("mesh_request_failed", operation=operation, reason="timeout")
-            raise MeshError(f"MESH {operation}: timed out", status=None, retryable=True) from None
+            raise MeshError(
+                f"MESH {operation}: timed out", mesh_status=None, retryable=True
+            ) from None
         except aiohttp.ClientError as exc:
             # The exception's text is about the connection, never about the body.
             log.warning("mesh_request_failed", operation=operation, reason=type(exc).__name__)
             raise MeshError(
-                f"MESH {operation}: no answer ({type(exc).__name__})", status=None, retryable=True
+                f"MESH {operation}: no answer ({type(exc).__name__})",
+                mesh_status=None,
+                retryable=True,
             ) from None
         if status not in ok:
             code, description = _error_detail(payload)
@@ -434,7 +395,7 @@ class MeshClient:
             reason = f"MESH {operation}: HTTP {status}" + (f" ({code})" if code else "")
             raise MeshError(
                 reason,
-                status=status,
+                mesh_status=status,
                 retryable=retryable,
                 mesh_code=code,
                 mesh_description=description,
@@ -447,17 +408,21 @@ def _json(payload: bytes, *, operation: str) -> dict[str, Any]:
         data = json.loads(payload)
     except ValueError:
         raise MeshError(
-            f"MESH {operation}: response is not JSON", status=200, retryable=False
+            f"MESH {operation}: response is not JSON", mesh_status=200, retryable=False
         ) from None
     if not isinstance(data, dict):
-        raise MeshError(f"MESH {operation}: unexpected response shape", status=200, retryable=False)
+        raise MeshError(
+            f"MESH {operation}: unexpected response shape", mesh_status=200, retryable=False
+        )
     return data
 
 
 def _json_field(payload: bytes, field: str, *, operation: str) -> str:
     value = _json(payload, operation=operation).get(field)
     if not isinstance(value, str) or not value:
-        raise MeshError(f"MESH {operation}: response lacks {field}", status=200, retryable=False)
+        raise MeshError(
+            f"MESH {operation}: response lacks {field}", mesh_status=200, retryable=False
+        )
     return value
 
 
@@ -490,7 +455,7 @@ def _total_chunks(headers: Mapping[str, str], status: int) -> int:
         _first, total = (int(part) for part in raw.split(":"))
     except ValueError:
         raise MeshError(
-            "MESH read: malformed mex-Chunk-Range", status=status, retryable=False
+            "MESH read: malformed mex-Chunk-Range", mesh_status=status, retryable=False
         ) from None
     # A report (e.g. non-delivery) has no chunks at all and says "1:0".
     return max(total, 1)

@@ -1,7 +1,8 @@
-"""What the MESH upload poller (``cpis.workers.mesh_uploads``) needs from the outside.
+"""What the MESH upload poller (``cpis.workers.mesh_uploads``) needs from the database.
 
-- :class:`MeshInbox`: our MESH mailbox, with :class:`~cpis.adapters.mesh.MeshError`
-  translated into the worker's :class:`~cpis.workers.mesh_uploads.MailboxError`;
+Its mailbox is :class:`cpis.adapters.mesh.MeshClient` itself (the ``Mailbox``
+port, failing with :class:`cpis.errors.MeshError`). Here:
+
 - :class:`PgMeshSenders`: which LAs a sending mailbox is registered to (``la_mesh``,
   set by ``cpis la mesh``);
 - :class:`PgPollLock`: one replica polls a mailbox at a time, so two replicas
@@ -16,65 +17,8 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
-from cpis.adapters.mesh import MeshClient, MeshError, MeshMessage
 from cpis.adapters.postgres import UNAVAILABLE
 from cpis.errors import Unavailable
-from cpis.workers.mesh_uploads import MailboxError
-
-
-def _failed(exc: MeshError) -> MailboxError:
-    # MeshError's text names the operation and status, never a body or subject.
-    return MailboxError(exc.reason, retryable=exc.retryable)
-
-
-class MeshInbox:
-    def __init__(self, client: MeshClient) -> None:
-        self._client = client
-
-    async def list_inbox(self) -> list[str]:
-        try:
-            return await self._client.list_inbox()
-        except MeshError as exc:
-            raise _failed(exc) from None
-
-    async def read_message(self, message_id: str) -> MeshMessage:
-        try:
-            return await self._client.read_message(message_id)
-        except MeshError as exc:
-            raise _failed(exc) from None
-
-    async def send_message(
-        self,
-        *,
-        recipient: str,
-        workflow_id: str,
-        body: bytes,
-        subject: str | None = None,
-        local_id: str | None = None,
-        filename: str | None = None,
-        content_type: str = "application/json",
-    ) -> str:
-        try:
-            return await self._client.send_message(
-                recipient=recipient,
-                workflow_id=workflow_id,
-                body=body,
-                subject=subject,
-                local_id=local_id,
-                filename=filename,
-                content_type=content_type,
-            )
-        except MeshError as exc:
-            raise _failed(exc) from None
-
-    async def acknowledge(self, message_id: str) -> None:
-        try:
-            await self._client.acknowledge(message_id)
-        except MeshError as exc:
-            raise _failed(exc) from None
-
-    async def close(self) -> None:
-        await self._client.close()
 
 
 class PgMeshSenders:

@@ -28,44 +28,31 @@ access event's sealed viewer; who acknowledged a notification is sealed too.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 
-from cpis.adapters.postgres import UNAVAILABLE, access_event_from_row, open_text, open_viewer
+from cpis.adapters.postgres import UNAVAILABLE, access_event_from_row, open_viewer
+from cpis.adapters.subscription_store import subscription_from_row
 from cpis.errors import Unavailable
-from cpis.fhir.subscriptions import NhsNumberChange
-from cpis.model import AccessEvent
-from cpis.ports import Vault
+from cpis.model import SettingType
+from cpis.model.notifications import (
+    DeadDelivery,
+    Delivery,
+    InboxAttendance,
+    InboxNumberChange,
+    Subscription,
+)
+from cpis.model.persons import NhsNumberChange
+from cpis.ports.vault import Vault
 
 _FAN_OUT_LOCK = 7_201_843_553
 # Who acknowledged a notification: an LA user's id (or their system's client
 # id), sealed like every other staff identifier at rest.
 _ACKNOWLEDGED_BY = "acknowledged_by"
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    id: int
-    notification_id: uuid.UUID
-    la_ods: str
-    channel: str
-    target: str
-    event_number: int | None
-    attempts: int
-    created_at: datetime
-    plan_ids: tuple[str, ...]
-    event: AccessEvent | None
-    subscription: Mapping[str, Any] | None
-    mesh_workflow_id: str | None = None
-    kind: str = "access"
-    # kind nhs-number-inactive: the numbers, and when the change was noticed
-    nhs_number_change: NhsNumberChange | None = None
-    noted_at: datetime | None = None
 
 
 # The oldest pending delivery of each target (a loose index scan over the
@@ -183,7 +170,7 @@ class PgOutboxStore:
             sub = await conn.fetchrow(
                 "SELECT * FROM subscription WHERE id::text = $1", row["target"]
             )
-            subscription = None if sub is None else self._subscription_row(sub)
+            subscription = None if sub is None else subscription_from_row(sub, self._vault)
         return Delivery(
             id=row["id"],
             notification_id=row["notification_id"],
@@ -211,7 +198,7 @@ class PgOutboxStore:
 
     # --- subscriptions' handshakes and heartbeats -------------------------------
 
-    async def subscriptions_needing(self, *, now: datetime) -> list[dict[str, Any]]:
+    async def subscriptions_needing(self, *, now: datetime) -> list[Subscription]:
         """Subscriptions awaiting a handshake, or due a heartbeat."""
         rows = await self._fetch(
             "SELECT * FROM subscription WHERE status = 'requested'"
@@ -220,12 +207,7 @@ class PgOutboxStore:
             "         < $1::timestamptz - make_interval(secs => heartbeat_seconds))",
             now,
         )
-        return [self._subscription_row(r) for r in rows]
-
-    def _subscription_row(self, r: Any) -> dict[str, Any]:
-        row = dict(r)
-        row["headers"] = [open_text(self._vault, "subscription_header", h) for h in row["headers"]]
-        return row
+        return [subscription_from_row(r, self._vault) for r in rows]
 
     async def expire_subscriptions(self, *, now: datetime) -> int:
         """Subscriptions past their ``end`` are switched off (FHIR: status off)."""
@@ -278,7 +260,7 @@ class PgOutboxStore:
 
     async def inbox(
         self, la_ods: str, *, include_acknowledged: bool, limit: int
-    ) -> Sequence[dict[str, Any]]:
+    ) -> Sequence[InboxAttendance]:
         rows = await self._fetch(
             "SELECT o.notification_id, o.plan_ids, o.created_at, o.acknowledged_at,"
             " o.acknowledged_by_sealed, e.id AS event_id, e.nhs_sealed, e.occurred_at, e.org_ods,"
@@ -295,23 +277,37 @@ class PgOutboxStore:
         )
         out = []
         for r in rows:
-            item = self._opened(r)
-            item["nhs_number"] = self._vault.open("nhs_number", item.pop("nhs_sealed"))
-            viewer = open_viewer(self._vault, item.pop("viewer_sealed"))
-            item.update(viewer._asdict())
-            out.append(item)
+            viewer = open_viewer(self._vault, r["viewer_sealed"])
+            out.append(
+                InboxAttendance(
+                    notification_id=r["notification_id"],
+                    access_event_id=r["event_id"],
+                    nhs_number=self._vault.open("nhs_number", r["nhs_sealed"]),
+                    plan_ids=tuple(r["plan_ids"]),
+                    occurred_at=r["occurred_at"],
+                    org_ods=r["org_ods"],
+                    org_name=r["org_name"],
+                    setting_type=SettingType(r["setting_type"]),
+                    user_name=viewer.user_name,
+                    user_role=viewer.user_role,
+                    role_code=viewer.role_code,
+                    role_profile_id=viewer.role_profile_id,
+                    user_verified=r["user_verified"],
+                    acknowledged_at=r["acknowledged_at"],
+                    acknowledged_by=self._acknowledged_by(r),
+                    deliveries=tuple(r["deliveries"]),
+                )
+            )
         return out
 
-    def _opened(self, r: Any) -> dict[str, Any]:
-        """A row as a dict, with who acknowledged it opened."""
-        item = dict(r)
-        by = item.pop("acknowledged_by_sealed")
-        item["acknowledged_by"] = None if by is None else self._vault.open(_ACKNOWLEDGED_BY, by)
-        return item
+    def _acknowledged_by(self, r: Any) -> str | None:
+        """Who acknowledged the notification of row ``r``, opened."""
+        by = r["acknowledged_by_sealed"]
+        return None if by is None else self._vault.open(_ACKNOWLEDGED_BY, by)
 
     async def nhs_number_changes(
         self, la_ods: str, *, include_acknowledged: bool, limit: int
-    ) -> Sequence[dict[str, Any]]:
+    ) -> Sequence[InboxNumberChange]:
         """The LA's ``nhs-number-inactive`` notifications, newest first, numbers opened."""
         rows = await self._fetch(
             "SELECT o.notification_id, o.kind, o.plan_ids, o.created_at, o.acknowledged_at,"
@@ -326,18 +322,19 @@ class PgOutboxStore:
             include_acknowledged,
             limit,
         )
-        out = []
-        for r in rows:
-            item = {
-                k: v
-                for k, v in self._opened(r).items()
-                if k not in ("old_nhs_sealed", "new_nhs_sealed")
-            }
-            change = self._change(r)
-            item["nhs_number"] = change.old_nhs_number
-            item["new_nhs_number"] = change.new_nhs_number
-            out.append(item)
-        return out
+        return [
+            InboxNumberChange(
+                notification_id=r["notification_id"],
+                kind=r["kind"],
+                change=self._change(r),
+                plan_ids=tuple(r["plan_ids"]),
+                noted_at=r["created_at"],
+                acknowledged_at=r["acknowledged_at"],
+                acknowledged_by=self._acknowledged_by(r),
+                deliveries=tuple(r["deliveries"]),
+            )
+            for r in rows
+        ]
 
     async def acknowledge(
         self, la_ods: str, ids: Sequence[uuid.UUID], *, by: str, now: datetime
@@ -353,14 +350,26 @@ class PgOutboxStore:
         )
         return len(rows)
 
-    async def dead_deliveries(self, la_ods: str | None) -> Sequence[dict[str, Any]]:
+    async def dead_deliveries(self, la_ods: str | None) -> Sequence[DeadDelivery]:
         rows = await self._fetch(
             "SELECT id, notification_id, la_ods, channel, target, attempts, created_at,"
             " last_error FROM delivery WHERE state = 'dead' AND ($1::text IS NULL OR la_ods = $1)"
             " ORDER BY id",
             la_ods,
         )
-        return [dict(r) for r in rows]
+        return [
+            DeadDelivery(
+                id=r["id"],
+                notification_id=r["notification_id"],
+                la_ods=r["la_ods"],
+                channel=r["channel"],
+                target=r["target"],
+                attempts=r["attempts"],
+                created_at=r["created_at"],
+                last_error=r["last_error"],
+            )
+            for r in rows
+        ]
 
     async def _fetch(self, query: str, *args: Any) -> list[Any]:
         try:

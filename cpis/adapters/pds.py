@@ -42,7 +42,7 @@ import orjson
 
 from cpis.errors import PersonIndexUnavailable
 from cpis.matching.nhs_number import check
-from cpis.ports import IndexPerson, PersonQuery
+from cpis.model.persons import IndexPerson, PersonQuery
 
 _RESTRICTED = frozenset({"R", "V", "REDACTED"})
 _BUSY = frozenset({408, 429, 503})
@@ -69,7 +69,7 @@ _KNOWN_CODES = frozenset(
 
 
 class PdsPersonIndex:
-    """The :class:`~cpis.ports.PersonIndex` over the PDS FHIR API."""
+    """The :class:`~cpis.ports.person_index.PersonIndex` over the PDS FHIR API."""
 
     name = "pds"
 

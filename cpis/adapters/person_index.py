@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -28,15 +27,12 @@ import orjson
 from cpis.adapters.crypto import FieldVault
 from cpis.adapters.pds import PdsPersonIndex
 from cpis.adapters.postgres import UNAVAILABLE, Connection
-from cpis.errors import PersonIndexUnavailable, Unavailable
+from cpis.errors import IndexFileRejected, PersonIndexUnavailable, Unavailable
 from cpis.matching.blocking import query_keys, record_keys
-from cpis.person_index_file import (
-    MAX_ERRORS,
-    FileError,
-    IndexFileRejected,
-    read_rows,
-)
-from cpis.ports import IndexPerson, PersonIndex, PersonQuery, Vault
+from cpis.model.persons import FileError, IndexPerson, LoadResult, PersonQuery
+from cpis.person_index_file import MAX_ERRORS, read_rows
+from cpis.ports.person_index import PersonIndex
+from cpis.ports.vault import Vault
 from cpis.settings import Settings
 
 SEAL_PURPOSE = "person-index"
@@ -109,7 +105,7 @@ def _blocking_keys(vault: Vault, keys: frozenset[str]) -> list[bytes]:
 
 
 class LocalPersonIndex:
-    """The :class:`~cpis.ports.PersonIndex` over the ``person_index`` table."""
+    """The :class:`~cpis.ports.person_index.PersonIndex` over the ``person_index`` table."""
 
     name = "local"
 
@@ -168,34 +164,6 @@ class LocalPersonIndex:
 
 
 # --- loading -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class LoadResult:
-    """What a load did.
-
-    ``rows`` were in the file; of those ``inserted`` were new numbers,
-    ``updated`` changed an existing row and ``unchanged`` matched it exactly.
-    ``removed`` rows were dropped because a ``replace`` load did not carry them.
-    ``superseded``, ``inactive`` (superseded ones included) and ``sensitive``
-    count the file's rows.
-
-    ``newly_inactive`` is every number this load made "no longer in use":
-    superseded or retired now, and before the load either absent from the
-    index, in use, or superseded by a different number. The LAs holding plans
-    on those numbers are told (``nhs-number-inactive`` notifications).
-    """
-
-    rows: int
-    inserted: int
-    updated: int
-    unchanged: int
-    removed: int
-    superseded: int
-    inactive: int
-    sensitive: int
-    newly_inactive: tuple[IndexPerson, ...] = field(default=())
-
 
 _LOAD_COLUMNS = (
     "line",

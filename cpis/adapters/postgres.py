@@ -1,7 +1,7 @@
 """PostgreSQL through asyncpg: the only module that sees ``asyncpg.Record``.
 
 Personal data is hashed and sealed here, on its way in, through the
-:class:`~cpis.ports.Vault`; callers pass and receive plain domain values.
+:class:`~cpis.ports.vault.Vault`; callers pass and receive plain domain values.
 Connection failures are translated to :class:`cpis.errors.Unavailable` at this
 edge, so the web layer answers 503 with Retry-After instead of 500.
 """
@@ -29,6 +29,7 @@ from cpis.la_details import checked_la, checked_name, checked_phone, checked_win
 from cpis.model import (
     AccessEvent,
     Accessor,
+    AuditEntry,
     Client,
     LocalAuthority,
     Organisation,
@@ -37,8 +38,11 @@ from cpis.model import (
     PlanType,
     Role,
     SettingType,
+    StoredAccessEvent,
 )
-from cpis.ports import AuditEntry, StoredAccessEvent, Vault
+from cpis.model.uploads import Acknowledgement
+from cpis.ports.vault import Vault
+from cpis.uploads.acknowledgement import acknowledgement_json, parse_acknowledgement
 
 # A pooled connection is a proxy for a Connection; both offer the same calls.
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
@@ -334,7 +338,7 @@ def access_event_from_row(r: asyncpg.Record, vault: Vault, *, id_column: str = "
 
 
 class PgTransaction:
-    """The :class:`~cpis.ports.Transaction` port over one asyncpg connection."""
+    """The :class:`~cpis.ports.database.Transaction` port over one asyncpg connection."""
 
     def __init__(self, conn: Connection, vault: Vault) -> None:
         self._conn = conn
@@ -716,13 +720,13 @@ class PgTransaction:
             "SELECT pg_advisory_xact_lock(hashtextextended('upload:' || $1, 0))", la_ods
         )
 
-    async def upload_acknowledgement(self, la_ods: str, sequence: int) -> dict[str, Any] | None:
+    async def upload_acknowledgement(self, la_ods: str, sequence: int) -> Acknowledgement | None:
         ack = await self._conn.fetchval(
             "SELECT acknowledgement FROM upload WHERE la_ods = $1 AND sequence = $2",
             la_ods,
             sequence,
         )
-        return None if ack is None else self._opened_ack(ack)
+        return None if ack is None else parse_acknowledgement(self._opened_ack(ack))
 
     async def last_upload_sequence(self, la_ods: str) -> int | None:
         value = await self._conn.fetchval(
@@ -731,7 +735,7 @@ class PgTransaction:
         return None if value is None else int(value)
 
     async def store_upload(
-        self, la_ods: str, sequence: int, file_code: str, ack: dict[str, Any], at: datetime
+        self, la_ods: str, sequence: int, file_code: str, ack: Acknowledgement, at: datetime
     ) -> None:
         await self._conn.execute(
             "INSERT INTO upload (la_ods, sequence, received_at, file_code, acknowledgement)"
@@ -740,7 +744,7 @@ class PgTransaction:
             sequence,
             at,
             file_code,
-            self._sealed_ack(ack),
+            self._sealed_ack(acknowledgement_json(ack)),
         )
 
     # An acknowledgement is stored as jsonb, and a database dump must not give
@@ -815,7 +819,7 @@ async def _append_audit(
 
 
 class PgDatabase:
-    """The :class:`~cpis.ports.Database` port over an asyncpg pool."""
+    """The :class:`~cpis.ports.database.Database` port over an asyncpg pool."""
 
     def __init__(self, pool: asyncpg.Pool, vault: Vault) -> None:
         self.pool = pool

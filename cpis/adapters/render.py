@@ -4,17 +4,15 @@ serialised, and their detached signatures."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from typing import Any
 
 import orjson
 
 from cpis.adapters.keys import KeyMaterial
-from cpis.adapters.outbox_store import Delivery
 from cpis.adapters.signing import DetachedSigner
 from cpis.fhir.notifications import notification_bundle
-from cpis.fhir.subscriptions import NotificationEvent, topic_url
-from cpis.ports import Clock
+from cpis.fhir.subscriptions import topic_url
+from cpis.model.notifications import ControlKind, Delivery, NotificationEvent, Payload, Subscription
+from cpis.ports.clock import Clock
 
 _MESH_NAMESPACE = uuid.UUID("8f0c6c1e-2b8a-4f55-9d0e-6c1a3f1f7a10")
 
@@ -25,32 +23,32 @@ class Renderer:
         self._clock = clock
         self._signer = DetachedSigner(keys.signing_key)
 
-    def _mesh_subscription(self, d: Delivery) -> dict[str, Any]:
+    def _mesh_subscription(self, d: Delivery) -> Subscription:
         """MESH deliveries have no FHIR Subscription; describe the mailbox as one so the
         body has the same shape on every channel."""
         now = self._clock.now()
-        return {
-            "id": uuid.uuid5(_MESH_NAMESPACE, f"{d.la_ods}:{d.target}"),
-            "la_ods": d.la_ods,
-            "client_id": "mesh",
-            "status": "active",
-            "topic": topic_url(self._base),
-            "reason": "MESH delivery",
-            "endpoint": f"mesh:{d.target}",
-            "headers": [],
-            "payload": "full-resource",
-            "heartbeat_seconds": None,
-            "timeout_seconds": 10,
-            "end_at": None,
-            "events_since_start": 0,
-            "last_sent_at": None,
-            "error": None,
-            "version": 1,
-            "created_at": now,
-            "updated_at": now,
-        }
+        return Subscription(
+            id=uuid.uuid5(_MESH_NAMESPACE, f"{d.la_ods}:{d.target}"),
+            la_ods=d.la_ods,
+            client_id="mesh",
+            status="active",
+            topic=topic_url(self._base),
+            reason="MESH delivery",
+            endpoint=f"mesh:{d.target}",
+            headers=(),
+            payload="full-resource",
+            heartbeat_seconds=None,
+            timeout_seconds=10,
+            end_at=None,
+            events_since_start=0,
+            last_sent_at=None,
+            error=None,
+            version=1,
+            created_at=now,
+            updated_at=now,
+        )
 
-    def event(self, d: Delivery, payload: str) -> bytes:
+    def event(self, d: Delivery, payload: Payload) -> bytes:
         sub = d.subscription if d.subscription is not None else self._mesh_subscription(d)
         occurred_at = d.created_at
         if d.event is not None:
@@ -71,17 +69,12 @@ class Renderer:
             [event],
             base=self._base,
             now=self._clock.now(),
-            payload=payload,  # type: ignore[arg-type]
+            payload=payload,
         )
         return orjson.dumps(bundle)
 
-    def control(self, sub: Mapping[str, Any], kind: str) -> bytes:
-        bundle = notification_bundle(
-            kind,  # type: ignore[arg-type]
-            sub,
-            base=self._base,
-            now=self._clock.now(),
-        )
+    def control(self, sub: Subscription, kind: ControlKind) -> bytes:
+        bundle = notification_bundle(kind, sub, base=self._base, now=self._clock.now())
         return orjson.dumps(bundle)
 
     def sign(self, body: bytes) -> str:

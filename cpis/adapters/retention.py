@@ -9,23 +9,15 @@ transaction advisory lock); each batch is its own transaction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 
 import asyncpg
 
 from cpis import rules
-from cpis.model import PlanFields, PlanType
-from cpis.ports import Vault
+from cpis.model import PlanFields, PlanType, PurgeResult
+from cpis.ports.vault import Vault
 
 _PURGE_LOCK = 7_201_843_554
-
-
-@dataclass(frozen=True, slots=True)
-class PurgeResult:
-    plans: int
-    access_events: int
-    notifications: int
 
 
 class PgRetention:

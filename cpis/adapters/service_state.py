@@ -21,10 +21,10 @@ from collections.abc import Mapping
 
 import asyncpg
 
-from cpis.adapters.crypto import FieldVault, VaultError
+from cpis.adapters.crypto import FieldVault
 from cpis.adapters.keys import KeyMaterial, data_key_id
 from cpis.adapters.postgres import Connection
-from cpis.errors import StartupError
+from cpis.errors import StartupError, VaultError
 
 HASH_KEY = "key:hash"
 DATA_KEY = "key:data:"

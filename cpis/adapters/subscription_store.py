@@ -21,15 +21,10 @@ import asyncpg
 
 from cpis.adapters.postgres import UNAVAILABLE, access_event_from_row, open_text, seal_text
 from cpis.errors import Unavailable, VersionMismatch
-from cpis.fhir.subscription_request import SubscriptionRequest
-from cpis.fhir.subscriptions import (
-    NhsNumberChange,
-    NotificationEvent,
-    Status,
-    Subscription,
-)
 from cpis.model import AccessEvent
-from cpis.ports import Vault
+from cpis.model.notifications import NotificationEvent, Status, Subscription, SubscriptionRequest
+from cpis.model.persons import NhsNumberChange
+from cpis.ports.vault import Vault
 
 # channel.header values often carry the LA's bearer secret for its endpoint:
 # sealed at rest like personal data, so a database dump does not give them away.
@@ -42,7 +37,9 @@ _COLUMNS = """
 """
 
 
-def _subscription(r: asyncpg.Record, vault: Vault) -> Subscription:
+def subscription_from_row(r: asyncpg.Record, vault: Vault) -> Subscription:
+    """A subscription from a row with the ``subscription`` table's columns (shared with
+    the outbox store), its channel headers opened."""
     return Subscription(
         id=r["id"],
         la_ods=r["la_ods"],
@@ -66,7 +63,7 @@ def _subscription(r: asyncpg.Record, vault: Vault) -> Subscription:
 
 
 class PgSubscriptionStore:
-    """The ``SubscriptionStore`` port of ``cpis.web.subscriptions`` over an asyncpg pool."""
+    """The :class:`~cpis.ports.notifications.SubscriptionStore` port over an asyncpg pool."""
 
     def __init__(self, pool: asyncpg.Pool, vault: Vault) -> None:
         self._pool = pool
@@ -108,7 +105,7 @@ class PgSubscriptionStore:
             request.end_at,
             at,
         )
-        return _subscription(rows[0], self._vault)
+        return subscription_from_row(rows[0], self._vault)
 
     async def get(self, la_ods: str, subscription_id: uuid.UUID) -> Subscription | None:
         rows = await self._fetch(
@@ -116,7 +113,7 @@ class PgSubscriptionStore:
             subscription_id,
             la_ods,
         )
-        return _subscription(rows[0], self._vault) if rows else None
+        return subscription_from_row(rows[0], self._vault) if rows else None
 
     async def search(self, la_ods: str, *, status: Status | None = None) -> list[Subscription]:
         rows = await self._fetch(
@@ -126,7 +123,7 @@ class PgSubscriptionStore:
             la_ods,
             status,
         )
-        return [_subscription(r, self._vault) for r in rows]
+        return [subscription_from_row(r, self._vault) for r in rows]
 
     async def update(
         self,
@@ -164,7 +161,7 @@ class PgSubscriptionStore:
             at,
         )
         if rows:
-            return _subscription(rows[0], self._vault)
+            return subscription_from_row(rows[0], self._vault)
         if if_match is not None and await self.get(la_ods, subscription_id) is not None:
             raise VersionMismatch("If-Match does not match the current version")
         return None

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import ssl
 
-from cpis.settings import Settings, SettingsError
+from cpis.errors import SettingsError
+from cpis.settings import Settings
 
 
 def server_ssl_context(settings: Settings) -> ssl.SSLContext | None:

@@ -37,6 +37,7 @@ from joserfc.jwk import ECKey, JWKRegistry, Key, OKPKey, RSAKey
 
 from cpis.errors import Forbidden, Unauthenticated
 from cpis.model import Client, Principal, Role, Viewer
+from cpis.ports.tokens import Jwks
 
 CLIENT_ALGORITHMS = frozenset({"RS512", "ES256", "ES384", "EdDSA"})
 ISSUED_ALG = "ES256"
@@ -99,7 +100,8 @@ def registry_for(alg: str) -> jws.JWSRegistry:
 
 
 class JwtTokenAuthority:
-    """The :class:`cpis.ports.TokenAuthority`: checks client assertions, issues and verifies tokens.
+    """The :class:`cpis.ports.tokens.TokenAuthority`: checks client assertions, issues and
+    verifies tokens.
 
     ``previous_keys`` are public keys of signing keys rotated out: they are
     published and still verify tokens issued before the rotation, but never sign.
@@ -254,11 +256,11 @@ class JwtTokenAuthority:
         )
         return principal, exp
 
-    def public_jwks(self) -> dict[str, Any]:
+    def public_jwks(self) -> Jwks:
         """The JWKS at /.well-known/jwks.json: the current key first, then previous ones."""
         keys = []
         for kid, key in self._verify_keys.items():
-            jwk: dict[str, Any] = dict(key.as_dict(private=False))
+            jwk: dict[str, str | list[str]] = dict(key.as_dict(private=False))
             jwk.update(kid=kid, use="sig", alg=ISSUED_ALG)
             keys.append(jwk)
         return {"keys": keys}

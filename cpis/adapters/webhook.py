@@ -38,7 +38,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from cpis.workers.dispatcher import DeliveryFailed
+from cpis.errors import DeliveryFailed
 
 _RETRYABLE_4XX = {408, 425, 429}
 # Public addresses only, unless the operator names networks (loopback for local testing).

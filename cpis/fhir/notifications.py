@@ -14,9 +14,8 @@ includes it at that URL, where the AuditEvent's relative reference resolves.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 from urllib.parse import quote
 
 from cpis.fhir.resources import (
@@ -32,19 +31,16 @@ from cpis.fhir.subscriptions import (
     EVENT_TYPE_DISPLAY,
     NHS_NUMBER_INACTIVE_EVENT_TYPE,
     NOTIFICATION_PROFILE,
-    NhsNumberChange,
-    NotificationEvent,
     NotificationKind,
-    Payload,
-    Subscription,
     event_type_extension,
     event_type_system,
     notification_id_extension,
     status_parameters,
     status_resource,
-    subscription_from_row,
 )
 from cpis.model import AccessEvent
+from cpis.model.notifications import NotificationEvent, Payload, Subscription
+from cpis.model.persons import NhsNumberChange
 
 
 def _nhs_identifier(nhs_number: str) -> Resource:
@@ -191,7 +187,7 @@ class _Event:
 
 def notification_bundle(
     kind: NotificationKind,
-    subscription: Subscription | Mapping[str, Any],
+    subscription: Subscription,
     events: Sequence[NotificationEvent] = (),
     *,
     base: str,
@@ -203,13 +199,10 @@ def notification_bundle(
     ``kind`` is what the Bundle is for: ``handshake`` (sent once on create or
     when the endpoint changes; no events), ``heartbeat`` (no events),
     ``event-notification`` (what the dispatcher sends, one event per Bundle),
-    or ``query-event`` (a ``$events`` answer, any number). ``subscription``
-    may be the dataclass or a table row as a mapping. ``payload``
+    or ``query-event`` (a ``$events`` answer, any number). ``payload``
     overrides the subscription's (``$events?content=``). A Bundle carrying
     exactly one event has that event's notification id as its ``id``.
     """
-    if not isinstance(subscription, Subscription):
-        subscription = subscription_from_row(subscription)
     content = payload or subscription.payload
     if kind in ("handshake", "heartbeat") and events:
         raise ValueError(f"a {kind} carries no events")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,10 +33,9 @@ from cpis.fhir.subscriptions import (
     PAYLOAD_CONTENT_EXT,
     PAYLOADS,
     TIMEOUT_EXT,
-    Payload,
-    Status,
     topic_url,
 )
+from cpis.model.notifications import Payload, SubscriptionRequest
 
 # Headers the service sets itself on every notification request; a subscription
 # may not override them (a forged signature header would defeat verification).
@@ -59,20 +57,6 @@ _ODS = re.compile(r"^[A-Za-z0-9]{3,10}$")
 # Pydantic reports a body's own keys back in its error locations; only keys
 # that look like element names are echoed (a key could be an NHS number).
 _ELEMENT = re.compile(r"^_?[A-Za-z][A-Za-z0-9]{0,63}$")
-
-
-@dataclass(frozen=True, slots=True)
-class SubscriptionRequest:
-    """What an LA asked for, already validated (see :func:`parse_subscription`)."""
-
-    status: Status
-    reason: str
-    endpoint: str
-    headers: tuple[str, ...]
-    payload: Payload
-    heartbeat_seconds: int | None
-    timeout_seconds: int
-    end_at: datetime | None
 
 
 # --- validating what an LA sends -----------------------------------------------------------

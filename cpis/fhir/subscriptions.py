@@ -3,7 +3,9 @@
 What an LA case management system subscribes to and what arrives at its
 endpoint (the checks an incoming ``Subscription`` must pass are in
 :mod:`cpis.fhir.subscription_request`). No I/O: the routes
-(``cpis.web.subscriptions``), the store and the dispatcher call these.
+(``cpis.web.subscriptions``) and the notification renderer
+(``cpis.adapters.render``) call these, on the plain values of
+:mod:`cpis.model.notifications`.
 
 **What everything here conforms to**: HL7 FHIR *Subscriptions R5 Backport*
 IG version 1.1.0 (STU 1.1, http://hl7.org/fhir/uv/subscriptions-backport/STU1.1/),
@@ -101,13 +103,11 @@ Decisions, and why:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Literal
 
 from cpis.fhir.resources import Resource, instant
-from cpis.model import AccessEvent
+from cpis.model.notifications import Payload, Status, Subscription
 
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport"
 # The IG version everything here is built to, and where it is published.
@@ -148,8 +148,6 @@ FHIR_JSON = "application/fhir+json"
 # The filter parameter the topic defines: the owning LA's ODS code.
 FILTER_PARAMETER = "local-authority"
 
-Status = Literal["requested", "active", "error", "off"]
-Payload = Literal["empty", "id-only", "full-resource"]
 NotificationKind = Literal["handshake", "heartbeat", "event-notification", "query-event"]
 
 STATUSES: tuple[Status, ...] = ("requested", "active", "error", "off")
@@ -191,85 +189,6 @@ def event_type_extension(base: str) -> str:
 def event_type_system(base: str) -> str:
     """Where the event-type codes (``cpis-attendance-1``, ...) are defined."""
     return f"{base}/CodeSystem/notification-event-type"
-
-
-@dataclass(frozen=True, slots=True)
-class Subscription:
-    """One stored subscription (table ``subscription``).
-
-    Lives here rather than in ``cpis.model`` only because this module owns the
-    feature; it is a plain value with no FHIR in it.
-    """
-
-    id: uuid.UUID
-    la_ods: str
-    client_id: str
-    status: Status
-    topic: str
-    reason: str | None
-    endpoint: str
-    headers: tuple[str, ...]
-    payload: Payload
-    heartbeat_seconds: int | None
-    timeout_seconds: int
-    end_at: datetime | None
-    events_since_start: int
-    last_sent_at: datetime | None
-    error: str | None
-    version: int
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class NhsNumberChange:
-    """The person index no longer uses ``old_nhs_number``: it was superseded by
-    ``new_nhs_number``, or is inactive with no replacement known (None)."""
-
-    old_nhs_number: str
-    new_nhs_number: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class NotificationEvent:
-    """One numbered event of a subscription: a delivery row joined to its outbox row.
-
-    ``access_event`` is None when retention has already removed the access
-    event (the delivery log outlives it); such an event is rendered with its
-    number, time, type and notification id only. ``nhs_number_change`` is set,
-    and ``access_event`` None, for an outbox row of kind ``nhs-number-inactive``.
-    """
-
-    number: int
-    notification_id: uuid.UUID
-    occurred_at: datetime
-    access_event: AccessEvent | None
-    plan_ids: tuple[str, ...] = ()
-    nhs_number_change: NhsNumberChange | None = None
-
-
-def subscription_from_row(row: Mapping[str, Any]) -> Subscription:
-    """A :class:`Subscription` from a ``subscription`` table row as a mapping (column names)."""
-    return Subscription(
-        id=row["id"] if isinstance(row["id"], uuid.UUID) else uuid.UUID(str(row["id"])),
-        la_ods=row["la_ods"],
-        client_id=row["client_id"],
-        status=row["status"],
-        topic=row["topic"],
-        reason=row.get("reason"),
-        endpoint=row["endpoint"],
-        headers=tuple(row.get("headers") or ()),
-        payload=row["payload"],
-        heartbeat_seconds=row.get("heartbeat_seconds"),
-        timeout_seconds=row.get("timeout_seconds") or DEFAULT_TIMEOUT_SECONDS,
-        end_at=row.get("end_at"),
-        events_since_start=row.get("events_since_start") or 0,
-        last_sent_at=row.get("last_sent_at"),
-        error=row.get("error"),
-        version=row.get("version") or 1,
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
 
 
 # --- the Subscription resource ---------------------------------------------------------

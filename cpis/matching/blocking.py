@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 
 from cpis.matching import names
-from cpis.ports import IndexPerson, PersonQuery
+from cpis.model.persons import IndexPerson, PersonQuery
 
 
 def _surnames(family: str | None) -> frozenset[str]:
@@ -137,7 +137,7 @@ class BlockIndex:
 
 
 class MemoryIndex:
-    """A :class:`~cpis.ports.PersonIndex` in memory on these keys, as the local index
+    """A :class:`~cpis.ports.person_index.PersonIndex` in memory on these keys, as the local index
     files them: for the matching benchmark and tests of the code that uses an index.
     ``searches`` counts the searches made."""
 

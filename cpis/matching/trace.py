@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from cpis.matching.demographics import MatchResult, Person, compare
-from cpis.ports import IndexPerson
+from cpis.model.persons import IndexPerson
 
 TraceStatus = Literal["certain", "possible", "none"]
 

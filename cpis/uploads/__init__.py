@@ -1,7 +1,12 @@
 """Batch uploads from LA case management systems (SPEC §5).
 
-Pure code: parsing here, applying in ``cpis.services``, transport in ``cpis.web``
-and the MESH worker. The file format is documented in ``schemas/uploads.md``.
+Parsing a file (:mod:`cpis.uploads.parse`, pure), checking its records against
+the person index (:mod:`cpis.uploads.verify`), applying it in one transaction
+(:mod:`cpis.uploads.apply`) and its acknowledgement's JSON
+(:mod:`cpis.uploads.acknowledgement`); transport is ``cpis.web`` and the MESH
+worker. The values (a parsed file, its records' outcomes, the acknowledgement)
+are in :mod:`cpis.model.uploads`. The file format is documented in
+``schemas/uploads.md``.
 """
 
 from __future__ import annotations
@@ -10,12 +15,6 @@ from cpis.uploads.parse import (
     CSV_COLUMNS,
     DEFAULT_MAX_RECORDS,
     PLAN_FIELDS,
-    FieldRejection,
-    ParsedUpload,
-    RecordAction,
-    RecordRejection,
-    RecordResult,
-    UploadRejected,
     check_plan_fields,
     parse_upload,
     safe_field_name,
@@ -25,12 +24,6 @@ __all__ = [
     "CSV_COLUMNS",
     "DEFAULT_MAX_RECORDS",
     "PLAN_FIELDS",
-    "FieldRejection",
-    "ParsedUpload",
-    "RecordAction",
-    "RecordRejection",
-    "RecordResult",
-    "UploadRejected",
     "check_plan_fields",
     "parse_upload",
     "safe_field_name",

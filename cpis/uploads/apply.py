@@ -27,19 +27,28 @@ number of a CPR05 record, which the LA needs (stored sealed by the adapter).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from cpis.errors import PersonIndexUnavailable
 from cpis.model import PlanFields
-from cpis.ports import Clock, Database, PersonIndex, Transaction
-from cpis.uploads.parse import ParsedUpload, RecordAction, RecordResult, UploadRejected
+from cpis.model.uploads import (
+    AcknowledgedCode,
+    Acknowledgement,
+    FileCode,
+    ParsedUpload,
+    RecordAcknowledgement,
+    RecordAction,
+    RecordResult,
+    UploadRejected,
+)
+from cpis.ports.clock import Clock
+from cpis.ports.database import Database, Transaction
+from cpis.ports.person_index import PersonIndex
 from cpis.uploads.verify import verify_records
 
 
-def rejected_acknowledgement(rejected: UploadRejected) -> dict[str, Any]:
-    return {"file_code": rejected.code, "reason": rejected.reason, "records": []}
+def rejected_acknowledgement(rejected: UploadRejected) -> Acknowledgement:
+    return Acknowledgement(rejected.code, reason=rejected.reason)
 
 
 async def apply_upload(
@@ -49,7 +58,7 @@ async def apply_upload(
     *,
     index: PersonIndex | None = None,
     progress: Callable[[int], None] | None = None,
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[Acknowledgement, bool]:
     """Apply ``parsed``; returns its acknowledgement and whether it was applied just now.
 
     ``progress`` is told how many records have been dealt with, every few
@@ -81,22 +90,22 @@ async def apply_upload(
             la, upserts, now, progress=_offset(progress, len(records) - len(upserts))
         )
         entries = _entries(records, existed)
-        applied = sum(1 for e in entries if e["code"] == "CPR06")
+        applied = sum(1 for e in entries if e.code == "CPR06")
+        file_code: FileCode
         if applied == len(entries):
             file_code = "CPF02"
         elif applied:
             file_code = "CPF03"
         else:
             file_code = "CPF04"
-        ack = {
-            "la_ods": la,
-            "sequence": parsed.sequence,
-            "created": parsed.created.isoformat(),
-            "received_at": now.isoformat(),
-            "file_code": file_code,
-            "summary": dict(sorted(Counter(e["code"] for e in entries).items())),
-            "records": entries,
-        }
+        ack = Acknowledgement(
+            file_code,
+            la_ods=la,
+            sequence=parsed.sequence,
+            created=parsed.created,
+            received_at=now,
+            records=entries,
+        )
         await tx.store_upload(la, parsed.sequence, file_code, ack, now)
     if progress is not None:
         progress(len(records))
@@ -111,7 +120,7 @@ def _offset(progress: Callable[[int], None] | None, done: int) -> Callable[[int]
     return lambda n: report(done + n)
 
 
-async def _settled(tx: Transaction, parsed: ParsedUpload) -> dict[str, Any] | None:
+async def _settled(tx: Transaction, parsed: ParsedUpload) -> Acknowledgement | None:
     """The stored acknowledgement, or a refusal, or None when the file may be applied."""
     la = parsed.la_ods
     previous = await tx.upload_acknowledgement(la, parsed.sequence)
@@ -149,43 +158,34 @@ def _changes(
     return sorted(last_delete), upserts
 
 
-def _entries(records: Sequence[RecordResult], existed: frozenset[str]) -> list[dict[str, Any]]:
+def _entries(
+    records: Sequence[RecordResult], existed: frozenset[str]
+) -> tuple[RecordAcknowledgement, ...]:
     """One acknowledgement entry per record, in file order.
 
     ``existed`` is which of the deleted plans were there before the file; from
     it, walking the file tells whether each delete found its plan.
     """
     present = set(existed)
-    entries: list[dict[str, Any]] = []
+    entries: list[RecordAcknowledgement] = []
     for rec in records:
-        entry: dict[str, Any] = {
-            "record": rec.index,
-            "plan_id": rec.plan_id,
-            "action": None if rec.action is None else rec.action.value,
-        }
+        code: AcknowledgedCode = "CPR06"
+        reason = new_nhs_number = None
         if rec.rejection is not None:
-            entry |= {"code": rec.rejection.code, "reason": rec.rejection.reason}
-            if rec.rejection.new_nhs_number is not None:
-                entry["new_nhs_number"] = rec.rejection.new_nhs_number
+            code, reason, new_nhs_number = rec.rejection
         elif rec.action is RecordAction.DELETE:
             if rec.plan_id in present:
                 present.discard(rec.plan_id)
-                entry["code"] = "CPR06"
             else:
-                entry |= {"code": "CPR07", "reason": "no such plan to delete"}
+                code, reason = "CPR07", "no such plan to delete"
         else:
             assert rec.plan_id is not None
             present.add(rec.plan_id)
-            entry["code"] = "CPR06"
-        entries.append(entry)
-    return entries
+        entries.append(
+            RecordAcknowledgement(rec.index, rec.plan_id, rec.action, code, reason, new_nhs_number)
+        )
+    return tuple(entries)
 
 
-def _refused(parsed: ParsedUpload, reason: str, code: str = "CPF04") -> dict[str, Any]:
-    return {
-        "la_ods": parsed.la_ods,
-        "sequence": parsed.sequence,
-        "file_code": code,
-        "reason": reason,
-        "records": [],
-    }
+def _refused(parsed: ParsedUpload, reason: str, code: FileCode = "CPF04") -> Acknowledgement:
+    return Acknowledgement(code, la_ods=parsed.la_ods, sequence=parsed.sequence, reason=reason)

@@ -22,21 +22,25 @@ from __future__ import annotations
 
 import codecs
 import csv
-import enum
 import io
 import re
 from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Literal, NamedTuple
 
 import orjson
 
 from cpis.matching import nhs_number
 from cpis.model import PlanFields, PlanType
-
-RecordCode = Literal["CPR01", "CPR02", "CPR03", "CPR04", "CPR05", "CPR07"]
-Form = Literal["json", "csv"]
+from cpis.model.uploads import (
+    FieldRejection,
+    Form,
+    ParsedUpload,
+    RecordAction,
+    RecordCode,
+    RecordRejection,
+    RecordResult,
+    UploadRejected,
+)
 
 PLAN_FIELDS: tuple[str, ...] = (
     "nhs_number",
@@ -74,73 +78,7 @@ _CSV_HEADER_KEYS = frozenset({*_HEADER_KEYS, "records"})
 _JSON_KEYS = frozenset({*_HEADER_KEYS, "records"})
 
 
-class RecordAction(enum.StrEnum):
-    UPSERT = "upsert"
-    DELETE = "delete"
-
-
 _ACTIONS: dict[str, RecordAction] = {a.value: a for a in RecordAction}
-
-
-class RecordRejection(NamedTuple):
-    """Why one record was not applied.
-
-    ``new_nhs_number`` is set only for CPR05 (superseded): the acknowledgement
-    gives the LA the number that replaced the one it sent.
-    """
-
-    code: RecordCode
-    reason: str
-    new_nhs_number: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class FieldRejection:
-    """The first bad plan field: ``field`` is None when it must not be named back."""
-
-    code: RecordCode
-    field: str | None
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class RecordResult:
-    """One record's outcome.
-
-    ``index`` is the record's 1-based position in a JSON file's ``records``, or
-    the line of a CSV file it starts on, so an LA developer can find it.
-    ``plan_id`` and ``action`` are None when the record's own were invalid.
-    An accepted upsert has ``fields``; an accepted delete has neither.
-    """
-
-    index: int
-    plan_id: str | None
-    action: RecordAction | None
-    fields: PlanFields | None = None
-    rejection: RecordRejection | None = None
-
-    @property
-    def accepted(self) -> bool:
-        return self.rejection is None
-
-
-@dataclass(frozen=True, slots=True)
-class ParsedUpload:
-    """A well-formed file: its header and one result per record, in file order."""
-
-    la_ods: str
-    sequence: int
-    created: datetime
-    records: tuple[RecordResult, ...]
-    form: Form = "json"
-
-
-@dataclass(frozen=True, slots=True)
-class UploadRejected:
-    """The whole file is refused and nothing of it may be applied."""
-
-    reason: str
-    code: Literal["CPF01"] = "CPF01"
 
 
 class Malformed(Exception):

@@ -52,8 +52,9 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from cpis.matching.demographics import MatchResult, Person, compare
 from cpis.matching.trace import as_person
 from cpis.model import PlanFields
-from cpis.ports import IndexPerson, PersonIndex, PersonQuery
-from cpis.uploads.parse import RecordAction, RecordRejection, RecordResult
+from cpis.model.persons import IndexPerson, PersonQuery
+from cpis.model.uploads import RecordAction, RecordRejection, RecordResult
+from cpis.ports.person_index import PersonIndex
 
 CONFIRM_WEIGHT = 3.5
 """The evidence weight a record short of "match" needs before the index may

@@ -11,9 +11,9 @@ from aiohttp import web
 from cpis import __version__, services
 from cpis.errors import NotFound
 from cpis.fhir import resources as fr
+from cpis.fhir.capability import capability_statement
 from cpis.fhir.search import parse_search
-from cpis.model import AccessEvent, Principal, Role, VisiblePlan
-from cpis.ports import AuditEntry
+from cpis.model import AccessEvent, AuditEntry, Principal, Role, VisiblePlan
 from cpis.web.auth import (
     accessor_for,
     asserted_user,
@@ -47,7 +47,7 @@ def _prefers_lenient(request: web.Request) -> bool:
 async def metadata(request: web.Request) -> web.Response:
     check_acceptable(request)
     clock = request.app[SERVICES].clock
-    body = fr.capability_statement(
+    body = capability_statement(
         _base(request), software_version=__version__, now=clock.now().isoformat()
     )
     return fhir_response(body)

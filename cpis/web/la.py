@@ -17,7 +17,8 @@ from aiohttp import web
 from cpis import services
 from cpis.errors import InvalidRequest, UnsupportedMediaType
 from cpis.model import Plan, PlanFields, Role
-from cpis.uploads.parse import FieldRejection, check_plan_fields
+from cpis.model.uploads import FieldRejection
+from cpis.uploads.parse import check_plan_fields
 from cpis.web.auth import acting_org, authenticate
 from cpis.web.render import if_match, json_response
 from cpis.web.state import SERVICES

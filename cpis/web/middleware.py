@@ -36,7 +36,7 @@ from cpis.errors import (
     Unavailable,
 )
 from cpis.fhir.resources import operation_outcome_from
-from cpis.ports import AuditEntry
+from cpis.model import AuditEntry
 from cpis.web.auth import SOURCE_LIMITER, verified_org
 from cpis.web.context import REQUEST_INFO, RequestInfo
 from cpis.web.refusals import RefusedRequests

@@ -19,13 +19,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
 
 from cpis.errors import InvalidRequest, UnsupportedMediaType
-from cpis.model import Role
+from cpis.model import JsonValue, Role
+from cpis.model.notifications import DeadDelivery, InboxAttendance, InboxNumberChange
+from cpis.ports.notifications import InboxStore
 from cpis.web.auth import acting_org, authenticate
 from cpis.web.render import json_response
 from cpis.web.state import SERVICES
@@ -33,99 +34,99 @@ from cpis.web.state import SERVICES
 _MAX_ACK = 500
 
 
-class InboxStore(Protocol):
-    async def inbox(
-        self, la_ods: str, *, include_acknowledged: bool, limit: int
-    ) -> Sequence[dict[str, Any]]: ...
-
-    async def nhs_number_changes(
-        self, la_ods: str, *, include_acknowledged: bool, limit: int
-    ) -> Sequence[dict[str, Any]]: ...
-
-    async def acknowledge(
-        self, la_ods: str, ids: Sequence[uuid.UUID], *, by: str, now: datetime
-    ) -> int: ...
-
-    async def dead_deliveries(self, la_ods: str | None) -> Sequence[dict[str, Any]]: ...
-
-
 INBOX = web.AppKey("inbox_store", InboxStore)
 
 
-def _iso(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
 
 
-def _viewer(item: dict[str, Any]) -> dict[str, Any]:
+def _viewer(item: InboxAttendance) -> dict[str, JsonValue]:
     """Who looked, as the ED's PractitionerRole describes them (issue 8): name, job role
     (and its national RBAC code and SDS role profile id when a CIS2 sign-in gave them),
     and whether their identity provider vouched for them or their ED system said so."""
     return {
-        "name": item["user_name"],
-        "role": item["user_role"],
-        "role_code": item["role_code"],
-        "role_profile_id": item["role_profile_id"],
-        "verified": item["user_verified"],
+        "name": item.user_name,
+        "role": item.user_role,
+        "role_code": item.role_code,
+        "role_profile_id": item.role_profile_id,
+        "verified": item.user_verified,
     }
 
 
-def _grouped(items: Sequence[dict[str, Any]], status: str) -> list[dict[str, Any]]:
-    children: dict[str, dict[str, Any]] = {}
-    for item in items:
-        acknowledged = item["acknowledged_at"] is not None
-        if status == "acknowledged" and not acknowledged:
-            continue
-        child = children.setdefault(
-            item["nhs_number"],
-            {"nhs_number": item["nhs_number"], "plan_ids": set(), "attendances": []},
-        )
-        child["plan_ids"].update(item["plan_ids"])
-        child["attendances"].append(
-            {
-                "notification_id": str(item["notification_id"]),
-                "access_event_id": str(item["event_id"]),
-                "when": _iso(item["occurred_at"]),
-                "setting": {
-                    "ods_code": item["org_ods"],
-                    "name": item["org_name"],
-                    "type": item["setting_type"],
-                },
-                "user": _viewer(item),
-                "acknowledged_at": _iso(item["acknowledged_at"]),
-                "acknowledged_by": item["acknowledged_by"],
-                "deliveries": sorted(item["deliveries"]),
-            }
-        )
-    out = []
-    for child in children.values():
-        child["plan_ids"] = sorted(child["plan_ids"])
-        child["count"] = len(child["attendances"])
-        child["latest"] = child["attendances"][0]["when"]
-        out.append(child)
-    return out
+def _attendance(item: InboxAttendance) -> dict[str, JsonValue]:
+    return {
+        "notification_id": str(item.notification_id),
+        "access_event_id": str(item.access_event_id),
+        "when": _iso(item.occurred_at),
+        "setting": {
+            "ods_code": item.org_ods,
+            "name": item.org_name,
+            "type": item.setting_type.value,
+        },
+        "user": _viewer(item),
+        "acknowledged_at": _iso(item.acknowledged_at),
+        "acknowledged_by": item.acknowledged_by,
+        "deliveries": sorted(item.deliveries),
+    }
 
 
-def _number_changes(items: Sequence[dict[str, Any]], status: str) -> list[dict[str, Any]]:
-    out = []
+def _grouped(items: Sequence[InboxAttendance], status: str) -> list[dict[str, JsonValue]]:
+    """Attendances by child, in the order each child's newest one comes."""
+    children: dict[str, list[InboxAttendance]] = {}
     for item in items:
-        if status == "acknowledged" and item["acknowledged_at"] is None:
+        if status == "acknowledged" and item.acknowledged_at is None:
             continue
-        new = item["new_nhs_number"]
+        children.setdefault(item.nhs_number, []).append(item)
+    out: list[dict[str, JsonValue]] = []
+    for nhs_number, seen in children.items():
+        attendances = [_attendance(item) for item in seen]
         out.append(
             {
-                "notification_id": str(item["notification_id"]),
-                "kind": item["kind"],
-                "nhs_number": item["nhs_number"],
-                "status": "inactive" if new is None else "superseded",
-                "new_nhs_number": new,
-                "plan_ids": sorted(item["plan_ids"]),
-                "noted_at": _iso(item["created_at"]),
-                "acknowledged_at": _iso(item["acknowledged_at"]),
-                "acknowledged_by": item["acknowledged_by"],
-                "deliveries": sorted(item["deliveries"]),
+                "nhs_number": nhs_number,
+                "plan_ids": sorted({p for item in seen for p in item.plan_ids}),
+                "attendances": attendances,
+                "count": len(attendances),
+                "latest": attendances[0]["when"],
             }
         )
     return out
+
+
+def _number_changes(items: Sequence[InboxNumberChange], status: str) -> list[dict[str, JsonValue]]:
+    out: list[dict[str, JsonValue]] = []
+    for item in items:
+        if status == "acknowledged" and item.acknowledged_at is None:
+            continue
+        new = item.change.new_nhs_number
+        out.append(
+            {
+                "notification_id": str(item.notification_id),
+                "kind": item.kind,
+                "nhs_number": item.change.old_nhs_number,
+                "status": "inactive" if new is None else "superseded",
+                "new_nhs_number": new,
+                "plan_ids": sorted(item.plan_ids),
+                "noted_at": _iso(item.noted_at),
+                "acknowledged_at": _iso(item.acknowledged_at),
+                "acknowledged_by": item.acknowledged_by,
+                "deliveries": sorted(item.deliveries),
+            }
+        )
+    return out
+
+
+def _dead(row: DeadDelivery) -> dict[str, JsonValue]:
+    return {
+        "id": row.id,
+        "notification_id": str(row.notification_id),
+        "la_ods": row.la_ods,
+        "channel": row.channel,
+        "target": row.target,
+        "attempts": row.attempts,
+        "created_at": _iso(row.created_at),
+        "last_error": row.last_error,
+    }
 
 
 async def list_notifications(request: web.Request) -> web.Response:
@@ -188,14 +189,7 @@ async def failed(request: web.Request) -> web.Response:
     principal = authenticate(request, Role.LA, Role.ADMIN)
     la_ods = None if principal.role is Role.ADMIN else acting_org(request, principal)
     rows = await request.app[INBOX].dead_deliveries(la_ods)
-    return json_response(
-        {
-            "failed": [
-                {k: _iso(str(v) if isinstance(v, uuid.UUID) else v) for k, v in r.items()}
-                for r in rows
-            ]
-        }
-    )
+    return json_response({"failed": [_dead(r) for r in rows]})
 
 
 def add_routes(app: web.Application, *, prefix: str) -> None:

@@ -25,7 +25,9 @@ from datetime import datetime
 
 import structlog
 
-from cpis.ports import AuditEntry, Clock, Database
+from cpis.model import AuditEntry
+from cpis.ports.clock import Clock
+from cpis.ports.database import Database
 
 log = structlog.get_logger("cpis.web")
 

@@ -7,7 +7,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from cpis.ports import Clock, Database, PersonIndex, TokenAuthority
+from cpis.ports.clock import Clock
+from cpis.ports.database import Database
+from cpis.ports.person_index import PersonIndex
+from cpis.ports.tokens import TokenAuthority
 from cpis.settings import Settings
 from cpis.web.metrics import Metrics
 

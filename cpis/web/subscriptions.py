@@ -19,9 +19,9 @@ heartbeats, numbering and delivery. ``DELETE`` removes the subscription (not
 ``status = off``): a client that wants to pause sets ``status: off`` with
 ``PUT``; after ``DELETE`` a read is 404, as FHIR's delete says.
 
-The routes reach the database through :class:`SubscriptionStore`, a port
-defined here because ``cpis.web`` may not import adapters; ``app.py`` passes
-the PostgreSQL one to :func:`add_routes`.
+The routes reach the database through the
+:class:`~cpis.ports.notifications.SubscriptionStore` port (``cpis.web`` may not
+import adapters); ``app.py`` passes the PostgreSQL one to :func:`add_routes`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from email.utils import format_datetime
-from typing import Protocol
 
 import orjson
 from aiohttp import web
@@ -48,6 +47,12 @@ from cpis.fhir import subscription_request as fsr
 from cpis.fhir import subscriptions as fs
 from cpis.fhir.search import echoable_name
 from cpis.model import Role
+from cpis.model.notifications import (
+    Payload,
+    Status,
+    Subscription,
+)
+from cpis.ports.notifications import SubscriptionStore
 from cpis.web.auth import acting_org, authenticate
 from cpis.web.render import check_acceptable, fhir_response, if_match
 from cpis.web.state import SERVICES
@@ -60,52 +65,6 @@ _STATUS_PARAMS = {"id", "status"}
 _EVENTS_PARAMS = {"eventsSinceNumber", "eventsUntilNumber", "content"}
 # FHIR's id datatype.
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-
-
-class SubscriptionStore(Protocol):
-    """Where subscriptions and their numbered events live; every call is scoped by LA."""
-
-    async def create(
-        self,
-        *,
-        la_ods: str,
-        client_id: str,
-        topic: str,
-        request: fsr.SubscriptionRequest,
-        at: datetime,
-    ) -> fs.Subscription: ...
-
-    async def get(self, la_ods: str, subscription_id: uuid.UUID) -> fs.Subscription | None: ...
-
-    async def search(
-        self, la_ods: str, *, status: fs.Status | None = None
-    ) -> list[fs.Subscription]: ...
-
-    async def update(
-        self,
-        la_ods: str,
-        subscription_id: uuid.UUID,
-        *,
-        request: fsr.SubscriptionRequest,
-        if_match: int | None,
-        at: datetime,
-    ) -> fs.Subscription | None:
-        """None if there is no such subscription; raises VersionMismatch on a stale If-Match."""
-
-    async def delete(
-        self, la_ods: str, subscription_id: uuid.UUID, *, if_match: int | None
-    ) -> bool:
-        """False if there is no such subscription; raises VersionMismatch on a stale If-Match."""
-
-    async def events(
-        self,
-        la_ods: str,
-        subscription_id: uuid.UUID,
-        *,
-        since: int,
-        until: int | None,
-        limit: int,
-    ) -> Sequence[fs.NotificationEvent]: ...
 
 
 SUBSCRIPTION_STORE = web.AppKey("subscription_store", SubscriptionStore)
@@ -138,7 +97,7 @@ async def _body(request: web.Request) -> object:
 
 
 def _resource_response(
-    request: web.Request, sub: fs.Subscription, *, status: int = 200
+    request: web.Request, sub: Subscription, *, status: int = 200
 ) -> web.Response:
     base = _base(request)
     headers = {
@@ -229,7 +188,7 @@ def _or_values(given: dict[str, list[str]], name: str) -> list[str]:
     return [v.strip() for raw in given.get(name, []) for v in raw.split(",") if v.strip()]
 
 
-async def _owned(request: web.Request) -> tuple[str, fs.Subscription]:
+async def _owned(request: web.Request) -> tuple[str, Subscription]:
     principal = authenticate(request, Role.LA)
     la = acting_org(request, principal)
     sub = await request.app[SUBSCRIPTION_STORE].get(la, _id(request))
@@ -266,7 +225,7 @@ async def search(request: web.Request) -> web.Response:
     la = acting_org(request, principal)
     _check_params(request, _SEARCH_PARAMS)
     raw_status = _single(request, "status")
-    status: fs.Status | None = None
+    status: Status | None = None
     if raw_status is not None:
         status = next((s for s in fs.STATUSES if s == raw_status), None)
         if status is None:
@@ -344,7 +303,7 @@ async def status_all(request: web.Request) -> web.Response:
             ids.add(uuid.UUID(value))
         except ValueError:
             ids.add(None)  # a well-formed id no subscription here can have
-    statuses: set[fs.Status] = set()
+    statuses: set[Status] = set()
     for value in _or_values(given, "status"):
         found = next((s for s in fs.STATUSES if s == value), None)
         if found is None:
@@ -385,7 +344,7 @@ async def events(request: web.Request) -> web.Response:
             "eventsUntilNumber is before eventsSinceNumber", expression="eventsUntilNumber"
         )
     raw_content = _at_most_one(given.get("content", []), "content")
-    content: fs.Payload | None = None
+    content: Payload | None = None
     if raw_content is not None:
         content = next((p for p in fs.PAYLOADS if p == raw_content), None)
         if content is None:

@@ -18,8 +18,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from cpis.model import Role
+from cpis.model.uploads import UploadRejected
+from cpis.uploads.acknowledgement import acknowledgement_json
 from cpis.uploads.apply import apply_upload, rejected_acknowledgement
-from cpis.uploads.parse import UploadRejected, parse_upload
+from cpis.uploads.parse import parse_upload
 from cpis.web.auth import authenticate
 from cpis.web.render import json_response
 from cpis.web.state import SERVICES
@@ -35,15 +37,15 @@ async def upload(request: web.Request) -> web.Response:
         allowed_la_ods=principal.ods_codes,
     )
     if isinstance(parsed, UploadRejected):
-        return json_response(rejected_acknowledgement(parsed), status=400)
+        return json_response(acknowledgement_json(rejected_acknowledgement(parsed)), status=400)
     ack, _applied_now = await apply_upload(svc.db, svc.clock, parsed, index=svc.person_index)
-    if ack["file_code"] == "CPF05":
+    if ack.file_code == "CPF05":
         # Nothing was applied or stored: the same file may be sent again shortly.
-        response = json_response(ack, status=503)
+        response = json_response(acknowledgement_json(ack), status=503)
         response.headers["Retry-After"] = "60"
         return response
-    status = 409 if ack["file_code"] == "CPF04" and not ack["records"] else 200
-    return json_response(ack, status=status)
+    status = 409 if ack.file_code == "CPF04" and not ack.records else 200
+    return json_response(acknowledgement_json(ack), status=status)
 
 
 def add_routes(app: web.Application, *, prefix: str) -> None:

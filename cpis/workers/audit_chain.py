@@ -13,18 +13,13 @@ every seal, whoever makes it, leaves its anchor outside the database
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
 
 import structlog
 
 from cpis.errors import Unavailable
+from cpis.ports.access import AuditSealer
 
 log = structlog.get_logger("cpis.audit")
-
-
-class AuditSealer(Protocol):
-    async def seal_pending(self) -> int:
-        """Seal what has become final; how many lines were sealed."""
 
 
 async def run_audit_chainer(sealer: AuditSealer, *, interval: float = 1.0) -> None:

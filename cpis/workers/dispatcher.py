@@ -19,59 +19,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
 
 import structlog
 
-from cpis.errors import Unavailable
-from cpis.ports import Clock
+from cpis.errors import DeliveryFailed, Unavailable
+from cpis.model.notifications import ControlKind
+from cpis.ports.clock import Clock
+from cpis.ports.notifications import DeliveryStore, SendControl, SendDelivery
 
 log = structlog.get_logger("cpis.dispatch")
-
-
-class DeliveryFailed(Exception):
-    """A channel could not deliver; ``retryable`` False means retrying cannot help."""
-
-    def __init__(self, reason: str, *, retryable: bool = True) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retryable = retryable
-
-
-class ClaimedDelivery(Protocol):
-    @property
-    def delivery(self) -> Any: ...
-
-    async def delivered(self, *, now: datetime) -> None: ...
-
-    async def failed(self, *, error: str, retry_at: datetime | None) -> None: ...
-
-
-class DeliveryStore(Protocol):
-    async def fan_out(self, *, now: datetime, limit: int = 500) -> int: ...
-
-    def claim(self, *, now: datetime) -> AbstractAsyncContextManager[ClaimedDelivery | None]: ...
-
-    async def subscriptions_needing(self, *, now: datetime) -> list[dict[str, Any]]: ...
-
-    async def expire_subscriptions(self, *, now: datetime) -> int: ...
-
-    async def set_subscription_status(
-        self, sub_id: uuid.UUID, status: str, *, error: str | None, now: datetime
-    ) -> None: ...
-
-    async def heartbeat_sent(self, sub_id: uuid.UUID, *, now: datetime) -> None: ...
-
-
-# send(delivery) for event notifications; send_control(subscription, kind) for
-# handshakes and heartbeats. Both raise DeliveryFailed.
-SendDelivery = Callable[[Any], Awaitable[None]]
-SendControl = Callable[[Mapping[str, Any], str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,22 +152,22 @@ class Dispatcher:
             await self._store.expire_subscriptions(now=self._clock.now())
             subs = await self._store.subscriptions_needing(now=self._clock.now())
             for sub in subs:
-                kind = "handshake" if sub["status"] == "requested" else "heartbeat"
+                kind: ControlKind = "handshake" if sub.status == "requested" else "heartbeat"
                 try:
                     await self._send_control(sub, kind)
                 except DeliveryFailed as exc:
                     if kind == "handshake":
                         await self._store.set_subscription_status(
-                            sub["id"], "error", error=exc.reason, now=self._clock.now()
+                            sub.id, "error", error=exc.reason, now=self._clock.now()
                         )
-                    log.warning("subscription_" + kind + "_failed", la=sub["la_ods"])
+                    log.warning("subscription_" + kind + "_failed", la=sub.la_ods)
                     continue
                 if kind == "handshake":
                     await self._store.set_subscription_status(
-                        sub["id"], "active", error=None, now=self._clock.now()
+                        sub.id, "active", error=None, now=self._clock.now()
                     )
                 else:
-                    await self._store.heartbeat_sent(sub["id"], now=self._clock.now())
+                    await self._store.heartbeat_sent(sub.id, now=self._clock.now())
             return False
 
         await self._guarded("subscriptions", step)

@@ -27,34 +27,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
 
 import structlog
 
 from cpis.errors import PersonIndexUnavailable, Unavailable
-from cpis.ports import Clock, IndexPerson, PersonIndex
+from cpis.model.persons import CheckResult, IndexPerson
+from cpis.ports.clock import Clock
+from cpis.ports.person_index import IndexCheckStore, PersonIndex
 
 log = structlog.get_logger("cpis.index_check")
 
 DEFAULT_BATCH = 500
 DEFAULT_INTERVAL = 24 * 3600.0
-
-
-class IndexCheckStore(Protocol):
-    async def plan_subjects(
-        self, *, after: bytes | None, limit: int
-    ) -> Sequence[tuple[bytes, str]]: ...
-
-    async def queue_inactive(self, people: Sequence[IndexPerson], *, now: datetime) -> int: ...
-
-
-@dataclass(frozen=True, slots=True)
-class CheckResult:
-    subjects: int  # plan subjects looked up in the index
-    inactive: int  # of those, superseded or inactive
-    queued: int  # notifications queued by this run (not already queued before)
 
 
 def retired(person: IndexPerson) -> bool:

@@ -29,17 +29,19 @@ a local id or anything from a file: those may carry personal data.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 import orjson
 import structlog
 
-from cpis.errors import Unavailable
+from cpis.errors import MeshError, Unavailable
+from cpis.model.uploads import Acknowledgement, MeshMessage, UploadRejected
+from cpis.ports.uploads import ApplyUpload, Mailbox, PollLock, Senders
+from cpis.uploads.acknowledgement import acknowledgement_json
 from cpis.uploads.apply import rejected_acknowledgement
-from cpis.uploads.parse import ParsedUpload, UploadRejected, parse_upload
+from cpis.uploads.parse import parse_upload
 
 log = structlog.get_logger("cpis.mesh_uploads")
 
@@ -52,70 +54,6 @@ UNKNOWN_SENDER = (
     "the sending MESH mailbox is not registered to a local authority in CP-IS; "
     "ask the CP-IS service desk to register it"
 )
-
-
-class MailboxError(Exception):
-    """MESH could not do what was asked; ``retryable`` False means asking again cannot help."""
-
-    def __init__(self, reason: str, *, retryable: bool = True) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retryable = retryable
-
-
-class InboxMessage(Protocol):
-    """One downloaded message (``cpis.adapters.mesh.MeshMessage`` has this shape)."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def sender(self) -> str | None: ...
-    @property
-    def workflow_id(self) -> str | None: ...
-    @property
-    def filename(self) -> str | None: ...
-    @property
-    def subject(self) -> str | None: ...
-    @property
-    def body(self) -> bytes: ...
-    @property
-    def message_type(self) -> str: ...
-    @property
-    def content_type(self) -> str | None: ...
-
-
-class Mailbox(Protocol):
-    """Our own MESH mailbox. Every method raises :class:`MailboxError` on failure."""
-
-    async def list_inbox(self) -> list[str]: ...
-
-    async def read_message(self, message_id: str) -> InboxMessage: ...
-
-    async def send_message(
-        self,
-        *,
-        recipient: str,
-        workflow_id: str,
-        body: bytes,
-        subject: str | None = None,
-        local_id: str | None = None,
-        filename: str | None = None,
-        content_type: str = "application/json",
-    ) -> str: ...
-
-    async def acknowledge(self, message_id: str) -> None: ...
-
-
-class Senders(Protocol):
-    async def local_authorities(self, mailbox: str) -> frozenset[str]:
-        """The ODS codes of the LAs registered to ``mailbox``; empty when none is."""
-        ...
-
-
-# Applies a well-formed file as the HTTP API does and returns its acknowledgement.
-ApplyUpload = Callable[[ParsedUpload], Awaitable[dict[str, Any]]]
-# Held for one poll; yields False when another replica is polling this mailbox now.
-PollLock = Callable[[], AbstractAsyncContextManager[bool]]
 
 
 @asynccontextmanager
@@ -131,7 +69,7 @@ class MeshUploadSettings:
 
 @dataclass(frozen=True, slots=True)
 class _Outcome:
-    ack: dict[str, Any]
+    ack: Acknowledgement
     la_ods: str | None = None
     sequence: int | None = None
 
@@ -172,7 +110,7 @@ class MeshUploads:
                 return 0
             try:
                 ids = await self._mailbox.list_inbox()
-            except MailboxError as exc:
+            except MeshError as exc:
                 log.warning("mesh_upload_deferred", reason=exc.reason)
                 return 0
             self._ignored.intersection_update(ids)
@@ -189,7 +127,7 @@ class MeshUploads:
                         "mesh_upload_deferred", message_id=message_id, reason="database unavailable"
                     )
                     break
-                except MailboxError as exc:
+                except MeshError as exc:
                     log.warning("mesh_upload_deferred", message_id=message_id, reason=exc.reason)
                 except Exception:
                     # Left in the inbox for the next poll; the messages after it still go.
@@ -214,11 +152,11 @@ class MeshUploads:
             await self._refuse_unknown_sender(message, sender)
             return True
         outcome = await self._outcome(message, las)
-        file_code = str(outcome.ack["file_code"])
+        file_code = outcome.ack.file_code
         await self._mailbox.send_message(
             recipient=sender,
             workflow_id=ACK_WORKFLOW,
-            body=orjson.dumps(outcome.ack),
+            body=orjson.dumps(acknowledgement_json(outcome.ack)),
             subject=_subject(outcome),
             local_id=message.id,
             filename=_ack_filename(outcome, message.id),
@@ -236,7 +174,7 @@ class MeshUploads:
         self._on_file(file_code)
         return True
 
-    async def _outcome(self, message: InboxMessage, las: frozenset[str]) -> _Outcome:
+    async def _outcome(self, message: MeshMessage, las: frozenset[str]) -> _Outcome:
         """The acknowledgement ``POST /la/v1/uploads`` would give this file from this LA."""
         limit = self._settings.max_bytes
         if len(message.body) > limit:
@@ -254,7 +192,7 @@ class MeshUploads:
         ack = await self._apply(parsed)
         return _Outcome(ack, parsed.la_ods, parsed.sequence)
 
-    async def _refuse_unknown_sender(self, message: InboxMessage, sender: str) -> None:
+    async def _refuse_unknown_sender(self, message: MeshMessage, sender: str) -> None:
         log.warning("mesh_upload_unknown_sender", message_id=message.id, sender=sender or None)
         if sender:
             ack = rejected_acknowledgement(UploadRejected(UNKNOWN_SENDER))
@@ -263,13 +201,13 @@ class MeshUploads:
                 await self._mailbox.send_message(
                     recipient=sender,
                     workflow_id=ACK_WORKFLOW,
-                    body=orjson.dumps(ack),
+                    body=orjson.dumps(acknowledgement_json(ack)),
                     subject=_subject(_Outcome(ack)),
                     local_id=message.id,
                     filename=_ack_filename(_Outcome(ack), message.id),
                     content_type="application/json",
                 )
-            except MailboxError as exc:
+            except MeshError as exc:
                 log.warning("mesh_upload_reply_failed", message_id=message.id, reason=exc.reason)
         await self._mailbox.acknowledge(message.id)
         self._on_file("CPF01")
@@ -279,7 +217,7 @@ def _too_large(limit: int) -> str:
     return f"the file is larger than the {limit} bytes uploads are limited to"
 
 
-def _file_name(message: InboxMessage) -> str | None:
+def _file_name(message: MeshMessage) -> str | None:
     """The name that says JSON or CSV: MESH's file name, else a subject naming a file."""
     for name in (message.filename, message.subject):
         if name and name.strip().lower().endswith((".json", ".csv")):
@@ -288,7 +226,7 @@ def _file_name(message: InboxMessage) -> str | None:
 
 
 def _subject(outcome: _Outcome) -> str:
-    code = outcome.ack["file_code"]
+    code = outcome.ack.file_code
     if outcome.la_ods is None:
         return f"CP-IS upload acknowledgement: {code}"
     return f"CP-IS upload acknowledgement {outcome.la_ods} sequence {outcome.sequence}: {code}"

@@ -4,18 +4,13 @@ the database lets one purge at a time)."""
 from __future__ import annotations
 
 import asyncio
-from datetime import date
-from typing import Any, Protocol
 
 import structlog
 
-from cpis.ports import Clock
+from cpis.ports.clock import Clock
+from cpis.ports.plans import Retention
 
 log = structlog.get_logger("cpis.retention")
-
-
-class Retention(Protocol):
-    async def purge(self, *, today: date, batch: int = 1000) -> Any: ...
 
 
 async def run_retention(

@@ -19,6 +19,7 @@ import orjson
 from cpis.fhir import notifications as fn
 from cpis.fhir import subscriptions as fs
 from cpis.matching.nhs_number import synthetic_numbers
+from cpis.model.notifications import Subscription
 from tests.e2e.conftest import (
     E2E,
     ED_CLIENT,
@@ -579,10 +580,10 @@ async def test_notification_signatures_verify_with_the_served_jwks(e2e: E2E) -> 
     assert not verify_detached(body.replace(b"heartbeat", b"handshake"), signature, jwks)
 
 
-def fs_subscription(resource: dict[str, Any], e2e: E2E) -> fs.Subscription:
+def fs_subscription(resource: dict[str, Any], e2e: E2E) -> Subscription:
     """The stored value behind a Subscription the API returned (enough to build bundles)."""
     now = e2e.runtime.clock.now()
-    return fs.Subscription(
+    return Subscription(
         id=uuid.UUID(resource["id"]),
         la_ods=LA_NORTH.ods_code,
         client_id=LA_NORTH_CLIENT,

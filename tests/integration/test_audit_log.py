@@ -32,7 +32,7 @@ from structlog.testing import capture_logs
 from cpis.adapters.audit_log import Anchor, PgAuditLog, Seal, show_hash, sign_seal
 from cpis.adapters.keys import audit_key_id
 from cpis.adapters.postgres import PgDatabase
-from cpis.ports import AuditEntry
+from cpis.model import AuditEntry
 from tests.integration.conftest import FakeClock
 
 STAFF_ID = "555011223344"

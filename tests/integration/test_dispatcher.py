@@ -27,8 +27,16 @@ from cpis.adapters.render import Renderer
 from cpis.adapters.signing import SIGNATURE_HEADER, verify_detached
 from cpis.adapters.tokens import JwtTokenAuthority
 from cpis.matching.nhs_number import synthetic_numbers
-from cpis.model import Accessor, LocalAuthority, PlanFields, PlanType, Principal, Role, SettingType
-from cpis.ports import AuditEntry
+from cpis.model import (
+    Accessor,
+    AuditEntry,
+    LocalAuthority,
+    PlanFields,
+    PlanType,
+    Principal,
+    Role,
+    SettingType,
+)
 from cpis.settings import Settings
 from cpis.workers.dispatcher import Dispatcher, DispatchSettings
 from tests.fhir_validation import validate_resource
@@ -244,9 +252,9 @@ async def test_past_the_horizon_a_delivery_is_dead_and_can_be_retried(
 
     await run_until(harness.dispatcher, dead)
     [row] = await harness.store.dead_deliveries(LA.ods_code)
-    assert row["last_error"] == "endpoint answered 500"
+    assert row.last_error == "endpoint answered 500"
     receiver.mode = "ok"
-    assert await harness.store.retry(row["id"], now=clock.now())
+    assert await harness.store.retry(row.id, now=clock.now())
 
     async def arrived() -> bool:
         return len(receiver.bundles("event-notification")) == 1

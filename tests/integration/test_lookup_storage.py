@@ -16,6 +16,7 @@ from cpis.errors import Forbidden, NotFound, VersionMismatch
 from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import (
     Accessor,
+    AuditEntry,
     LocalAuthority,
     PlanFields,
     PlanType,
@@ -23,7 +24,6 @@ from cpis.model import (
     Role,
     SettingType,
 )
-from cpis.ports import AuditEntry
 from tests.integration.conftest import FakeClock
 
 CHILD, OTHER, MOTHER = synthetic_numbers(3, start=100)
@@ -390,7 +390,7 @@ async def test_staff_data_is_not_stored_in_clear(
     inbox = PgOutboxStore(seeded.pool, vault)
     items = await inbox.inbox("XLA01", include_acknowledged=True, limit=10)
     assert await inbox.acknowledge(
-        "XLA01", [i["notification_id"] for i in items], by=SOCIAL_WORKER, now=clock.now()
+        "XLA01", [i.notification_id for i in items], by=SOCIAL_WORKER, now=clock.now()
     ) == 2  # fmt: skip
 
     tables = await dump(seeded)
@@ -412,7 +412,7 @@ async def test_staff_data_is_not_stored_in_clear(
     ]
     assert events[1].accessor.role_profile_id == "555066445566"
     items = await inbox.inbox("XLA01", include_acknowledged=True, limit=10)
-    assert {(i["user_name"], i["acknowledged_by"]) for i in items} == {
+    assert {(i.user_name, i.acknowledged_by) for i in items} == {
         (CONSULTANT.user_name, SOCIAL_WORKER),
         (NURSE.user_name, SOCIAL_WORKER),
     }

@@ -18,7 +18,8 @@ import pytest
 from mesh_client import MeshClient as OfficialMeshClient
 from structlog.testing import capture_logs
 
-from cpis.adapters.mesh import MAX_SEND_BYTES, MeshClient, MeshError
+from cpis.adapters.mesh import MAX_SEND_BYTES, MeshClient
+from cpis.errors import MeshError
 from tests.mesh_sandbox import MeshSandbox, free_port, running_mesh_sandbox
 
 A = "X26ABC1"  # stands for CP-IS
@@ -112,7 +113,7 @@ async def test_wrong_password_is_refused_and_not_retryable(clean: MeshSandbox) -
     async with MeshClient(**kwargs, timeout=5) as client:
         with pytest.raises(MeshError) as caught:
             await client.handshake()
-    assert caught.value.status == 403
+    assert caught.value.mesh_status == 403
     assert caught.value.retryable is False
 
 
@@ -122,7 +123,7 @@ async def test_wrong_shared_key_is_refused_and_not_retryable(clean: MeshSandbox)
     async with MeshClient(**kwargs, timeout=5) as client:
         with pytest.raises(MeshError) as caught:
             await client.list_inbox()
-    assert caught.value.status == 403
+    assert caught.value.mesh_status == 403
     assert caught.value.retryable is False
 
 
@@ -138,7 +139,7 @@ async def test_unknown_recipient_is_not_retryable_and_error_holds_no_body(
             body=notification_body(),
             subject=f"about {NHS_NUMBER}",
         )
-    assert caught.value.status == 417
+    assert caught.value.mesh_status == 417
     assert caught.value.retryable is False
     assert NHS_NUMBER not in str(caught.value)
 
@@ -147,7 +148,7 @@ async def test_unknown_message_is_not_retryable(receiver: MeshClient) -> None:
     """Reading a message id MESH never issued is a 404 that retrying will not fix."""
     with pytest.raises(MeshError) as caught:
         await receiver.read_message("NO_SUCH_MESSAGE")
-    assert caught.value.status == 404
+    assert caught.value.mesh_status == 404
     assert caught.value.retryable is False
 
 
@@ -157,7 +158,7 @@ async def test_sandbox_down_is_retryable(sandbox: MeshSandbox) -> None:
     async with MeshClient(**kwargs, timeout=5) as client:
         with pytest.raises(MeshError) as caught:
             await client.handshake()
-    assert caught.value.status is None
+    assert caught.value.mesh_status is None
     assert caught.value.retryable is True
 
 
@@ -181,7 +182,7 @@ async def test_server_that_never_answers_times_out_retryably(sandbox: MeshSandbo
     finally:
         server.close()
         await server.wait_closed()
-    assert caught.value.status is None
+    assert caught.value.mesh_status is None
     assert caught.value.retryable is True
 
 

@@ -25,20 +25,16 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from cpis.adapters.mesh import MeshClient, MeshMessage
-from cpis.adapters.mesh_inbox import MeshInbox, PgMeshSenders
+from cpis.adapters.mesh import MeshClient
+from cpis.adapters.mesh_inbox import PgMeshSenders
 from cpis.app import Runtime, Start, build_mesh_uploads, create_app, open_runtime
+from cpis.errors import MeshError, SettingsError
 from cpis.model import LocalAuthority
-from cpis.settings import Secret, Settings, SettingsError
+from cpis.model.uploads import Acknowledgement, MeshMessage, ParsedUpload
+from cpis.settings import Secret, Settings
+from cpis.uploads.acknowledgement import acknowledgement_json
 from cpis.uploads.apply import apply_upload
-from cpis.uploads.parse import ParsedUpload
-from cpis.workers.mesh_uploads import (
-    ACK_WORKFLOW,
-    UNKNOWN_SENDER,
-    UPLOAD_WORKFLOW,
-    MailboxError,
-    MeshUploads,
-)
+from cpis.workers.mesh_uploads import ACK_WORKFLOW, UNKNOWN_SENDER, UPLOAD_WORKFLOW, MeshUploads
 from tests.mesh_sandbox import MeshSandbox, free_port
 from tests.polling import wait_until
 
@@ -165,7 +161,8 @@ def body(message: MeshMessage) -> dict[str, Any]:
 
 async def stored_ack(rt: Runtime, la: str, sequence: int) -> dict[str, Any] | None:
     async with rt.db.transaction() as tx:
-        return await tx.upload_acknowledgement(la, sequence)
+        ack = await tx.upload_acknowledgement(la, sequence)
+    return None if ack is None else dict(acknowledgement_json(ack))
 
 
 async def count(rt: Runtime, table: str) -> int:
@@ -376,7 +373,7 @@ async def runtime(clean: MeshSandbox, tmp_path: Path, database_url: str) -> Asyn
 class FailingSends:
     """Our mailbox, except that the first ``failures`` sends fail as MESH outages do."""
 
-    def __init__(self, inner: MeshInbox, failures: int) -> None:
+    def __init__(self, inner: MeshClient, failures: int) -> None:
         self._inner = inner
         self.failures = failures
         self.list_inbox = inner.list_inbox
@@ -386,7 +383,7 @@ class FailingSends:
     async def send_message(self, **kwargs: Any) -> str:
         if self.failures:
             self.failures -= 1
-            raise MailboxError("MESH send: no answer (ClientConnectorError)")
+            raise MeshError("MESH send: no answer (ClientConnectorError)")
         return await self._inner.send_message(**kwargs)
 
 
@@ -398,10 +395,9 @@ async def test_when_the_ack_cannot_be_sent_the_next_poll_sends_the_same_ack(
     applying anything again."""
     sent = await send_file(la_box, JSON_EXAMPLE, filename="upload-example.json")
     async with MeshClient(**clean.client_kwargs(CPIS), timeout=5) as client:
-        inbox = MeshInbox(client)
-        mailbox = FailingSends(inbox, failures=1)
+        mailbox = FailingSends(client, failures=1)
 
-        async def apply(parsed: ParsedUpload) -> dict[str, Any]:
+        async def apply(parsed: ParsedUpload) -> Acknowledgement:
             ack, _ = await apply_upload(runtime.db, runtime.clock, parsed, index=None)
             return ack
 
@@ -450,7 +446,7 @@ async def test_without_the_poll_lock_a_file_read_twice_is_still_applied_once(
     both_read = asyncio.Barrier(2)
     applied_now: list[bool] = []
 
-    async def apply(parsed: ParsedUpload) -> dict[str, Any]:
+    async def apply(parsed: ParsedUpload) -> Acknowledgement:
         await both_read.wait()
         ack, now = await apply_upload(runtime.db, runtime.clock, parsed, index=None)
         applied_now.append(now)
@@ -462,8 +458,8 @@ async def test_without_the_poll_lock_a_file_read_twice_is_still_applied_once(
     ):
         senders = PgMeshSenders(runtime.pool)
         done = await asyncio.gather(
-            MeshUploads(MeshInbox(one), senders, apply).poll(),
-            MeshUploads(MeshInbox(two), senders, apply).poll(),
+            MeshUploads(one, senders, apply).poll(),
+            MeshUploads(two, senders, apply).poll(),
         )
 
     assert done == [1, 1]

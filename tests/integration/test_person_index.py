@@ -17,20 +17,14 @@ import pytest
 
 from cpis.adapters.crypto import FieldVault
 from cpis.adapters.pds import PdsPersonIndex
-from cpis.adapters.person_index import (
-    LoadResult,
-    LocalPersonIndex,
-    load_person_index,
-    open_person_index,
-)
+from cpis.adapters.person_index import LocalPersonIndex, load_person_index, open_person_index
 from cpis.adapters.postgres import create_pool
-from cpis.errors import PersonIndexUnavailable
+from cpis.errors import IndexFileRejected, PersonIndexUnavailable
 from cpis.matching.nhs_number import synthetic_numbers
-from cpis.person_index_file import IndexFileRejected
-from cpis.ports import IndexPerson, PersonQuery
+from cpis.model.persons import IndexPerson, LoadResult, PersonQuery
+from cpis.model.uploads import ParsedUpload
 from cpis.settings import Settings
 from cpis.uploads import parse_upload
-from cpis.uploads.parse import ParsedUpload
 from cpis.uploads.verify import verify_records
 from tests.pds_server import running_pds
 

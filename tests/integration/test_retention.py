@@ -10,8 +10,16 @@ from cpis import services
 from cpis.adapters.postgres import PgDatabase
 from cpis.adapters.retention import PgRetention
 from cpis.matching.nhs_number import synthetic_numbers
-from cpis.model import Accessor, LocalAuthority, PlanFields, PlanType, Principal, Role, SettingType
-from cpis.ports import AuditEntry
+from cpis.model import (
+    Accessor,
+    AuditEntry,
+    LocalAuthority,
+    PlanFields,
+    PlanType,
+    Principal,
+    Role,
+    SettingType,
+)
 from tests.integration.conftest import FakeClock
 
 EXPLICIT, WINDOW, ADULT, OPEN, TWO_PLANS = synthetic_numbers(5, start=950)

@@ -17,17 +17,11 @@ import orjson
 import pytest
 from rich.console import Console
 
-from cpis.errors import PersonIndexUnavailable
+from cpis.errors import PersonIndexUnavailable, TraceFileError
 from cpis.matching import blocking
-from cpis.ports import IndexPerson, PersonQuery
-from cpis.tracing import (
-    REVIEW_COLUMNS,
-    TraceFileError,
-    TraceSummary,
-    read_trace_file,
-    render_summary,
-    trace_file,
-)
+from cpis.model.persons import IndexPerson, PersonQuery
+from cpis.model.tracing import TraceSummary
+from cpis.tracing import REVIEW_COLUMNS, read_trace_file, render_summary, trace_file
 
 TAMSIN, MORWENNA, RUBY, PIETER, OLD, HIDDEN = (
     "9990000018",

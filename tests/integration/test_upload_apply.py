@@ -12,6 +12,7 @@ import random
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -23,9 +24,17 @@ from cpis.adapters.postgres import PgDatabase, PgTransaction, create_pool
 from cpis.errors import PersonIndexUnavailable
 from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import LocalAuthority, PlanFields, PlanType
-from cpis.ports import IndexPerson, PersonQuery
+from cpis.model.persons import IndexPerson, PersonQuery
+from cpis.model.uploads import (
+    Acknowledgement,
+    ParsedUpload,
+    RecordAcknowledgement,
+    RecordAction,
+    RecordRejection,
+    RecordResult,
+)
+from cpis.uploads.acknowledgement import acknowledgement_json
 from cpis.uploads.apply import apply_upload
-from cpis.uploads.parse import ParsedUpload, RecordAction, RecordRejection, RecordResult
 from tests.conftest import _with_database
 from tests.integration.conftest import FakeClock
 from tests.polling import wait_until
@@ -40,41 +49,33 @@ CREATED = datetime(2026, 6, 1, 6, 0, tzinfo=UTC)
 
 async def apply_one_by_one(
     db: PgDatabase, clock: FakeClock, parsed: ParsedUpload
-) -> dict[str, Any]:
+) -> Acknowledgement:
     """What apply_upload did before it worked in bulk: put_plan / delete_plan per record."""
     async with db.transaction() as tx:
         now = clock.now()
-        records: list[dict[str, Any]] = []
+        records: list[RecordAcknowledgement] = []
         for rec in parsed.records:
-            entry: dict[str, Any] = {
-                "record": rec.index,
-                "plan_id": rec.plan_id,
-                "action": None if rec.action is None else rec.action.value,
-            }
+            entry = RecordAcknowledgement(rec.index, rec.plan_id, rec.action, "CPR06")
             if rec.rejection is not None:
-                entry |= {"code": rec.rejection.code, "reason": rec.rejection.reason}
+                entry = replace(entry, code=rec.rejection.code, reason=rec.rejection.reason)
             elif rec.action is RecordAction.DELETE:
                 assert rec.plan_id is not None
-                if await tx.delete_plan(parsed.la_ods, rec.plan_id):
-                    entry["code"] = "CPR06"
-                else:
-                    entry |= {"code": "CPR07", "reason": "no such plan to delete"}
+                if not await tx.delete_plan(parsed.la_ods, rec.plan_id):
+                    entry = replace(entry, code="CPR07", reason="no such plan to delete")
             else:
                 assert rec.plan_id is not None and rec.fields is not None
                 await tx.put_plan(parsed.la_ods, rec.plan_id, rec.fields, now)
-                entry["code"] = "CPR06"
             records.append(entry)
-        applied = sum(1 for r in records if r["code"] == "CPR06")
+        applied = sum(1 for r in records if r.code == "CPR06")
         file_code = "CPF02" if applied == len(records) else "CPF03" if applied else "CPF04"
-        ack = {
-            "la_ods": parsed.la_ods,
-            "sequence": parsed.sequence,
-            "created": parsed.created.isoformat(),
-            "received_at": now.isoformat(),
-            "file_code": file_code,
-            "summary": dict(sorted(Counter(r["code"] for r in records).items())),
-            "records": records,
-        }
+        ack = Acknowledgement(
+            file_code,
+            la_ods=parsed.la_ods,
+            sequence=parsed.sequence,
+            created=parsed.created,
+            received_at=now,
+            records=tuple(records),
+        )
         await tx.store_upload(parsed.la_ods, parsed.sequence, file_code, ack, now)
     return ack
 
@@ -231,11 +232,11 @@ async def test_one_plan_id_many_times_in_a_file(db: PgDatabase, clock: FakeClock
     )
     clock.advance(hours=1)
     ack, _ = await apply_upload(db, clock, ParsedUpload(LA.ods_code, 2, CREATED, records))
-    assert [r["code"] for r in ack["records"]] == [
+    assert [r.code for r in ack.records] == [
         "CPR06", "CPR06", "CPR07", "CPR06", "CPR06", "CPR07", "CPR06", "CPR06"
     ]  # fmt: skip
-    assert ack["file_code"] == "CPF03"
-    assert ack["summary"] == {"CPR06": 6, "CPR07": 2}
+    assert ack.file_code == "CPF03"
+    assert ack.summary == {"CPR06": 6, "CPR07": 2}
     async with db.pool.acquire() as conn:
         plans = {
             r["la_plan_id"]: r
@@ -291,7 +292,7 @@ async def test_a_plan_the_plan_api_creates_meanwhile_is_moved_on(
         await wait_until(copy_waits_on_the_api, what="the upload's COPY to wait on the API")
         await api_tx.commit()
         ack, applied = await upload
-    assert applied and ack["summary"] == {"CPR06": 2}
+    assert applied and ack.summary == {"CPR06": 2}
     async with db.pool.acquire() as conn:
         history = await conn.fetch(
             "SELECT p.la_plan_id, p.version AS current, v.version, v.start_date"
@@ -318,7 +319,7 @@ async def test_progress_is_reported_in_chunks_up_to_every_record(
     ack, _ = await apply_upload(
         db, clock, ParsedUpload(LA.ods_code, 1, CREATED, records), progress=seen.append
     )
-    assert ack["summary"] == {"CPR06": 12_000}
+    assert ack.summary == {"CPR06": 12_000}
     assert seen == sorted(seen) and seen[-1] == 12_000
     assert 2 <= len(seen) <= 10
 
@@ -379,12 +380,12 @@ async def test_the_index_decides_and_a_new_number_is_given_back_but_stored_seale
     index = FakeIndex({A: person(A), C: person(C, superseded_by=NEW)})
     ack, applied = await apply_upload(db, clock, INDEX_FILE, index=index)
     assert applied and index.calls == 1
-    assert [(r["plan_id"], r["code"]) for r in ack["records"]] == [
+    assert [(r.plan_id, r.code) for r in ack.records] == [
         ("P-A", "CPR06"), ("P-B", "CPR01"), ("P-C", "CPR05")
     ]  # fmt: skip
-    assert ack["records"][2]["new_nhs_number"] == NEW
-    assert all("new_nhs_number" not in r for r in ack["records"][:2])
-    assert ack["file_code"] == "CPF03"
+    assert ack.records[2].new_nhs_number == NEW
+    assert all(r.new_nhs_number is None for r in ack.records[:2])
+    assert ack.file_code == "CPF03"
     assert await plan_ids(db) == ["P-A"]
 
     async with db.pool.acquire() as conn:
@@ -406,7 +407,7 @@ async def test_index_unavailable_is_cpf05_and_the_file_can_be_sent_again(
     index = FakeIndex({A: person(A), B: person(B), C: person(C)}, available=False)
     ack, applied = await apply_upload(db, clock, INDEX_FILE, index=index)
     assert not applied
-    assert ack == {
+    assert acknowledgement_json(ack) == {
         "la_ods": LA.ods_code, "sequence": 1, "file_code": "CPF05",
         "reason": "person index unavailable, resubmit", "records": [],
     }  # fmt: skip
@@ -414,7 +415,7 @@ async def test_index_unavailable_is_cpf05_and_the_file_can_be_sent_again(
 
     index.available = True
     ack, applied = await apply_upload(db, clock, INDEX_FILE, index=index)
-    assert applied and ack["file_code"] == "CPF02"
+    assert applied and ack.file_code == "CPF02"
     assert await plan_ids(db) == ["P-A", "P-B", "P-C"]
 
 
@@ -423,15 +424,15 @@ async def test_refused_files_do_not_ask_the_index(db: PgDatabase, clock: FakeClo
     before any index call; nothing is stored."""
     index = FakeIndex({A: person(A), B: person(B), C: person(C)})
     ack, applied = await apply_upload(db, clock, INDEX_FILE, index=index)
-    assert (ack["file_code"], ack["reason"], applied) == (
+    assert (ack.file_code, ack.reason, applied) == (
         "CPF04", "the local authority is not registered", False
     )  # fmt: skip
     await db.upsert_la(LA)
     later = ParsedUpload(LA.ods_code, 5, CREATED, INDEX_FILE.records)
-    assert (await apply_upload(db, clock, later, index=index))[0]["file_code"] == "CPF02"
+    assert (await apply_upload(db, clock, later, index=index))[0].file_code == "CPF02"
     calls = index.calls
     ack, applied = await apply_upload(db, clock, INDEX_FILE, index=index)
-    assert (ack["file_code"], applied) == ("CPF04", False)
-    assert ack["reason"] == "sequence 1 is lower than the last applied (5)"
+    assert (ack.file_code, applied) == ("CPF04", False)
+    assert ack.reason == "sequence 1 is lower than the last applied (5)"
     assert index.calls == calls
     assert [s for s, _, _ in await stored_acks(db)] == [5]

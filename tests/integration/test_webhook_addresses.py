@@ -18,8 +18,8 @@ from cpis.adapters.webhook import (
     address_allowed,
 )
 from cpis.demo import demo_settings
-from cpis.settings import Settings, SettingsError
-from cpis.workers.dispatcher import DeliveryFailed
+from cpis.errors import DeliveryFailed, SettingsError
+from cpis.settings import Settings
 
 DEFAULTS = tuple(ipaddress.ip_network(n) for n in DEFAULT_ALLOWED_NETWORKS)
 LOOPBACK = tuple(ipaddress.ip_network(n) for n in LOOPBACK_NETWORKS)

@@ -6,8 +6,8 @@ import secrets
 
 import pytest
 
-from cpis.adapters.crypto import FieldVault, VaultError
-from cpis.errors import CpisError
+from cpis.adapters.crypto import FieldVault
+from cpis.errors import CpisError, VaultError
 
 NHS = "9990000018"
 

@@ -14,6 +14,7 @@ import pytest
 
 from cpis import errors
 from cpis.fhir import resources as r
+from cpis.fhir.capability import capability_statement
 from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import (
     AccessEvent,
@@ -494,7 +495,7 @@ def test_unauthenticated_is_access_denied_with_issue_code_login():
 
 def test_capability_statement_lists_exactly_what_is_served():
     """CareTeam, Flag, AuditEvent searchable by patient; Organization read-only; JSON; 4.0.1."""
-    cs = r.capability_statement(BASE, software_version="0.1.0", now="2024-06-01T00:00:00Z")
+    cs = capability_statement(BASE, software_version="0.1.0", now="2024-06-01T00:00:00Z")
 
     validate_resource(cs)
     assert cs["fhirVersion"] == "4.0.1"

@@ -23,7 +23,8 @@ from cpis.adapters.keys import (
     rotate_data_key,
     rotate_signing_key,
 )
-from cpis.settings import Secret, Settings, SettingsError
+from cpis.errors import SettingsError
+from cpis.settings import Secret, Settings
 
 
 def _load(settings: Settings) -> KeyMaterial:

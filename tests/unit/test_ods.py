@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cpis.ods import OdsCodeError, any_code, health_code, la_code
+from cpis.errors import OdsCodeError
+from cpis.ods import any_code, health_code, la_code
 
 
 @pytest.mark.parametrize("raw", ["503", "102", "a4c7e", "XDM01", "xla01", " 000AA ", "E2K5"])

@@ -13,17 +13,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from cpis.errors import IndexFileRejected
 from cpis.matching.blocking import BlockIndex
-from cpis.person_index_file import (
-    MAX_ERRORS,
-    FileError,
-    IndexFileRejected,
-    parse,
-    read_rows,
-)
-from cpis.ports import IndexPerson
+from cpis.model.persons import FileError, IndexPerson
+from cpis.model.uploads import ParsedUpload
+from cpis.person_index_file import MAX_ERRORS, parse, read_rows
 from cpis.uploads import parse_upload
-from cpis.uploads.parse import ParsedUpload
 from cpis.uploads.verify import check_against_index
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cpis.phone import PhoneNumberError, is_drama, uk_phone
+from cpis.errors import PhoneNumberError
+from cpis.phone import is_drama, uk_phone
 
 
 @pytest.mark.parametrize(

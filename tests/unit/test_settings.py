@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cpis.settings import Settings, SettingsError
+from cpis.errors import SettingsError
+from cpis.settings import Settings
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ import pytest
 
 from cpis.fhir import notifications as fn
 from cpis.fhir import subscriptions as fs
+from cpis.model.notifications import NotificationEvent
 from tests.fhir_validation import validate_resource
 from tests.unit.test_subscriptions_fhir import BASE, NOW, change_event, event, subscription
 
@@ -78,7 +79,7 @@ def shape(bundle: dict[str, Any]) -> Shape:
     }
 
 
-def ours(kind: str, payload: str, events: list[fs.NotificationEvent], **sub: Any) -> Shape:
+def ours(kind: str, payload: str, events: list[NotificationEvent], **sub: Any) -> Shape:
     bundle = fn.notification_bundle(
         kind,  # type: ignore[arg-type]
         subscription(payload=payload, **sub),

@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from cpis.adapters.tls import server_ssl_context
-from cpis.settings import Settings, SettingsError
+from cpis.errors import SettingsError
+from cpis.settings import Settings
 
 
 def _cert(

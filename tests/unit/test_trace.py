@@ -9,7 +9,7 @@ from datetime import date
 
 from cpis.matching.demographics import Person
 from cpis.matching.trace import decide, resolve
-from cpis.ports import IndexPerson
+from cpis.model.persons import IndexPerson
 
 A, B, C, D = "9990000018", "9990000026", "9990000034", "9990000042"
 BORN = date(2016, 4, 3)

@@ -17,15 +17,14 @@ import pytest
 
 from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import PlanType
-from cpis.uploads import (
-    CSV_COLUMNS,
+from cpis.model.uploads import (
     ParsedUpload,
     RecordAction,
     RecordRejection,
     RecordResult,
     UploadRejected,
-    parse_upload,
 )
+from cpis.uploads import CSV_COLUMNS, parse_upload
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 EXAMPLES = SCHEMAS / "examples"

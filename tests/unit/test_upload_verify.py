@@ -13,8 +13,8 @@ import pytest
 from cpis.errors import PersonIndexUnavailable
 from cpis.matching.blocking import MemoryIndex
 from cpis.model import PlanFields, PlanType
-from cpis.ports import IndexPerson, PersonQuery
-from cpis.uploads import RecordAction, RecordRejection, RecordResult
+from cpis.model.persons import IndexPerson, PersonQuery
+from cpis.model.uploads import RecordAction, RecordRejection, RecordResult
 from cpis.uploads.verify import check_against_index, verify_records
 
 NHS, NEW = "9990000018", "9990000026"

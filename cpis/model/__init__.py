@@ -1,5 +1,20 @@
 """The domain's values: plain frozen dataclasses and enums, no I/O.
 
+This package is the bottom layer: it imports only the standard library, and
+every other layer (rules, matching, ports, services, the edges) speaks in its
+values. The core is here: plans and their LAs, clients and principals, access
+events, the security audit line and what a retention purge deleted. Each other
+aggregate has a module:
+
+- :mod:`cpis.model.persons`: what a person index holds (``IndexPerson``), a
+  trace query, an NHS number it no longer uses, a person index file's rows,
+  and what a load of the index or the daily index check did;
+- :mod:`cpis.model.uploads`: a parsed upload file, its records' outcomes and
+  its acknowledgement (CPF/CPR codes), a MESH message it arrived in;
+- :mod:`cpis.model.notifications`: LA subscriptions, the outbox's deliveries
+  and numbered events, and what an LA's inbox lists;
+- :mod:`cpis.model.tracing`: a trace file's records and the review of them.
+
 Personal data (NHS numbers, names, dates of birth) lives only in these values
 while a request is being served; adapters encrypt it at rest and the log
 processors never see it.
@@ -9,8 +24,16 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import TypeAlias
+
+# A JSON value, for the few documents the domain carries as JSON (an audit
+# line's detail, a client's JWKS): what orjson writes, and nothing else.
+JsonValue: TypeAlias = (
+    str | int | float | bool | Sequence["JsonValue"] | Mapping[str, "JsonValue"] | None
+)
 
 
 class PlanType(enum.StrEnum):
@@ -222,3 +245,42 @@ class LookupResult:
     plans: tuple[VisiblePlan, ...]
     access_event: AccessEvent | None
     notified_las: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAccessEvent:
+    """An access event as stored: ``repeat`` when the same user viewed the subject at
+    the same setting within the repeat window (shown once in the 25 visits)."""
+
+    event: AccessEvent
+    repeat: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One line of the security audit log: who, what, when, outcome (SPEC §3, §6).
+
+    ``subject`` is the NHS number looked up, if any: the adapter stores only
+    its keyed hash, so the log can be joined to a subject without revealing one.
+    ``detail`` is a small JSON object of counts and codes, never personal data.
+    """
+
+    action: str
+    outcome: int
+    client_id: str | None = None
+    role: str | None = None
+    org_ods: str | None = None
+    user_id: str | None = None
+    resource: str | None = None
+    subject: str | None = None
+    trace_id: str | None = None
+    detail: Mapping[str, JsonValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeResult:
+    """What one retention purge deleted for good (SPEC §3 retention)."""
+
+    plans: int
+    access_events: int
+    notifications: int

@@ -1,0 +1,32 @@
+"""The database as the use cases see it: one :class:`Transaction` holds every store
+that must commit together, and :class:`Database` opens them.
+
+The unscheduled lookup reads plans, records the access event with its outbox
+rows and appends the audit line in one transaction (SPEC §3, §8); an upload
+is applied in one with its acknowledgement (SPEC §5).
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+from cpis.ports.access import AccessEventStore, AuditLog
+from cpis.ports.plans import PlanStore
+from cpis.ports.tokens import ClientRegistry
+from cpis.ports.uploads import UploadStore
+
+
+class Transaction(PlanStore, AccessEventStore, UploadStore, AuditLog, Protocol):
+    """One database transaction; everything done through it commits together."""
+
+
+class Database(AuditLog, ClientRegistry, Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
+
+    def connection(self) -> AbstractAsyncContextManager[Transaction]:
+        """The same operations, each statement committing on its own (fewer round trips)."""
+
+    async def ping(self) -> bool: ...
+
+    async def migrations_current(self) -> bool: ...
