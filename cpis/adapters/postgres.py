@@ -23,6 +23,7 @@ import asyncpg
 import orjson
 from asyncpg.pgproto.pgproto import UUID as PgUUID
 
+from cpis import rules
 from cpis.adapters.ids import uuid7
 from cpis.errors import StartupError, Unavailable
 from cpis.la_details import checked_la, checked_name, checked_phone, checked_window
@@ -686,7 +687,7 @@ class PgTransaction:
         )
         queued = await self._conn.fetchval(
             "SELECT record_lookup($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
-            " $15, $16, $17, $18, $19, $20, $21, $22)",
+            " $15, $16, $17, $18, $19, $20, $21, $22, $23)",
             subject,
             event_id,
             vault.seal("nhs_number", nhs_number),
@@ -709,6 +710,7 @@ class PgTransaction:
             audit.detail,
             seal_user_id(vault, accessor.user_id),
             sorted(f"{p.id}:{p.version}" for p in based_on),
+            rules.REPEAT_VIEW_WINDOW,
         )
         if queued is None:
             return None

@@ -18,15 +18,20 @@
 -- one subject, whatever the statistics say (see subject_plans.sql); without
 -- it bench/lookup saw the outbox repeat-window check scan the whole outbox.
 --
--- Users are compared by user_key (a keyed hash of the user id); the viewer is
--- stored sealed, and the audit line's user as audit_log keeps it.
+-- A repeat view is one within p_repeat_view_window of the same user's last
+-- shown view of the subject (cpis.rules.REPEAT_VIEW_WINDOW, passed by the
+-- adapter); an LA is not queued again within its own repeat_window_hours of
+-- the last notification for the same user, setting and subject. Users are
+-- compared by user_key (a keyed hash of the user id); the viewer is stored
+-- sealed, and the audit line's user as audit_log keeps it.
 CREATE OR REPLACE FUNCTION record_lookup(
     p_subject bytea, p_event uuid, p_nhs_sealed bytea, p_at timestamptz,
     p_client text, p_org text, p_org_name text, p_setting text,
     p_user_key bytea, p_viewer_sealed bytea, p_user_verified boolean, p_practitioner_role uuid,
     p_trace text, p_las text[], p_plan_ids jsonb,
     p_audit_action text, p_audit_role text, p_audit_resource text, p_audit_subject text,
-    p_audit_detail jsonb, p_audit_user_sealed bytea, p_based_on text[]
+    p_audit_detail jsonb, p_audit_user_sealed bytea, p_based_on text[],
+    p_repeat_view_window interval
 ) RETURNS text[] LANGUAGE plpgsql VOLATILE SET enable_seqscan = off AS $$
 DECLARE
     v_repeat boolean;
@@ -44,7 +49,7 @@ BEGIN
     SELECT EXISTS (
         SELECT 1 FROM access_event
         WHERE subject_key = p_subject AND user_key = p_user_key AND NOT is_repeat
-          AND occurred_at > p_at - interval '24 hours'
+          AND occurred_at > p_at - p_repeat_view_window
     ) INTO v_repeat;
 
     INSERT INTO access_event (id, subject_key, nhs_sealed, occurred_at, client_id, org_ods,
