@@ -69,7 +69,7 @@ from cpis.settings import Settings
 from cpis.uploads.apply import apply_upload
 from cpis.uploads.parse import CSV_COLUMNS, parse_upload
 
-LA = LocalAuthority("XBU01", "Benchshire", "01632 960001", "01632 960101")
+LA = LocalAuthority("XBU01", "Benchshire", "01632 960001", "01632 960101", 24)
 TARGET_RATIO = 3.0
 FAMILY = ("Testerton", "Example", "O'Sample", "Fictitious-Jones", "Placeholder", "Dummy", "Zed")
 GIVEN = ("Jonathan", "Ada", "Émile", "Mary Ann", "Kwame", "Siobhán", "Li", "Zara")

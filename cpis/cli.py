@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import orjson
 import structlog
 
-from cpis import cli_person_index, ods
+from cpis import cli_person_index, ods, rules
 from cpis.adapters.audit_log import ANCHOR_FILE, Anchor, AuditKeys, public_keys_of
 from cpis.adapters.keys import parse_audit_public_keys
 from cpis.app import Runtime, Start, audit_log, create_app, open_runtime
@@ -119,9 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     la_add.add_argument(
         "--repeat-window-hours",
         type=int,
-        default=24,
+        default=rules.DEFAULT_NOTIFY_REPEAT_HOURS,
         help="repeat views of a child by one user at one setting within this many hours "
-        "make no second notification (default 24)",
+        f"make no second notification (default {rules.DEFAULT_NOTIFY_REPEAT_HOURS})",
     )
     la_update = la.add_parser("update", help="change a registered LA's details (only those given)")
     la_update.add_argument("--ods", type=_la_ods, required=True)

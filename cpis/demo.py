@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from cpis import services
+from cpis import rules, services
 from cpis.adapters.tokens import generate_client_key
 from cpis.adapters.webhook import LOOPBACK_NETWORKS
 from cpis.app import Runtime
@@ -47,6 +47,7 @@ DEMO_LA = LocalAuthority(
     name="Demoshire County Council",
     office_phone="01632 960000",
     edt_phone="01632 960999",
+    repeat_window_hours=rules.DEFAULT_NOTIFY_REPEAT_HOURS,
 )
 DEMO_ED = Organisation("XED01", "Demoshire General Hospital Emergency Department", SettingType.ED)
 ED_CLIENT = "demo-ed"

@@ -1,20 +1,50 @@
-"""Domain rules (SPEC §3): visibility, retention, the 18th birthday, repeat views.
+"""Domain rules (SPEC §3), each named here and nowhere else.
 
-Pure functions of a plan and a date. "Today" is the date in England
-(Europe/London), supplied by the caller's clock, so a plan does not vanish at
-midnight UTC during British Summer Time.
+- Visibility: a plan is shown from its start date while active and for
+  :data:`VISIBLE_DAYS_AFTER_END` after its end, never on or after its delete
+  date (:func:`is_visible`), the end being the 18th birthday for a CPP or LAC
+  when that comes first (:func:`effective_end`).
+- Retention: a plan is deleted for good on :func:`delete_on`
+  (:func:`is_due_for_purge`); access events, with their notifications, go once
+  their subject has no plan left (the retention adapter's SQL, which needs no
+  date: it deletes what no remaining plan holds).
+- The 25 visits: the :data:`HISTORY_SIZE` most recent unscheduled access
+  events, a repeat view within :data:`REPEAT_VIEW_WINDOW` shown once.
+- Notifications: an LA is not told twice of one user's views of one child at
+  one setting within its own window of the last notified view
+  (``local_authority.repeat_window_hours``, which ``record_lookup()`` reads
+  from the LA's row): :data:`DEFAULT_NOTIFY_REPEAT_HOURS` unless it chose
+  another when registered.
+
+The functions are pure functions of a plan and a date. "Today" is the date in
+England (Europe/London), supplied by the caller's clock, so a plan does not
+vanish at midnight UTC during British Summer Time. Where SQL must apply a rule
+for speed, the adapter passes it the value from here (``record_lookup()``
+takes :data:`REPEAT_VIEW_WINDOW`; the history query takes :data:`HISTORY_SIZE`
+as its limit), so changing a value here changes what the service does.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
-from cpis.model import Plan, PlanFields, PlanType
+from cpis.model import PlanFields, PlanType
 
 VISIBLE_DAYS_AFTER_END = {PlanType.CPP: 365, PlanType.LAC: 365, PlanType.UCPP: 28}
-AUDIT_REPEAT_WINDOW = timedelta(hours=24)
-DEFAULT_NOTIFY_REPEAT_HOURS = 24
+
+# The 25 visits: how many are shown.
 HISTORY_SIZE = 25
+
+# A view of a subject by a user whose last *shown* view of that subject was
+# less than this long before is a repeat view: recorded (it is an access) but
+# not shown in the 25 visits. Each shown view starts a new window. Decided by
+# record_lookup() under the subject's lock, which receives this value.
+REPEAT_VIEW_WINDOW = timedelta(hours=24)
+
+# The repeat-notification window of an LA registered without one, in hours:
+# views of one child by one user at one setting within an LA's window of the
+# last view it was notified of make no second notification (alert fatigue).
+DEFAULT_NOTIFY_REPEAT_HOURS = 24
 
 
 def eighteenth_birthday(birth_date: date) -> date:
@@ -59,6 +89,13 @@ def delete_on(fields: PlanFields) -> date | None:
     return None if last is None else last + timedelta(days=1)
 
 
+def is_due_for_purge(fields: PlanFields, today: date) -> bool:
+    """Whether retention deletes the plan for good as of ``today``: on or after
+    :func:`delete_on`."""
+    gone = delete_on(fields)
+    return gone is not None and today >= gone
+
+
 def is_active(fields: PlanFields, today: date) -> bool:
     end = effective_end(fields)
     return fields.start_date <= today and (end is None or today <= end)
@@ -70,20 +107,7 @@ def is_visible(fields: PlanFields, today: date) -> bool:
     A plan whose start date is still in the future is not yet in force and is
     not shown: the LA sends it early only to have it ready.
     """
-    if fields.start_date > today:
-        return False
-    gone = delete_on(fields)
-    if gone is not None and today >= gone:
+    if fields.start_date > today or is_due_for_purge(fields, today):
         return False
     last = visible_until(fields)
     return last is None or today <= last
-
-
-def is_due_for_purge(plan: Plan, today: date) -> bool:
-    gone = delete_on(plan.fields)
-    return gone is not None and today >= gone
-
-
-def is_repeat_view(previous_shown_at: datetime | None, now: datetime) -> bool:
-    """A view within 24 h of the same user's last shown view of the subject is a repeat."""
-    return previous_shown_at is not None and now - previous_shown_at < AUDIT_REPEAT_WINDOW

@@ -23,8 +23,9 @@ import asyncpg
 import orjson
 from asyncpg.pgproto.pgproto import UUID as PgUUID
 
+from cpis import rules
 from cpis.adapters.ids import uuid7
-from cpis.errors import Unavailable
+from cpis.errors import StartupError, Unavailable
 from cpis.la_details import checked_la, checked_name, checked_phone, checked_window
 from cpis.model import (
     AccessEvent,
@@ -47,7 +48,8 @@ from cpis.uploads.acknowledgement import acknowledgement_json, parse_acknowledge
 # A pooled connection is a proxy for a Connection; both offer the same calls.
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "schemas" / "migrations"
+# Migrations and functions (:func:`schema_files`); a later issue packages them.
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 # Any constant will do; it only has to be the same in every replica.
 _MIGRATION_LOCK = 7_201_843_551
 
@@ -108,17 +110,26 @@ async def create_pool(
     return pool
 
 
-def migration_files(directory: Path = MIGRATIONS_DIR) -> list[tuple[str, Path]]:
-    return sorted((p.stem, p) for p in directory.glob("*.sql"))
+def schema_files(kind: str) -> list[tuple[str, Path]]:
+    """The schema's SQL files of one kind, ``"migrations"`` or ``"functions"``, as
+    (name without ``.sql``, path) in name order. The one place that knows where
+    they are kept."""
+    return sorted((p.stem, p) for p in (SCHEMA_DIR / kind).glob("*.sql"))
 
 
-async def migrate(pool: asyncpg.Pool, directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Apply pending migrations, each in its own transaction; returns what was applied.
+async def migrate(pool: asyncpg.Pool) -> list[str]:
+    """Apply pending migrations, each in its own transaction, then every SQL
+    function (:func:`apply_functions`); returns the migrations applied.
 
     A session advisory lock makes two replicas starting at once take turns:
-    the second finds everything applied and does nothing.
+    the second finds every migration applied and re-applies the functions,
+    which changes nothing. A database whose recorded migrations do not start
+    with this schema's first (one made by the migrations the baseline replaced,
+    issue 10) is refused with a :class:`~cpis.errors.StartupError` before
+    anything is applied: it cannot be upgraded, only recreated.
     """
     applied: list[str] = []
+    migrations = schema_files("migrations")
     async with pool.acquire() as conn:
         await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
         try:
@@ -127,7 +138,14 @@ async def migrate(pool: asyncpg.Pool, directory: Path = MIGRATIONS_DIR) -> list[
                 " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
             )
             done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migration")}
-            for version, path in migration_files(directory):
+            baseline = migrations[0][0]
+            if done and baseline not in done:
+                raise StartupError(
+                    f"the database was set up by migrations {min(done)} to {max(done)}, from"
+                    f" before the schema baseline ({baseline}), and cannot be upgraded:"
+                    " drop it and run `cpis migrate` to create it anew (README: Decisions)"
+                )
+            for version, path in migrations:
                 if version in done:
                     continue
                 async with conn.transaction():
@@ -136,9 +154,47 @@ async def migrate(pool: asyncpg.Pool, directory: Path = MIGRATIONS_DIR) -> list[
                         "INSERT INTO schema_migration (version) VALUES ($1)", version
                     )
                 applied.append(version)
+            await apply_functions(conn)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
     return applied
+
+
+async def apply_functions(conn: Connection) -> None:
+    """(Re)create every SQL function from its file, in one transaction.
+
+    Each file ``schemas/functions/NAME.sql`` defines the function NAME with
+    ``CREATE OR REPLACE`` (and binds any trigger that runs it), so applying it
+    again changes nothing. A file whose arguments changed creates a second
+    function of that name beside the old one: every function of a file's name
+    that this transaction did not create or replace (its catalogue row is not
+    this transaction's) is dropped, so the files are what the database has.
+    ``CREATE OR REPLACE`` cannot change a function's result type or argument
+    names; a migration that drops the old function does that once.
+    """
+    files = schema_files("functions")
+    names = [name for name, _ in files]
+    async with conn.transaction():
+        # Functions call one another whatever their files' order; as pg_restore
+        # does, bodies are checked when called rather than when created.
+        await conn.execute("SET LOCAL check_function_bodies = off")
+        for _name, path in files:
+            await conn.execute(path.read_text())
+        rows = await conn.fetch(
+            "SELECT p.proname, p.oid::regprocedure::text AS signature,"
+            " p.xmin = pg_current_xact_id()::xid AS current"
+            " FROM pg_proc p WHERE p.pronamespace = current_schema()::regnamespace"
+            " AND p.proname = ANY($1::text[])",
+            names,
+        )
+        undefined = set(names) - {r["proname"] for r in rows if r["current"]}
+        if undefined:
+            raise RuntimeError(
+                f"schemas/functions: {sorted(undefined)} define no function so named"
+            )
+        for r in rows:
+            if not r["current"]:
+                await conn.execute(f"DROP FUNCTION {r['signature']}")
 
 
 _PLAN_COLUMNS = """
@@ -152,10 +208,11 @@ _PLAN_COLUMNS = """
 # An upload's upserts (PgTransaction.put_plans) do to plan what put_plan does
 # once per call: a plan given k times in the file moves k versions on, and a
 # new one starts at version k. The plan ids in the arrays are distinct. First
-# the plans that exist (an UPDATE, HOT when the subject key is unchanged, see
-# migration 0016), returning each one's place in the arrays and new version;
-# then the rest are created by a COPY, or, when a plan was created meanwhile
-# through the plan API, by an INSERT that moves such a plan on instead.
+# the plans that exist (an UPDATE, HOT when the subject key is unchanged: see
+# plan's fillfactor in schemas/migrations/0001_baseline.sql), returning each
+# one's place in the arrays and new version; then the rest are created by a
+# COPY, or, when a plan was created meanwhile through the plan API, by an
+# INSERT that moves such a plan on instead.
 _MOVE_ON_PLANS = """
     UPDATE plan AS p
     SET version = p.version + u.total, subject_key = u.subject_key, updated_at = $2
@@ -391,7 +448,7 @@ class PgTransaction:
         return key
 
     async def visible_plan_rows(self, nhs_number: str) -> Sequence[tuple[Plan, LocalAuthority]]:
-        # subject_plans() pins the plan to its indexes (migration 0006).
+        # subject_plans() pins the plan to its indexes (schemas/functions/subject_plans.sql).
         rows = await self._conn.fetch("SELECT * FROM subject_plans($1)", self._subject(nhs_number))
         return [(self._plan(r), self._la(r)) for r in rows]
 
@@ -634,7 +691,7 @@ class PgTransaction:
         )
         queued = await self._conn.fetchval(
             "SELECT record_lookup($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
-            " $15, $16, $17, $18, $19, $20, $21, $22)",
+            " $15, $16, $17, $18, $19, $20, $21, $22, $23)",
             subject,
             event_id,
             vault.seal("nhs_number", nhs_number),
@@ -657,6 +714,7 @@ class PgTransaction:
             audit.detail,
             seal_user_id(vault, accessor.user_id),
             sorted(f"{p.id}:{p.version}" for p in based_on),
+            rules.REPEAT_VIEW_WINDOW,
         )
         if queued is None:
             return None
@@ -898,7 +956,7 @@ class PgDatabase:
             rows = await self._run("SELECT version FROM schema_migration")
         except (Unavailable, asyncpg.exceptions.UndefinedTableError):
             return False
-        return {r["version"] for r in rows} >= {v for v, _ in migration_files()}
+        return {r["version"] for r in rows} >= {v for v, _ in schema_files("migrations")}
 
     # --- administration (CLI) ----------------------------------------------
 

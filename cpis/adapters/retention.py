@@ -2,9 +2,10 @@
 events, with their notifications, go once their subject has no plan left.
 
 The delete date may depend on the child's birth date (the 18th-birthday end),
-which is only stored sealed, so candidate plans are read and judged here with
-:mod:`cpis.rules` rather than in SQL. One replica at a time purges (a
-transaction advisory lock); each batch is its own transaction.
+which is only stored sealed, so SQL cannot work it out: candidate plans are
+read, :func:`cpis.rules.is_due_for_purge` judges each, and the DELETE receives
+the ids it chose. One replica at a time purges (a transaction advisory lock);
+a purge is one transaction, deleting plans in batches of ids.
 """
 
 from __future__ import annotations
@@ -37,8 +38,7 @@ class PgRetention:
             delete_date=r["delete_date"],
             birth_date=birth,
         )
-        gone = rules.delete_on(fields)
-        return gone is not None and today >= gone
+        return rules.is_due_for_purge(fields, today)
 
     async def purge(self, *, today: date, batch: int = 1000) -> PurgeResult:
         """Delete what retention says must go, as of ``today``; counts of what went."""

@@ -1,5 +1,5 @@
 """What every ``cpis`` process on one database must agree on, kept in that database
-(table ``service_setting``, migration 0018; issue 9, items 12 and 13).
+(table ``service_setting``; issue 9, items 12 and 13).
 
 Keys. A process with other keys than the ones the database was set up with would
 seal values the service cannot open and hash NHS numbers no lookup finds, while

@@ -83,8 +83,9 @@ class LocalAuthority:
     office_phone: str
     edt_phone: str
     # Repeat views of one child by one user at one setting within this many
-    # hours make no second notification (alert fatigue, SPEC §3).
-    repeat_window_hours: int = 24
+    # hours make no second notification (alert fatigue, SPEC §3). No default
+    # here: an LA registered without one gets cpis.rules.DEFAULT_NOTIFY_REPEAT_HOURS.
+    repeat_window_hours: int
     version: int = 1
     updated_at: datetime | None = None
 

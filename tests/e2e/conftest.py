@@ -56,12 +56,14 @@ LA_NORTH = LocalAuthority(
     name="Northshire County Council",
     office_phone="01632 960001",
     edt_phone="01632 960101",
+    repeat_window_hours=24,
 )
 LA_SOUTH = LocalAuthority(
     ods_code="XLA02",
     name="Southborough Borough Council",
     office_phone="01632 960002",
     edt_phone="01632 960102",
+    repeat_window_hours=24,
 )
 ED = Organisation("XED01", "Northshire General Hospital Emergency Department", SettingType.ED)
 UTC = Organisation("XUT01", "Northshire Urgent Treatment Centre", SettingType.UTC)

@@ -32,7 +32,7 @@ LA_BOX = "X26ABC2"
 EXAMPLE = (
     Path(__file__).resolve().parents[2] / "schemas/examples/upload-example.json"
 ).read_bytes()
-DEMO = LocalAuthority("XDM01", "Demoshire County Council", "01632 960000", "01632 960999")
+DEMO = LocalAuthority("XDM01", "Demoshire County Council", "01632 960000", "01632 960999", 24)
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,7 @@ from tests.mesh_sandbox import running_mesh_sandbox
 from tests.polling import wait_until
 
 CHILD, OTHER = synthetic_numbers(2, start=300)
-LA = LocalAuthority("XLA01", "Alphashire", "01632 960001", "01632 960101")
+LA = LocalAuthority("XLA01", "Alphashire", "01632 960001", "01632 960101", 24)
 AUDIT = AuditEntry(action="plan_search", outcome=200, client_id="ed")
 
 

@@ -58,8 +58,8 @@ from tests.mesh_sandbox import running_mesh_sandbox
 from tests.polling import wait_until
 
 OLD, NEW, GONE, FINE, LONE_OLD, LONE_NEW = synthetic_numbers(6, start=900)
-NORTH = LocalAuthority("XLA01", "Northshire", "01632 960001", "01632 960101")
-SOUTH = LocalAuthority("XLA02", "Southborough", "01632 960002", "01632 960102")
+NORTH = LocalAuthority("XLA01", "Northshire", "01632 960001", "01632 960101", 24)
+SOUTH = LocalAuthority("XLA02", "Southborough", "01632 960002", "01632 960102", 24)
 HEADER = "nhs_number,family_name,given_names,birth_date,sex,postcode,sensitive,superseded_by,active"
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
-from cpis import services
+from cpis import rules, services
 from cpis.adapters.audit_log import PgAuditLog
 from cpis.adapters.crypto import FieldVault
 from cpis.adapters.outbox_store import PgOutboxStore
@@ -27,7 +27,7 @@ from cpis.model import (
 from tests.integration.conftest import FakeClock
 
 CHILD, OTHER, MOTHER = synthetic_numbers(3, start=100)
-LA_A = LocalAuthority("XLA01", "Alphashire", "01632 960001", "01632 960101")
+LA_A = LocalAuthority("XLA01", "Alphashire", "01632 960001", "01632 960101", 24)
 LA_B = LocalAuthority("XLA02", "Betaborough", "01632 960002", "01632 960102", repeat_window_hours=0)
 AUDIT = AuditEntry(action="plan_search", outcome=200, client_id="ed")
 
@@ -191,6 +191,59 @@ async def test_history_is_capped_at_25(seeded: PgDatabase, clock: FakeClock) -> 
     assert len(events) == 25
     assert events[0].accessor.user_id == "user-29"
     assert events[-1].accessor.user_id == "user-5"
+
+
+async def history_ids(db: PgDatabase, clock: FakeClock, nhs: str) -> list[object]:
+    principal = Principal(client_id="ed", role=Role.HEALTH, ods_codes=("XED01",))
+    events = await services.history(db, clock, nhs_number=nhs, principal=principal, audit=AUDIT)
+    return [e.id for e in events]
+
+
+async def test_a_view_is_a_repeat_until_24_hours_after_the_users_last_shown_view(
+    seeded: PgDatabase, clock: FakeClock
+) -> None:
+    """23 h 59 after a user's shown view, their next view is a repeat and hidden; 24 h
+    after it, the next is shown again (SPEC §3)."""
+    first = await lookup(seeded, clock, CHILD)
+    clock.advance(hours=23, minutes=59)
+    await lookup(seeded, clock, CHILD)
+    clock.advance(minutes=1)
+    third = await lookup(seeded, clock, CHILD)
+    assert await history_ids(seeded, clock, CHILD) == [
+        third.access_event.id,  # type: ignore[union-attr]
+        first.access_event.id,  # type: ignore[union-attr]
+    ]
+
+
+async def test_the_repeat_view_window_applied_in_sql_is_the_rules(
+    seeded: PgDatabase, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """record_lookup() decides repeats with the window in cpis.rules, not a number of its
+    own: with a one-hour window, a view 59 minutes after a shown one is hidden and one
+    61 minutes after it is shown."""
+    monkeypatch.setattr(rules, "REPEAT_VIEW_WINDOW", timedelta(hours=1))
+    first = await lookup(seeded, clock, CHILD)
+    clock.advance(minutes=59)
+    await lookup(seeded, clock, CHILD)
+    clock.advance(minutes=2)
+    third = await lookup(seeded, clock, CHILD)
+    assert await history_ids(seeded, clock, CHILD) == [
+        third.access_event.id,  # type: ignore[union-attr]
+        first.access_event.id,  # type: ignore[union-attr]
+    ]
+
+
+async def test_the_history_size_is_the_rules(
+    seeded: PgDatabase, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The history query's limit is cpis.rules.HISTORY_SIZE, whatever it is."""
+    monkeypatch.setattr(rules, "HISTORY_SIZE", 3)
+    ids = []
+    for i in range(5):
+        result = await lookup(seeded, clock, CHILD, user=f"user-{i}")
+        ids.append(result.access_event.id)  # type: ignore[union-attr]
+        clock.advance(minutes=1)
+    assert await history_ids(seeded, clock, CHILD) == ids[:1:-1]
 
 
 async def test_history_of_a_child_with_no_visible_plan_is_empty(

@@ -48,8 +48,8 @@ CSV_EXAMPLE = (EXAMPLES / "upload-example.csv").read_bytes()
 EXAMPLE_PLANS = {"DEMO-CPP-0001": "9990000018", "DEMO-LAC-0002": "9990000026",
                  "DEMO-UCPP-0003": "9990000034"}  # fmt: skip
 PERSONAL = (*EXAMPLE_PLANS.values(), "Testchild", "Examplefamily", "2016-07-14")
-DEMO = LocalAuthority("XDM01", "Demoshire County Council", "01632 960000", "01632 960999")
-OTHER = LocalAuthority("XLA02", "Southborough Borough Council", "01632 960002", "01632 960102")
+DEMO = LocalAuthority("XDM01", "Demoshire County Council", "01632 960000", "01632 960999", 24)
+OTHER = LocalAuthority("XLA02", "Southborough Borough Council", "01632 960002", "01632 960102", 24)
 
 
 @pytest.fixture

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from datetime import date
 
-from cpis import services
+import pytest
+
+from cpis import rules, services
 from cpis.adapters.postgres import PgDatabase
 from cpis.adapters.retention import PgRetention
 from cpis.matching.nhs_number import synthetic_numbers
@@ -23,7 +25,7 @@ from cpis.model import (
 from tests.integration.conftest import FakeClock
 
 EXPLICIT, WINDOW, ADULT, OPEN, TWO_PLANS = synthetic_numbers(5, start=950)
-LA = LocalAuthority("XLA01", "Alphashire", "01632 960001", "01632 960101")
+LA = LocalAuthority("XLA01", "Alphashire", "01632 960001", "01632 960101", 24)
 AUDIT = AuditEntry(action="plan_search", outcome=200, client_id="ed")
 
 
@@ -82,3 +84,30 @@ async def test_purge_follows_the_retention_rules(db: PgDatabase, clock: FakeCloc
     assert await count(db, "outbox") == 2  # one each for OPEN and TWO_PLANS: kept
     again = await PgRetention(db.pool, db._vault).purge(today=date(2026, 6, 1))
     assert (again.plans, again.access_events) == (0, 0)
+
+
+async def test_purge_and_lookup_follow_the_visibility_window_in_the_rules(
+    db: PgDatabase, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retention worker and the lookup both judge by cpis.rules: a LAC plan that
+    ended on 1 April is shown and kept on 1 June with the 365-day window, and with a
+    30-day window it is neither shown nor kept."""
+    await db.upsert_la(LA)
+    la = Principal(client_id="la", role=Role.LA, ods_codes=(LA.ods_code,))
+    fields = PlanFields(WINDOW, PlanType.LAC, date(2025, 1, 1), date(2026, 4, 1))
+    await services.put_plan(db, clock, principal=la, la_ods=LA.ods_code, la_plan_id="ended",
+                            fields=fields, if_match=None)  # fmt: skip
+    acc = Accessor("ed", "XED01", "ED", SettingType.ED, "u1", "Nurse", "Nurse", "t")
+    retention = PgRetention(db.pool, db._vault)
+
+    async def shown() -> int:
+        result = await services.lookup(db, clock, nhs_number=WINDOW, accessor=acc,
+                                       unscheduled=False, audit=AUDIT)  # fmt: skip
+        return len(result.plans)
+
+    assert clock.today() == date(2026, 6, 1)
+    assert await shown() == 1
+    assert (await retention.purge(today=clock.today())).plans == 0
+    monkeypatch.setitem(rules.VISIBLE_DAYS_AFTER_END, PlanType.LAC, 30)
+    assert await shown() == 0
+    assert (await retention.purge(today=clock.today())).plans == 1

@@ -26,7 +26,7 @@ from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import LocalAuthority, PlanFields, PlanType, Principal, Role
 from tests.integration.conftest import FakeClock
 
-LA = LocalAuthority("XLA01", "Alphashire", "01632 960001", "01632 960101")
+LA = LocalAuthority("XLA01", "Alphashire", "01632 960001", "01632 960101", 24)
 (CHILD,) = synthetic_numbers(1, start=4100)
 SIGNING = ec.generate_private_key(ec.SECP256R1())
 AUDIT = ed25519.Ed25519PrivateKey.generate()

@@ -39,7 +39,7 @@ from tests.conftest import _with_database
 from tests.integration.conftest import FakeClock
 from tests.polling import wait_until
 
-LA = LocalAuthority("XLA01", "Alphashire", "01632 960001", "01632 960101")
+LA = LocalAuthority("XLA01", "Alphashire", "01632 960001", "01632 960101", 24)
 NUMBERS = synthetic_numbers(6, start=7100)
 CREATED = datetime(2026, 6, 1, 6, 0, tzinfo=UTC)
 

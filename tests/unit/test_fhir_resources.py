@@ -43,6 +43,7 @@ LA = LocalAuthority(
     name="Exampleshire County Council",
     office_phone="01632 960001",
     edt_phone="01632 960999",
+    repeat_window_hours=24,
     version=3,
     updated_at=UPDATED,
 )
@@ -173,7 +174,9 @@ def test_care_team_phones_are_told_apart_by_use_as_nhs_sends_them():
 )
 def test_missing_phone_numbers_are_left_out_not_sent_empty(office: str, edt: str, ranks: list[int]):
     """FHIR strings cannot be empty: a number the LA has not given is omitted."""
-    la = LocalAuthority("LA002", "Testborough", office_phone=office, edt_phone=edt)
+    la = LocalAuthority(
+        "LA002", "Testborough", office_phone=office, edt_phone=edt, repeat_window_hours=24
+    )
     ct = r.care_team(visible(la=la), BASE)
     org = r.organization(la, BASE)
 
@@ -220,7 +223,7 @@ def test_organization_is_the_la_by_ods_code():
 
 
 def test_organization_without_an_update_time_has_no_last_updated():
-    la = LocalAuthority("LA003", "Newtown", "01632 960002", "01632 960003")
+    la = LocalAuthority("LA003", "Newtown", "01632 960002", "01632 960003", 24)
     org = r.organization(la, BASE)
     validate_resource(org)
     assert org["meta"] == {"versionId": "1"}

@@ -1,8 +1,16 @@
-"""Domain rules (SPEC §3): visibility windows, retention, the 18th birthday."""
+"""Domain rules (SPEC §3): visibility windows, retention, the 18th birthday.
+
+These are the functions the service calls. The rules applied by SQL or at
+registration are tested through those paths, changing the value in
+:mod:`cpis.rules` to show the live path follows it: the repeat-view window and the
+history size in tests/integration/test_lookup_storage.py, retention and visibility
+in tests/integration/test_retention.py, an LA's default notification window in
+tests/integration/test_cli_la.py.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 
 import pytest
 
@@ -87,9 +95,9 @@ def test_delete_on(fields: PlanFields, expected: date | None) -> None:
     assert rules.delete_on(fields) == expected
 
 
-def test_repeat_view_window_is_24_hours() -> None:
-    """A view less than 24 h after the last shown one is a repeat; at 24 h it is not."""
-    t0 = datetime(2025, 1, 1, 12, tzinfo=UTC)
-    assert not rules.is_repeat_view(None, t0)
-    assert rules.is_repeat_view(t0, t0 + timedelta(hours=23, minutes=59))
-    assert not rules.is_repeat_view(t0, t0 + timedelta(hours=24))
+def test_a_plan_is_due_for_purge_from_its_delete_date() -> None:
+    """Retention deletes a plan on its delete date and after, never before."""
+    fields = plan(end=date(2025, 6, 30))  # deleted on 1 July 2026
+    assert not rules.is_due_for_purge(fields, date(2026, 6, 30))
+    assert rules.is_due_for_purge(fields, date(2026, 7, 1))
+    assert not rules.is_due_for_purge(plan(), date(2099, 1, 1))  # open-ended

@@ -1,16 +1,13 @@
--- Keep the lookup's statements on their indexes whatever the statistics say.
+-- A subject's plans, each at its current version with its LA: the lookup's
+-- read (visibility is then judged by cpis.rules, which needs the decrypted
+-- birth date for the 18th-birthday rule).
 --
--- On a new or fast-growing database the planner has no statistics yet (auto-
+-- enable_seqscan = off keeps it on its indexes whatever the statistics say: on
+-- a new or fast-growing database the planner has no statistics yet (auto-
 -- analyze runs at most once a minute) and picks sequential scans that its
--- cached plans then keep: bench/lookup measured the outbox repeat-window check
--- scanning the whole outbox on every lookup, and the plan read scanning every
--- plan version, so lookups got slower with every lookup made. Every statement
--- here is meant to be an index lookup on one subject, so say so.
-
-ALTER FUNCTION record_lookup(bytea, uuid, bytea, timestamptz, text, text, text, text, text, text,
-    text, text, text[], jsonb, text, text, text, text, jsonb, text[]) SET enable_seqscan = off;
-
-CREATE FUNCTION subject_plans(p_subject bytea)
+-- cached plans then keep, so lookups got slower with every lookup made
+-- (bench/lookup). It is meant to be an index lookup on one subject.
+CREATE OR REPLACE FUNCTION subject_plans(p_subject bytea)
 RETURNS TABLE (
     id uuid, la_ods text, la_plan_id text, updated_at timestamptz, version integer,
     nhs_sealed bytea, plan_type text, start_date date, end_date date, delete_date date,
