@@ -456,34 +456,9 @@ class BrowserlessUserAgent:
 
     async def redeem(self, client: OidcClient, response: AuthorizationResponse) -> Tokens:
         """Exchange the code at the token endpoint as ``client`` does, and check the ID token."""
-        token_url = self.provider.discovery["token_endpoint"]
-        data = {
-            "grant_type": "authorization_code",
-            "code": response.code,
-            "redirect_uri": response.request.redirect_uri,
-            "code_verifier": response.request.pkce.verifier,
-        }
-        headers = {}
-        if client.token_endpoint_auth_method == "client_secret_basic":
-            assert client.client_secret is not None
-            headers["Authorization"] = basic_authorization(client.client_id, client.client_secret)
-        elif client.token_endpoint_auth_method == "private_key_jwt":
-            data |= {
-                "client_id": client.client_id,
-                "client_assertion_type": ASSERTION_TYPE,
-                "client_assertion": client_assertion(client, token_url),
-            }
-        else:
-            data["client_id"] = client.client_id
-        async with self.session.post(token_url, data=data, headers=headers) as resp:
-            body = await resp.json()
-            if resp.status != 200:
-                raise AuthorizationFailed(body)
-        nonce = response.request.nonce
-        claims = verify_id_token(
-            self.provider, body["id_token"], client_id=client.client_id, nonce=nonce
+        return await redeem_code(
+            self.provider, client, response.request, response.code, session=self.session
         )
-        return Tokens(body["id_token"], body["access_token"], claims, body)
 
     async def sign_in(self, client: OidcClient, account: DemoAccount, **kwargs: Any) -> Tokens:
         """:meth:`authorize` then :meth:`redeem`."""
@@ -529,6 +504,46 @@ class BrowserlessUserAgent:
         async with self.session.get(target, allow_redirects=False) as resp:
             assert resp.status == 200, f"GET {target} answered {resp.status}"
         return target
+
+
+async def redeem_code(
+    provider: LocalOidcProvider,
+    client: OidcClient,
+    request: AuthorizationRequest,
+    code: str,
+    *,
+    session: aiohttp.ClientSession,
+) -> Tokens:
+    """What a relying party does at its callback: redeem ``code`` with the PKCE verifier
+    and the client's authentication, then check the ID token (signature, iss, aud,
+    exp, nonce). Raises :class:`AuthorizationFailed` with the token endpoint's error."""
+    token_url = provider.discovery["token_endpoint"]
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": request.redirect_uri,
+        "code_verifier": request.pkce.verifier,
+    }
+    headers = {}
+    if client.token_endpoint_auth_method == "client_secret_basic":
+        assert client.client_secret is not None
+        headers["Authorization"] = basic_authorization(client.client_id, client.client_secret)
+    elif client.token_endpoint_auth_method == "private_key_jwt":
+        data |= {
+            "client_id": client.client_id,
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": client_assertion(client, token_url),
+        }
+    else:
+        data["client_id"] = client.client_id
+    async with session.post(token_url, data=data, headers=headers) as resp:
+        body = await resp.json()
+        if resp.status != 200:
+            raise AuthorizationFailed(body)
+    claims = verify_id_token(
+        provider, body["id_token"], client_id=client.client_id, nonce=request.nonce
+    )
+    return Tokens(body["id_token"], body["access_token"], claims, body)
 
 
 async def sign_in_without_browser(
