@@ -157,6 +157,15 @@ function makeProvider(issuer, prefix, config) {
       RefreshToken: 8 * 3600,
     },
   });
+  // oidc-provider 9 has no catch-all 404 of its own: a stray address gets our page.
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.status === 404 && !ctx.body) {
+      setPageHeaders(ctx);
+      ctx.status = 404;
+      ctx.body = pages.notFoundPage();
+    }
+  });
   for (const event of ['authorization.error', 'grant.error', 'end_session.error', 'userinfo.error']) {
     provider.on(event, (_ctx, err) => log({ event: 'oidc_error', where: event, error: err.error, description: err.error_description }));
   }

@@ -84,8 +84,8 @@ async def test_social_worker_signs_in_and_out_through_the_provider_pages(
 async def test_the_other_provider_pages_pass_axe(
     page: Page, op: LocalOidcProvider, screenshots: Screenshots
 ) -> None:
-    """The landing page, an error (an unknown client), and the sign-in form on a
-    phone-sized screen."""
+    """The landing page, an error (an unknown client), a page that is not there, and
+    the landing page on a phone-sized screen."""
     await page.goto(op.issuer)
     await expect(page.get_by_role("heading", name="Demo identity provider")).to_be_visible()
     await screenshots.take(page, "landing page")
@@ -94,6 +94,11 @@ async def test_the_other_provider_pages_pass_axe(
     await page.goto(f"{op.discovery['authorization_endpoint']}?client_id=nobody&response_type=code")
     await expect(page).to_have_title(re.compile(r"^Error:"))
     await screenshots.take(page, "error page")
+    await assert_accessible(page)
+
+    response = await page.goto(f"{op.issuer}/no-such-page")
+    assert response is not None and response.status == 404
+    await expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
     await assert_accessible(page)
 
     await page.set_viewport_size({"width": 320, "height": 640})
