@@ -1,7 +1,7 @@
 """Measure NHS number matching: precision and recall of our decisions, beside splink's.
 
 Run by ``bench/matching`` (see bench/README.md, "matching"). One seeded data
-set (``cpis.matching.synthetic.dataset``): a person index of synthetic
+set (``dataset`` in bench/synthetic.py): a person index of synthetic
 children and LA copies of some of them with recorded errors.
 
 (a) Upload decisions. Each upload record carries the NHS number the LA sent
@@ -49,9 +49,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from synthetic import Child, Dataset, LaRecord, dataset
+
 from cpis.matching import names
 from cpis.matching.blocking import MemoryIndex
-from cpis.matching.synthetic import Child, Dataset, LaRecord, dataset
 from cpis.model import PlanFields, PlanType
 from cpis.model.persons import IndexPerson
 from cpis.model.uploads import RecordAction, RecordResult

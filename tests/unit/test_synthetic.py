@@ -1,4 +1,4 @@
-"""The synthetic children and LA copies that matching is measured on (cpis.matching.synthetic)."""
+"""The synthetic children and LA copies that matching is measured on (bench/synthetic.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import random
 from collections import Counter
 from datetime import date
 
-from cpis.matching import names, nhs_number
-from cpis.matching.synthetic import (
+from bench.synthetic import (
     ERROR_WEIGHTS,
     children,
     dataset,
@@ -16,6 +15,7 @@ from cpis.matching.synthetic import (
     slipped_number,
     wrong_number,
 )
+from cpis.matching import names, nhs_number
 
 AS_OF = date(2026, 4, 1)
 

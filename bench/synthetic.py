@@ -1,7 +1,9 @@
 """Synthetic children and the LA's corrupted copies of them, with the truth recorded.
 
-Matching is measured on data like this (``bench/matching``) and the demo is
-seeded from it, so it has to look like the real thing where matching cares:
+Matching is measured on data like this (``bench/matching``, and the tests in
+``tests/unit/test_synthetic.py`` that keep it honest). It is test data, so it
+lives with the benchmarks, not in the product; it has to look like the real
+thing where matching cares:
 
 - names drawn with UK frequencies (a few very common, a long tail), with
   double-barrelled surnames, Mc/Mac, O'-names, accents, and middle names;
@@ -619,7 +621,7 @@ def dataset(
     ``uploads`` and ``traces`` default to half and a quarter of ``people``.
     ``absent_rate`` is the share of traced children who are not in the index.
     """
-    rng = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
+    rng = random.Random(seed)
     n_uploads = people // 2 if uploads is None else uploads
     n_traces = people // 4 if traces is None else traces
     n_absent = round(n_traces * absent_rate)
