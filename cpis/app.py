@@ -34,22 +34,22 @@ from cpis.adapters.data_dir import (
     require_service_data,
 )
 from cpis.adapters.embedded import EmbeddedPostgres
-from cpis.adapters.index_check_store import PgIndexCheckStore
 from cpis.adapters.keys import KeyMaterial, load_keys
 from cpis.adapters.mesh import MeshClient
-from cpis.adapters.mesh_inbox import PgMeshSenders, PgPollLock
-from cpis.adapters.outbox_store import PgOutboxStore
-from cpis.adapters.person_index import open_person_index
 from cpis.adapters.postgres import PgDatabase, create_pool, migrate
-from cpis.adapters.render import Renderer
-from cpis.adapters.retention import PgRetention
-from cpis.adapters.service_state import (
+from cpis.adapters.postgres._index_check import PgIndexCheckStore
+from cpis.adapters.postgres._mesh_inbox import PgMeshSenders, PgPollLock
+from cpis.adapters.postgres._outbox import PgOutboxStore
+from cpis.adapters.postgres._person_index import open_person_index
+from cpis.adapters.postgres._retention import PgRetention
+from cpis.adapters.postgres._service_state import (
     agree_on_keys,
     keys_recorded,
     record_person_index,
     recorded_person_index,
 )
-from cpis.adapters.subscription_store import PgSubscriptionStore
+from cpis.adapters.postgres._subscriptions import PgSubscriptionStore
+from cpis.adapters.render import Renderer
 from cpis.adapters.tokens import JwtTokenAuthority
 from cpis.adapters.webhook import WebhookSender
 from cpis.errors import MissingKeys, StartupError, Unavailable

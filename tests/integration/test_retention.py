@@ -10,7 +10,7 @@ import pytest
 
 from cpis import rules, services
 from cpis.adapters.postgres import PgDatabase
-from cpis.adapters.retention import PgRetention
+from cpis.adapters.postgres._retention import PgRetention
 from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import (
     Accessor,

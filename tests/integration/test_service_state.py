@@ -15,7 +15,7 @@ from cpis import services
 from cpis.adapters.crypto import FieldVault
 from cpis.adapters.keys import KeyMaterial, hash_key_id
 from cpis.adapters.postgres import PgDatabase
-from cpis.adapters.service_state import (
+from cpis.adapters.postgres._service_state import (
     agree_on_keys,
     keys_recorded,
     record_person_index,

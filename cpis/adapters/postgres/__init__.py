@@ -49,7 +49,7 @@ from cpis.uploads.acknowledgement import acknowledgement_json, parse_acknowledge
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 # Migrations and functions (:func:`schema_files`); a later issue packages them.
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parents[3] / "schemas"
 # Any constant will do; it only has to be the same in every replica.
 _MIGRATION_LOCK = 7_201_843_551
 

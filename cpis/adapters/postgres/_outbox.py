@@ -16,7 +16,7 @@ Two stages, both safe with any number of replicas:
 
 Outbox rows are of two kinds: ``access`` (an attendance, joined to its access
 event) and ``nhs-number-inactive`` (the person index retired or superseded an
-NHS number the LA holds plans for; queued by ``cpis.adapters.index_check_store``
+NHS number the LA holds plans for; queued by ``cpis.adapters.postgres._index_check``
 and carrying the old and new numbers sealed). Both fan out and deliver the same
 way; the renderer shapes each.
 
@@ -36,7 +36,7 @@ from typing import Any
 import asyncpg
 
 from cpis.adapters.postgres import UNAVAILABLE, access_event_from_row, open_viewer
-from cpis.adapters.subscription_store import subscription_from_row
+from cpis.adapters.postgres._subscriptions import subscription_from_row
 from cpis.errors import Unavailable
 from cpis.model import SettingType
 from cpis.model.notifications import (
