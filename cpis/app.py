@@ -36,19 +36,22 @@ from cpis.adapters.data_dir import (
 from cpis.adapters.embedded import EmbeddedPostgres
 from cpis.adapters.keys import KeyMaterial, load_keys
 from cpis.adapters.mesh import MeshClient
-from cpis.adapters.postgres import PgDatabase, create_pool, migrate
-from cpis.adapters.postgres._index_check import PgIndexCheckStore
-from cpis.adapters.postgres._mesh_inbox import PgMeshSenders, PgPollLock
-from cpis.adapters.postgres._outbox import PgOutboxStore
-from cpis.adapters.postgres._person_index import open_person_index
-from cpis.adapters.postgres._retention import PgRetention
-from cpis.adapters.postgres._service_state import (
+from cpis.adapters.postgres import (
+    PgDatabase,
+    PgIndexCheckStore,
+    PgMeshSenders,
+    PgOutboxStore,
+    PgPollLock,
+    PgRetention,
+    PgSubscriptionStore,
     agree_on_keys,
+    create_pool,
     keys_recorded,
+    migrate,
+    open_person_index,
     record_person_index,
     recorded_person_index,
 )
-from cpis.adapters.postgres._subscriptions import PgSubscriptionStore
 from cpis.adapters.render import Renderer
 from cpis.adapters.tokens import JwtTokenAuthority
 from cpis.adapters.webhook import WebhookSender

@@ -72,7 +72,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from cpis.adapters.keys import audit_key_id
-from cpis.adapters.postgres import UNAVAILABLE
+from cpis.adapters.postgres._connection import UNAVAILABLE
 from cpis.errors import Unavailable
 
 log = structlog.get_logger("cpis.audit")

@@ -17,9 +17,9 @@ import pytest
 
 from cpis.adapters.crypto import FieldVault
 from cpis.adapters.pds import PdsPersonIndex
-from cpis.adapters.postgres import create_pool
-from cpis.adapters.postgres._person_index import (
+from cpis.adapters.postgres import (
     LocalPersonIndex,
+    create_pool,
     load_person_index,
     open_person_index,
 )

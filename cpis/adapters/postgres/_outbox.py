@@ -35,7 +35,9 @@ from typing import Any
 
 import asyncpg
 
-from cpis.adapters.postgres import UNAVAILABLE, access_event_from_row, open_viewer
+from cpis.adapters.postgres._access_events import access_event_from_row
+from cpis.adapters.postgres._at_rest import open_viewer
+from cpis.adapters.postgres._connection import UNAVAILABLE
 from cpis.adapters.postgres._subscriptions import subscription_from_row
 from cpis.errors import Unavailable
 from cpis.model import SettingType

@@ -26,7 +26,7 @@ import orjson
 
 from cpis.adapters.crypto import FieldVault
 from cpis.adapters.pds import PdsPersonIndex
-from cpis.adapters.postgres import UNAVAILABLE, Connection
+from cpis.adapters.postgres._connection import UNAVAILABLE, Connection
 from cpis.errors import IndexFileRejected, PersonIndexUnavailable, Unavailable
 from cpis.matching.blocking import query_keys, record_keys
 from cpis.model.persons import FileError, IndexPerson, LoadResult, PersonQuery
