@@ -22,7 +22,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import Counter
 
-from cpis.adapters.audit_log import ANCHOR_FILE, PgAuditLog
+from cpis.adapters.audit_log import ANCHOR_FILE
 from cpis.adapters.channels import Channels
 from cpis.adapters.cis2 import Cis2Issuers
 from cpis.adapters.clock import SystemClock
@@ -37,6 +37,7 @@ from cpis.adapters.embedded import EmbeddedPostgres
 from cpis.adapters.keys import KeyMaterial, load_keys
 from cpis.adapters.mesh import MeshClient
 from cpis.adapters.postgres import (
+    PgAuditLog,
     PgDatabase,
     PgIndexCheckStore,
     PgMeshSenders,

@@ -18,6 +18,8 @@ one concern each:
   :class:`~cpis.ports.database.Database` port, made of ``_plans``,
   ``_plan_bulk``, ``_access_events``, ``_uploads``, ``_reference`` and
   ``_audit_log``'s append;
+- ``_audit_log`` and ``_audit_check``: the audit log's lines, and its seals made
+  and checked (:class:`PgAuditLog`; the format is :mod:`cpis.adapters.audit_log`'s);
 - ``_at_rest``: how staff data and sealed text are kept;
 - the other stores, each over the pool: ``_outbox`` and ``_subscriptions``
   (notifications), ``_index_check``, ``_person_index`` (the local person
@@ -33,6 +35,7 @@ from cpis.adapters.postgres._at_rest import (
     seal_viewer,
     user_key,
 )
+from cpis.adapters.postgres._audit_log import PgAuditLog
 from cpis.adapters.postgres._connection import Pool, create_pool
 from cpis.adapters.postgres._database import PgDatabase, PgTransaction
 from cpis.adapters.postgres._index_check import PgIndexCheckStore, inactive_notification_id
@@ -56,6 +59,7 @@ from cpis.adapters.postgres._subscriptions import PgSubscriptionStore
 
 __all__ = [
     "LocalPersonIndex",
+    "PgAuditLog",
     "PgDatabase",
     "PgIndexCheckStore",
     "PgMeshSenders",
