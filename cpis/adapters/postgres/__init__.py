@@ -36,7 +36,7 @@ from cpis.adapters.postgres._at_rest import (
     user_key,
 )
 from cpis.adapters.postgres._audit_log import PgAuditLog
-from cpis.adapters.postgres._connection import Pool, create_pool
+from cpis.adapters.postgres._connection import Pool, create_pool, open_pool
 from cpis.adapters.postgres._database import PgDatabase, PgTransaction
 from cpis.adapters.postgres._index_check import PgIndexCheckStore, inactive_notification_id
 from cpis.adapters.postgres._mesh_inbox import PgMeshSenders, PgPollLock
@@ -45,7 +45,6 @@ from cpis.adapters.postgres._person_index import (
     LocalPersonIndex,
     load_person_index,
     local_index_size,
-    open_person_index,
 )
 from cpis.adapters.postgres._retention import PgRetention
 from cpis.adapters.postgres._schema import migrate
@@ -77,7 +76,7 @@ __all__ = [
     "load_person_index",
     "local_index_size",
     "migrate",
-    "open_person_index",
+    "open_pool",
     "open_user_id",
     "open_viewer",
     "practitioner_role_id",

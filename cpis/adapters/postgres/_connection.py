@@ -1,16 +1,19 @@
 """Connections: the pool and how each connection is set up, which failures mean
-"the database is unavailable", and what the stores share (:class:`Session` over one
-connection, :class:`Pooled` over the pool).
+"the database is unavailable" (or, for a command starting up, what to tell the
+operator), and what the stores share (:class:`Session` over one connection,
+:class:`Pooled` over the pool).
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Any, TypeAlias
 
 import asyncpg
 import orjson
 
-from cpis.errors import Unavailable
+from cpis.errors import StartupError, Unavailable
 from cpis.ports.vault import Vault
 
 # A pooled connection is a proxy for a Connection; both offer the same calls.
@@ -72,6 +75,47 @@ async def create_pool(dsn: str, *, min_size: int, max_size: int, statement_timeo
         raise Unavailable("database unreachable") from exc
     assert pool is not None
     return pool
+
+
+async def open_pool(
+    dsn: str, *, name: str, min_size: int, max_size: int, statement_timeout_ms: int
+) -> Pool:
+    """:func:`create_pool` for a command starting up: whatever stops it is a
+    :class:`~cpis.errors.StartupError` in one line, naming the database as ``name``
+    (never with its password; issue 9, item 15)."""
+    try:
+        return await create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            statement_timeout_ms=statement_timeout_ms,
+        )
+    except Unavailable as exc:
+        raise connect_error(name, exc.__cause__ or exc) from None
+    except (asyncpg.PostgresError, ValueError, OverflowError) as exc:
+        raise connect_error(name, exc) from None
+
+
+def connect_error(name: str, exc: BaseException) -> StartupError:
+    """One line for a failure to open the connection pool of the database ``name``."""
+    if isinstance(exc, asyncpg.PostgresError):
+        # The server's own words: 'database "x" does not exist', 'password
+        # authentication failed for user "u"'. They never carry the password.
+        return StartupError(f"{name} refused the connection: {exc}")
+    if isinstance(exc, socket.gaierror):
+        return StartupError(f"cannot reach {name}: no such host")
+    if isinstance(exc, OSError):
+        reason = os.strerror(exc.errno) if exc.errno else exc.strerror or type(exc).__name__
+        return StartupError(f"cannot reach {name}: {reason.lower()}")
+    if isinstance(exc, TimeoutError):
+        return StartupError(f"cannot reach {name}: no answer in time")
+    if isinstance(exc, ValueError | OverflowError):
+        # asyncpg's messages may quote the URL; say what it should look like instead.
+        return StartupError(
+            "CPIS_DATABASE_URL is not a PostgreSQL URL it can use"
+            " (postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE)"
+        )
+    return StartupError(f"cannot use {name}: {type(exc).__name__}")
 
 
 class Session:

@@ -1,7 +1,7 @@
-"""Person index adapters (issue 4): ``none``, ``local`` (PostgreSQL) and ``pds``.
+"""The local person index (issue 4): ``CPIS_PERSON_INDEX=local``.
 
-The local index is a table of what PDS holds for the people an LA's children
-may be, loaded from an extract (``cpis person-index load FILE``, format in
+A table of what PDS holds for the people an LA's children may be, loaded
+from an extract (``cpis person-index load FILE``, format in
 ``schemas/person-index.md``). Nothing in it is readable without the keys
 (SPEC §6): rows are keyed by the NHS number's subject key, the details are one
 sealed value, and the blocking keys used for tracing are blind indexes
@@ -15,53 +15,22 @@ bad file changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date
 from typing import Any
 
-import aiohttp
-import asyncpg
 import orjson
 
-from cpis.adapters.crypto import FieldVault
-from cpis.adapters.pds import PdsPersonIndex
-from cpis.adapters.postgres._connection import UNAVAILABLE, Connection
+from cpis.adapters.postgres._connection import UNAVAILABLE, Connection, Pool
 from cpis.errors import IndexFileRejected, PersonIndexUnavailable, Unavailable
 from cpis.matching.blocking import query_keys, record_keys
 from cpis.model.persons import FileError, IndexPerson, LoadResult, PersonQuery
 from cpis.person_index_file import MAX_ERRORS, read_rows
-from cpis.ports.person_index import PersonIndex
 from cpis.ports.vault import Vault
-from cpis.settings import Settings
 
 SEAL_PURPOSE = "person-index"
 BLOCK_PURPOSE = "person-index-block"
 ROW_PURPOSE = "person-index-row"
-
-
-@asynccontextmanager
-async def open_person_index(
-    settings: Settings, pool: asyncpg.Pool, vault: FieldVault
-) -> AsyncIterator[PersonIndex | None]:
-    """The configured index, or None for ``none`` (NHS numbers checked by check digit only)."""
-    if settings.person_index == "none":
-        yield None
-    elif settings.person_index == "local":
-        yield LocalPersonIndex(pool, vault)
-    elif settings.person_index == "pds":
-        if settings.pds_url is None:
-            raise ValueError("CPIS_PERSON_INDEX=pds needs CPIS_PDS_URL")
-        async with aiohttp.ClientSession(headers={"User-Agent": "cpis"}) as session:
-            yield PdsPersonIndex(
-                settings.pds_url,
-                session=session,
-                timeout_seconds=settings.pds_timeout_seconds,
-                concurrency=settings.pds_concurrency,
-                token=None if settings.pds_token is None else settings.pds_token.reveal(),
-            )
-    else:
-        raise ValueError(f"unknown person index: {settings.person_index}")
 
 
 # --- what is stored ----------------------------------------------------------------------
@@ -109,7 +78,7 @@ class LocalPersonIndex:
 
     name = "local"
 
-    def __init__(self, pool: asyncpg.Pool, vault: Vault) -> None:
+    def __init__(self, pool: Pool, vault: Vault) -> None:
         self._pool = pool
         self._vault = vault
 
@@ -233,7 +202,7 @@ class _Copier:
 
 
 async def load_person_index(
-    pool: asyncpg.Pool, vault: Vault, data: bytes, *, replace: bool = False
+    pool: Pool, vault: Vault, data: bytes, *, replace: bool = False
 ) -> LoadResult:
     """Load an extract into the local index, in one transaction.
 
@@ -354,7 +323,7 @@ async def _load(conn: Connection, vault: Vault, copier: _Copier, *, replace: boo
     )
 
 
-async def local_index_size(pool: asyncpg.Pool) -> int:
+async def local_index_size(pool: Pool) -> int:
     """How many numbers the local index holds (``serve`` warns when it is empty)."""
     try:
         return int(await pool.fetchval("SELECT count(*) FROM person_index"))
