@@ -21,10 +21,10 @@ one concern each:
 - ``_audit_log`` and ``_audit_check``: the audit log's lines, and its seals made
   and checked (:class:`PgAuditLog`; the format is :mod:`cpis.adapters.audit_log`'s);
 - ``_at_rest``: how staff data and sealed text are kept;
-- the other stores, each over the pool: ``_outbox`` and ``_subscriptions``
-  (notifications), ``_index_check``, ``_person_index`` (the local person
-  index), ``_mesh_inbox``, ``_retention``, and ``_service_state`` (what every
-  process on one database must agree on).
+- the other stores, each over the pool: ``_outbox``, ``_inbox`` and
+  ``_subscriptions`` (notifications), ``_index_check``, ``_person_index`` (the
+  local person index), ``_mesh_inbox``, ``_retention``, and ``_service_state``
+  (what every process on one database must agree on).
 """
 
 from cpis.adapters.postgres._at_rest import (
