@@ -199,11 +199,11 @@ async def notifications(url: str, known: set[str]) -> dict[str, tuple[str, float
 async def explain_claim(url: str) -> str:
     """The plan and timing of the dispatcher's claim query, on the queue as it is now
     (in a transaction rolled back, so nothing stays locked)."""
-    from cpis.adapters import outbox_store
+    from cpis.adapters.postgres import _outbox as outbox_store
 
     claim = getattr(outbox_store, "_CLAIM", None)
     if claim is None:
-        return "(no _CLAIM query in cpis.adapters.outbox_store to explain)"
+        return "(no _CLAIM query in cpis.adapters.postgres._outbox to explain)"
     conn = await asyncpg.connect(url)
     try:
         tr = conn.transaction()

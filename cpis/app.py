@@ -17,42 +17,41 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import asyncpg
 import structlog
 from aiohttp import web
 from prometheus_client import Counter
 
-from cpis.adapters.audit_log import ANCHOR_FILE, PgAuditLog
+from cpis.adapters.audit_log import ANCHOR_FILE
 from cpis.adapters.channels import Channels
 from cpis.adapters.cis2 import Cis2Issuers
 from cpis.adapters.clock import SystemClock
 from cpis.adapters.crypto import FieldVault
-from cpis.adapters.data_dir import (
-    connect_error,
-    database_name,
-    key_source,
-    require_service_data,
-)
+from cpis.adapters.data_dir import database_name, key_source, require_service_data
 from cpis.adapters.embedded import EmbeddedPostgres
-from cpis.adapters.index_check_store import PgIndexCheckStore
 from cpis.adapters.keys import KeyMaterial, load_keys
 from cpis.adapters.mesh import MeshClient
-from cpis.adapters.mesh_inbox import PgMeshSenders, PgPollLock
-from cpis.adapters.outbox_store import PgOutboxStore
 from cpis.adapters.person_index import open_person_index
-from cpis.adapters.postgres import PgDatabase, create_pool, migrate
-from cpis.adapters.render import Renderer
-from cpis.adapters.retention import PgRetention
-from cpis.adapters.service_state import (
+from cpis.adapters.postgres import (
+    PgAuditLog,
+    PgDatabase,
+    PgIndexCheckStore,
+    PgMeshSenders,
+    PgOutboxStore,
+    PgPollLock,
+    PgRetention,
+    PgSubscriptionStore,
+    Pool,
     agree_on_keys,
     keys_recorded,
+    migrate,
+    open_pool,
     record_person_index,
     recorded_person_index,
 )
-from cpis.adapters.subscription_store import PgSubscriptionStore
+from cpis.adapters.render import Renderer
 from cpis.adapters.tokens import JwtTokenAuthority
 from cpis.adapters.webhook import WebhookSender
-from cpis.errors import MissingKeys, StartupError, Unavailable
+from cpis.errors import MissingKeys, StartupError
 from cpis.model.uploads import Acknowledgement, ParsedUpload
 from cpis.ports.clock import Clock
 from cpis.ports.person_index import PersonIndex
@@ -84,7 +83,7 @@ log = structlog.get_logger("cpis")
 @dataclass(frozen=True, slots=True)
 class Runtime:
     settings: Settings
-    pool: asyncpg.Pool
+    pool: Pool
     db: PgDatabase
     keys: KeyMaterial
     vault: FieldVault
@@ -115,7 +114,7 @@ async def database_url(settings: Settings) -> tuple[str, EmbeddedPostgres | None
     return embedded.dsn, embedded
 
 
-async def _agreed_person_index(settings: Settings, pool: asyncpg.Pool, start: Start) -> Settings:
+async def _agreed_person_index(settings: Settings, pool: Pool, start: Start) -> Settings:
     """``settings`` with the person index every way in must use (issue 9, item 13): serve
     records its own; any other command follows serve's, or refuses if told of another."""
     mine = settings.person_index
@@ -158,17 +157,13 @@ async def open_runtime(
         require_service_data(settings)  # before anything is started or written
     dsn, embedded = await database_url(settings)
     try:
-        try:
-            pool = await create_pool(
-                dsn,
-                min_size=settings.db_pool_min,
-                max_size=max(settings.db_pool_min, settings.db_pool_max),
-                statement_timeout_ms=settings.db_statement_timeout_ms,
-            )
-        except Unavailable as exc:
-            raise connect_error(settings, exc.__cause__ or exc) from None
-        except (asyncpg.PostgresError, ValueError, OverflowError) as exc:
-            raise connect_error(settings, exc) from None
+        pool = await open_pool(
+            dsn,
+            name=database_name(settings),
+            min_size=settings.db_pool_min,
+            max_size=max(settings.db_pool_min, settings.db_pool_max),
+            statement_timeout_ms=settings.db_statement_timeout_ms,
+        )
         try:
             if apply_migrations:
                 applied = await migrate(pool)

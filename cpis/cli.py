@@ -292,7 +292,7 @@ async def _serve(settings: Settings, demo: bool) -> int:
             await demo_data.seed_person_index(rt)
             text = demo_data.instructions(rt, children)
         if settings.person_index == "local":
-            from cpis.adapters.person_index import local_index_size
+            from cpis.adapters.postgres import local_index_size
 
             if await local_index_size(rt.pool) == 0:
                 # Every upload would get CPR01 until an extract is loaded.
@@ -623,7 +623,7 @@ async def _la_mesh(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 async def _notifications(rt: Runtime, args: argparse.Namespace) -> int:
-    from cpis.adapters.outbox_store import PgOutboxStore
+    from cpis.adapters.postgres import PgOutboxStore
 
     store = PgOutboxStore(rt.pool, rt.vault)
     if args.notifications_command == "retry":
@@ -692,7 +692,7 @@ async def _upload(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 async def _purge(rt: Runtime) -> int:
-    from cpis.adapters.retention import PgRetention
+    from cpis.adapters.postgres import PgRetention
 
     result = await PgRetention(rt.pool, rt.vault).purge(today=rt.clock.today())
     print(

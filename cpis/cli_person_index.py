@@ -21,8 +21,7 @@ def _read(path: Path) -> bytes | None:
 async def load(rt: Runtime, args: argparse.Namespace) -> int:
     """Load a batch-trace style extract (schemas/person-index.md) into the local index,
     then tell the LAs holding plans on numbers it made inactive."""
-    from cpis.adapters.index_check_store import PgIndexCheckStore
-    from cpis.adapters.person_index import load_person_index
+    from cpis.adapters.postgres import PgIndexCheckStore, load_person_index
     from cpis.errors import IndexFileRejected
     from cpis.workers.index_check import notify_inactive
 

@@ -228,7 +228,7 @@ async def seed_person_index(rt: Runtime) -> int | None:
     so the example uploads get the index's codes; None when the index is not local."""
     if rt.settings.person_index != "local":
         return None
-    from cpis.adapters.person_index import load_person_index
+    from cpis.adapters.postgres import load_person_index
 
     data = (EXAMPLES / "person-index-example.csv").read_bytes()
     return (await load_person_index(rt.pool, rt.vault, data)).rows

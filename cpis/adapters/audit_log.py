@@ -51,6 +51,9 @@ What none of this can show: a line deleted in the second or so before it is
 sealed looks exactly like a rolled-back transaction (a void), and a
 superuser who also holds the audit key can do anything. The voids are
 counted in the report so an unusual number stands out.
+
+Here: a seal's format and signature, anchors, and the report. The database's
+side, sealing and checking, is :class:`cpis.adapters.postgres.PgAuditLog`.
 """
 
 from __future__ import annotations
@@ -63,27 +66,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import asyncpg
 import orjson
 import structlog
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from cpis.adapters.keys import audit_key_id
-from cpis.adapters.postgres import UNAVAILABLE
-from cpis.errors import Unavailable
 
 log = structlog.get_logger("cpis.audit")
 
 ANCHOR_FILE = "audit-anchor.json"
 SEAL_FORMAT = "cpis-audit-seal/1"
 _SIGNED_PREFIX = b"cpis audit seal\x00"
-# A batch's text is built in memory by the database; after a long outage the
-# backlog is sealed in batches of at most this many lines.
-MAX_BATCH_ROWS = 20_000
-_GENESIS = b"\x00"
 
 AuditKeys = Mapping[str, ed25519.Ed25519PublicKey]
 
@@ -187,26 +182,6 @@ class Seal:
         pairs = zip(self.seq_void[::2], self.seq_void[1::2], strict=True)
         return sum(hi - lo + 1 for lo, hi in pairs)
 
-    @classmethod
-    def from_row(cls, r: Any, *, key_id: str | None = None) -> Seal:
-        """A seal from a row of ``audit_seal`` or ``audit_seal_next()``."""
-        return cls(
-            batch=int(r["batch"]),
-            xid_lo=int(r["xid_lo"]),
-            xid_hi=int(r["xid_hi"]),
-            rows=int(r["rows"]),
-            first_seq=None if r["first_seq"] is None else int(r["first_seq"]),
-            last_seq=None if r["last_seq"] is None else int(r["last_seq"]),
-            rows_hash=bytes(r["rows_hash"]),
-            seq_final=int(r["seq_final"]),
-            seq_void=tuple(int(v) for v in r["seq_void"]),
-            seq_ceiling=int(r["seq_ceiling"]),
-            xid_ceiling=int(r["xid_ceiling"]),
-            prev_hash=bytes(r["prev_hash"]),
-            sealed_at=r["sealed_at"],
-            key_id=key_id if key_id is not None else str(r["key_id"]),
-        )
-
 
 def sign_seal(seal: Seal, key: ed25519.Ed25519PrivateKey) -> tuple[bytes, bytes]:
     """The seal's hash and the audit key's signature of it."""
@@ -287,320 +262,36 @@ def _time(at: datetime | None) -> str:
     return "-" if at is None else at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class PgAuditLog:
-    """Seals the audit log in PostgreSQL with the audit key, and checks it."""
-
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        *,
-        key: ed25519.Ed25519PrivateKey,
-        public_keys: AuditKeys | None = None,
-        anchor_file: Path | None = None,
-        max_batch_rows: int = MAX_BATCH_ROWS,
-    ) -> None:
-        self._pool = pool
-        self._key = key
-        self.key_id = audit_key_id(key.public_key())
-        self._public_keys = dict(public_keys or {}) | {self.key_id: key.public_key()}
-        self._anchor_file = anchor_file
-        self._max_rows = max_batch_rows
-
-    # --- sealing -----------------------------------------------------------------
-
-    async def seal(self, *, wait: bool = False) -> Seal | None:
-        """Seal one batch, if anything is final; the seal made, or None.
-
-        Without ``wait``, returns None at once while another session seals.
-        """
-        try:
-            async with self._pool.acquire(timeout=5) as conn, conn.transaction():
-                row = await conn.fetchrow(
-                    "SELECT * FROM audit_seal_next($1, $2)", wait, self._max_rows
-                )
-                if row is None:
-                    return None
-                seal = Seal.from_row(row, key_id=self.key_id)
-                digest, signature = sign_seal(seal, self._key)
-                await conn.execute(
-                    "INSERT INTO audit_seal (batch, xid_lo, xid_hi, rows, first_seq, last_seq,"
-                    " rows_hash, seq_final, seq_void, seq_ceiling, xid_ceiling, prev_hash, hash,"
-                    " sealed_at, key_id, signature)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,"
-                    " $16)",
-                    seal.batch,
-                    seal.xid_lo,
-                    seal.xid_hi,
-                    seal.rows,
-                    seal.first_seq,
-                    seal.last_seq,
-                    seal.rows_hash,
-                    seal.seq_final,
-                    list(seal.seq_void),
-                    seal.seq_ceiling,
-                    seal.xid_ceiling,
-                    seal.prev_hash,
-                    digest,
-                    seal.sealed_at,
-                    seal.key_id,
-                    signature,
-                )
-        except UNAVAILABLE as exc:
-            raise Unavailable("database unreachable") from exc
-        self._export(seal, digest, full=bool(row["full_batch"]))
-        return seal
-
-    async def seal_pending(self, *, wait: bool = False) -> int:
-        """Seal until nothing final is left; how many lines were sealed."""
-        sealed = 0
-        while (seal := await self.seal(wait=wait)) is not None:
-            sealed += seal.rows
-            if seal.rows < self._max_rows:
-                break  # caught up; under steady load, looping on would make tiny seals
-        return sealed
-
-    def _export(self, seal: Seal, digest: bytes, *, full: bool) -> None:
-        """The seal's anchor, outside the database: a log line, and the anchor file."""
-        log.info(
-            "audit_sealed",
-            batch=seal.batch,
-            first_seq=seal.first_seq,
-            last_seq=seal.last_seq,
-            rows=seal.rows,
-            seq_final=seal.seq_final,
-            void=seal.void_count,
-            hash=show_hash(digest),
-            key_id=seal.key_id,
-            backlog=full,
-        )
-        if self._anchor_file is None:
-            return
-        body = {
-            "batch": seal.batch,
-            "hash": show_hash(digest),
-            "first_seq": seal.first_seq,
-            "last_seq": seal.last_seq,
-            "seq_final": seal.seq_final,
-            "sealed_at": _time(seal.sealed_at),
-            "key_id": seal.key_id,
-        }
-        try:
-            _write_atomically(self._anchor_file, orjson.dumps(body, option=orjson.OPT_INDENT_2))
-        except OSError as exc:
-            # The seal stands and its log line carries the same anchor.
-            log.warning("audit_anchor_not_written", path=str(self._anchor_file), error=exc.strerror)
-
-    # --- verifying ---------------------------------------------------------------
-
-    async def verify(
-        self,
-        *,
-        anchor: Anchor | None = None,
-        public_keys: AuditKeys | None = None,
-        seal_first: bool = True,
-    ) -> AuditReport:
-        """Check the whole log (see the module docstring); the report says what held.
-
-        ``public_keys`` replaces this service's own keys, for an auditor who
-        checks with the public keys they were given.
-        """
-        keys = dict(public_keys) if public_keys is not None else self._public_keys
-        report = AuditReport(anchor=anchor)
-        try:
-            if seal_first:
-                await self.seal_pending(wait=True)
-                # Once more: the lines just sealed have their seq accounted for by the
-                # next seal (see audit_seal_next), which has no lines of its own if
-                # nothing new came in.
-                await self.seal(wait=True)
-            async with (
-                self._pool.acquire(timeout=5) as conn,
-                conn.transaction(isolation="repeatable_read", readonly=True),
-            ):
-                await self._check(conn, keys, report)
-        except UNAVAILABLE as exc:
-            raise Unavailable("database unreachable") from exc
-        return report
-
-    async def _check(self, conn: Any, keys: AuditKeys, report: AuditReport) -> None:
-        previous = _Previous()
-        async for r in conn.cursor(_SEALS_WITH_LINES):
-            if not self._check_seal(r, keys, previous, report):
-                return
-        await self._check_pending(conn, previous, report)
-        self._check_anchor(previous, report)
-
-    def _check_seal(
-        self,
-        r: Any,
-        keys: AuditKeys,
-        previous: _Previous,
-        report: AuditReport,
-    ) -> bool:
-        """One seal and its batch; False once something does not hold."""
-        seal = Seal.from_row(r)
-        where = {"batch": seal.batch, "seq": seal.first_seq}
-        expected = previous.batch + 1
-        if seal.batch != expected:
-            report.fail(
-                f"batch {expected} is missing (the next seal is batch {seal.batch})", **where
-            )
-            return False
-        if seal.prev_hash != previous.hash or seal.xid_lo != previous.xid_hi:
-            report.fail(
-                f"batch {seal.batch} does not follow on from batch {previous.batch}", **where
-            )
-            return False
-        key = keys.get(seal.key_id)
-        if key is None:
-            report.fail(f"batch {seal.batch} is signed by an unknown key {seal.key_id}", **where)
-            return False
-        digest = seal.digest()
-        if digest != bytes(r["hash"]) or not signature_holds(digest, bytes(r["signature"]), key):
-            report.fail(
-                f"batch {seal.batch}: the seal is not the one the audit key signed", **where
-            )
-            return False
-        if (r["l_rows"], r["l_first"], r["l_last"], r["l_hash"]) != (
-            seal.rows,
-            seal.first_seq,
-            seal.last_seq,
-            seal.rows_hash,
-        ):
-            report.fail(
-                f"batch {seal.batch} (seq {seal.first_seq} to {seal.last_seq}): its lines were"
-                " changed, removed or added after sealing",
-                **where,
-            )
-            return False
-        problem = _continuity_problem(seal, previous.seq_final, r)
-        if problem is not None:
-            report.fail(
-                f"batch {seal.batch}: {problem}", batch=seal.batch, seq=previous.seq_final + 1
-            )
-            return False
-        report.batches += 1
-        report.rows += seal.rows
-        report.void += seal.void_count
-        report.seq_final = seal.seq_final
-        report.first_seq = _least(report.first_seq, seal.first_seq)
-        report.last_seq = _greatest(report.last_seq, seal.last_seq)
-        report.first_at = _least(report.first_at, r["l_first_at"])
-        report.last_at = _greatest(report.last_at, r["l_last_at"])
-        report.last_batch, report.last_hash = seal.batch, digest
-        report.key_ids.add(seal.key_id)
-        if report.anchor is not None and report.anchor.hash == digest:
-            report.anchor_found = True
-            if report.anchor.batch not in (None, seal.batch):
-                report.fail(
-                    f"the anchor was batch {report.anchor.batch}'s hash; the chain has it at"
-                    f" batch {seal.batch}",
-                    batch=seal.batch,
-                )
-                return False
-            report.anchor = Anchor(digest, seal.batch)
-        previous.move_on(seal, digest)
-        return True
-
-    async def _check_pending(self, conn: Any, previous: _Previous, report: AuditReport) -> None:
-        """Lines after the last seal: only those of transactions too recent to seal."""
-        if report.problem is not None:
-            return
-        r = await conn.fetchrow(
-            "SELECT count(*) AS n, min(seq) AS first,"
-            " count(*) FILTER (WHERE xid >= pg_snapshot_xmax(pg_current_snapshot())) AS unissued,"
-            " count(*) FILTER (WHERE seq <= $2) AS accounted"
-            " FROM audit_log WHERE xid >= $1",
-            previous.xid_hi,
-            previous.seq_final,
-        )
-        report.pending = int(r["n"])
-        if r["unissued"]:
-            report.fail(
-                f"{r['unissued']} lines after the last seal carry transaction ids never issued",
-                seq=r["first"],
-            )
-        elif r["accounted"]:
-            report.fail(
-                f"{r['accounted']} lines after the last seal carry seq numbers a seal already"
-                " accounted for",
-                seq=r["first"],
-            )
-
-    @staticmethod
-    def _check_anchor(previous: _Previous, report: AuditReport) -> None:
-        anchor = report.anchor
-        if report.problem is not None or anchor is None or report.anchor_found:
-            return
-        if anchor.batch is not None and anchor.batch > previous.batch:
-            report.fail(
-                f"the chain ends at batch {previous.batch}, before the anchor's batch"
-                f" {anchor.batch}: sealed lines were removed",
-                batch=previous.batch + 1,
-            )
-        else:
-            report.fail(
-                "no seal has the anchor's hash: the chain was rewritten or cut short after the"
-                " anchor was kept",
-                batch=anchor.batch,
-            )
-
-
-# Each seal with its batch's lines recomputed, and the lines in its span of seq.
-_SEALS_WITH_LINES = """
-SELECT s.*, l.rows AS l_rows, l.first_seq AS l_first, l.last_seq AS l_last,
-    l.first_at AS l_first_at, l.last_at AS l_last_at, l.rows_hash AS l_hash,
-    c.present AS c_present, c.late AS c_late, c.in_void AS c_in_void
-FROM (SELECT *, lag(seq_final, 1, 0::bigint) OVER (ORDER BY batch) AS seq_from
-      FROM audit_seal) s
-CROSS JOIN LATERAL audit_batch_rows(s.xid_lo, s.xid_hi) l
-CROSS JOIN LATERAL audit_seq_span(s.seq_from, s.seq_final, s.xid_hi, s.seq_void) c
-ORDER BY s.batch
-"""
-
-
-@dataclass(slots=True)
-class _Previous:
-    """Where the previous seal left the chain (the start, before the first)."""
-
-    batch: int = 0
-    hash: bytes = _GENESIS
-    xid_hi: int = 0
-    seq_final: int = 0
-
-    def move_on(self, seal: Seal, digest: bytes) -> None:
-        self.batch, self.hash = seal.batch, digest
-        self.xid_hi, self.seq_final = seal.xid_hi, seal.seq_final
-
-
-def _continuity_problem(seal: Seal, seq_from: int, r: Any) -> str | None:
-    """Whether every seq in (seq_from, seal.seq_final] is a sealed line or a void, not both."""
-    if seal.seq_final < seq_from:
-        return "its seq accounting goes backwards"
-    void = seal.seq_void
-    if len(void) % 2:
-        return "its list of seq numbers never written is malformed"
-    bound = seq_from
-    for lo, hi in zip(void[::2], void[1::2], strict=True):
-        if lo <= bound or hi < lo or hi > seal.seq_final:
-            return "its list of seq numbers never written is malformed"
-        bound = hi
-    if r["c_late"]:
-        return "a line under a seq it accounts for was written after it was sealed"
-    if r["c_in_void"]:
-        return "a line carries a seq number it says was never written"
-    span = seal.seq_final - seq_from
-    if r["c_present"] + seal.void_count != span:
-        return f"{span - r['c_present'] - seal.void_count} seq numbers are missing"
-    return None
-
-
-def _least(a: Any, b: Any) -> Any:
-    return b if a is None else a if b is None else min(a, b)
-
-
-def _greatest(a: Any, b: Any) -> Any:
-    return b if a is None else a if b is None else max(a, b)
+def export_anchor(seal: Seal, digest: bytes, *, full: bool, anchor_file: Path | None) -> None:
+    """The seal's anchor, outside the database: a log line, and the anchor file."""
+    log.info(
+        "audit_sealed",
+        batch=seal.batch,
+        first_seq=seal.first_seq,
+        last_seq=seal.last_seq,
+        rows=seal.rows,
+        seq_final=seal.seq_final,
+        void=seal.void_count,
+        hash=show_hash(digest),
+        key_id=seal.key_id,
+        backlog=full,
+    )
+    if anchor_file is None:
+        return
+    body = {
+        "batch": seal.batch,
+        "hash": show_hash(digest),
+        "first_seq": seal.first_seq,
+        "last_seq": seal.last_seq,
+        "seq_final": seal.seq_final,
+        "sealed_at": _time(seal.sealed_at),
+        "key_id": seal.key_id,
+    }
+    try:
+        _write_atomically(anchor_file, orjson.dumps(body, option=orjson.OPT_INDENT_2))
+    except OSError as exc:
+        # The seal stands and its log line carries the same anchor.
+        log.warning("audit_anchor_not_written", path=str(anchor_file), error=exc.strerror)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -8,17 +8,14 @@ it refuses, naming the directory it looked in and how to point it at the right
 one, instead of quietly creating an empty database and answering from it.
 
 Failing to reach a database is said in one line too, naming it without its
-password.
+password (:func:`database_name`; the line is made where the pool is opened,
+:func:`cpis.adapters.postgres.open_pool`).
 """
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
-
-import asyncpg
 
 from cpis.adapters.keys import missing_key_files
 from cpis.errors import StartupError
@@ -87,26 +84,3 @@ def database_name(settings: Settings) -> str:
     except ValueError:
         return "the database CPIS_DATABASE_URL names"
     return f"the database at {where}{parts.path} (CPIS_DATABASE_URL)"
-
-
-def connect_error(settings: Settings, exc: BaseException) -> StartupError:
-    """One line for a failure to open the database's connection pool."""
-    name = database_name(settings)
-    if isinstance(exc, asyncpg.PostgresError):
-        # The server's own words: 'database "x" does not exist', 'password
-        # authentication failed for user "u"'. They never carry the password.
-        return StartupError(f"{name} refused the connection: {exc}")
-    if isinstance(exc, socket.gaierror):
-        return StartupError(f"cannot reach {name}: no such host")
-    if isinstance(exc, OSError):
-        reason = os.strerror(exc.errno) if exc.errno else exc.strerror or type(exc).__name__
-        return StartupError(f"cannot reach {name}: {reason.lower()}")
-    if isinstance(exc, TimeoutError):
-        return StartupError(f"cannot reach {name}: no answer in time")
-    if isinstance(exc, ValueError | OverflowError):
-        # asyncpg's messages may quote the URL; say what it should look like instead.
-        return StartupError(
-            "CPIS_DATABASE_URL is not a PostgreSQL URL it can use"
-            " (postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE)"
-        )
-    return StartupError(f"cannot use {name}: {type(exc).__name__}")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from cpis.adapters.person_index import load_person_index
+from cpis.adapters.postgres import load_person_index
 from tests.e2e.conftest import E2E, LA_NORTH_CLIENT
 
 # Everything synthetic: 999-range numbers, invented names.

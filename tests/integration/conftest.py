@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from cpis.adapters.audit_log import PgAuditLog
 from cpis.adapters.crypto import FieldVault
-from cpis.adapters.postgres import PgDatabase, create_pool
+from cpis.adapters.postgres import PgAuditLog, PgDatabase, create_pool
 from cpis.adapters.webhook import LOOPBACK_NETWORKS, WebhookSender
 from tests.mesh_sandbox import MeshSandbox, running_mesh_sandbox
 

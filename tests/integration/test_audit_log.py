@@ -29,9 +29,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from structlog.testing import capture_logs
 
-from cpis.adapters.audit_log import Anchor, PgAuditLog, Seal, show_hash, sign_seal
+from cpis.adapters.audit_log import Anchor, Seal, show_hash, sign_seal
 from cpis.adapters.keys import audit_key_id
-from cpis.adapters.postgres import PgDatabase
+from cpis.adapters.postgres import PgAuditLog, PgDatabase
 from cpis.model import AuditEntry
 from tests.integration.conftest import FakeClock
 
@@ -258,13 +258,22 @@ async def rewrite_from(conn: asyncpg.Connection, batch: int, sign: Signer) -> No
         lines = await conn.fetchrow(
             "SELECT * FROM audit_batch_rows($1, $2)", row["xid_lo"], row["xid_hi"]
         )
-        seal = dataclasses.replace(
-            Seal.from_row(row),
+        # The seal as stored, over the lines as they are now.
+        seal = Seal(
+            batch=int(row["batch"]),
+            xid_lo=int(row["xid_lo"]),
+            xid_hi=int(row["xid_hi"]),
             rows=lines["rows"],
             first_seq=lines["first_seq"],
             last_seq=lines["last_seq"],
             rows_hash=bytes(lines["rows_hash"]),
+            seq_final=int(row["seq_final"]),
+            seq_void=tuple(int(v) for v in row["seq_void"]),
+            seq_ceiling=int(row["seq_ceiling"]),
+            xid_ceiling=int(row["xid_ceiling"]),
             prev_hash=prev,
+            sealed_at=row["sealed_at"],
+            key_id=str(row["key_id"]),
         )
         seal, signature = sign(seal)
         prev = seal.digest()

@@ -21,8 +21,7 @@ from cpis import services
 from cpis.adapters.channels import Channels
 from cpis.adapters.keys import load_keys
 from cpis.adapters.mesh import MeshClient
-from cpis.adapters.outbox_store import PgOutboxStore
-from cpis.adapters.postgres import PgDatabase
+from cpis.adapters.postgres import PgDatabase, PgOutboxStore
 from cpis.adapters.render import Renderer
 from cpis.adapters.signing import SIGNATURE_HEADER, verify_detached
 from cpis.adapters.tokens import JwtTokenAuthority

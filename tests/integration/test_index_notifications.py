@@ -26,12 +26,17 @@ from structlog.testing import capture_logs
 from cpis import services
 from cpis.adapters.channels import Channels
 from cpis.adapters.crypto import FieldVault
-from cpis.adapters.index_check_store import PgIndexCheckStore, inactive_notification_id
 from cpis.adapters.keys import load_keys
 from cpis.adapters.mesh import MeshClient
-from cpis.adapters.outbox_store import PgOutboxStore
-from cpis.adapters.person_index import LocalPersonIndex, load_person_index
-from cpis.adapters.postgres import PgDatabase, create_pool
+from cpis.adapters.postgres import (
+    LocalPersonIndex,
+    PgDatabase,
+    PgIndexCheckStore,
+    PgOutboxStore,
+    create_pool,
+    inactive_notification_id,
+    load_person_index,
+)
 from cpis.adapters.render import Renderer
 from cpis.fhir import subscriptions as fs
 from cpis.matching.nhs_number import synthetic_numbers

@@ -8,10 +8,8 @@ from datetime import date, timedelta
 import pytest
 
 from cpis import rules, services
-from cpis.adapters.audit_log import PgAuditLog
 from cpis.adapters.crypto import FieldVault
-from cpis.adapters.outbox_store import PgOutboxStore
-from cpis.adapters.postgres import PgDatabase, open_user_id
+from cpis.adapters.postgres import PgAuditLog, PgDatabase, PgOutboxStore, open_user_id
 from cpis.errors import Forbidden, NotFound, VersionMismatch
 from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import (

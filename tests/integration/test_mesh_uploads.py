@@ -26,7 +26,7 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from cpis.adapters.mesh import MeshClient
-from cpis.adapters.mesh_inbox import PgMeshSenders
+from cpis.adapters.postgres import PgMeshSenders
 from cpis.app import Runtime, Start, build_mesh_uploads, create_app, open_runtime
 from cpis.errors import MeshError, SettingsError
 from cpis.model import LocalAuthority

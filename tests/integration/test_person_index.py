@@ -17,8 +17,8 @@ import pytest
 
 from cpis.adapters.crypto import FieldVault
 from cpis.adapters.pds import PdsPersonIndex
-from cpis.adapters.person_index import LocalPersonIndex, load_person_index, open_person_index
-from cpis.adapters.postgres import create_pool
+from cpis.adapters.person_index import open_person_index
+from cpis.adapters.postgres import LocalPersonIndex, create_pool, load_person_index
 from cpis.errors import IndexFileRejected, PersonIndexUnavailable
 from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model.persons import IndexPerson, LoadResult, PersonQuery

@@ -9,8 +9,7 @@ from datetime import date
 import pytest
 
 from cpis import rules, services
-from cpis.adapters.postgres import PgDatabase
-from cpis.adapters.retention import PgRetention
+from cpis.adapters.postgres import PgDatabase, PgRetention
 from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import (
     Accessor,

@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cpis import services
 from cpis.adapters.crypto import FieldVault
 from cpis.adapters.keys import KeyMaterial, hash_key_id
-from cpis.adapters.postgres import PgDatabase
-from cpis.adapters.service_state import (
+from cpis.adapters.postgres import (
+    PgDatabase,
     agree_on_keys,
     keys_recorded,
     record_person_index,

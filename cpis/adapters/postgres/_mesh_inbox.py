@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
-from cpis.adapters.postgres import UNAVAILABLE
+from cpis.adapters.postgres._connection import UNAVAILABLE
 from cpis.errors import Unavailable
 
 

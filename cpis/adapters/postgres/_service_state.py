@@ -23,7 +23,7 @@ import asyncpg
 
 from cpis.adapters.crypto import FieldVault
 from cpis.adapters.keys import KeyMaterial, data_key_id
-from cpis.adapters.postgres import Connection
+from cpis.adapters.postgres._connection import Connection
 from cpis.errors import StartupError, VaultError
 
 HASH_KEY = "key:hash"

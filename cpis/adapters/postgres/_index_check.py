@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from cpis.adapters.postgres import UNAVAILABLE
+from cpis.adapters.postgres._connection import UNAVAILABLE
 from cpis.errors import Unavailable
 from cpis.model.persons import IndexPerson
 from cpis.ports.vault import Vault

@@ -19,7 +19,9 @@ from typing import Any
 
 import asyncpg
 
-from cpis.adapters.postgres import UNAVAILABLE, access_event_from_row, open_text, seal_text
+from cpis.adapters.postgres._access_events import access_event_from_row
+from cpis.adapters.postgres._at_rest import open_text, seal_text
+from cpis.adapters.postgres._connection import UNAVAILABLE
 from cpis.errors import Unavailable, VersionMismatch
 from cpis.model import AccessEvent
 from cpis.model.notifications import NotificationEvent, Status, Subscription, SubscriptionRequest
