@@ -99,8 +99,9 @@ def cpis_variables(objs: list[Obj], template: Obj) -> dict[str, object]:
     (container,) = template["spec"]["containers"]
     out: dict[str, object] = {}
     for source in container.get("envFrom", []):
-        ref = source["configMapRef"]["name"]
-        out.update(config_map_data(objs, ref))
+        if "configMapRef" in source:
+            out.update(config_map_data(objs, source["configMapRef"]["name"]))
+        # An optional Secret's variables are the operator's (cpis-integrations): unknown here.
     for var in container.get("env", []):
         out[var["name"]] = var.get("value", var.get("valueFrom"))
     return {k: v for k, v in out.items() if k.startswith("CPIS_")}

@@ -44,10 +44,14 @@ def _env_file_names() -> set[str]:
 
 def _compose_variables(service: dict[str, Any]) -> set[str]:
     names = {k for k in service["environment"] if k.startswith("CPIS_")}
-    for env_file in service.get("env_file", []):
-        assert env_file == "./secrets/keys.env"
-        names |= _env_file_names()
-    return names
+    env_files = service["env_file"]
+    assert env_files == [
+        "./secrets/keys.env",
+        {"path": "./secrets/integrations.env", "required": False},
+    ]
+    # integrations.env is optional, as the cpis-integrations Secret is: the
+    # operator's, with whatever credentials the service has.
+    return names | _env_file_names()
 
 
 def test_compose_runs_the_same_processes() -> None:
@@ -185,8 +189,8 @@ def test_readme_commands_make_the_secrets_the_pods_read(made_secrets: Path) -> N
     made: dict[str, Obj] = {}
     for argv in _readme_commands():
         assert argv[:2] == ["kubectl", "-n"]
-        if argv[6] == "cpis-db-backup-s3":
-            continue  # the object store's credentials: yours, not make-secrets'
+        if argv[6] in ("cpis-db-backup-s3", "cpis-integrations"):
+            continue  # credentials of yours, not keys make-secrets writes
         args = [a.replace("deploy/secrets/", "") for a in argv[1:]]
         out = run_kubectl(*args, "--dry-run=client", "-o", "yaml", cwd=made_secrets)
         secret = yaml.safe_load(out)
