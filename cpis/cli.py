@@ -649,10 +649,10 @@ async def _upload(rt: Runtime, args: argparse.Namespace) -> int:
     from rich.progress import Progress
     from rich.table import Table
 
+    from cpis.formats.acknowledgement import acknowledgement_json
+    from cpis.formats.upload_file import parse_upload
     from cpis.model.uploads import UploadRejected
-    from cpis.uploads.acknowledgement import acknowledgement_json
     from cpis.uploads.apply import apply_upload, rejected_acknowledgement
-    from cpis.uploads.parse import parse_upload
 
     console = Console(stderr=True)
     try:

@@ -65,7 +65,8 @@ async def trace(rt: Runtime, args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
     from cpis.errors import PersonIndexUnavailable, TraceFileError
-    from cpis.tracing import read_trace_file, render_summary, trace_file
+    from cpis.formats.trace_file import read_trace_file
+    from cpis.tracing import render_summary, trace_file
 
     if rt.person_index is None:
         print(

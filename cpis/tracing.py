@@ -33,18 +33,16 @@ Only a file that cannot be read at all is refused (:class:`TraceFileError`).
 from __future__ import annotations
 
 import asyncio
-import csv
 import os
 import tempfile
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from datetime import date
 from pathlib import Path
 from typing import Any
 
-import orjson
 from rich.table import Table
 
-from cpis.errors import TraceFileError
+from cpis.formats.trace_file import read_trace_file
+from cpis.formats.trace_file import write_review as write_csv
 from cpis.matching import nhs_number
 from cpis.matching.demographics import Person, compare
 from cpis.matching.trace import TraceDecision, as_person, decide, resolve
@@ -53,136 +51,15 @@ from cpis.model.tracing import (
     GO_LIVE_TARGET,
     STATUSES,
     ReviewRow,
-    TraceFile,
     TraceRecord,
     TraceSummary,
 )
 from cpis.ports.person_index import PersonIndex
-from cpis.uploads.parse import (
-    CSV_COLUMNS,
-    DATE_RE,
-    PLAN_ID_RE,
-    Malformed,
-    csv_header_block,
-    csv_rows,
-    decode_text,
-    detect_form,
-)
 from cpis.uploads.verify import confirms, needs_rivals, rival_query
 
-REVIEW_COLUMNS = ("record", "plan_id", "status", "proposed_nhs_number", "score", "reasons")
 SEARCH_LIMIT = 50
 CONCURRENCY = 8
 """Index requests in flight at once: enough to hide a network round trip."""
-
-_DEMOGRAPHICS = ("family_name", "given_name", "birth_date")
-EXTRA_COLUMNS = ("sex", "postcode")
-"""Optional fields a trace file may carry beyond the upload format: the LA
-knows the child's sex and address, and they tell a child from a namesake."""
-
-
-# --- reading the file -------------------------------------------------------------------------
-
-
-def read_trace_file(data: bytes, *, filename: str | None = None) -> TraceFile:
-    """The records of an upload-format file; raises TraceFileError."""
-    if not data.strip():
-        raise TraceFileError("the file is empty")
-    try:
-        form = detect_form(data, None, filename)
-        text = decode_text(data)
-        return _read_json(text) if form == "json" else _read_csv(text)
-    except Malformed as exc:
-        raise TraceFileError(exc.reason) from None
-
-
-def _read_json(text: str) -> TraceFile:
-    try:
-        doc = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise Malformed(
-            f"the file is not valid JSON (line {exc.lineno}, column {exc.colno})"
-        ) from None
-    raw = doc.get("records") if isinstance(doc, dict) else doc
-    if not isinstance(raw, list):
-        raise Malformed("the file must be an upload file with a records array")
-    out: list[TraceRecord] = []
-    deletes = 0
-    for n, rec in enumerate(raw, start=1):
-        if not isinstance(rec, dict):
-            raise Malformed(f"record {n} is not a JSON object")
-        if rec.get("action") == "delete":
-            deletes += 1
-        else:
-            out.append(_record(n, rec))
-    return TraceFile(tuple(out), deletes)
-
-
-def _read_csv(text: str) -> TraceFile:
-    rows = csv_rows(text)
-    _header, first = csv_header_block(rows)
-    if first is None:
-        raise Malformed("the file has no header row of column names")
-    line, names = first
-    columns: dict[str, int] = {}
-    for i, name in enumerate(names):
-        if name in CSV_COLUMNS or name in EXTRA_COLUMNS:
-            if name in columns:
-                raise Malformed(f"line {line}: column {name} appears twice in the header row")
-            columns[name] = i
-    if "plan_id" not in columns or not any(c in columns for c in _DEMOGRAPHICS):
-        raise Malformed(
-            f"line {line}: the header row needs a plan_id column and at least one of "
-            "family_name, given_name, birth_date"
-        )
-    out: list[TraceRecord] = []
-    deletes = 0
-    for line, row in rows:
-        values = {name: row[i] for name, i in columns.items() if i < len(row) and row[i]}
-        if values.get("action") == "delete":
-            deletes += 1
-        else:
-            out.append(_record(line, values))
-    return TraceFile(tuple(out), deletes)
-
-
-def _record(index: int, raw: Mapping[str, Any]) -> TraceRecord:
-    problems: list[str] = []
-    plan_id = raw.get("plan_id")
-    if not isinstance(plan_id, str) or not PLAN_ID_RE.fullmatch(plan_id):
-        plan_id = None
-    number = raw.get("nhs_number")
-    if number is not None and not isinstance(number, str):
-        number = str(number)  # a JSON number: checked (and refused) like any other
-    if isinstance(number, str) and not number.strip():
-        number = None
-    born: date | None = None
-    raw_birth = raw.get("birth_date")
-    if raw_birth is not None:
-        if isinstance(raw_birth, str) and DATE_RE.fullmatch(raw_birth.strip()):
-            try:
-                born = date.fromisoformat(raw_birth.strip())
-            except ValueError:
-                problems.append("birth-date-unreadable")
-        else:
-            problems.append("birth-date-unreadable")
-    return TraceRecord(
-        record=index,
-        plan_id=plan_id,
-        nhs_number=number,
-        given_name=_text(raw.get("given_name")),
-        family_name=_text(raw.get("family_name")),
-        birth_date=born,
-        problems=tuple(problems),
-        sex=_text(raw.get("sex")),
-        postcode=_text(raw.get("postcode")),
-    )
-
-
-def _text(value: object) -> str | None:
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    return None
 
 
 # --- deciding ---------------------------------------------------------------------------------
@@ -373,19 +250,7 @@ def write_review(rows: Sequence[ReviewRow], path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".trace-", suffix=".csv", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            writer = csv.writer(out)
-            writer.writerow(REVIEW_COLUMNS)
-            for row in rows:
-                writer.writerow(
-                    (
-                        row.record,
-                        row.plan_id or "",
-                        row.status,
-                        row.proposed_nhs_number or "",
-                        "" if row.score is None else f"{row.score:.2f}",
-                        " ".join(row.reasons),
-                    )
-                )
+            write_csv(rows, out)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

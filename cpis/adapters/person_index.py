@@ -28,9 +28,9 @@ from cpis.adapters.crypto import FieldVault
 from cpis.adapters.pds import PdsPersonIndex
 from cpis.adapters.postgres import UNAVAILABLE, Connection
 from cpis.errors import IndexFileRejected, PersonIndexUnavailable, Unavailable
+from cpis.formats.person_index_file import MAX_ERRORS, read_rows
 from cpis.matching.blocking import query_keys, record_keys
 from cpis.model.persons import FileError, IndexPerson, LoadResult, PersonQuery
-from cpis.person_index_file import MAX_ERRORS, read_rows
 from cpis.ports.person_index import PersonIndex
 from cpis.ports.vault import Vault
 from cpis.settings import Settings

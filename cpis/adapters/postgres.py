@@ -26,6 +26,7 @@ from asyncpg.pgproto.pgproto import UUID as PgUUID
 from cpis import rules
 from cpis.adapters.ids import uuid7
 from cpis.errors import StartupError, Unavailable
+from cpis.formats.acknowledgement import acknowledgement_json, parse_acknowledgement
 from cpis.la_details import checked_la, checked_name, checked_phone, checked_window
 from cpis.model import (
     AccessEvent,
@@ -43,7 +44,6 @@ from cpis.model import (
 )
 from cpis.model.uploads import Acknowledgement
 from cpis.ports.vault import Vault
-from cpis.uploads.acknowledgement import acknowledgement_json, parse_acknowledgement
 
 # A pooled connection is a proxy for a Connection; both offer the same calls.
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy

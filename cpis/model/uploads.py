@@ -122,7 +122,7 @@ class Acknowledgement:
       ``la_ods``, ``sequence`` and a ``reason``, no records, nothing stored;
     - malformed (CPF01): only a ``reason``.
 
-    Its JSON is :func:`cpis.uploads.acknowledgement.acknowledgement_json`.
+    Its JSON is :func:`cpis.formats.acknowledgement.acknowledgement_json`.
     """
 
     file_code: FileCode

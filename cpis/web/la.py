@@ -7,7 +7,6 @@ never echoes its value (it may be an NHS number or a name).
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from typing import Any
 
@@ -16,24 +15,18 @@ from aiohttp import web
 
 from cpis import services
 from cpis.errors import InvalidRequest, UnsupportedMediaType
+from cpis.formats.plan_fields import PLAN_ID_RE, PLAN_ID_RULE, check_plan_fields
 from cpis.model import Plan, PlanFields, Role
 from cpis.model.uploads import FieldRejection
-from cpis.uploads.parse import check_plan_fields
 from cpis.web.auth import acting_org, authenticate
 from cpis.web.render import if_match, json_response
 from cpis.web.state import SERVICES
 
-_PLAN_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
-
 
 def _plan_id(request: web.Request) -> str:
     raw = request.match_info["plan_id"]
-    if not _PLAN_ID.fullmatch(raw):
-        raise InvalidRequest(
-            "plan_id must be 1-64 letters, digits, '.', '_' or '-'",
-            expression="plan_id",
-            status=400,
-        )
+    if not PLAN_ID_RE.fullmatch(raw):
+        raise InvalidRequest(PLAN_ID_RULE, expression="plan_id", status=400)
     return raw
 
 

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from cpis.formats.acknowledgement import acknowledgement_json
+from cpis.formats.upload_file import parse_upload
 from cpis.model import Role
 from cpis.model.uploads import UploadRejected
-from cpis.uploads.acknowledgement import acknowledgement_json
 from cpis.uploads.apply import apply_upload, rejected_acknowledgement
-from cpis.uploads.parse import parse_upload
 from cpis.web.auth import authenticate
 from cpis.web.render import json_response
 from cpis.web.state import SERVICES

@@ -37,11 +37,11 @@ import orjson
 import structlog
 
 from cpis.errors import MeshError, Unavailable
+from cpis.formats.acknowledgement import acknowledgement_json
+from cpis.formats.upload_file import parse_upload
 from cpis.model.uploads import Acknowledgement, MeshMessage, UploadRejected
 from cpis.ports.uploads import ApplyUpload, Mailbox, PollLock, Senders
-from cpis.uploads.acknowledgement import acknowledgement_json
 from cpis.uploads.apply import rejected_acknowledgement
-from cpis.uploads.parse import parse_upload
 
 log = structlog.get_logger("cpis.mesh_uploads")
 

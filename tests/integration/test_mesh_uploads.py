@@ -29,10 +29,10 @@ from cpis.adapters.mesh import MeshClient
 from cpis.adapters.mesh_inbox import PgMeshSenders
 from cpis.app import Runtime, Start, build_mesh_uploads, create_app, open_runtime
 from cpis.errors import MeshError, SettingsError
+from cpis.formats.acknowledgement import acknowledgement_json
 from cpis.model import LocalAuthority
 from cpis.model.uploads import Acknowledgement, MeshMessage, ParsedUpload
 from cpis.settings import Secret, Settings
-from cpis.uploads.acknowledgement import acknowledgement_json
 from cpis.uploads.apply import apply_upload
 from cpis.workers.mesh_uploads import ACK_WORKFLOW, UNKNOWN_SENDER, UPLOAD_WORKFLOW, MeshUploads
 from tests.mesh_sandbox import MeshSandbox, free_port

@@ -18,10 +18,11 @@ import pytest
 from rich.console import Console
 
 from cpis.errors import PersonIndexUnavailable, TraceFileError
+from cpis.formats.trace_file import REVIEW_COLUMNS, read_trace_file
 from cpis.matching import blocking
 from cpis.model.persons import IndexPerson, PersonQuery
 from cpis.model.tracing import TraceSummary
-from cpis.tracing import REVIEW_COLUMNS, read_trace_file, render_summary, trace_file
+from cpis.tracing import render_summary, trace_file
 
 TAMSIN, MORWENNA, RUBY, PIETER, OLD, HIDDEN = (
     "9990000018",

@@ -22,6 +22,7 @@ import pytest
 from cpis.adapters.crypto import FieldVault
 from cpis.adapters.postgres import PgDatabase, PgTransaction, create_pool
 from cpis.errors import PersonIndexUnavailable
+from cpis.formats.acknowledgement import acknowledgement_json
 from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import LocalAuthority, PlanFields, PlanType
 from cpis.model.persons import IndexPerson, PersonQuery
@@ -33,7 +34,6 @@ from cpis.model.uploads import (
     RecordRejection,
     RecordResult,
 )
-from cpis.uploads.acknowledgement import acknowledgement_json
 from cpis.uploads.apply import apply_upload
 from tests.conftest import _with_database
 from tests.integration.conftest import FakeClock
