@@ -6,14 +6,14 @@ children and LA copies of some of them with recorded errors.
 
 (a) Upload decisions. Each upload record carries the NHS number the LA sent
     (about 5% wrong: a sibling's or a slip that passes the check digit). Our
-    decision is the upload path's own (``cpis.uploads.verify.verify_records``,
+    decision is the upload path's own (``cpis.services.verification.verify_records``,
     rival searches included) against an in-memory index built on
     ``cpis.matching.blocking``: applied or not. Positive = applied; a wrong
     number applied is a false positive; a right number not applied is a false
     negative.
 (b) Tracing. Each trace record has no number (5% are children absent from the
     index), and carries the LA's sex and postcode for the child (the optional
-    trace-file columns). It goes through ``cpis.tracing.trace_file`` against
+    trace-file columns). It goes through ``cpis.services.tracing.trace_file`` against
     the same in-memory index; a ``certain`` proposal is a positive, right when
     it is the child's number. Recall is over the traced children who are in
     the index.
@@ -55,8 +55,8 @@ from cpis.matching.synthetic import Child, Dataset, LaRecord, dataset
 from cpis.model import PlanFields, PlanType
 from cpis.model.persons import IndexPerson
 from cpis.model.uploads import RecordAction, RecordResult
-from cpis.tracing import trace_file
-from cpis.uploads.verify import verify_records
+from cpis.services.tracing import trace_file
+from cpis.services.verification import verify_records
 
 DEFAULT_SEED = 20260401
 DEFAULT_PEOPLE = 20_000

@@ -66,8 +66,8 @@ from cpis.formats.upload_file import CSV_COLUMNS, parse_upload
 from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import LocalAuthority
 from cpis.model.uploads import ParsedUpload, RecordAction, UploadRejected
+from cpis.services.uploads import apply_upload
 from cpis.settings import Settings
-from cpis.uploads.apply import apply_upload
 
 LA = LocalAuthority("XBU01", "Benchshire", "01632 960001", "01632 960101", 24)
 TARGET_RATIO = 3.0

@@ -56,8 +56,8 @@ from cpis.errors import MissingKeys, StartupError, Unavailable
 from cpis.model.uploads import Acknowledgement, ParsedUpload
 from cpis.ports.clock import Clock
 from cpis.ports.person_index import PersonIndex
+from cpis.services.uploads import apply_upload
 from cpis.settings import Settings
-from cpis.uploads.apply import apply_upload
 from cpis.web import fhir, la, notifications, oauth, openapi, ops, subscriptions, uploads
 from cpis.web.auth import (
     ORGANISATIONS,

@@ -652,7 +652,7 @@ async def _upload(rt: Runtime, args: argparse.Namespace) -> int:
     from cpis.formats.acknowledgement import acknowledgement_json
     from cpis.formats.upload_file import parse_upload
     from cpis.model.uploads import UploadRejected
-    from cpis.uploads.apply import apply_upload, rejected_acknowledgement
+    from cpis.services.uploads import apply_upload, rejected_acknowledgement
 
     console = Console(stderr=True)
     try:

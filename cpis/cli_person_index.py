@@ -66,7 +66,7 @@ async def trace(rt: Runtime, args: argparse.Namespace) -> int:
 
     from cpis.errors import PersonIndexUnavailable, TraceFileError
     from cpis.formats.trace_file import read_trace_file
-    from cpis.tracing import render_summary, trace_file
+    from cpis.services.tracing import render_summary, trace_file
 
     if rt.person_index is None:
         print(

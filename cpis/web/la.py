@@ -13,11 +13,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from cpis import services
 from cpis.errors import InvalidRequest, UnsupportedMediaType
 from cpis.formats.plan_fields import PLAN_ID_RE, PLAN_ID_RULE, check_plan_fields
 from cpis.model import Plan, PlanFields, Role
 from cpis.model.uploads import FieldRejection
+from cpis.services import plans
 from cpis.web.auth import acting_org, authenticate
 from cpis.web.render import if_match, json_response
 from cpis.web.state import SERVICES
@@ -89,7 +89,7 @@ async def put_plan(request: web.Request) -> web.Response:
     version = if_match(request)
     fields = parse_plan_body(await _json_body(request))
     svc = request.app[SERVICES]
-    plan, created = await services.put_plan(
+    plan, created = await plans.put_plan(
         svc.db,
         svc.clock,
         principal=principal,
@@ -107,7 +107,7 @@ async def get_plan(request: web.Request) -> web.Response:
     principal = authenticate(request, Role.LA)
     plan_id = _plan_id(request)
     svc = request.app[SERVICES]
-    plan = await services.get_plan(
+    plan = await plans.get_plan(
         svc.db, principal=principal, la_ods=acting_org(request, principal), la_plan_id=plan_id
     )
     return _plan_response(plan)
@@ -117,7 +117,7 @@ async def delete_plan(request: web.Request) -> web.Response:
     principal = authenticate(request, Role.LA)
     plan_id = _plan_id(request)
     svc = request.app[SERVICES]
-    await services.delete_plan(
+    await plans.delete_plan(
         svc.db,
         principal=principal,
         la_ods=acting_org(request, principal),

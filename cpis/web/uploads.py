@@ -21,7 +21,7 @@ from cpis.formats.acknowledgement import acknowledgement_json
 from cpis.formats.upload_file import parse_upload
 from cpis.model import Role
 from cpis.model.uploads import UploadRejected
-from cpis.uploads.apply import apply_upload, rejected_acknowledgement
+from cpis.services.uploads import apply_upload, rejected_acknowledgement
 from cpis.web.auth import authenticate
 from cpis.web.render import json_response
 from cpis.web.state import SERVICES

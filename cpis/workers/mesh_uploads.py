@@ -41,7 +41,7 @@ from cpis.formats.acknowledgement import acknowledgement_json
 from cpis.formats.upload_file import parse_upload
 from cpis.model.uploads import Acknowledgement, MeshMessage, UploadRejected
 from cpis.ports.uploads import ApplyUpload, Mailbox, PollLock, Senders
-from cpis.uploads.apply import rejected_acknowledgement
+from cpis.services.uploads import rejected_acknowledgement
 
 log = structlog.get_logger("cpis.mesh_uploads")
 

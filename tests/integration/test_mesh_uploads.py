@@ -32,8 +32,8 @@ from cpis.errors import MeshError, SettingsError
 from cpis.formats.acknowledgement import acknowledgement_json
 from cpis.model import LocalAuthority
 from cpis.model.uploads import Acknowledgement, MeshMessage, ParsedUpload
+from cpis.services.uploads import apply_upload
 from cpis.settings import Secret, Settings
-from cpis.uploads.apply import apply_upload
 from cpis.workers.mesh_uploads import ACK_WORKFLOW, UNKNOWN_SENDER, UPLOAD_WORKFLOW, MeshUploads
 from tests.mesh_sandbox import MeshSandbox, free_port
 from tests.polling import wait_until

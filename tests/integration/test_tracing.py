@@ -1,4 +1,4 @@
-"""`cpis trace FILE` (cpis.tracing): a file in, a review CSV and a match rate out.
+"""`cpis trace FILE` (cpis.services.tracing): a file in, a review CSV and a match rate out.
 
 The person index is a small in-memory one of our own, built on the blocking
 keys the local index uses (cpis.matching.blocking). Every NHS number is from
@@ -22,7 +22,7 @@ from cpis.formats.trace_file import REVIEW_COLUMNS, read_trace_file
 from cpis.matching import blocking
 from cpis.model.persons import IndexPerson, PersonQuery
 from cpis.model.tracing import TraceSummary
-from cpis.tracing import render_summary, trace_file
+from cpis.services.tracing import render_summary, trace_file
 
 TAMSIN, MORWENNA, RUBY, PIETER, OLD, HIDDEN = (
     "9990000018",

@@ -19,7 +19,7 @@ from cpis.formats.upload_file import parse_upload
 from cpis.matching.blocking import BlockIndex
 from cpis.model.persons import FileError, IndexPerson
 from cpis.model.uploads import ParsedUpload
-from cpis.uploads.verify import check_against_index
+from cpis.services.verification import check_against_index
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 HEADER = "nhs_number,family_name,given_names,birth_date,sex,postcode,sensitive,superseded_by"

@@ -5,7 +5,7 @@
 - A sequence number lower than the LA's last applied one is refused (CPF04,
   nothing applied, nothing stored): the LA's system is replaying old data.
 - With a person index, upserts are checked against it first (CPR01/02/03/05,
-  ``cpis.uploads.verify``). If the index cannot answer, the file gets CPF05:
+  ``cpis.services.verification``). If the index cannot answer, the file gets CPF05:
   nothing applied and nothing stored, so the same sequence can be sent again.
 - Otherwise every accepted record is applied (CPR06) and every other record
   says why not (the parser's CPR04/CPR07, the index's, or CPR07 here, e.g.
@@ -44,7 +44,7 @@ from cpis.model.uploads import (
 from cpis.ports.clock import Clock
 from cpis.ports.database import Database, Transaction
 from cpis.ports.person_index import PersonIndex
-from cpis.uploads.verify import verify_records
+from cpis.services.verification import verify_records
 
 
 def rejected_acknowledgement(rejected: UploadRejected) -> Acknowledgement:

@@ -6,7 +6,7 @@ in the upload format (``schemas/uploads.md``), with or without NHS numbers:
 
 - a record *with* a number is checked as an upload would be: the index's
   record for that number must exist, be in use, not be sensitive, and be
-  confirmed by the LA's name and birth date as ``cpis.uploads.verify``
+  confirmed by the LA's name and birth date as ``cpis.services.verification``
   confirms it (a "match", or a "possible" the index finds no rival for:
   ``verified``), else ``number-rejected`` with the reason. A superseded number whose old record
   matches is ``certain``, proposing the number that replaced it;
@@ -55,7 +55,7 @@ from cpis.model.tracing import (
     TraceSummary,
 )
 from cpis.ports.person_index import PersonIndex
-from cpis.uploads.verify import confirms, needs_rivals, rival_query
+from cpis.services.verification import confirms, needs_rivals, rival_query
 
 SEARCH_LIMIT = 50
 CONCURRENCY = 8
@@ -80,7 +80,7 @@ def verify_number(
 ) -> ReviewRow:
     """The review row for a record that came with a (well-formed) NHS number;
     ``rivals`` are the index's search results for the record's demographics,
-    which an upload would use to confirm a "possible" (``cpis.uploads.verify``)."""
+    which an upload would use to confirm a "possible" (``cpis.services.verification``)."""
 
     def rejected(*reasons: str, score: float | None = None) -> ReviewRow:
         return ReviewRow(
