@@ -646,13 +646,12 @@ async def _notifications(rt: Runtime, args: argparse.Namespace) -> int:
 async def _upload(rt: Runtime, args: argparse.Namespace) -> int:
     """Apply a file as `POST /la/v1/uploads` would, with a progress bar and a summary."""
     from rich.console import Console
-    from rich.progress import Progress
+    from rich.progress import Progress, TaskID
     from rich.table import Table
 
     from cpis.formats.acknowledgement import acknowledgement_json
-    from cpis.formats.upload_file import parse_upload
-    from cpis.model.uploads import UploadRejected
-    from cpis.services.uploads import apply_upload, rejected_acknowledgement
+    from cpis.model.uploads import UploadFile
+    from cpis.services import uploads
 
     console = Console(stderr=True)
     try:
@@ -660,19 +659,19 @@ async def _upload(rt: Runtime, args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
-    parsed = parse_upload(data, content_type=None, filename=args.file.name)
-    if isinstance(parsed, UploadRejected):
-        ack = rejected_acknowledgement(parsed)
-    else:
-        with Progress(console=console, transient=True) as bar:
-            task = bar.add_task(f"applying {args.file.name}", total=len(parsed.records))
-            ack, _ = await apply_upload(
-                rt.db,
-                rt.clock,
-                parsed,
-                index=rt.person_index,
-                progress=lambda n: bar.update(task, completed=n),
-            )
+    with Progress(console=console, transient=True) as bar:
+        task: TaskID | None = None
+
+        def report(done: int, total: int) -> None:
+            # The bar appears once the file has parsed: a malformed one shows none.
+            nonlocal task
+            if task is None:
+                task = bar.add_task(f"applying {args.file.name}", total=total)
+            bar.update(task, completed=done)
+
+        # The operator may upload for any LA: no sender to hold the file's LA to.
+        file = UploadFile(data, filename=args.file.name)
+        ack = await uploads.receive(rt.db, rt.clock, file, index=rt.person_index, progress=report)
     if args.ack:
         args.ack.write_bytes(orjson.dumps(acknowledgement_json(ack), option=orjson.OPT_INDENT_2))
     # The file code on its own line: as a table title it wraps at the table's width.

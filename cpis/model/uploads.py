@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, NamedTuple
@@ -68,6 +69,20 @@ class RecordResult:
     @property
     def accepted(self) -> bool:
         return self.rejection is None
+
+
+@dataclass(frozen=True, slots=True)
+class UploadFile:
+    """An upload file as it arrived, whichever way: its bytes, what the channel says of
+    its form (a media type, a file name; either may be missing, and the parser then
+    looks at the bytes), and the ODS codes of the LAs its sender may upload for: the
+    principal's over HTTP, the mailbox's LAs over MESH, None at the command line,
+    where the operator may upload for any."""
+
+    data: bytes = field(repr=False)  # carries NHS numbers and names
+    content_type: str | None = None
+    filename: str | None = None
+    may_upload_for: Collection[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

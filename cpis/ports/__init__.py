@@ -10,7 +10,7 @@ of their own. Every value they pass is a :mod:`cpis.model` value.
 - :mod:`cpis.ports.access`: ``AccessEventStore`` (the 25 visits),
   ``AuditLog`` and ``AuditSealer`` (the security audit log);
 - :mod:`cpis.ports.uploads`: ``UploadStore`` (sequences and acknowledgements)
-  and the MESH upload inbox: ``Mailbox``, ``Senders``, ``PollLock``, ``ApplyUpload``;
+  and the MESH upload inbox: ``Mailbox``, ``Senders``, ``PollLock``;
 - :mod:`cpis.ports.person_index`: ``PersonIndex`` and ``IndexCheckStore``;
 - :mod:`cpis.ports.notifications`: the outbox's ``DeliveryStore`` and its
   channels, the LA's ``InboxStore`` and ``SubscriptionStore``;
