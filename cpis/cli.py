@@ -624,15 +624,16 @@ async def _la_mesh(rt: Runtime, args: argparse.Namespace) -> int:
 
 async def _notifications(rt: Runtime, args: argparse.Namespace) -> int:
     from cpis.adapters.outbox_store import PgOutboxStore
+    from cpis.services import notifications
 
     store = PgOutboxStore(rt.pool, rt.vault)
     if args.notifications_command == "retry":
-        if await store.retry(args.id, now=rt.clock.now()):
+        if await notifications.retry(store, rt.clock, delivery_id=args.id):
             print(f"delivery {args.id} queued again")
             return 0
         print(f"error: no failed delivery {args.id}", file=sys.stderr)
         return 1
-    rows = await store.dead_deliveries(None)
+    rows = await notifications.failed_deliveries(store, la_ods=None)
     for r in rows:
         print(
             f"{r.id}\t{r.la_ods}\t{r.channel}\t{r.attempts} attempts\t"
