@@ -13,7 +13,7 @@ children and LA copies of some of them with recorded errors.
     negative.
 (b) Tracing. Each trace record has no number (5% are children absent from the
     index), and carries the LA's sex and postcode for the child (the optional
-    trace-file columns). It goes through ``cpis.services.tracing.trace_file`` against
+    trace-file columns). It goes through ``cpis.services.tracing.trace`` against
     the same in-memory index; a ``certain`` proposal is a positive, right when
     it is the child's number. Recall is over the traced children who are in
     the index.
@@ -36,12 +36,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import csv
 import io
 import json
 import logging
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -55,7 +53,7 @@ from cpis.matching.synthetic import Child, Dataset, LaRecord, dataset
 from cpis.model import PlanFields, PlanType
 from cpis.model.persons import IndexPerson
 from cpis.model.uploads import RecordAction, RecordResult
-from cpis.services.tracing import trace_file
+from cpis.services.tracing import trace
 from cpis.services.verification import verify_records
 
 DEFAULT_SEED = 20260401
@@ -167,18 +165,15 @@ def our_traces(data: Dataset) -> tuple[Tally, Counter[str], Counter[str], float]
     the errors behind missed children, and the match rate it reports."""
     in_index = {c.nhs_number for c in data.index}
     index = MemoryIndex([index_person(c) for c in data.index])
-    with tempfile.TemporaryDirectory(prefix="cpis-bench-matching-") as tmp:
-        review = Path(tmp) / "review.csv"
-        summary = asyncio.run(trace_file(index, trace_upload_file(data.traces), review))
-        with review.open(newline="", encoding="utf-8") as f:
-            rows = {row["plan_id"]: row for row in csv.DictReader(f)}
+    review, summary = asyncio.run(trace(index, trace_upload_file(data.traces)))
+    rows = {row.plan_id: row for row in review}
     tally, statuses, missed = Tally(), Counter[str](), Counter[str]()
     for i, record in enumerate(data.traces):
         row = rows[f"T{i}"]
-        statuses[row["status"]] += 1
+        statuses[row.status] += 1
         present = record.child.nhs_number in in_index
-        certain = row["status"] == "certain"
-        right = certain and row["proposed_nhs_number"] == record.child.nhs_number
+        certain = row.status == "certain"
+        right = certain and row.proposed_nhs_number == record.child.nhs_number
         if certain:
             tally.add(True, right, "absent" if not present else "other-child")
         else:

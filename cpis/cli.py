@@ -693,8 +693,9 @@ async def _upload(rt: Runtime, args: argparse.Namespace) -> int:
 
 async def _purge(rt: Runtime) -> int:
     from cpis.adapters.retention import PgRetention
+    from cpis.services import plans
 
-    result = await PgRetention(rt.pool, rt.vault).purge(today=rt.clock.today())
+    result = await plans.purge(PgRetention(rt.pool, rt.vault), rt.clock)
     print(
         f"purged {result.plans} plans, {result.access_events} access events,"
         f" {result.notifications} notifications"

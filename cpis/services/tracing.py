@@ -8,47 +8,35 @@ in the upload format (``schemas/uploads.md``), with or without NHS numbers:
   record for that number must exist, be in use, not be sensitive, and be
   confirmed by the LA's name and birth date as ``cpis.services.verification``
   confirms it (a "match", or a "possible" the index finds no rival for:
-  ``verified``), else ``number-rejected`` with the reason. A superseded number whose old record
-  matches is ``certain``, proposing the number that replaced it;
+  ``verified``), else ``number-rejected`` with the reason. A superseded number
+  whose old record matches is ``certain``, proposing the number that replaced it;
 - a record *without* one is traced: ``index.search`` finds candidates, and
   :mod:`cpis.matching.trace` decides ``certain``, ``possible`` or ``none``.
 
-The review file (CSV) has one row per record: its number in the file, the
-LA's plan id, the status, a proposed NHS number (certain and possible only),
-the score and reason codes. It never holds the index's names or birth dates,
-so it can be handed to anyone on the LA's side. Deletes are skipped.
+Each record gets one review row (:class:`~cpis.model.tracing.ReviewRow`): the
+status, a proposed NHS number (certain and possible only), the score and
+reason codes, never the index's names or birth dates. Deletes are skipped.
 
-Beyond the upload format, a trace file may carry the child's ``sex`` and
-``postcode`` (JSON fields or CSV columns; ``EXTRA_COLUMNS``). The LA knows
-both, and they tell a child from a namesake: a postcode that agrees adds
-evidence (a child whose surname changed is certain only with it), a stated sex
-that differs rules a candidate out. Neither is ever written to the review.
-
-The reader is deliberately tolerant, unlike the upload parser: a trace file
-is work in progress, so plan fields are not validated, unknown CSV columns
-are ignored, and a date it cannot read counts as missing (with a reason).
-Only a file that cannot be read at all is refused (:class:`TraceFileError`).
+A trace file may carry the child's ``sex`` and ``postcode`` beyond the upload
+format: a postcode that agrees adds evidence (a child whose surname changed is
+certain only with it), a stated sex that differs rules a candidate out. The
+file, its tolerant reader and the review CSV are :mod:`cpis.formats.trace_file`;
+writing the review and printing the summary are the command line's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import tempfile
+import functools
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-from rich.table import Table
-
 from cpis.formats.trace_file import read_trace_file
-from cpis.formats.trace_file import write_review as write_csv
 from cpis.matching import nhs_number
 from cpis.matching.demographics import Person, compare
 from cpis.matching.trace import TraceDecision, as_person, decide, resolve
 from cpis.model.persons import IndexPerson, PersonQuery
 from cpis.model.tracing import (
-    GO_LIVE_TARGET,
     STATUSES,
     ReviewRow,
     TraceRecord,
@@ -245,54 +233,30 @@ def summarise(rows: Sequence[ReviewRow], *, skipped_deletes: int = 0) -> TraceSu
     return TraceSummary(counts, skipped_deletes)
 
 
-def write_review(rows: Sequence[ReviewRow], path: Path) -> None:
-    """Write the review CSV whole or not at all (a temporary file, then a rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=".trace-", suffix=".csv", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            write_csv(rows, out)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-async def trace_file(
+async def trace(
     index: PersonIndex,
     data: bytes,
-    review_path: Path,
     *,
     filename: str | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> TraceSummary:
-    """Read ``data``, decide every record, write the review CSV, and summarise.
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[ReviewRow], TraceSummary]:
+    """Read ``data`` (a trace file, :mod:`cpis.formats.trace_file`), decide every
+    record, and summarise: the review rows in file order, and the counts.
 
-    Raises :class:`TraceFileError` for an unreadable file (nothing is written)
-    and :class:`cpis.errors.PersonIndexUnavailable` when the index cannot answer.
+    ``progress`` is told ``(records decided, records in the file)`` once the file
+    is read and then as records are decided. Raises
+    :class:`cpis.errors.TraceFileError` for an unreadable file and
+    :class:`cpis.errors.PersonIndexUnavailable` when the index cannot answer.
     """
     read = read_trace_file(data, filename=filename)
-    rows = await review(index, read.records, progress=progress)
-    write_review(rows, review_path)
-    return summarise(rows, skipped_deletes=read.deletes)
+    report: Callable[[int], None] | None = None
+    if progress is not None:
+        total = len(read.records)
+        progress(0, total)
+        report = functools.partial(_progress, progress, total)
+    rows = await review(index, read.records, progress=report)
+    return rows, summarise(rows, skipped_deletes=read.deletes)
 
 
-def render_summary(summary: TraceSummary, *, title: str = "trace") -> Table:
-    """A table of counts per status and the match rate against the 95% target."""
-    table = Table(title=title)
-    table.add_column("status")
-    table.add_column("records", justify="right")
-    table.add_column("share", justify="right")
-    for status in STATUSES:
-        count = summary.counts.get(status, 0)
-        share = f"{count / summary.total:.1%}" if summary.total else "-"
-        table.add_row(status, str(count), share)
-    table.add_section()
-    table.add_row("total", str(summary.total), "")
-    verdict = "met" if summary.meets_target else "not met"
-    table.caption = (
-        f"match rate (verified + certain) {summary.match_rate:.1%}; "
-        f"go-live target {GO_LIVE_TARGET:.0%}: {verdict}"
-    )
-    if summary.skipped_deletes:
-        table.caption += f"; {summary.skipped_deletes} deletes skipped"
-    return table
+def _progress(progress: Callable[[int, int], None], total: int, done: int) -> None:
+    progress(done, total)

@@ -37,9 +37,10 @@ from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import LocalAuthority, PlanFields, PlanType, Principal, Role
 from cpis.model.persons import CheckResult
 from cpis.services import plans as plan_service
+from cpis.services.person_index import check_plan_subjects, notify_inactive
 from cpis.settings import Settings
 from cpis.workers.dispatcher import Dispatcher, DispatchSettings
-from cpis.workers.index_check import check_plan_subjects, notify_inactive, run_index_check
+from cpis.workers.index_check import run_index_check
 from tests.e2e.conftest import (  # noqa: F401 - client_keys, e2e, e2e_* are fixtures
     E2E,
     LA_NORTH_CLIENT,
