@@ -26,9 +26,11 @@ from cpis.model import (
     JsonValue,
     LocalAuthority,
     LookupResult,
+    Organisation,
     Plan,
     Principal,
     Role,
+    SettingType,
     StoredAccessEvent,
     VisiblePlan,
 )
@@ -205,6 +207,16 @@ async def read_viewer(
 
 
 _VIEWER_EVENTS = 25
+
+
+async def organisation(db: Database, *, ods_code: str) -> Organisation:
+    """The setting a lookup is made from: the registered organisation (its name and
+    setting type), or one known only by its code (setting type ``other``)."""
+    async with db.transaction() as tx:
+        org = await tx.get_organisation(ods_code)
+    if org is None:
+        return Organisation(ods_code=ods_code, name=ods_code, setting_type=SettingType.OTHER)
+    return org
 
 
 async def read_la(db: Database, *, ods_code: str) -> LocalAuthority:
