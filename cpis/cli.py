@@ -34,11 +34,11 @@ from cpis import cli_person_index, ods, rules
 from cpis.adapters.audit_log import ANCHOR_FILE, Anchor, AuditKeys, public_keys_of
 from cpis.adapters.keys import parse_audit_public_keys
 from cpis.app import Runtime, Start, audit_log, create_app, open_runtime
-from cpis.errors import CpisError, LaDetailsError, OdsCodeError, SettingsError, StartupError
-from cpis.la_details import checked_la, checked_name, checked_window
+from cpis.errors import CpisError, SettingsError, StartupError
 from cpis.log import configure_logging
-from cpis.model import Client, LocalAuthority, Organisation, Role, SettingType
+from cpis.model import LocalAuthority, Refused, Role, SettingType
 from cpis.phone import is_drama, uk_phone
+from cpis.services import registration
 from cpis.settings import Settings
 
 log = structlog.get_logger("cpis")
@@ -334,29 +334,19 @@ def _show_la(la: LocalAuthority) -> str:
 
 
 async def _la_add(rt: Runtime, args: argparse.Namespace) -> int:
-    try:
-        la = checked_la(
-            LocalAuthority(
-                ods_code=args.ods,
-                name=args.name,
-                office_phone=args.office_phone,
-                edt_phone=args.edt_phone,
-                repeat_window_hours=args.repeat_window_hours,
-            )
-        )
-    except LaDetailsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    la = await registration.register_la(
+        rt.db,
+        LocalAuthority(
+            ods_code=args.ods,
+            name=args.name,
+            office_phone=args.office_phone,
+            edt_phone=args.edt_phone,
+            repeat_window_hours=args.repeat_window_hours,
+        ),
+    )
+    if isinstance(la, Refused):
+        print(f"error: {la.reason}", file=sys.stderr)
         return 2
-    async with rt.db.transaction() as tx:
-        if await tx.get_la(la.ods_code) is not None:
-            # Adding over an LA would silently replace the numbers clinicians ring.
-            print(
-                f"error: local authority {la.ods_code} is already registered;"
-                " change its details with `cpis la update`",
-                file=sys.stderr,
-            )
-            return 2
-    await rt.db.upsert_la(la)
     _drama_note(la.office_phone, la.edt_phone)
     print(f"local authority registered: {_show_la(la)}")
     return 0
@@ -376,17 +366,16 @@ async def _la_update(rt: Runtime, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    try:
-        if args.name is not None:
-            checked_name(args.name)
-        if args.repeat_window_hours is not None:
-            checked_window(args.repeat_window_hours)
-        la = await rt.db.update_la(args.ods, **changes)
-    except LaDetailsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if la is None:
-        print(f"error: local authority {args.ods} is not registered (cpis la add)", file=sys.stderr)
+    la = await registration.update_la(
+        rt.db,
+        args.ods,
+        name=args.name,
+        office_phone=args.office_phone,
+        edt_phone=args.edt_phone,
+        repeat_window_hours=args.repeat_window_hours,
+    )
+    if isinstance(la, Refused):
+        print(f"error: {la.reason}", file=sys.stderr)
         return 2
     _drama_note(*(n for n in (args.office_phone, args.edt_phone) if n is not None))
     print(f"local authority updated: {_show_la(la)}")
@@ -394,8 +383,9 @@ async def _la_update(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 async def _client_deactivate(rt: Runtime, args: argparse.Namespace) -> int:
-    if not await rt.db.set_client_active(args.id, active=False):
-        print(f"error: no client {args.id}", file=sys.stderr)
+    refused = await registration.deactivate_client(rt.db, args.id)
+    if refused is not None:
+        print(f"error: {refused.reason}", file=sys.stderr)
         return 2
     print(
         f"client {args.id} deactivated: it gets no new token from now on; a token already"
@@ -404,70 +394,44 @@ async def _client_deactivate(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _client_add(rt: Runtime, args: argparse.Namespace) -> int:
+def _client_keys(args: argparse.Namespace) -> registration.Keys | Refused:
+    """The client's public keys: a new key pair (its private key written to --new-key),
+    or the JWKS file given."""
     from cpis.adapters.tokens import generate_client_key
 
-    role = Role(args.role)
-    existing = await rt.db.get_client(args.id)
-    if existing is not None and not args.replace:
-        print(
-            f"error: client {args.id} is registered already; give --replace to replace its"
-            " keys and registration",
-            file=sys.stderr,
-        )
-        return 2
-    shape = {Role.LA: ods.la_code, Role.HEALTH: ods.health_code}.get(role, ods.any_code)
-    try:
-        for code in args.ods:
-            shape(code)
-    except OdsCodeError as exc:
-        print(f"error: --ods: {exc}", file=sys.stderr)
-        return 2
-    if role is Role.LA:
-        async with rt.db.transaction() as tx:
-            for code in args.ods:
-                if await tx.get_la(code) is None:
-                    print(
-                        f"error: local authority {code} is not registered (cpis la add)",
-                        file=sys.stderr,
-                    )
-                    return 2
     if args.new_key:
         pem, jwks = generate_client_key(args.alg, kid=args.id)
         args.new_key.parent.mkdir(parents=True, exist_ok=True)
         args.new_key.write_bytes(pem)
         args.new_key.chmod(0o600)
-    else:
-        try:
-            jwks = orjson.loads(args.jwks.read_bytes())
-        except (OSError, orjson.JSONDecodeError) as exc:
-            print(f"error: cannot read a JWKS from {args.jwks}: {exc}", file=sys.stderr)
-            return 2
-        if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list) or not jwks["keys"]:
-            print("error: the JWKS must be an object with a non-empty 'keys' list", file=sys.stderr)
-            return 2
-    if args.cis2_client_id and role is not Role.HEALTH:
-        print("error: only health clients exchange CIS2 ID tokens", file=sys.stderr)
-        return 2
-    if role is Role.HEALTH:
-        for code in args.ods:
-            await rt.db.upsert_organisation(
-                Organisation(code, args.org_name or code, SettingType(args.setting_type))
-            )
-    await rt.db.upsert_client(
-        Client(
-            id=args.id,
-            role=role,
-            ods_codes=tuple(args.ods),
-            jwks=jwks,
-            silent_only=args.silent_only,
-            cis2_client_id=args.cis2_client_id or None,
-            # Replacing keys never undoes a deactivation (cpis client deactivate).
-            active=existing.active if existing is not None else True,
-        )
+        return dict(jwks)
+    try:
+        given = orjson.loads(args.jwks.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        return Refused(f"cannot read a JWKS from {args.jwks}: {exc}")
+    if not isinstance(given, dict) or not isinstance(given.get("keys"), list) or not given["keys"]:
+        return Refused("the JWKS must be an object with a non-empty 'keys' list")
+    return given
+
+
+async def _client_add(rt: Runtime, args: argparse.Namespace) -> int:
+    client = await registration.register_client(
+        rt.db,
+        client_id=args.id,
+        role=Role(args.role),
+        ods_codes=args.ods,
+        keys=lambda: _client_keys(args),
+        replace=args.replace,
+        silent_only=args.silent_only,
+        cis2_client_id=args.cis2_client_id,
+        org_name=args.org_name,
+        setting_type=SettingType(args.setting_type),
     )
+    if isinstance(client, Refused):
+        print(f"error: {client.reason}", file=sys.stderr)
+        return 2
     where = f"; private key written to {args.new_key}" if args.new_key else ""
-    print(f"client {args.id} registered as {role.value} for {','.join(args.ods)}{where}")
+    print(f"client {args.id} registered as {client.role.value} for {','.join(args.ods)}{where}")
     return 0
 
 
@@ -613,11 +577,12 @@ def _rotate_keys(settings: Settings, kind: str) -> int:
 
 
 async def _la_mesh(rt: Runtime, args: argparse.Namespace) -> int:
-    async with rt.db.transaction() as tx:
-        if await tx.get_la(args.ods) is None:
-            print(f"error: local authority {args.ods} is not registered", file=sys.stderr)
-            return 2
-    await rt.db.set_la_mesh(args.ods, args.mailbox.strip().upper(), args.workflow_id)
+    mailbox = await registration.set_la_mesh(
+        rt.db, args.ods, mailbox=args.mailbox, workflow_id=args.workflow_id
+    )
+    if isinstance(mailbox, Refused):
+        print(f"error: {mailbox.reason}", file=sys.stderr)
+        return 2
     print(f"notifications for {args.ods} will also go to MESH mailbox {args.mailbox.upper()}")
     return 0
 

@@ -15,6 +15,8 @@ of their own. Every value they pass is a :mod:`cpis.model` value.
 - :mod:`cpis.ports.notifications`: the outbox's ``DeliveryStore`` and its
   channels, the LA's ``InboxStore`` and ``SubscriptionStore``;
 - :mod:`cpis.ports.tokens`: ``TokenAuthority`` and ``ClientRegistry``;
+- :mod:`cpis.ports.registry`: ``Registry``, what the operator registers (LAs,
+  organisations, clients);
 - :mod:`cpis.ports.database`: ``Transaction``, every store above that works in
   one transaction, and ``Database``, which opens them.
 

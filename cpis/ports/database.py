@@ -13,7 +13,7 @@ from typing import Protocol
 
 from cpis.ports.access import AccessEventStore, AuditLog
 from cpis.ports.plans import PlanStore
-from cpis.ports.tokens import ClientRegistry
+from cpis.ports.registry import Registry
 from cpis.ports.uploads import UploadStore
 
 
@@ -21,7 +21,7 @@ class Transaction(PlanStore, AccessEventStore, UploadStore, AuditLog, Protocol):
     """One database transaction; everything done through it commits together."""
 
 
-class Database(AuditLog, ClientRegistry, Protocol):
+class Database(AuditLog, Registry, Protocol):
     def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
 
     def connection(self) -> AbstractAsyncContextManager[Transaction]:
