@@ -1,9 +1,11 @@
 """The database as the use cases see it: one :class:`Transaction` holds every store
 that must commit together, and :class:`Database` opens them.
 
-The unscheduled lookup reads plans, records the access event with its outbox
-rows and appends the audit line in one transaction (SPEC §3, §8); an upload
-is applied in one with its acknowledgement (SPEC §5).
+An upload is applied in one transaction with its acknowledgement (SPEC §5). The
+unscheduled lookup uses :meth:`Database.connection` instead: two statements, the
+read of the plans and one write of the access event, its outbox rows and the
+audit line, which is refused if the plans changed in between
+(:mod:`cpis.services.lookup`, SPEC §3, §8).
 """
 
 from __future__ import annotations

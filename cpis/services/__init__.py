@@ -10,7 +10,14 @@ what comes back; none of them touches a store, a transaction or an adapter itsel
   one transaction and acknowledged, whichever way it came (HTTP, MESH, ``cpis upload``);
 - :mod:`cpis.services.verification`: an LA's NHS numbers checked against the person
   index (for uploads, the plan API and tracing);
-- :mod:`cpis.services.tracing`: ``cpis trace``, NHS numbers proposed for an LA's records.
+- :mod:`cpis.services.tracing`: ``cpis trace``, NHS numbers proposed for an LA's records;
+- :mod:`cpis.services.person_index`: loading the local person index, and the check
+  that tells LAs of NHS numbers the index has retired;
+- :mod:`cpis.services.subscriptions`: an LA's FHIR Subscriptions;
+- :mod:`cpis.services.notifications`: an LA's inbox, acknowledgements, and the
+  deliveries that failed (and their retry);
+- :mod:`cpis.services.tokens`: access tokens for registered clients;
+- :mod:`cpis.services.registration`: the LAs and client systems the operator registers.
 
 Services never import adapters, the web or aiohttp (an import-linter contract
 holds them to it). Import each from its module; this package re-exports nothing.
