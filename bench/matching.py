@@ -6,14 +6,14 @@ children and LA copies of some of them with recorded errors.
 
 (a) Upload decisions. Each upload record carries the NHS number the LA sent
     (about 5% wrong: a sibling's or a slip that passes the check digit). Our
-    decision is the upload path's own (``cpis.uploads.verify.verify_records``,
+    decision is the upload path's own (``cpis.services.verification.verify_records``,
     rival searches included) against an in-memory index built on
     ``cpis.matching.blocking``: applied or not. Positive = applied; a wrong
     number applied is a false positive; a right number not applied is a false
     negative.
 (b) Tracing. Each trace record has no number (5% are children absent from the
     index), and carries the LA's sex and postcode for the child (the optional
-    trace-file columns). It goes through ``cpis.tracing.trace_file`` against
+    trace-file columns). It goes through ``cpis.services.tracing.trace`` against
     the same in-memory index; a ``certain`` proposal is a positive, right when
     it is the child's number. Recall is over the traced children who are in
     the index.
@@ -36,12 +36,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import csv
 import io
 import json
 import logging
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -56,8 +54,8 @@ from cpis.matching.blocking import MemoryIndex
 from cpis.model import PlanFields, PlanType
 from cpis.model.persons import IndexPerson
 from cpis.model.uploads import RecordAction, RecordResult
-from cpis.tracing import trace_file
-from cpis.uploads.verify import verify_records
+from cpis.services.tracing import trace
+from cpis.services.verification import verify_records
 
 DEFAULT_SEED = 20260401
 DEFAULT_PEOPLE = 20_000
@@ -168,18 +166,15 @@ def our_traces(data: Dataset) -> tuple[Tally, Counter[str], Counter[str], float]
     the errors behind missed children, and the match rate it reports."""
     in_index = {c.nhs_number for c in data.index}
     index = MemoryIndex([index_person(c) for c in data.index])
-    with tempfile.TemporaryDirectory(prefix="cpis-bench-matching-") as tmp:
-        review = Path(tmp) / "review.csv"
-        summary = asyncio.run(trace_file(index, trace_upload_file(data.traces), review))
-        with review.open(newline="", encoding="utf-8") as f:
-            rows = {row["plan_id"]: row for row in csv.DictReader(f)}
+    review, summary = asyncio.run(trace(index, trace_upload_file(data.traces)))
+    rows = {row.plan_id: row for row in review}
     tally, statuses, missed = Tally(), Counter[str](), Counter[str]()
     for i, record in enumerate(data.traces):
         row = rows[f"T{i}"]
-        statuses[row["status"]] += 1
+        statuses[row.status] += 1
         present = record.child.nhs_number in in_index
-        certain = row["status"] == "certain"
-        right = certain and row["proposed_nhs_number"] == record.child.nhs_number
+        certain = row.status == "certain"
+        right = certain and row.proposed_nhs_number == record.child.nhs_number
         if certain:
             tally.add(True, right, "absent" if not present else "other-child")
         else:

@@ -62,12 +62,12 @@ from cpis.adapters.clock import SystemClock
 from cpis.adapters.crypto import FieldVault
 from cpis.adapters.keys import load_keys
 from cpis.adapters.postgres import PgDatabase, PgTransaction, create_pool, migrate
+from cpis.formats.upload_file import CSV_COLUMNS, parse_upload
 from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import LocalAuthority
 from cpis.model.uploads import ParsedUpload, RecordAction, UploadRejected
+from cpis.services.uploads import apply_upload
 from cpis.settings import Settings
-from cpis.uploads.apply import apply_upload
-from cpis.uploads.parse import CSV_COLUMNS, parse_upload
 
 LA = LocalAuthority("XBU01", "Benchshire", "01632 960001", "01632 960101", 24)
 TARGET_RATIO = 3.0
@@ -361,7 +361,7 @@ def report(results: Results) -> bool:
     print(f"upload / stored-shape COPY, all rounds: {results.stored_ratio:.2f}")
     print("\nwhere an upload's time goes (median per round):")
     parse = statistics.median(r.parse_s for r in results.rounds)
-    print(f"  {'parse (cpis.uploads.parse)':<42}{parse:>7.2f}s")
+    print(f"  {'parse (cpis.formats.upload_file)':<42}{parse:>7.2f}s")
     for name, values in sorted(
         results.statements.items(), key=lambda kv: -statistics.median(kv[1])
     ):

@@ -52,11 +52,9 @@ from cpis.adapters.render import Renderer
 from cpis.adapters.tokens import JwtTokenAuthority
 from cpis.adapters.webhook import WebhookSender
 from cpis.errors import MissingKeys, StartupError
-from cpis.model.uploads import Acknowledgement, ParsedUpload
 from cpis.ports.clock import Clock
 from cpis.ports.person_index import PersonIndex
 from cpis.settings import Settings
-from cpis.uploads.apply import apply_upload
 from cpis.web import fhir, la, notifications, oauth, openapi, ops, subscriptions, uploads
 from cpis.web.auth import (
     ORGANISATIONS,
@@ -324,11 +322,6 @@ def build_mesh_uploads(
         ca_file=settings.mesh_ca_file,
     )
 
-    async def apply(parsed: ParsedUpload) -> Acknowledgement:
-        # The same call POST /la/v1/uploads makes, so a file gets the same answer either way.
-        ack, _applied_now = await apply_upload(rt.db, rt.clock, parsed, index=rt.person_index)
-        return ack
-
     on_file = None
     if metrics is not None:
         files = Counter(
@@ -344,7 +337,9 @@ def build_mesh_uploads(
     uploads = MeshUploads(
         inbox,
         PgMeshSenders(rt.pool),
-        apply,
+        db=rt.db,
+        clock=rt.clock,
+        index=rt.person_index,
         settings=MeshUploadSettings(
             poll_seconds=settings.mesh_poll_seconds, max_bytes=settings.max_upload_bytes
         ),

@@ -34,11 +34,11 @@ from cpis import cli_person_index, ods, rules
 from cpis.adapters.audit_log import ANCHOR_FILE, Anchor, AuditKeys, public_keys_of
 from cpis.adapters.keys import parse_audit_public_keys
 from cpis.app import Runtime, Start, audit_log, create_app, open_runtime
-from cpis.errors import CpisError, LaDetailsError, OdsCodeError, SettingsError, StartupError
-from cpis.la_details import checked_la, checked_name, checked_window
+from cpis.errors import CpisError, SettingsError, StartupError
 from cpis.log import configure_logging
-from cpis.model import Client, LocalAuthority, Organisation, Role, SettingType
+from cpis.model import LocalAuthority, Refused, Role, SettingType
 from cpis.phone import is_drama, uk_phone
+from cpis.services import registration
 from cpis.settings import Settings
 
 log = structlog.get_logger("cpis")
@@ -334,29 +334,19 @@ def _show_la(la: LocalAuthority) -> str:
 
 
 async def _la_add(rt: Runtime, args: argparse.Namespace) -> int:
-    try:
-        la = checked_la(
-            LocalAuthority(
-                ods_code=args.ods,
-                name=args.name,
-                office_phone=args.office_phone,
-                edt_phone=args.edt_phone,
-                repeat_window_hours=args.repeat_window_hours,
-            )
-        )
-    except LaDetailsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    la = await registration.register_la(
+        rt.db,
+        LocalAuthority(
+            ods_code=args.ods,
+            name=args.name,
+            office_phone=args.office_phone,
+            edt_phone=args.edt_phone,
+            repeat_window_hours=args.repeat_window_hours,
+        ),
+    )
+    if isinstance(la, Refused):
+        print(f"error: {la.reason}", file=sys.stderr)
         return 2
-    async with rt.db.transaction() as tx:
-        if await tx.get_la(la.ods_code) is not None:
-            # Adding over an LA would silently replace the numbers clinicians ring.
-            print(
-                f"error: local authority {la.ods_code} is already registered;"
-                " change its details with `cpis la update`",
-                file=sys.stderr,
-            )
-            return 2
-    await rt.db.upsert_la(la)
     _drama_note(la.office_phone, la.edt_phone)
     print(f"local authority registered: {_show_la(la)}")
     return 0
@@ -376,17 +366,16 @@ async def _la_update(rt: Runtime, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    try:
-        if args.name is not None:
-            checked_name(args.name)
-        if args.repeat_window_hours is not None:
-            checked_window(args.repeat_window_hours)
-        la = await rt.db.update_la(args.ods, **changes)
-    except LaDetailsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if la is None:
-        print(f"error: local authority {args.ods} is not registered (cpis la add)", file=sys.stderr)
+    la = await registration.update_la(
+        rt.db,
+        args.ods,
+        name=args.name,
+        office_phone=args.office_phone,
+        edt_phone=args.edt_phone,
+        repeat_window_hours=args.repeat_window_hours,
+    )
+    if isinstance(la, Refused):
+        print(f"error: {la.reason}", file=sys.stderr)
         return 2
     _drama_note(*(n for n in (args.office_phone, args.edt_phone) if n is not None))
     print(f"local authority updated: {_show_la(la)}")
@@ -394,8 +383,9 @@ async def _la_update(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 async def _client_deactivate(rt: Runtime, args: argparse.Namespace) -> int:
-    if not await rt.db.set_client_active(args.id, active=False):
-        print(f"error: no client {args.id}", file=sys.stderr)
+    refused = await registration.deactivate_client(rt.db, args.id)
+    if refused is not None:
+        print(f"error: {refused.reason}", file=sys.stderr)
         return 2
     print(
         f"client {args.id} deactivated: it gets no new token from now on; a token already"
@@ -404,70 +394,44 @@ async def _client_deactivate(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _client_add(rt: Runtime, args: argparse.Namespace) -> int:
+def _client_keys(args: argparse.Namespace) -> registration.Keys | Refused:
+    """The client's public keys: a new key pair (its private key written to --new-key),
+    or the JWKS file given."""
     from cpis.adapters.tokens import generate_client_key
 
-    role = Role(args.role)
-    existing = await rt.db.get_client(args.id)
-    if existing is not None and not args.replace:
-        print(
-            f"error: client {args.id} is registered already; give --replace to replace its"
-            " keys and registration",
-            file=sys.stderr,
-        )
-        return 2
-    shape = {Role.LA: ods.la_code, Role.HEALTH: ods.health_code}.get(role, ods.any_code)
-    try:
-        for code in args.ods:
-            shape(code)
-    except OdsCodeError as exc:
-        print(f"error: --ods: {exc}", file=sys.stderr)
-        return 2
-    if role is Role.LA:
-        async with rt.db.transaction() as tx:
-            for code in args.ods:
-                if await tx.get_la(code) is None:
-                    print(
-                        f"error: local authority {code} is not registered (cpis la add)",
-                        file=sys.stderr,
-                    )
-                    return 2
     if args.new_key:
         pem, jwks = generate_client_key(args.alg, kid=args.id)
         args.new_key.parent.mkdir(parents=True, exist_ok=True)
         args.new_key.write_bytes(pem)
         args.new_key.chmod(0o600)
-    else:
-        try:
-            jwks = orjson.loads(args.jwks.read_bytes())
-        except (OSError, orjson.JSONDecodeError) as exc:
-            print(f"error: cannot read a JWKS from {args.jwks}: {exc}", file=sys.stderr)
-            return 2
-        if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list) or not jwks["keys"]:
-            print("error: the JWKS must be an object with a non-empty 'keys' list", file=sys.stderr)
-            return 2
-    if args.cis2_client_id and role is not Role.HEALTH:
-        print("error: only health clients exchange CIS2 ID tokens", file=sys.stderr)
-        return 2
-    if role is Role.HEALTH:
-        for code in args.ods:
-            await rt.db.upsert_organisation(
-                Organisation(code, args.org_name or code, SettingType(args.setting_type))
-            )
-    await rt.db.upsert_client(
-        Client(
-            id=args.id,
-            role=role,
-            ods_codes=tuple(args.ods),
-            jwks=jwks,
-            silent_only=args.silent_only,
-            cis2_client_id=args.cis2_client_id or None,
-            # Replacing keys never undoes a deactivation (cpis client deactivate).
-            active=existing.active if existing is not None else True,
-        )
+        return dict(jwks)
+    try:
+        given = orjson.loads(args.jwks.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        return Refused(f"cannot read a JWKS from {args.jwks}: {exc}")
+    if not isinstance(given, dict) or not isinstance(given.get("keys"), list) or not given["keys"]:
+        return Refused("the JWKS must be an object with a non-empty 'keys' list")
+    return given
+
+
+async def _client_add(rt: Runtime, args: argparse.Namespace) -> int:
+    client = await registration.register_client(
+        rt.db,
+        client_id=args.id,
+        role=Role(args.role),
+        ods_codes=args.ods,
+        keys=lambda: _client_keys(args),
+        replace=args.replace,
+        silent_only=args.silent_only,
+        cis2_client_id=args.cis2_client_id,
+        org_name=args.org_name,
+        setting_type=SettingType(args.setting_type),
     )
+    if isinstance(client, Refused):
+        print(f"error: {client.reason}", file=sys.stderr)
+        return 2
     where = f"; private key written to {args.new_key}" if args.new_key else ""
-    print(f"client {args.id} registered as {role.value} for {','.join(args.ods)}{where}")
+    print(f"client {args.id} registered as {client.role.value} for {','.join(args.ods)}{where}")
     return 0
 
 
@@ -613,26 +577,28 @@ def _rotate_keys(settings: Settings, kind: str) -> int:
 
 
 async def _la_mesh(rt: Runtime, args: argparse.Namespace) -> int:
-    async with rt.db.transaction() as tx:
-        if await tx.get_la(args.ods) is None:
-            print(f"error: local authority {args.ods} is not registered", file=sys.stderr)
-            return 2
-    await rt.db.set_la_mesh(args.ods, args.mailbox.strip().upper(), args.workflow_id)
+    mailbox = await registration.set_la_mesh(
+        rt.db, args.ods, mailbox=args.mailbox, workflow_id=args.workflow_id
+    )
+    if isinstance(mailbox, Refused):
+        print(f"error: {mailbox.reason}", file=sys.stderr)
+        return 2
     print(f"notifications for {args.ods} will also go to MESH mailbox {args.mailbox.upper()}")
     return 0
 
 
 async def _notifications(rt: Runtime, args: argparse.Namespace) -> int:
     from cpis.adapters.postgres import PgOutboxStore
+    from cpis.services import notifications
 
     store = PgOutboxStore(rt.pool, rt.vault)
     if args.notifications_command == "retry":
-        if await store.retry(args.id, now=rt.clock.now()):
+        if await notifications.retry(store, rt.clock, delivery_id=args.id):
             print(f"delivery {args.id} queued again")
             return 0
         print(f"error: no failed delivery {args.id}", file=sys.stderr)
         return 1
-    rows = await store.dead_deliveries(None)
+    rows = await notifications.failed_deliveries(store, la_ods=None)
     for r in rows:
         print(
             f"{r.id}\t{r.la_ods}\t{r.channel}\t{r.attempts} attempts\t"
@@ -646,13 +612,12 @@ async def _notifications(rt: Runtime, args: argparse.Namespace) -> int:
 async def _upload(rt: Runtime, args: argparse.Namespace) -> int:
     """Apply a file as `POST /la/v1/uploads` would, with a progress bar and a summary."""
     from rich.console import Console
-    from rich.progress import Progress
+    from rich.progress import Progress, TaskID
     from rich.table import Table
 
-    from cpis.model.uploads import UploadRejected
-    from cpis.uploads.acknowledgement import acknowledgement_json
-    from cpis.uploads.apply import apply_upload, rejected_acknowledgement
-    from cpis.uploads.parse import parse_upload
+    from cpis.formats.acknowledgement import acknowledgement_json
+    from cpis.model.uploads import UploadFile
+    from cpis.services import uploads
 
     console = Console(stderr=True)
     try:
@@ -660,19 +625,19 @@ async def _upload(rt: Runtime, args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
-    parsed = parse_upload(data, content_type=None, filename=args.file.name)
-    if isinstance(parsed, UploadRejected):
-        ack = rejected_acknowledgement(parsed)
-    else:
-        with Progress(console=console, transient=True) as bar:
-            task = bar.add_task(f"applying {args.file.name}", total=len(parsed.records))
-            ack, _ = await apply_upload(
-                rt.db,
-                rt.clock,
-                parsed,
-                index=rt.person_index,
-                progress=lambda n: bar.update(task, completed=n),
-            )
+    with Progress(console=console, transient=True) as bar:
+        task: TaskID | None = None
+
+        def report(done: int, total: int) -> None:
+            # The bar appears once the file has parsed: a malformed one shows none.
+            nonlocal task
+            if task is None:
+                task = bar.add_task(f"applying {args.file.name}", total=total)
+            bar.update(task, completed=done)
+
+        # The operator may upload for any LA: no sender to hold the file's LA to.
+        file = UploadFile(data, filename=args.file.name)
+        ack = await uploads.receive(rt.db, rt.clock, file, index=rt.person_index, progress=report)
     if args.ack:
         args.ack.write_bytes(orjson.dumps(acknowledgement_json(ack), option=orjson.OPT_INDENT_2))
     # The file code on its own line: as a table title it wraps at the table's width.
@@ -693,8 +658,9 @@ async def _upload(rt: Runtime, args: argparse.Namespace) -> int:
 
 async def _purge(rt: Runtime) -> int:
     from cpis.adapters.postgres import PgRetention
+    from cpis.services import plans
 
-    result = await PgRetention(rt.pool, rt.vault).purge(today=rt.clock.today())
+    result = await plans.purge(PgRetention(rt.pool, rt.vault), rt.clock)
     print(
         f"purged {result.plans} plans, {result.access_events} access events,"
         f" {result.notifications} notifications"

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from cpis import rules, services
+from cpis import rules
 from cpis.adapters.tokens import generate_client_key
 from cpis.adapters.webhook import LOOPBACK_NETWORKS
 from cpis.app import Runtime
@@ -40,6 +40,7 @@ from cpis.model import (
     Role,
     SettingType,
 )
+from cpis.services import plans
 from cpis.settings import Settings
 
 DEMO_LA = LocalAuthority(
@@ -201,14 +202,12 @@ async def seed(rt: Runtime) -> list[DemoChild]:
     children = demo_children()
     for c in children:
         existing = (
-            await services.get_plan(
-                rt.db, principal=la, la_ods=DEMO_LA.ods_code, la_plan_id=c.plan_id
-            )
+            await plans.get_plan(rt.db, principal=la, la_ods=DEMO_LA.ods_code, la_plan_id=c.plan_id)
             if await _exists(rt, c.plan_id)
             else None
         )
         if existing is None:
-            await services.put_plan(
+            await plans.put_plan(
                 rt.db,
                 rt.clock,
                 principal=la,

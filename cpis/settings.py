@@ -1,6 +1,10 @@
 """Configuration, read once from the environment by the CLI and passed down.
 
-Every variable is ``CPIS_*``; nothing else in the package reads ``os.environ``.
+Every variable is ``CPIS_*``, and none is read anywhere else. The one other
+use of the environment is not configuration: ``cpis.adapters.embedded`` sets
+``XDG_RUNTIME_DIR`` when it is unset, because the embedded PostgreSQL wheel
+reads it on import (see there).
+
 Secrets are wrapped in :class:`Secret` so that printing a Settings object (or a
 traceback that shows one) never reveals key material.
 """

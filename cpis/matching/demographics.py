@@ -67,7 +67,7 @@ different given name, a birth date that is no slip of the other, a different
 stated sex; a changed surname is not a contradiction, nor is a given name
 that is only similar, which the index's rival search must then settle);
 and the given-name and birth-date grades. The upload path
-(``cpis.uploads.verify``) confirms a "possible" that is not contradicted when
+(``cpis.services.verification``) confirms a "possible" that is not contradicted when
 the index finds nobody else close; tracing (``cpis.matching.trace``) is
 certain of a candidate with enough weight, nothing contradicting, and a clear
 margin over every other. Both docstrings say why that is safe.

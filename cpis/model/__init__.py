@@ -166,6 +166,14 @@ class Client:
 
 
 @dataclass(frozen=True, slots=True)
+class Refused:
+    """Why the operator's change to what is registered (an LA, a client) was not made:
+    one line for the operator, never personal data."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Viewer:
     """A person whose identity provider vouched for them (an NHS CIS2 ID token).
 

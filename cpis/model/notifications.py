@@ -157,6 +157,20 @@ class InboxNumberChange:
     deliveries: tuple[str, ...] = ()
 
 
+# Which of an LA's notifications its inbox lists: those not yet acknowledged, those
+# that were, or both.
+InboxStatus = Literal["new", "acknowledged", "all"]
+
+
+@dataclass(frozen=True, slots=True)
+class Inbox:
+    """What an LA's web inbox lists, newest first: attendances and NHS number changes."""
+
+    status: InboxStatus
+    attendances: tuple[InboxAttendance, ...]
+    number_changes: tuple[InboxNumberChange, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class DeadDelivery:
     """A delivery the dispatcher gave up on: visible to the LA and the operator until

@@ -109,7 +109,7 @@ class LoadResult:
 
 @dataclass(frozen=True, slots=True)
 class CheckResult:
-    """What one run of the daily index check found (``cpis.workers.index_check``)."""
+    """What one run of the daily index check found (``cpis.services.person_index``)."""
 
     subjects: int  # plan subjects looked up in the index
     inactive: int  # of those, superseded or inactive

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, NamedTuple
@@ -71,6 +72,20 @@ class RecordResult:
 
 
 @dataclass(frozen=True, slots=True)
+class UploadFile:
+    """An upload file as it arrived, whichever way: its bytes, what the channel says of
+    its form (a media type, a file name; either may be missing, and the parser then
+    looks at the bytes), and the ODS codes of the LAs its sender may upload for: the
+    principal's over HTTP, the mailbox's LAs over MESH, None at the command line,
+    where the operator may upload for any."""
+
+    data: bytes = field(repr=False)  # carries NHS numbers and names
+    content_type: str | None = None
+    filename: str | None = None
+    may_upload_for: Collection[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ParsedUpload:
     """A well-formed file: its header and one result per record, in file order."""
 
@@ -122,7 +137,7 @@ class Acknowledgement:
       ``la_ods``, ``sequence`` and a ``reason``, no records, nothing stored;
     - malformed (CPF01): only a ``reason``.
 
-    Its JSON is :func:`cpis.uploads.acknowledgement.acknowledgement_json`.
+    Its JSON is :func:`cpis.formats.acknowledgement.acknowledgement_json`.
     """
 
     file_code: FileCode

@@ -10,11 +10,13 @@ of their own. Every value they pass is a :mod:`cpis.model` value.
 - :mod:`cpis.ports.access`: ``AccessEventStore`` (the 25 visits),
   ``AuditLog`` and ``AuditSealer`` (the security audit log);
 - :mod:`cpis.ports.uploads`: ``UploadStore`` (sequences and acknowledgements)
-  and the MESH upload inbox: ``Mailbox``, ``Senders``, ``PollLock``, ``ApplyUpload``;
+  and the MESH upload inbox: ``Mailbox``, ``Senders``, ``PollLock``;
 - :mod:`cpis.ports.person_index`: ``PersonIndex`` and ``IndexCheckStore``;
 - :mod:`cpis.ports.notifications`: the outbox's ``DeliveryStore`` and its
   channels, the LA's ``InboxStore`` and ``SubscriptionStore``;
 - :mod:`cpis.ports.tokens`: ``TokenAuthority`` and ``ClientRegistry``;
+- :mod:`cpis.ports.registry`: ``Registry``, what the operator registers (LAs,
+  organisations, clients);
 - :mod:`cpis.ports.database`: ``Transaction``, every store above that works in
   one transaction, and ``Database``, which opens them.
 

@@ -1,9 +1,11 @@
 """The database as the use cases see it: one :class:`Transaction` holds every store
 that must commit together, and :class:`Database` opens them.
 
-The unscheduled lookup reads plans, records the access event with its outbox
-rows and appends the audit line in one transaction (SPEC §3, §8); an upload
-is applied in one with its acknowledgement (SPEC §5).
+An upload is applied in one transaction with its acknowledgement (SPEC §5). The
+unscheduled lookup uses :meth:`Database.connection` instead: two statements, the
+read of the plans and one write of the access event, its outbox rows and the
+audit line, which is refused if the plans changed in between
+(:mod:`cpis.services.lookup`, SPEC §3, §8).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Protocol
 
 from cpis.ports.access import AccessEventStore, AuditLog
 from cpis.ports.plans import PlanStore
-from cpis.ports.tokens import ClientRegistry
+from cpis.ports.registry import Registry
 from cpis.ports.uploads import UploadStore
 
 
@@ -21,7 +23,7 @@ class Transaction(PlanStore, AccessEventStore, UploadStore, AuditLog, Protocol):
     """One database transaction; everything done through it commits together."""
 
 
-class Database(AuditLog, ClientRegistry, Protocol):
+class Database(AuditLog, Registry, Protocol):
     def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
 
     def connection(self) -> AbstractAsyncContextManager[Transaction]:

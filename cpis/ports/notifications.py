@@ -89,6 +89,10 @@ class InboxStore(Protocol):
     async def dead_deliveries(self, la_ods: str | None) -> Sequence[DeadDelivery]:
         """Deliveries given up on, for one LA or (None) for all."""
 
+    async def retry(self, delivery_id: int, *, now: datetime) -> bool:
+        """Put a delivery given up on back in the queue, due ``now``; False if there is
+        no such delivery given up on."""
+
 
 # --- FHIR Subscriptions -------------------------------------------------------------------
 

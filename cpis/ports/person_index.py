@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from cpis.model.persons import IndexPerson, PersonQuery
+from cpis.model.persons import IndexPerson, LoadResult, PersonQuery
 
 
 class PersonIndex(Protocol):
@@ -27,7 +27,8 @@ class PersonIndex(Protocol):
 
 
 class IndexCheckStore(Protocol):
-    """What the daily index check (``cpis.workers.index_check``) reads and queues."""
+    """What the index check and an index load (``cpis.services.person_index``) read
+    and queue."""
 
     async def plan_subjects(
         self, *, after: bytes | None, limit: int
@@ -38,3 +39,8 @@ class IndexCheckStore(Protocol):
     async def queue_inactive(self, people: Sequence[IndexPerson], *, now: datetime) -> int:
         """One ``nhs-number-inactive`` notification per LA holding plans for each
         retired number, unless queued before; how many were new."""
+
+
+# Loads an extract into the local index, in one transaction: the file's bytes in, what
+# changed out. Raises cpis.errors.IndexFileRejected (nothing changed) for a bad file.
+LoadIndex = Callable[[bytes], Awaitable[LoadResult]]

@@ -9,12 +9,12 @@ API would give.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
-from cpis.model.uploads import Acknowledgement, MeshMessage, ParsedUpload
+from cpis.model.uploads import Acknowledgement, MeshMessage
 
 
 class UploadStore(Protocol):
@@ -63,7 +63,5 @@ class Senders(Protocol):
         """The ODS codes of the LAs registered to ``mailbox``; empty when none is."""
 
 
-# Applies a well-formed file as the HTTP API does and returns its acknowledgement.
-ApplyUpload = Callable[[ParsedUpload], Awaitable[Acknowledgement]]
 # Held for one poll; yields False when another replica is polling this mailbox now.
 PollLock = Callable[[], AbstractAsyncContextManager[bool]]

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from cpis.errors import Forbidden, PreconditionFailed, RateLimited, Unauthenticated
-from cpis.model import Accessor, Organisation, Principal, Role, SettingType
+from cpis.model import Accessor, Organisation, Principal, Role
+from cpis.services import lookup
 from cpis.web.context import info
 from cpis.web.state import SERVICES
 
@@ -198,10 +199,7 @@ class OrganisationCache:
         hit = self._entries.get(ods)
         if hit is not None and hit[0] > now:
             return hit[1]
-        async with request.app[SERVICES].db.transaction() as tx:
-            org = await tx.get_organisation(ods)
-        if org is None:
-            org = Organisation(ods_code=ods, name=ods, setting_type=SettingType.OTHER)
+        org = await lookup.organisation(request.app[SERVICES].db, ods_code=ods)
         if len(self._entries) > 10_000:
             self._entries.clear()
         self._entries[ods] = (now + self._ttl, org)

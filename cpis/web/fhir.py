@@ -8,12 +8,13 @@ from typing import Any
 
 from aiohttp import web
 
-from cpis import __version__, services
+from cpis import __version__
 from cpis.errors import NotFound
 from cpis.fhir import resources as fr
 from cpis.fhir.capability import capability_statement
 from cpis.fhir.search import parse_search
 from cpis.model import AccessEvent, AuditEntry, Principal, Role, VisiblePlan
+from cpis.services import lookup
 from cpis.web.auth import (
     accessor_for,
     asserted_user,
@@ -82,7 +83,7 @@ async def search_plans(request: web.Request) -> web.Response:
     unscheduled = is_unscheduled(request, principal)
     accessor = await accessor_for(request, principal, unscheduled=unscheduled)
     svc = request.app[SERVICES]
-    result = await services.lookup(
+    result = await lookup.lookup(
         svc.db,
         svc.clock,
         nhs_number=params.nhs_number,
@@ -126,7 +127,7 @@ async def search_audit_events(request: web.Request) -> web.Response:
         "AuditEvent", list(request.query.items()), lenient=_prefers_lenient(request)
     )
     svc = request.app[SERVICES]
-    events = await services.history(
+    events = await lookup.history(
         svc.db,
         svc.clock,
         nhs_number=params.nhs_number,
@@ -178,24 +179,24 @@ async def read(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     base = _base(request)
     if resource_type in PLAN_TYPES:
-        vp: VisiblePlan = await services.read_plan(
+        vp: VisiblePlan = await lookup.read_plan(
             svc.db, svc.clock, plan_id=_uuid(raw_id), version=version, principal=principal
         )
         body = PLAN_TYPES[resource_type](vp, base)
         return _versioned(body, vp.plan.version, vp.plan.updated_at)
     if resource_type == "Organization":
-        la = await services.read_la(svc.db, ods_code=raw_id.upper())
+        la = await lookup.read_la(svc.db, ods_code=raw_id.upper())
         if version is not None and version != la.version:
             raise NotFound("no such version")
         return _versioned(fr.organization(la, base), la.version, la.updated_at)
     if version is not None and version != 1:
         raise NotFound("no such version")
     if resource_type == "PractitionerRole":
-        viewer = await services.read_viewer(
+        viewer = await lookup.read_viewer(
             svc.db, svc.clock, practitioner_role_id=_uuid(raw_id), principal=principal
         )
         return _versioned(fr.practitioner_role(viewer), 1, None)
-    event: AccessEvent = await services.read_access_event(
+    event: AccessEvent = await lookup.read_access_event(
         svc.db, svc.clock, event_id=_uuid(raw_id), principal=principal
     )
     return _versioned(fr.audit_event(event, base), 1, event.occurred_at)

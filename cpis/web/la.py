@@ -7,33 +7,26 @@ never echoes its value (it may be an NHS number or a name).
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from cpis import services
 from cpis.errors import InvalidRequest, UnsupportedMediaType
+from cpis.formats.plan_fields import PLAN_ID_RE, PLAN_ID_RULE, check_plan_fields
 from cpis.model import Plan, PlanFields, Role
 from cpis.model.uploads import FieldRejection
-from cpis.uploads.parse import check_plan_fields
+from cpis.services import plans
 from cpis.web.auth import acting_org, authenticate
 from cpis.web.render import if_match, json_response
 from cpis.web.state import SERVICES
 
-_PLAN_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
-
 
 def _plan_id(request: web.Request) -> str:
     raw = request.match_info["plan_id"]
-    if not _PLAN_ID.fullmatch(raw):
-        raise InvalidRequest(
-            "plan_id must be 1-64 letters, digits, '.', '_' or '-'",
-            expression="plan_id",
-            status=400,
-        )
+    if not PLAN_ID_RE.fullmatch(raw):
+        raise InvalidRequest(PLAN_ID_RULE, expression="plan_id", status=400)
     return raw
 
 
@@ -96,7 +89,7 @@ async def put_plan(request: web.Request) -> web.Response:
     version = if_match(request)
     fields = parse_plan_body(await _json_body(request))
     svc = request.app[SERVICES]
-    plan, created = await services.put_plan(
+    plan, created = await plans.put_plan(
         svc.db,
         svc.clock,
         principal=principal,
@@ -114,7 +107,7 @@ async def get_plan(request: web.Request) -> web.Response:
     principal = authenticate(request, Role.LA)
     plan_id = _plan_id(request)
     svc = request.app[SERVICES]
-    plan = await services.get_plan(
+    plan = await plans.get_plan(
         svc.db, principal=principal, la_ods=acting_org(request, principal), la_plan_id=plan_id
     )
     return _plan_response(plan)
@@ -124,7 +117,7 @@ async def delete_plan(request: web.Request) -> web.Response:
     principal = authenticate(request, Role.LA)
     plan_id = _plan_id(request)
     svc = request.app[SERVICES]
-    await services.delete_plan(
+    await plans.delete_plan(
         svc.db,
         principal=principal,
         la_ods=acting_org(request, principal),

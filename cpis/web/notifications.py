@@ -12,6 +12,9 @@ person index retired an NHS number the LA holds plans for (kind
 ``nhs-number-inactive``, issue 4), with the old number, the new one where known
 and the LA's plan ids, so someone updates the plans. They are acknowledged the
 same way, by notification id.
+
+The routes parse and render; :mod:`cpis.services.notifications` does the rest,
+with the inbox store ``app.py`` puts under :data:`INBOX`.
 """
 
 from __future__ import annotations
@@ -25,13 +28,20 @@ from aiohttp import web
 
 from cpis.errors import InvalidRequest, UnsupportedMediaType
 from cpis.model import JsonValue, Role
-from cpis.model.notifications import DeadDelivery, InboxAttendance, InboxNumberChange
+from cpis.model.notifications import (
+    DeadDelivery,
+    InboxAttendance,
+    InboxNumberChange,
+    InboxStatus,
+)
 from cpis.ports.notifications import InboxStore
+from cpis.services import notifications
 from cpis.web.auth import acting_org, authenticate
 from cpis.web.render import json_response
 from cpis.web.state import SERVICES
 
 _MAX_ACK = 500
+_STATUSES: tuple[InboxStatus, ...] = ("new", "acknowledged", "all")
 
 
 INBOX = web.AppKey("inbox_store", InboxStore)
@@ -71,12 +81,10 @@ def _attendance(item: InboxAttendance) -> dict[str, JsonValue]:
     }
 
 
-def _grouped(items: Sequence[InboxAttendance], status: str) -> list[dict[str, JsonValue]]:
+def _grouped(items: Sequence[InboxAttendance]) -> list[dict[str, JsonValue]]:
     """Attendances by child, in the order each child's newest one comes."""
     children: dict[str, list[InboxAttendance]] = {}
     for item in items:
-        if status == "acknowledged" and item.acknowledged_at is None:
-            continue
         children.setdefault(item.nhs_number, []).append(item)
     out: list[dict[str, JsonValue]] = []
     for nhs_number, seen in children.items():
@@ -93,11 +101,9 @@ def _grouped(items: Sequence[InboxAttendance], status: str) -> list[dict[str, Js
     return out
 
 
-def _number_changes(items: Sequence[InboxNumberChange], status: str) -> list[dict[str, JsonValue]]:
+def _number_changes(items: Sequence[InboxNumberChange]) -> list[dict[str, JsonValue]]:
     out: list[dict[str, JsonValue]] = []
     for item in items:
-        if status == "acknowledged" and item.acknowledged_at is None:
-            continue
         new = item.change.new_nhs_number
         out.append(
             {
@@ -132,8 +138,8 @@ def _dead(row: DeadDelivery) -> dict[str, JsonValue]:
 async def list_notifications(request: web.Request) -> web.Response:
     principal = authenticate(request, Role.LA)
     la_ods = acting_org(request, principal)
-    status = request.query.get("status", "new")
-    if status not in ("new", "acknowledged", "all"):
+    status = next((s for s in _STATUSES if s == request.query.get("status", "new")), None)
+    if status is None:
         raise InvalidRequest(
             "status must be new, acknowledged or all", expression="status", status=400
         )
@@ -141,20 +147,15 @@ async def list_notifications(request: web.Request) -> web.Response:
     # ASCII digits: str.isdigit() is true of "²", which int() refuses (a 500, issue 9).
     if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= 5000:
         raise InvalidRequest("limit must be 1 to 5000", expression="limit", status=400)
-    store = request.app[INBOX]
-    include_acknowledged = status != "new"
-    items = await store.inbox(
-        la_ods, include_acknowledged=include_acknowledged, limit=int(raw_limit)
-    )
-    changes = await store.nhs_number_changes(
-        la_ods, include_acknowledged=include_acknowledged, limit=int(raw_limit)
+    found = await notifications.inbox(
+        request.app[INBOX], la_ods=la_ods, status=status, limit=int(raw_limit)
     )
     return json_response(
         {
             "la_ods": la_ods,
-            "status": status,
-            "children": _grouped(items, status),
-            "nhs_number_changes": _number_changes(changes, status),
+            "status": found.status,
+            "children": _grouped(found.attendances),
+            "nhs_number_changes": _number_changes(found.number_changes),
         }
     )
 
@@ -175,12 +176,12 @@ async def acknowledge(request: web.Request) -> web.Response:
         ids = [uuid.UUID(x) for x in raw]
     except (ValueError, TypeError, AttributeError):
         raise InvalidRequest("ids must be notification ids", expression="ids") from None
-    svc = request.app[SERVICES]
-    n = await request.app[INBOX].acknowledge(
-        la_ods,
-        ids,
+    n = await notifications.acknowledge(
+        request.app[INBOX],
+        request.app[SERVICES].clock,
+        la_ods=la_ods,
+        ids=ids,
         by=principal.viewer.user_id if principal.viewer else principal.client_id,
-        now=svc.clock.now(),
     )
     return json_response({"acknowledged": n})
 
@@ -188,7 +189,7 @@ async def acknowledge(request: web.Request) -> web.Response:
 async def failed(request: web.Request) -> web.Response:
     principal = authenticate(request, Role.LA, Role.ADMIN)
     la_ods = None if principal.role is Role.ADMIN else acting_org(request, principal)
-    rows = await request.app[INBOX].dead_deliveries(la_ods)
+    rows = await notifications.failed_deliveries(request.app[INBOX], la_ods=la_ods)
     return json_response({"failed": [_dead(r) for r in rows]})
 
 

@@ -25,6 +25,7 @@ import orjson
 from aiohttp import web
 
 from cpis.errors import Forbidden, InvalidGrant, PayloadTooLarge, Unauthenticated, Unavailable
+from cpis.services import tokens
 from cpis.web.render import json_response
 from cpis.web.state import SERVICES
 
@@ -106,18 +107,15 @@ async def token(request: web.Request) -> web.Response:
     if client_id is None:
         return _oauth_error(400, "invalid_request", "client_assertion is not a JWT with an iss")
     svc = request.app[SERVICES]
-    client = await svc.db.get_client(client_id)
-    if client is None or not client.active:
-        return _oauth_error(401, "invalid_client", "client is not registered or not active")
     try:
-        if id_token is None:
-            access = await svc.tokens.exchange(
-                assertion, client=client, token_url=svc.settings.token_url
-            )
-        else:
-            access = await svc.tokens.exchange_id_token(
-                assertion, id_token=id_token, client=client, token_url=svc.settings.token_url
-            )
+        access = await tokens.issue(
+            svc.db,
+            svc.tokens,
+            client_id=client_id,
+            assertion=assertion,
+            token_url=svc.settings.token_url,
+            id_token=id_token,
+        )
     except Unavailable:
         raise
     except Unauthenticated as err:

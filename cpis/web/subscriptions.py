@@ -19,9 +19,9 @@ heartbeats, numbering and delivery. ``DELETE`` removes the subscription (not
 ``status = off``): a client that wants to pause sets ``status: off`` with
 ``PUT``; after ``DELETE`` a read is 404, as FHIR's delete says.
 
-The routes reach the database through the
-:class:`~cpis.ports.notifications.SubscriptionStore` port (``cpis.web`` may not
-import adapters); ``app.py`` passes the PostgreSQL one to :func:`add_routes`.
+The routes parse the request and render the answer; :mod:`cpis.services.subscriptions`
+does the rest, with the :class:`~cpis.ports.notifications.SubscriptionStore` that
+``app.py`` passes to :func:`add_routes` (``cpis.web`` may not import adapters).
 """
 
 from __future__ import annotations
@@ -53,13 +53,11 @@ from cpis.model.notifications import (
     Subscription,
 )
 from cpis.ports.notifications import SubscriptionStore
+from cpis.services import subscriptions
 from cpis.web.auth import acting_org, authenticate
 from cpis.web.render import check_acceptable, fhir_response, if_match
 from cpis.web.state import SERVICES
 
-# One $events answer carries at most this many events; a client pages on with
-# eventsSinceNumber. Keeps a replay of a busy subscription to a bounded body.
-MAX_EVENTS_PER_CALL = 100
 _SEARCH_PARAMS = {"status", "url", "_format"}
 _STATUS_PARAMS = {"id", "status"}
 _EVENTS_PARAMS = {"eventsSinceNumber", "eventsUntilNumber", "content"}
@@ -191,9 +189,9 @@ def _or_values(given: dict[str, list[str]], name: str) -> list[str]:
 async def _owned(request: web.Request) -> tuple[str, Subscription]:
     principal = authenticate(request, Role.LA)
     la = acting_org(request, principal)
-    sub = await request.app[SUBSCRIPTION_STORE].get(la, _id(request))
-    if sub is None:
-        raise NotFound("no such subscription")
+    sub = await subscriptions.read(
+        request.app[SUBSCRIPTION_STORE], la_ods=la, subscription_id=_id(request)
+    )
     return la, sub
 
 
@@ -205,8 +203,13 @@ async def create(request: web.Request) -> web.Response:
     base = _base(request)
     now = _now(request)
     wanted = fsr.parse_subscription(await _body(request), base=base, la_ods=la, now=now)
-    sub = await request.app[SUBSCRIPTION_STORE].create(
-        la_ods=la, client_id=principal.client_id, topic=fs.topic_url(base), request=wanted, at=now
+    sub = await subscriptions.create(
+        request.app[SUBSCRIPTION_STORE],
+        la_ods=la,
+        client_id=principal.client_id,
+        topic=fs.topic_url(base),
+        request=wanted,
+        at=now,
     )
     return _resource_response(request, sub, status=201)
 
@@ -232,10 +235,9 @@ async def search(request: web.Request) -> web.Response:
             raise InvalidSearch(
                 "status must be requested, active, error or off", expression="status"
             )
-    subs = await request.app[SUBSCRIPTION_STORE].search(la, status=status)
-    endpoint = _single(request, "url")
-    if endpoint is not None:
-        subs = [s for s in subs if s.endpoint == endpoint]
+    subs = await subscriptions.search(
+        request.app[SUBSCRIPTION_STORE], la_ods=la, status=status, endpoint=_single(request, "url")
+    )
     base = _base(request)
     query = request.rel_url.raw_query_string
     self_url = f"{base}/Subscription" + (f"?{query}" if query else "")
@@ -258,12 +260,15 @@ async def update(request: web.Request) -> web.Response:
     base = _base(request)
     now = _now(request)
     wanted = fsr.parse_subscription(body, base=base, la_ods=la, now=now)
-    sub = await request.app[SUBSCRIPTION_STORE].update(
-        la, sub_id, request=wanted, if_match=version, at=now
+    # FHIR allows update-as-create; ids here are the server's to assign (a 404).
+    sub = await subscriptions.update(
+        request.app[SUBSCRIPTION_STORE],
+        la_ods=la,
+        subscription_id=sub_id,
+        request=wanted,
+        if_match=version,
+        at=now,
     )
-    if sub is None:
-        # FHIR allows update-as-create; ids here are the server's to assign.
-        raise NotFound("no such subscription")
     return _resource_response(request, sub)
 
 
@@ -271,9 +276,12 @@ async def delete(request: web.Request) -> web.Response:
     principal = authenticate(request, Role.LA)
     la = acting_org(request, principal)
     sub_id = _id(request)
-    removed = await request.app[SUBSCRIPTION_STORE].delete(la, sub_id, if_match=if_match(request))
-    if not removed:
-        raise NotFound("no such subscription")
+    await subscriptions.delete(
+        request.app[SUBSCRIPTION_STORE],
+        la_ods=la,
+        subscription_id=sub_id,
+        if_match=if_match(request),
+    )
     return web.Response(status=204)
 
 
@@ -311,11 +319,9 @@ async def status_all(request: web.Request) -> web.Response:
                 "status must be requested, active, error or off", expression="status"
             )
         statuses.add(found)
-    subs = await request.app[SUBSCRIPTION_STORE].search(la)
-    if ids:
-        subs = [s for s in subs if s.id in ids]
-    if statuses:
-        subs = [s for s in subs if s.status in statuses]
+    subs = await subscriptions.statuses(
+        request.app[SUBSCRIPTION_STORE], la_ods=la, ids=ids, status=statuses
+    )
     base = _base(request)
     query = request.rel_url.raw_query_string
     self_url = f"{base}/Subscription/$status" + (f"?{query}" if query else "")
@@ -351,8 +357,8 @@ async def events(request: web.Request) -> web.Response:
             raise InvalidSearch(
                 "content must be empty, id-only or full-resource", expression="content"
             )
-    found = await request.app[SUBSCRIPTION_STORE].events(
-        la, sub.id, since=since, until=until, limit=MAX_EVENTS_PER_CALL
+    found = await subscriptions.events(
+        request.app[SUBSCRIPTION_STORE], la_ods=la, subscription_id=sub.id, since=since, until=until
     )
     body = fn.notification_bundle(
         "query-event", sub, found, base=_base(request), now=_now(request), payload=content

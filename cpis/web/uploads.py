@@ -11,17 +11,19 @@ file again returns the acknowledgement it got the first time.
 A file may be up to ``CPIS_MAX_UPLOAD_BYTES``, with a Content-Length or chunked:
 the middleware gives this route that limit instead of ``CPIS_MAX_BODY_BYTES``
 and answers 413 over it.
+
+The route reads the file and who sent it, and hands both to
+:func:`cpis.services.uploads.receive`, as the MESH worker and ``cpis upload`` do.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from cpis.formats.acknowledgement import acknowledgement_json
 from cpis.model import Role
-from cpis.model.uploads import UploadRejected
-from cpis.uploads.acknowledgement import acknowledgement_json
-from cpis.uploads.apply import apply_upload, rejected_acknowledgement
-from cpis.uploads.parse import parse_upload
+from cpis.model.uploads import UploadFile
+from cpis.services import uploads
 from cpis.web.auth import authenticate
 from cpis.web.render import json_response
 from cpis.web.state import SERVICES
@@ -30,22 +32,22 @@ from cpis.web.state import SERVICES
 async def upload(request: web.Request) -> web.Response:
     principal = authenticate(request, Role.LA)
     svc = request.app[SERVICES]
-    data = await request.read()
-    parsed = parse_upload(
-        data,
+    file = UploadFile(
+        await request.read(),
         content_type=request.headers.get("Content-Type"),
-        allowed_la_ods=principal.ods_codes,
+        may_upload_for=principal.ods_codes,
     )
-    if isinstance(parsed, UploadRejected):
-        return json_response(acknowledgement_json(rejected_acknowledgement(parsed)), status=400)
-    ack, _applied_now = await apply_upload(svc.db, svc.clock, parsed, index=svc.person_index)
+    ack = await uploads.receive(svc.db, svc.clock, file, index=svc.person_index)
+    body = acknowledgement_json(ack)
+    if ack.file_code == "CPF01":
+        return json_response(body, status=400)
     if ack.file_code == "CPF05":
         # Nothing was applied or stored: the same file may be sent again shortly.
-        response = json_response(acknowledgement_json(ack), status=503)
+        response = json_response(body, status=503)
         response.headers["Retry-After"] = "60"
         return response
     status = 409 if ack.file_code == "CPF04" and not ack.records else 200
-    return json_response(acknowledgement_json(ack), status=status)
+    return json_response(body, status=status)
 
 
 def add_routes(app: web.Application, *, prefix: str) -> None:

@@ -11,9 +11,10 @@ message waiting in the inbox:
   file for another LA does over HTTP; an unregistered sender is told so
   (CPF01) where MESH lets us, and its message is acknowledged so that it does
   not come back at every poll;
-- otherwise the file is parsed and applied exactly as ``POST /la/v1/uploads``
-  does, and the same acknowledgement goes back to the sender with workflow id
-  ``CPIS_UPLOAD_ACK`` and the incoming message id as its local id.
+- otherwise the file goes to :func:`cpis.services.uploads.receive`, as it does
+  from ``POST /la/v1/uploads``, and the same acknowledgement goes back to the
+  sender with workflow id ``CPIS_UPLOAD_ACK`` and the incoming message id as
+  its local id.
 
 The incoming message is acknowledged (removed from the inbox) only after the
 acknowledgement was sent. A crash or a MESH failure in between leaves it in
@@ -37,11 +38,13 @@ import orjson
 import structlog
 
 from cpis.errors import MeshError, Unavailable
-from cpis.model.uploads import Acknowledgement, MeshMessage, UploadRejected
-from cpis.ports.uploads import ApplyUpload, Mailbox, PollLock, Senders
-from cpis.uploads.acknowledgement import acknowledgement_json
-from cpis.uploads.apply import rejected_acknowledgement
-from cpis.uploads.parse import parse_upload
+from cpis.formats.acknowledgement import acknowledgement_json
+from cpis.model.uploads import Acknowledgement, MeshMessage, UploadFile
+from cpis.ports.clock import Clock
+from cpis.ports.database import Database
+from cpis.ports.person_index import PersonIndex
+from cpis.ports.uploads import Mailbox, PollLock, Senders
+from cpis.services import uploads
 
 log = structlog.get_logger("cpis.mesh_uploads")
 
@@ -67,27 +70,24 @@ class MeshUploadSettings:
     max_bytes: int = 67_108_864
 
 
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    ack: Acknowledgement
-    la_ods: str | None = None
-    sequence: int | None = None
-
-
 class MeshUploads:
     def __init__(
         self,
         mailbox: Mailbox,
         senders: Senders,
-        apply: ApplyUpload,
         *,
+        db: Database,
+        clock: Clock,
+        index: PersonIndex | None,
         settings: MeshUploadSettings = MeshUploadSettings(),
         lock: PollLock | None = None,
         on_file: Callable[[str], None] | None = None,
     ) -> None:
         self._mailbox = mailbox
         self._senders = senders
-        self._apply = apply
+        self._db = db
+        self._clock = clock
+        self._index = index
         self._settings = settings
         self._lock = lock or _always
         self._on_file = on_file or (lambda file_code: None)
@@ -151,15 +151,28 @@ class MeshUploads:
         if not las:
             await self._refuse_unknown_sender(message, sender)
             return True
-        outcome = await self._outcome(message, las)
-        file_code = outcome.ack.file_code
+        # The acknowledgement POST /la/v1/uploads would give this file from this LA:
+        # CPF04 (lower sequence) and CPF05 (person index unavailable) included.
+        file = UploadFile(
+            message.body,
+            content_type=message.content_type,
+            filename=_file_name(message),
+            may_upload_for=las,
+        )
+        ack = await uploads.receive(
+            self._db,
+            self._clock,
+            file,
+            index=self._index,
+            max_bytes=self._settings.max_bytes,
+        )
         await self._mailbox.send_message(
             recipient=sender,
             workflow_id=ACK_WORKFLOW,
-            body=orjson.dumps(acknowledgement_json(outcome.ack)),
-            subject=_subject(outcome),
+            body=orjson.dumps(acknowledgement_json(ack)),
+            subject=_subject(ack),
             local_id=message.id,
-            filename=_ack_filename(outcome, message.id),
+            filename=_ack_filename(ack, message.id),
             content_type="application/json",
         )
         await self._mailbox.acknowledge(message_id)
@@ -167,54 +180,32 @@ class MeshUploads:
             "mesh_upload_acknowledged",
             message_id=message_id,
             sender=sender,
-            la=outcome.la_ods,
-            sequence=outcome.sequence,
-            file_code=file_code,
+            la=ack.la_ods,
+            sequence=ack.sequence,
+            file_code=ack.file_code,
         )
-        self._on_file(file_code)
+        self._on_file(ack.file_code)
         return True
-
-    async def _outcome(self, message: MeshMessage, las: frozenset[str]) -> _Outcome:
-        """The acknowledgement ``POST /la/v1/uploads`` would give this file from this LA."""
-        limit = self._settings.max_bytes
-        if len(message.body) > limit:
-            return _Outcome(rejected_acknowledgement(UploadRejected(_too_large(limit))))
-        parsed = parse_upload(
-            message.body,
-            content_type=message.content_type,
-            filename=_file_name(message),
-            allowed_la_ods=las,
-        )
-        if isinstance(parsed, UploadRejected):
-            return _Outcome(rejected_acknowledgement(parsed))
-        # CPF04 (lower sequence) and CPF05 (person index unavailable) come back from here
-        # as acknowledgements, the same as over HTTP.
-        ack = await self._apply(parsed)
-        return _Outcome(ack, parsed.la_ods, parsed.sequence)
 
     async def _refuse_unknown_sender(self, message: MeshMessage, sender: str) -> None:
         log.warning("mesh_upload_unknown_sender", message_id=message.id, sender=sender or None)
         if sender:
-            ack = rejected_acknowledgement(UploadRejected(UNKNOWN_SENDER))
+            ack = uploads.refusal(UNKNOWN_SENDER)
             # Best effort: the sender may not even be a mailbox MESH lets us write to.
             try:
                 await self._mailbox.send_message(
                     recipient=sender,
                     workflow_id=ACK_WORKFLOW,
                     body=orjson.dumps(acknowledgement_json(ack)),
-                    subject=_subject(_Outcome(ack)),
+                    subject=_subject(ack),
                     local_id=message.id,
-                    filename=_ack_filename(_Outcome(ack), message.id),
+                    filename=_ack_filename(ack, message.id),
                     content_type="application/json",
                 )
             except MeshError as exc:
                 log.warning("mesh_upload_reply_failed", message_id=message.id, reason=exc.reason)
         await self._mailbox.acknowledge(message.id)
         self._on_file("CPF01")
-
-
-def _too_large(limit: int) -> str:
-    return f"the file is larger than the {limit} bytes uploads are limited to"
 
 
 def _file_name(message: MeshMessage) -> str | None:
@@ -225,14 +216,15 @@ def _file_name(message: MeshMessage) -> str | None:
     return message.filename
 
 
-def _subject(outcome: _Outcome) -> str:
-    code = outcome.ack.file_code
-    if outcome.la_ods is None:
+def _subject(ack: Acknowledgement) -> str:
+    # A file that did not parse has no LA or sequence; any other names both.
+    code = ack.file_code
+    if ack.la_ods is None:
         return f"CP-IS upload acknowledgement: {code}"
-    return f"CP-IS upload acknowledgement {outcome.la_ods} sequence {outcome.sequence}: {code}"
+    return f"CP-IS upload acknowledgement {ack.la_ods} sequence {ack.sequence}: {code}"
 
 
-def _ack_filename(outcome: _Outcome, message_id: str) -> str:
-    if outcome.la_ods is None:
+def _ack_filename(ack: Acknowledgement, message_id: str) -> str:
+    if ack.la_ods is None:
         return f"cpis-ack-{message_id}.json"
-    return f"cpis-ack-{outcome.la_ods}-{outcome.sequence}.json"
+    return f"cpis-ack-{ack.la_ods}-{ack.sequence}.json"

@@ -1,5 +1,5 @@
-"""Runs the retention purge on a schedule inside ``cpis serve`` (every replica may;
-the database lets one purge at a time)."""
+"""Runs the retention purge (:func:`cpis.services.plans.purge`) on a schedule inside
+``cpis serve`` (every replica may; the database lets one purge at a time)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import structlog
 
 from cpis.ports.clock import Clock
 from cpis.ports.plans import Retention
+from cpis.services import plans
 
 log = structlog.get_logger("cpis.retention")
 
@@ -19,7 +20,7 @@ async def run_retention(
     await asyncio.sleep(first_after)
     while True:
         try:
-            result = await retention.purge(today=clock.today())
+            result = await plans.purge(retention, clock)
             log.info(
                 "retention_purged",
                 plans=result.plans,

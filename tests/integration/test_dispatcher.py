@@ -17,7 +17,6 @@ import pytest
 import structlog
 from aiohttp import web
 
-from cpis import services
 from cpis.adapters.channels import Channels
 from cpis.adapters.keys import load_keys
 from cpis.adapters.mesh import MeshClient
@@ -36,6 +35,8 @@ from cpis.model import (
     Role,
     SettingType,
 )
+from cpis.services import lookup as lookup_service
+from cpis.services import plans as plan_service
 from cpis.settings import Settings
 from cpis.workers.dispatcher import Dispatcher, DispatchSettings
 from tests.fhir_validation import validate_resource
@@ -95,7 +96,7 @@ async def seed(db: PgDatabase, clock: FakeClock) -> None:
     await db.upsert_la(LA)
     la = Principal(client_id="la", role=Role.LA, ods_codes=(LA.ods_code,))
     for i, nhs in enumerate((CHILD, OTHER)):
-        await services.put_plan(
+        await plan_service.put_plan(
             db, clock, principal=la, la_ods=LA.ods_code, la_plan_id=f"A-{i}",
             fields=PlanFields(nhs, PlanType.CPP, date(2026, 1, 1)), if_match=None,
         )  # fmt: skip
@@ -103,7 +104,7 @@ async def seed(db: PgDatabase, clock: FakeClock) -> None:
 
 async def view(db: PgDatabase, clock: FakeClock, nhs: str, user: str) -> uuid.UUID:
     acc = Accessor("ed", "XED01", "Demo ED", SettingType.ED, user, f"Nurse {user}", "Nurse", "t")
-    result = await services.lookup(
+    result = await lookup_service.lookup(
         db, clock, nhs_number=nhs, accessor=acc, unscheduled=True, audit=AUDIT
     )
     assert result.access_event is not None

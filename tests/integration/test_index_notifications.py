@@ -23,7 +23,6 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from cpis import services
 from cpis.adapters.channels import Channels
 from cpis.adapters.crypto import FieldVault
 from cpis.adapters.keys import load_keys
@@ -42,9 +41,11 @@ from cpis.fhir import subscriptions as fs
 from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import LocalAuthority, PlanFields, PlanType, Principal, Role
 from cpis.model.persons import CheckResult
+from cpis.services import plans as plan_service
+from cpis.services.person_index import check_plan_subjects, notify_inactive
 from cpis.settings import Settings
 from cpis.workers.dispatcher import Dispatcher, DispatchSettings
-from cpis.workers.index_check import check_plan_subjects, notify_inactive, run_index_check
+from cpis.workers.index_check import run_index_check
 from tests.e2e.conftest import (  # noqa: F401 - client_keys, e2e, e2e_* are fixtures
     E2E,
     LA_NORTH_CLIENT,
@@ -97,7 +98,7 @@ async def seed(db: PgDatabase, clock: FakeClock) -> None:
         await db.upsert_la(la)
     for la_ods, plan_id, nhs in PLANS:
         principal = Principal(client_id="la", role=Role.LA, ods_codes=(la_ods,))
-        await services.put_plan(
+        await plan_service.put_plan(
             db, clock, principal=principal, la_ods=la_ods, la_plan_id=plan_id,
             fields=PlanFields(nhs, PlanType.CPP, date(2026, 1, 1)), if_match=None,
         )  # fmt: skip

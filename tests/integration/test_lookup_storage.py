@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from cpis import rules, services
+from cpis import rules
 from cpis.adapters.crypto import FieldVault
 from cpis.adapters.postgres import PgAuditLog, PgDatabase, PgOutboxStore, open_user_id
 from cpis.errors import Forbidden, NotFound, VersionMismatch
@@ -22,6 +22,8 @@ from cpis.model import (
     Role,
     SettingType,
 )
+from cpis.services import lookup as lookup_service
+from cpis.services import plans as plan_service
 from tests.integration.conftest import FakeClock
 
 CHILD, OTHER, MOTHER = synthetic_numbers(3, start=100)
@@ -56,7 +58,7 @@ async def put(
     *,
     if_match: int | None = None,
 ) -> None:
-    await services.put_plan(
+    await plan_service.put_plan(
         db,
         clock,
         principal=la_principal(la),
@@ -93,7 +95,7 @@ async def lookup(
     org: str = "XED01",
     unscheduled: bool = True,
 ):  # type: ignore[no-untyped-def]
-    return await services.lookup(
+    return await lookup_service.lookup(
         db,
         clock,
         nhs_number=nhs,
@@ -170,7 +172,7 @@ async def test_history_shows_newest_first_with_repeats_by_one_user_once(
     await lookup(seeded, clock, CHILD, user="u1")  # repeat: hidden
     clock.advance(hours=1)
     other = await lookup(seeded, clock, CHILD, user="u2")
-    events = await services.history(
+    events = await lookup_service.history(
         seeded, clock, nhs_number=CHILD, principal=principal, audit=AUDIT
     )
     assert [e.id for e in events] == [other.access_event.id, first.access_event.id]  # type: ignore[union-attr]
@@ -183,7 +185,7 @@ async def test_history_is_capped_at_25(seeded: PgDatabase, clock: FakeClock) -> 
     for i in range(30):
         await lookup(seeded, clock, CHILD, user=f"user-{i}")
         clock.advance(minutes=1)
-    events = await services.history(
+    events = await lookup_service.history(
         seeded, clock, nhs_number=CHILD, principal=principal, audit=AUDIT
     )
     assert len(events) == 25
@@ -193,7 +195,9 @@ async def test_history_is_capped_at_25(seeded: PgDatabase, clock: FakeClock) -> 
 
 async def history_ids(db: PgDatabase, clock: FakeClock, nhs: str) -> list[object]:
     principal = Principal(client_id="ed", role=Role.HEALTH, ods_codes=("XED01",))
-    events = await services.history(db, clock, nhs_number=nhs, principal=principal, audit=AUDIT)
+    events = await lookup_service.history(
+        db, clock, nhs_number=nhs, principal=principal, audit=AUDIT
+    )
     return [e.id for e in events]
 
 
@@ -250,7 +254,9 @@ async def test_history_of_a_child_with_no_visible_plan_is_empty(
     """Health cannot read visits of a child who is not (or no longer) visible."""
     principal = Principal(client_id="ed", role=Role.HEALTH, ods_codes=("XED01",))
     assert (
-        await services.history(seeded, clock, nhs_number=OTHER, principal=principal, audit=AUDIT)
+        await lookup_service.history(
+            seeded, clock, nhs_number=OTHER, principal=principal, audit=AUDIT
+        )
         == []
     )
 
@@ -268,14 +274,16 @@ async def test_plans_are_versioned_and_history_is_readable(
         PlanFields(CHILD, PlanType.CPP, date(2026, 1, 1), date(2026, 5, 31)),
         if_match=1,
     )
-    plan = await services.get_plan(
+    plan = await plan_service.get_plan(
         seeded, principal=la_principal(LA_A), la_ods="XLA01", la_plan_id="A-1"
     )
     assert plan.version == 2
     health = Principal(client_id="ed", role=Role.HEALTH, ods_codes=("XED01",))
-    v1 = await services.read_plan(seeded, clock, plan_id=plan.id, version=1, principal=health)
+    v1 = await lookup_service.read_plan(seeded, clock, plan_id=plan.id, version=1, principal=health)
     assert v1.plan.fields.end_date is None
-    v2 = await services.read_plan(seeded, clock, plan_id=plan.id, version=None, principal=health)
+    v2 = await lookup_service.read_plan(
+        seeded, clock, plan_id=plan.id, version=None, principal=health
+    )
     assert v2.plan.fields.end_date == date(2026, 5, 31)
     assert not v2.active
 
@@ -291,7 +299,7 @@ async def test_if_match_refuses_a_stale_version(seeded: PgDatabase, clock: FakeC
             PlanFields(CHILD, PlanType.LAC, date(2026, 1, 1)),
             if_match=7,
         )
-    plan = await services.get_plan(
+    plan = await plan_service.get_plan(
         seeded, principal=la_principal(LA_A), la_ods="XLA01", la_plan_id="A-1"
     )
     assert plan.plan_type is PlanType.CPP and plan.version == 1
@@ -301,23 +309,25 @@ async def test_an_la_cannot_touch_another_las_plans(seeded: PgDatabase, clock: F
     """LA scoping: reading, writing or deleting another LA's plan is refused."""
     intruder = la_principal(LA_B)
     with pytest.raises(Forbidden):
-        await services.get_plan(seeded, principal=intruder, la_ods="XLA01", la_plan_id="A-1")
+        await plan_service.get_plan(seeded, principal=intruder, la_ods="XLA01", la_plan_id="A-1")
     with pytest.raises(Forbidden):
-        await services.delete_plan(
+        await plan_service.delete_plan(
             seeded, principal=intruder, la_ods="XLA01", la_plan_id="A-1", if_match=None
         )
-    plan = await services.get_plan(
+    plan = await plan_service.get_plan(
         seeded, principal=la_principal(LA_A), la_ods="XLA01", la_plan_id="A-1"
     )
     with pytest.raises(NotFound):
-        await services.read_plan(seeded, clock, plan_id=plan.id, version=None, principal=intruder)
+        await lookup_service.read_plan(
+            seeded, clock, plan_id=plan.id, version=None, principal=intruder
+        )
 
 
 async def test_delete_removes_the_plan_and_its_history_at_once(
     seeded: PgDatabase, clock: FakeClock
 ) -> None:
     """A plan entered in error is gone at once, every version of it."""
-    await services.delete_plan(
+    await plan_service.delete_plan(
         seeded, principal=la_principal(LA_A), la_ods="XLA01", la_plan_id="A-1", if_match=None
     )
     result = await lookup(seeded, clock, CHILD, unscheduled=False)
@@ -419,17 +429,17 @@ async def test_staff_data_is_not_stored_in_clear(
     profile), their repeat views, the history and an LA user's acknowledgement, no column
     of any row holds a staff id, name, role, role code or role profile, in text or as the
     hex of its bytes; yet everything reads back, and repeats are still told by user."""
-    first = await services.lookup(
+    first = await lookup_service.lookup(
         seeded, clock, nhs_number=CHILD, accessor=CONSULTANT, unscheduled=True,
         audit=dataclasses.replace(AUDIT, user_id=CONSULTANT.user_id),
     )  # fmt: skip
     clock.advance(minutes=5)
-    again = await services.lookup(
+    again = await lookup_service.lookup(
         seeded, clock, nhs_number=CHILD, accessor=CONSULTANT, unscheduled=True,
         audit=dataclasses.replace(AUDIT, user_id=CONSULTANT.user_id),
     )  # fmt: skip
     clock.advance(minutes=5)
-    nurse = await services.lookup(
+    nurse = await lookup_service.lookup(
         seeded, clock, nhs_number=CHILD, accessor=NURSE, unscheduled=True,
         audit=dataclasses.replace(AUDIT, user_id=NURSE.user_id),
     )  # fmt: skip
@@ -454,7 +464,7 @@ async def test_staff_data_is_not_stored_in_clear(
                 assert hexed[value] not in row, (table, value)
 
     principal = Principal(client_id="ed", role=Role.HEALTH, ods_codes=("XED01",))
-    events = await services.history(
+    events = await lookup_service.history(
         seeded, clock, nhs_number=CHILD, principal=principal, audit=AUDIT
     )
     assert [e.accessor for e in events] == [

@@ -29,11 +29,10 @@ from cpis.adapters.mesh import MeshClient
 from cpis.adapters.postgres import PgMeshSenders
 from cpis.app import Runtime, Start, build_mesh_uploads, create_app, open_runtime
 from cpis.errors import MeshError, SettingsError
+from cpis.formats.acknowledgement import acknowledgement_json
 from cpis.model import LocalAuthority
-from cpis.model.uploads import Acknowledgement, MeshMessage, ParsedUpload
+from cpis.model.uploads import MeshMessage
 from cpis.settings import Secret, Settings
-from cpis.uploads.acknowledgement import acknowledgement_json
-from cpis.uploads.apply import apply_upload
 from cpis.workers.mesh_uploads import ACK_WORKFLOW, UNKNOWN_SENDER, UPLOAD_WORKFLOW, MeshUploads
 from tests.mesh_sandbox import MeshSandbox, free_port
 from tests.polling import wait_until
@@ -397,11 +396,9 @@ async def test_when_the_ack_cannot_be_sent_the_next_poll_sends_the_same_ack(
     async with MeshClient(**clean.client_kwargs(CPIS), timeout=5) as client:
         mailbox = FailingSends(client, failures=1)
 
-        async def apply(parsed: ParsedUpload) -> Acknowledgement:
-            ack, _ = await apply_upload(runtime.db, runtime.clock, parsed, index=None)
-            return ack
-
-        uploads = MeshUploads(mailbox, PgMeshSenders(runtime.pool), apply)
+        uploads = MeshUploads(
+            mailbox, PgMeshSenders(runtime.pool), db=runtime.db, clock=runtime.clock, index=None
+        )
 
         assert await uploads.poll() == 0
         assert await cpis_box.list_inbox() == [sent]
@@ -436,6 +433,24 @@ async def test_two_replicas_polling_together_answer_a_file_once(
     assert await count(runtime, "plan_version") == 3
 
 
+class HeldDatabase:
+    """The runtime's database, each upload held at its first statement until both
+    pollers have read the file and reached it."""
+
+    def __init__(self, db: Any, both_read: asyncio.Barrier) -> None:
+        self._db = db
+        self._both_read = both_read
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Any]:
+        await self._both_read.wait()
+        async with self._db.connection() as conn:
+            yield conn
+
+
 async def test_without_the_poll_lock_a_file_read_twice_is_still_applied_once(
     runtime: Runtime, clean: MeshSandbox, la_box: MeshClient
 ) -> None:
@@ -443,14 +458,7 @@ async def test_without_the_poll_lock_a_file_read_twice_is_still_applied_once(
     lock, both held until both have read it), the per-LA upload lock and the sequence
     rule apply it once; both answer with the same acknowledgement."""
     await send_file(la_box, JSON_EXAMPLE, filename="upload-example.json")
-    both_read = asyncio.Barrier(2)
-    applied_now: list[bool] = []
-
-    async def apply(parsed: ParsedUpload) -> Acknowledgement:
-        await both_read.wait()
-        ack, now = await apply_upload(runtime.db, runtime.clock, parsed, index=None)
-        applied_now.append(now)
-        return ack
+    db = HeldDatabase(runtime.db, asyncio.Barrier(2))
 
     async with (
         MeshClient(**clean.client_kwargs(CPIS), timeout=5) as one,
@@ -458,12 +466,12 @@ async def test_without_the_poll_lock_a_file_read_twice_is_still_applied_once(
     ):
         senders = PgMeshSenders(runtime.pool)
         done = await asyncio.gather(
-            MeshUploads(one, senders, apply).poll(),
-            MeshUploads(two, senders, apply).poll(),
+            MeshUploads(one, senders, db=db, clock=runtime.clock, index=None).poll(),
+            MeshUploads(two, senders, db=db, clock=runtime.clock, index=None).poll(),
         )
 
     assert done == [1, 1]
-    assert sorted(applied_now) == [False, True]
+    # Applied once: a second application would have made three more plan versions.
     first, second = body(await receive(la_box)), body(await receive(la_box))
     assert first == second == await stored_ack(runtime, "XDM01", 42)
     assert await count(runtime, "plan_version") == 3

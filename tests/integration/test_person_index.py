@@ -20,12 +20,12 @@ from cpis.adapters.pds import PdsPersonIndex
 from cpis.adapters.person_index import open_person_index
 from cpis.adapters.postgres import LocalPersonIndex, create_pool, load_person_index
 from cpis.errors import IndexFileRejected, PersonIndexUnavailable
+from cpis.formats.upload_file import parse_upload
 from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model.persons import IndexPerson, LoadResult, PersonQuery
 from cpis.model.uploads import ParsedUpload
+from cpis.services.verification import verify_records
 from cpis.settings import Settings
-from cpis.uploads import parse_upload
-from cpis.uploads.verify import verify_records
 from tests.pds_server import running_pds
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"

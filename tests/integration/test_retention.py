@@ -8,7 +8,7 @@ from datetime import date
 
 import pytest
 
-from cpis import rules, services
+from cpis import rules
 from cpis.adapters.postgres import PgDatabase, PgRetention
 from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import (
@@ -21,6 +21,8 @@ from cpis.model import (
     Role,
     SettingType,
 )
+from cpis.services import lookup as lookup_service
+from cpis.services import plans as plan_service
 from tests.integration.conftest import FakeClock
 
 EXPLICIT, WINDOW, ADULT, OPEN, TWO_PLANS = synthetic_numbers(5, start=950)
@@ -53,12 +55,12 @@ async def test_purge_follows_the_retention_rules(db: PgDatabase, clock: FakeCloc
     # record visits while every plan was still visible
     clock.advance(days=-365 * 2)
     for plan_id, fields in plans.items():
-        await services.put_plan(db, clock, principal=la, la_ods=LA.ods_code,
+        await plan_service.put_plan(db, clock, principal=la, la_ods=LA.ods_code,
                                 la_plan_id=plan_id, fields=fields, if_match=None)  # fmt: skip
     clock.advance(days=365 * 2)
     acc = Accessor("ed", "XED01", "ED", SettingType.ED, "u1", "Nurse", "Nurse", "t")
     for nhs in (OPEN, TWO_PLANS):
-        await services.lookup(db, clock, nhs_number=nhs, accessor=acc, unscheduled=True,
+        await lookup_service.lookup(db, clock, nhs_number=nhs, accessor=acc, unscheduled=True,
                               audit=AUDIT)  # fmt: skip
     async with db.pool.acquire() as conn:
         # visits of a child whose plans will all go (recorded directly: its plan is
@@ -94,13 +96,13 @@ async def test_purge_and_lookup_follow_the_visibility_window_in_the_rules(
     await db.upsert_la(LA)
     la = Principal(client_id="la", role=Role.LA, ods_codes=(LA.ods_code,))
     fields = PlanFields(WINDOW, PlanType.LAC, date(2025, 1, 1), date(2026, 4, 1))
-    await services.put_plan(db, clock, principal=la, la_ods=LA.ods_code, la_plan_id="ended",
+    await plan_service.put_plan(db, clock, principal=la, la_ods=LA.ods_code, la_plan_id="ended",
                             fields=fields, if_match=None)  # fmt: skip
     acc = Accessor("ed", "XED01", "ED", SettingType.ED, "u1", "Nurse", "Nurse", "t")
     retention = PgRetention(db.pool, db._vault)
 
     async def shown() -> int:
-        result = await services.lookup(db, clock, nhs_number=WINDOW, accessor=acc,
+        result = await lookup_service.lookup(db, clock, nhs_number=WINDOW, accessor=acc,
                                        unscheduled=False, audit=AUDIT)  # fmt: skip
         return len(result.plans)
 

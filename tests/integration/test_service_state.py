@@ -11,7 +11,6 @@ from datetime import date
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from cpis import services
 from cpis.adapters.crypto import FieldVault
 from cpis.adapters.keys import KeyMaterial, hash_key_id
 from cpis.adapters.postgres import (
@@ -24,6 +23,7 @@ from cpis.adapters.postgres import (
 from cpis.errors import StartupError
 from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import LocalAuthority, PlanFields, PlanType, Principal, Role
+from cpis.services import plans as plan_service
 from tests.integration.conftest import FakeClock
 
 LA = LocalAuthority("XLA01", "Alphashire", "01632 960001", "01632 960101", 24)
@@ -95,7 +95,7 @@ async def test_a_database_from_before_the_record_is_checked_against_a_stored_pla
         await db.upsert_la(LA)
         la = Principal(client_id="la", role=Role.LA, ods_codes=(LA.ods_code,))
         fields = PlanFields(CHILD, PlanType.CPP, date(2026, 1, 1))
-        await services.put_plan(db, clock, principal=la, la_ods=LA.ods_code,
+        await plan_service.put_plan(db, clock, principal=la, la_ods=LA.ods_code,
                                 la_plan_id="P1", fields=fields, if_match=None)  # fmt: skip
         other_data = keys({"k1": secrets.token_bytes(32)}, secrets.token_bytes(32))
         with pytest.raises(StartupError, match="do not open with this process's data keys"):

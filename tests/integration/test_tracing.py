@@ -1,4 +1,4 @@
-"""`cpis trace FILE` (cpis.tracing): a file in, a review CSV and a match rate out.
+"""`cpis trace FILE` (cpis.services.tracing): a file in, a review CSV and a match rate out.
 
 The person index is a small in-memory one of our own, built on the blocking
 keys the local index uses (cpis.matching.blocking). Every NHS number is from
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from pathlib import Path
 
@@ -17,11 +17,13 @@ import orjson
 import pytest
 from rich.console import Console
 
+from cpis.cli_person_index import render_summary, write_review
 from cpis.errors import PersonIndexUnavailable, TraceFileError
+from cpis.formats.trace_file import REVIEW_COLUMNS, read_trace_file
 from cpis.matching import blocking
 from cpis.model.persons import IndexPerson, PersonQuery
 from cpis.model.tracing import TraceSummary
-from cpis.tracing import REVIEW_COLUMNS, read_trace_file, render_summary, trace_file
+from cpis.services import tracing
 
 TAMSIN, MORWENNA, RUBY, PIETER, OLD, HIDDEN = (
     "9990000018",
@@ -39,6 +41,21 @@ PEOPLE = [
     IndexPerson(OLD, "Vanderwielen", "Pieter", date(2019, 6, 30), superseded_by=PIETER),
     IndexPerson(HIDDEN, "Nancarrow", "Kerensa", date(2014, 1, 9), "female", sensitive=True),
 ]
+
+
+async def trace_file(
+    index: MemoryIndex,
+    data: bytes,
+    review: Path,
+    *,
+    filename: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> TraceSummary:
+    """What `cpis trace` does: trace the file, then write the review whole."""
+    report = None if progress is None else (lambda done, _total: progress(done))
+    rows, summary = await tracing.trace(index, data, filename=filename, progress=report)
+    write_review(rows, review)
+    return summary
 
 
 class MemoryIndex(blocking.MemoryIndex):

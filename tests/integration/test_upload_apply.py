@@ -1,4 +1,4 @@
-"""Applying an upload in bulk (cpis.uploads.apply): the same outcome as applying its
+"""Applying an upload in bulk (cpis.services.uploads): the same outcome as applying its
 records one by one in file order, the person index consulted outside the transaction,
 and a CPR05's new NHS number given back but never stored in clear.
 
@@ -22,6 +22,7 @@ import pytest
 from cpis.adapters.crypto import FieldVault
 from cpis.adapters.postgres import PgDatabase, PgTransaction, create_pool
 from cpis.errors import PersonIndexUnavailable
+from cpis.formats.acknowledgement import acknowledgement_json
 from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import LocalAuthority, PlanFields, PlanType
 from cpis.model.persons import IndexPerson, PersonQuery
@@ -33,8 +34,7 @@ from cpis.model.uploads import (
     RecordRejection,
     RecordResult,
 )
-from cpis.uploads.acknowledgement import acknowledgement_json
-from cpis.uploads.apply import apply_upload
+from cpis.services.uploads import apply_upload
 from tests.conftest import _with_database
 from tests.integration.conftest import FakeClock
 from tests.polling import wait_until

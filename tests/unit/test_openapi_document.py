@@ -15,7 +15,7 @@ from typing import Any
 
 import schemathesis
 
-from cpis.uploads.parse import PLAN_FIELDS
+from cpis.formats.plan_fields import PLAN_FIELDS
 from cpis.web.openapi import BASE_URL_VARIABLE, DOCUMENT, load_document
 
 UPLOAD_SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "upload.schema.json"
@@ -128,7 +128,7 @@ def test_the_upload_schema_is_schemas_upload_schema_json() -> None:
 
 def test_the_plan_body_is_an_upsert_record_without_action_and_plan_id() -> None:
     """PUT /la/v1/plans/{plan_id} takes an upload upsert's fields and rules (one rule set
-    for both ways in, cpis.uploads.parse.check_plan_fields); only descriptions differ."""
+    for both ways in, cpis.formats.plan_fields.check_plan_fields); only descriptions differ."""
     schemas = raw()["components"]["schemas"]
     upsert = copy.deepcopy(schemas["UploadUpsert"])
     for key in ("action", "plan_id"):

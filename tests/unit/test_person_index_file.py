@@ -14,12 +14,12 @@ import jsonschema
 import pytest
 
 from cpis.errors import IndexFileRejected
+from cpis.formats.person_index_file import MAX_ERRORS, parse, read_rows
+from cpis.formats.upload_file import parse_upload
 from cpis.matching.blocking import BlockIndex
 from cpis.model.persons import FileError, IndexPerson
 from cpis.model.uploads import ParsedUpload
-from cpis.person_index_file import MAX_ERRORS, parse, read_rows
-from cpis.uploads import parse_upload
-from cpis.uploads.verify import check_against_index
+from cpis.services.verification import check_against_index
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 HEADER = "nhs_number,family_name,given_names,birth_date,sex,postcode,sensitive,superseded_by"

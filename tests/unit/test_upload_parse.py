@@ -15,6 +15,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from cpis.formats.upload_file import CSV_COLUMNS, parse_upload
 from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import PlanType
 from cpis.model.uploads import (
@@ -24,7 +25,6 @@ from cpis.model.uploads import (
     RecordResult,
     UploadRejected,
 )
-from cpis.uploads import CSV_COLUMNS, parse_upload
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 EXAMPLES = SCHEMAS / "examples"

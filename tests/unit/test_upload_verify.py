@@ -15,7 +15,7 @@ from cpis.matching.blocking import MemoryIndex
 from cpis.model import PlanFields, PlanType
 from cpis.model.persons import IndexPerson, PersonQuery
 from cpis.model.uploads import RecordAction, RecordRejection, RecordResult
-from cpis.uploads.verify import check_against_index, verify_records
+from cpis.services.verification import check_against_index, verify_records
 
 NHS, NEW = "9990000018", "9990000026"
 BORN = date(2016, 4, 3)

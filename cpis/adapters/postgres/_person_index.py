@@ -23,9 +23,9 @@ import orjson
 
 from cpis.adapters.postgres._connection import UNAVAILABLE, Connection, Pool
 from cpis.errors import IndexFileRejected, PersonIndexUnavailable, Unavailable
+from cpis.formats.person_index_file import MAX_ERRORS, read_rows
 from cpis.matching.blocking import query_keys, record_keys
 from cpis.model.persons import FileError, IndexPerson, LoadResult, PersonQuery
-from cpis.person_index_file import MAX_ERRORS, read_rows
 from cpis.ports.vault import Vault
 
 SEAL_PURPOSE = "person-index"

@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from cpis.adapters.postgres._connection import Session
+from cpis.formats.acknowledgement import acknowledgement_json, parse_acknowledgement
 from cpis.model.uploads import Acknowledgement
-from cpis.uploads.acknowledgement import acknowledgement_json, parse_acknowledgement
 
 
 class PgUploads(Session):

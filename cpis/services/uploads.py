@@ -1,11 +1,20 @@
-"""Applying a parsed upload (SPEC §5): one transaction per file, CPF/CPR codes.
+"""An LA's upload file (SPEC §5), received, checked, applied and acknowledged.
+
+:func:`receive` is the one way in: ``POST /la/v1/uploads`` (``cpis.web.uploads``),
+the MESH inbox (``cpis.workers.mesh_uploads``) and ``cpis upload`` (``cpis.cli``)
+each hand it the file as it arrived (:class:`~cpis.model.uploads.UploadFile`)
+and send back the :class:`~cpis.model.uploads.Acknowledgement` it returns, so
+a file gets the same answer whichever way it comes. It parses the file
+(:mod:`cpis.formats.upload_file`; a malformed file, or one for an LA its sender
+may not upload for, is CPF01 and changes nothing), then applies it
+(:func:`apply_upload`) in one transaction:
 
 - A file whose sequence number was applied before gets the acknowledgement it
   got then, and nothing is applied again (safe to resend).
 - A sequence number lower than the LA's last applied one is refused (CPF04,
   nothing applied, nothing stored): the LA's system is replaying old data.
 - With a person index, upserts are checked against it first (CPR01/02/03/05,
-  ``cpis.uploads.verify``). If the index cannot answer, the file gets CPF05:
+  ``cpis.services.verification``). If the index cannot answer, the file gets CPF05:
   nothing applied and nothing stored, so the same sequence can be sent again.
 - Otherwise every accepted record is applied (CPR06) and every other record
   says why not (the parser's CPR04/CPR07, the index's, or CPR07 here, e.g.
@@ -27,9 +36,11 @@ number of a CPR05 record, which the LA needs (stored sealed by the adapter).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 from cpis.errors import PersonIndexUnavailable
+from cpis.formats.upload_file import parse_upload
 from cpis.model import PlanFields
 from cpis.model.uploads import (
     AcknowledgedCode,
@@ -39,16 +50,63 @@ from cpis.model.uploads import (
     RecordAcknowledgement,
     RecordAction,
     RecordResult,
+    UploadFile,
     UploadRejected,
 )
 from cpis.ports.clock import Clock
 from cpis.ports.database import Database, Transaction
 from cpis.ports.person_index import PersonIndex
-from cpis.uploads.verify import verify_records
+from cpis.services.verification import verify_records
 
 
-def rejected_acknowledgement(rejected: UploadRejected) -> Acknowledgement:
+async def receive(
+    db: Database,
+    clock: Clock,
+    file: UploadFile,
+    *,
+    index: PersonIndex | None,
+    max_bytes: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Acknowledgement:
+    """Parse, check and apply ``file``; its acknowledgement, stored when it was applied.
+
+    ``max_bytes`` refuses a larger file whole (CPF01), for a channel that has no
+    limit of its own (HTTP answers 413 before a body that large is read).
+    ``progress`` is told ``(records dealt with, records in the file)`` once the
+    file is parsed, every few thousand records, and once at the end; a file that
+    does not parse never tells it anything.
+    """
+    if max_bytes is not None and len(file.data) > max_bytes:
+        return refusal(f"the file is larger than the {max_bytes} bytes uploads are limited to")
+    parsed = parse_upload(
+        file.data,
+        content_type=file.content_type,
+        filename=file.filename,
+        allowed_la_ods=file.may_upload_for,
+    )
+    if isinstance(parsed, UploadRejected):
+        return _rejected(parsed)
+    report: Callable[[int], None] | None = None
+    if progress is not None:
+        total = len(parsed.records)
+        progress(0, total)
+        report = functools.partial(_progress, progress, total)
+    ack, _applied_now = await apply_upload(db, clock, parsed, index=index, progress=report)
+    return ack
+
+
+def refusal(reason: str) -> Acknowledgement:
+    """The acknowledgement of a file refused whole before it was read (CPF01): for a
+    channel's own reasons, such as a MESH sender no LA is registered to."""
+    return _rejected(UploadRejected(reason))
+
+
+def _rejected(rejected: UploadRejected) -> Acknowledgement:
     return Acknowledgement(rejected.code, reason=rejected.reason)
+
+
+def _progress(progress: Callable[[int, int], None], total: int, done: int) -> None:
+    progress(done, total)
 
 
 async def apply_upload(
@@ -61,8 +119,10 @@ async def apply_upload(
 ) -> tuple[Acknowledgement, bool]:
     """Apply ``parsed``; returns its acknowledgement and whether it was applied just now.
 
-    ``progress`` is told how many records have been dealt with, every few
-    thousand records and once at the end.
+    The step of :func:`receive` after parsing, for a file already parsed (the
+    tests and ``bench/upload`` measure it on its own). ``progress`` is told how
+    many records have been dealt with, every few thousand records and once at
+    the end.
     """
     # Cheap checks first, without a transaction: a resent or refused file must
     # not cost person index calls, and those calls must not hold one open.

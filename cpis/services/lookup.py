@@ -1,9 +1,14 @@
-"""Use cases: what the service does, in terms of ports and domain values.
+"""What health (and an LA) sees of a child: the lookup, the 25 visits, and reads of
+one resource (SPEC §3, §4).
 
-Each use case runs in one database transaction. The unscheduled lookup reads
-the plans, records the access event and its outbox rows and appends the
-security audit line in that one transaction, so no lookup that was answered
-can lack its access event or its notification (SPEC §3, §8).
+A lookup is two statements, each committing on its own, not one transaction:
+the plans are read, then one write (``record_lookup``) records the access event,
+its outbox rows and the request's audit line together, and is refused if the
+plans it names changed in between (then the plans are read again); a lookup that
+records nothing writes only its audit line. So no lookup that was answered lacks
+its access event or its notification, the event names the plans that were
+shown (SPEC §3, §8), and it costs two round trips. The other reads run in one
+transaction each.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import uuid
 from collections import defaultdict
 
 from cpis import rules
-from cpis.errors import Forbidden, InvalidRequest, NotFound, Unavailable, VersionMismatch
+from cpis.errors import NotFound, Unavailable
 from cpis.model import (
     AccessEvent,
     Accessor,
@@ -21,17 +26,16 @@ from cpis.model import (
     JsonValue,
     LocalAuthority,
     LookupResult,
+    Organisation,
     Plan,
-    PlanFields,
     Principal,
     Role,
+    SettingType,
     StoredAccessEvent,
     VisiblePlan,
 )
 from cpis.ports.clock import Clock
 from cpis.ports.database import Database, Transaction
-from cpis.ports.person_index import PersonIndex
-from cpis.uploads.verify import verify_plan
 
 
 def _visible(rows: list[tuple[Plan, LocalAuthority]], clock: Clock) -> list[VisiblePlan]:
@@ -205,72 +209,19 @@ async def read_viewer(
 _VIEWER_EVENTS = 25
 
 
+async def organisation(db: Database, *, ods_code: str) -> Organisation:
+    """The setting a lookup is made from: the registered organisation (its name and
+    setting type), or one known only by its code (setting type ``other``)."""
+    async with db.transaction() as tx:
+        org = await tx.get_organisation(ods_code)
+    if org is None:
+        return Organisation(ods_code=ods_code, name=ods_code, setting_type=SettingType.OTHER)
+    return org
+
+
 async def read_la(db: Database, *, ods_code: str) -> LocalAuthority:
     async with db.transaction() as tx:
         la = await tx.get_la(ods_code)
     if la is None:
         raise NotFound("no such resource")
     return la
-
-
-def _check_la(principal: Principal, la_ods: str) -> None:
-    if principal.role is not Role.LA or la_ods not in principal.ods_codes:
-        raise Forbidden("this client may not act for that local authority")
-
-
-async def get_plan(db: Database, *, principal: Principal, la_ods: str, la_plan_id: str) -> Plan:
-    _check_la(principal, la_ods)
-    async with db.transaction() as tx:
-        plan = await tx.get_plan(la_ods, la_plan_id)
-    if plan is None:
-        raise NotFound("no such plan")
-    return plan
-
-
-async def put_plan(
-    db: Database,
-    clock: Clock,
-    *,
-    principal: Principal,
-    la_ods: str,
-    la_plan_id: str,
-    fields: PlanFields,
-    if_match: int | None,
-    if_none_match_any: bool = False,
-    index: PersonIndex | None = None,
-) -> tuple[Plan, bool]:
-    """Create or replace an LA's plan; If-Match protects against lost updates.
-
-    With a person index the NHS number is checked as an upload's would be
-    (:mod:`cpis.uploads.verify`): a plan on the wrong child is worse than none,
-    whichever way it arrives. A refusal is a 422 naming the record code.
-    """
-    _check_la(principal, la_ods)
-    if index is not None:
-        # Before the transaction: a PDS call must not hold one open.
-        rejection = await verify_plan(index, fields)
-        if rejection is not None:
-            raise InvalidRequest(f"{rejection.code}: {rejection.reason}", expression="nhs_number")
-    async with db.transaction() as tx:
-        if await tx.get_la(la_ods) is None:
-            raise NotFound("local authority is not registered")
-        existing = await tx.get_plan(la_ods, la_plan_id)
-        if if_match is not None and (existing is None or existing.version != if_match):
-            raise VersionMismatch("the plan has changed since the version given in If-Match")
-        if if_none_match_any and existing is not None:
-            raise VersionMismatch("the plan already exists (If-None-Match: *)")
-        return await tx.put_plan(la_ods, la_plan_id, fields, clock.now())
-
-
-async def delete_plan(
-    db: Database, *, principal: Principal, la_ods: str, la_plan_id: str, if_match: int | None
-) -> None:
-    """Remove a plan entered in error, with its history, at once."""
-    _check_la(principal, la_ods)
-    async with db.transaction() as tx:
-        existing = await tx.get_plan(la_ods, la_plan_id)
-        if existing is None:
-            raise NotFound("no such plan")
-        if if_match is not None and existing.version != if_match:
-            raise VersionMismatch("the plan has changed since the version given in If-Match")
-        await tx.delete_plan(la_ods, la_plan_id)
