@@ -1,8 +1,12 @@
-"""The one place adapters are wired: ``open_runtime()`` and ``create_app()``.
+"""The one place adapters are built and wired: :func:`build` and :func:`create_app`.
 
-``open_runtime`` starts (or attaches to) the database, migrates it, loads the
-keys and builds the adapters; ``create_app`` builds the aiohttp application on
-top of a runtime. Tests use both with a real PostgreSQL.
+``build(settings, **overrides)`` starts (or attaches to) the database,
+migrates it, loads the keys and builds every adapter the service has into one
+:class:`Runtime`; ``create_app``, the dispatcher and the MESH upload poller
+are wired on top of a runtime and construct nothing of their own. The CLI,
+the demo and the tests all go through ``build``; a test passes a fake of a
+port (a clock it moves, a rest-hook sender that may reach loopback, dispatch
+timings) as an override named after the runtime's field.
 """
 
 from __future__ import annotations
@@ -80,6 +84,8 @@ log = structlog.get_logger("cpis")
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
+    """Every adapter of one process, built once by :func:`build`."""
+
     settings: Settings
     pool: Pool
     db: PgDatabase
@@ -88,7 +94,32 @@ class Runtime:
     tokens: JwtTokenAuthority
     clock: Clock
     # None: CPIS_PERSON_INDEX=none, NHS numbers are checked by their check digit only
-    person_index: PersonIndex | None = None
+    person_index: PersonIndex | None
+    outbox: PgOutboxStore  # the notification outbox and its deliveries; the LA inbox
+    subscriptions: PgSubscriptionStore
+    retention: PgRetention
+    index_check: PgIndexCheckStore
+    audit: PgAuditLog  # seals and verifies the audit log with the audit keys
+    mesh_senders: PgMeshSenders
+    # One MESH upload poll at a time across replicas; None without a mailbox, or with a
+    # pool of one (the lock holds a connection while applying needs another, so it would
+    # wait for itself; without it two replicas may both answer a file, and the sequence
+    # rule still applies it once).
+    poll_lock: PgPollLock | None
+    webhook: WebhookSender
+    # The service's own MESH mailbox (CPIS_MESH_*): notifications out, upload files in.
+    mesh: MeshClient | None
+    dispatch: DispatchSettings
+
+
+# The settings, pool and keys are what the adapters are built from, and the vault is the
+# keys': none of them can be swapped for a fake without the rest disagreeing.
+_OVERRIDABLE = frozenset(f.name for f in dataclasses.fields(Runtime)) - {
+    "settings",
+    "pool",
+    "keys",
+    "vault",
+}
 
 
 class Start(enum.Enum):
@@ -138,19 +169,37 @@ async def _agreed_person_index(settings: Settings, pool: Pool, start: Start) -> 
     return dataclasses.replace(settings, person_index=recorded)
 
 
+def _mesh_client(settings: Settings) -> MeshClient | None:
+    if not (settings.mesh_url and settings.mesh_mailbox):
+        return None
+    return MeshClient(
+        base_url=settings.mesh_url,
+        mailbox_id=settings.mesh_mailbox,
+        password=settings.mesh_password.reveal() if settings.mesh_password else "",
+        shared_key=settings.mesh_shared_key.reveal() if settings.mesh_shared_key else "",
+        ca_file=settings.mesh_ca_file,
+    )
+
+
 @asynccontextmanager
-async def open_runtime(
+async def build(
     settings: Settings,
     *,
     start: Start = Start.ADMIN,
     apply_migrations: bool = True,
-    clock: Clock | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Runtime]:
-    """Attach to (``start`` permitting: set up) the service's database and keys.
+    """Attach to (``start`` permitting: set up) the service's database and keys, and build
+    every adapter; all closed again when the block ends.
 
-    Whatever stops a start is a :class:`~cpis.errors.StartupError` with one line
-    for the operator.
+    ``overrides`` replace the adapter of the same :class:`Runtime` field (``clock``,
+    ``webhook``, ``mesh``, ``person_index``, ``dispatch``, a store…), and the adapters
+    built after it use the replacement. Whatever stops a start is a
+    :class:`~cpis.errors.StartupError` with one line for the operator.
     """
+    unknown = set(overrides) - _OVERRIDABLE
+    if unknown:
+        raise TypeError(f"build() cannot override {', '.join(sorted(unknown))}")
     if not start.may_set_up:
         require_service_data(settings)  # before anything is started or written
     dsn, embedded = await database_url(settings)
@@ -181,29 +230,8 @@ async def open_runtime(
             vault = FieldVault.from_keys(keys)
             await agree_on_keys(pool, keys, vault, source=key_source(settings))
             settings = await _agreed_person_index(settings, pool, start)
-            db = PgDatabase(pool, vault)
-            clock = clock or SystemClock()
-            rt_clock = clock
-            cis2 = (
-                Cis2Issuers(settings.cis2_issuers, now=lambda: rt_clock.now().timestamp())
-                if settings.cis2_issuers
-                else None
-            )
-            tokens = JwtTokenAuthority(
-                signing_key=keys.signing_key,
-                previous_keys=keys.previous_signing_keys,
-                issuer=settings.public_base_url,
-                ttl_seconds=settings.access_token_ttl,
-                use_jti=db.use_jti,
-                clock=clock,
-                verify_id_token=cis2.viewer if cis2 is not None else None,
-            )
-            try:
-                async with open_person_index(settings, pool, vault) as person_index:
-                    yield Runtime(settings, pool, db, keys, vault, tokens, clock, person_index)
-            finally:
-                if cis2 is not None:
-                    await cis2.close()
+            async with _adapters(settings, pool, keys, vault, overrides) as runtime:
+                yield runtime
         finally:
             await pool.close()
     finally:
@@ -211,15 +239,95 @@ async def open_runtime(
             await asyncio.to_thread(embedded.stop)
 
 
-def audit_log(rt: Runtime) -> PgAuditLog:
-    """The audit log's sealer and checker, with this runtime's audit keys; each seal's
-    anchor is also written to the data directory (cpis.adapters.audit_log)."""
-    return PgAuditLog(
-        rt.pool,
-        key=rt.keys.audit_key,
-        public_keys=rt.keys.audit_public_keys,
-        anchor_file=rt.settings.data_dir / ANCHOR_FILE,
+@asynccontextmanager
+async def _adapters(
+    settings: Settings,
+    pool: Pool,
+    keys: KeyMaterial,
+    vault: FieldVault,
+    overrides: dict[str, Any],
+) -> AsyncIterator[Runtime]:
+    def made(name: str, make: Callable[[], Any]) -> Any:
+        return overrides[name] if name in overrides else make()
+
+    db = made("db", lambda: PgDatabase(pool, vault))
+    clock: Clock = made("clock", SystemClock)
+    cis2 = (
+        Cis2Issuers(settings.cis2_issuers, now=lambda: clock.now().timestamp())
+        if settings.cis2_issuers
+        else None
     )
+    tokens = made(
+        "tokens",
+        lambda: JwtTokenAuthority(
+            signing_key=keys.signing_key,
+            previous_keys=keys.previous_signing_keys,
+            issuer=settings.public_base_url,
+            ttl_seconds=settings.access_token_ttl,
+            use_jti=db.use_jti,
+            clock=clock,
+            verify_id_token=cis2.viewer if cis2 is not None else None,
+        ),
+    )
+    webhook = made(
+        "webhook", lambda: WebhookSender(allowed_networks=settings.webhook_allowed_networks)
+    )
+    mesh = made("mesh", lambda: _mesh_client(settings))
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            if "person_index" in overrides:
+                person_index = overrides["person_index"]
+            else:
+                person_index = await stack.enter_async_context(
+                    open_person_index(settings, pool, vault)
+                )
+            yield Runtime(
+                settings=settings,
+                pool=pool,
+                db=db,
+                keys=keys,
+                vault=vault,
+                tokens=tokens,
+                clock=clock,
+                person_index=person_index,
+                outbox=made("outbox", lambda: PgOutboxStore(pool, vault)),
+                subscriptions=made("subscriptions", lambda: PgSubscriptionStore(pool, vault)),
+                retention=made("retention", lambda: PgRetention(pool, vault)),
+                index_check=made("index_check", lambda: PgIndexCheckStore(pool, vault)),
+                audit=made(
+                    "audit",
+                    lambda: PgAuditLog(
+                        pool,
+                        key=keys.audit_key,
+                        public_keys=keys.audit_public_keys,
+                        anchor_file=settings.data_dir / ANCHOR_FILE,
+                    ),
+                ),
+                mesh_senders=made("mesh_senders", lambda: PgMeshSenders(pool)),
+                poll_lock=made(
+                    "poll_lock",
+                    lambda: (
+                        PgPollLock(pool, settings.mesh_mailbox)
+                        if settings.mesh_mailbox and pool.get_max_size() > 1
+                        else None
+                    ),
+                ),
+                webhook=webhook,
+                mesh=mesh,
+                dispatch=made(
+                    "dispatch",
+                    lambda: DispatchSettings(
+                        concurrency=settings.dispatch_concurrency,
+                        horizon=timedelta(hours=settings.delivery_horizon_hours),
+                    ),
+                ),
+            )
+    finally:
+        await webhook.close()
+        if mesh is not None:
+            await mesh.close()
+        if cis2 is not None:
+            await cis2.close()
 
 
 def _background(
@@ -237,22 +345,12 @@ def _background(
     return ctx
 
 
-def build_dispatcher(rt: Runtime, metrics: Metrics | None = None) -> tuple[Dispatcher, Channels]:
-    """The dispatcher with this runtime's store, channels, renderer and signer."""
-    settings = rt.settings
-    mesh = None
-    if settings.mesh_url and settings.mesh_mailbox:
-        mesh = MeshClient(
-            base_url=settings.mesh_url,
-            mailbox_id=settings.mesh_mailbox,
-            password=settings.mesh_password.reveal() if settings.mesh_password else "",
-            shared_key=settings.mesh_shared_key.reveal() if settings.mesh_shared_key else "",
-            ca_file=settings.mesh_ca_file,
-        )
-    renderer = Renderer(base=settings.fhir_base_url, keys=rt.keys, clock=rt.clock)
+def build_dispatcher(rt: Runtime, metrics: Metrics | None = None) -> Dispatcher:
+    """The dispatcher over this runtime's outbox, rest-hook sender and MESH mailbox."""
+    renderer = Renderer(base=rt.settings.fhir_base_url, keys=rt.keys, clock=rt.clock)
     channels = Channels(
-        webhook=WebhookSender(allowed_networks=settings.webhook_allowed_networks),
-        mesh=mesh,
+        webhook=rt.webhook,
+        mesh=rt.mesh,
         render_event=renderer.event,
         render_control=renderer.control,
         sign=renderer.sign,
@@ -262,31 +360,23 @@ def build_dispatcher(rt: Runtime, metrics: Metrics | None = None) -> tuple[Dispa
         if metrics is not None:
             metrics.delivery_attempts.labels(channel, "ok" if ok else "failed").inc()
 
-    dispatcher = Dispatcher(
-        PgOutboxStore(rt.pool, rt.vault),
+    return Dispatcher(
+        rt.outbox,
         rt.clock,
         channels={"rest-hook": channels.rest_hook, "mesh": channels.mesh},
         send_control=channels.control,
-        settings=DispatchSettings(
-            concurrency=settings.dispatch_concurrency,
-            horizon=timedelta(hours=settings.delivery_horizon_hours),
-        ),
+        settings=rt.dispatch,
         on_attempt=on_attempt,
     )
-    return dispatcher, channels
 
 
 async def run_dispatcher(
     rt: Runtime, metrics: Metrics | None = None, queued: Signal | None = None
 ) -> None:
-    dispatcher, channels = build_dispatcher(rt, metrics)
+    dispatcher = build_dispatcher(rt, metrics)
     if queued is not None:
         queued.connect(dispatcher.wake)
-    store = PgOutboxStore(rt.pool, rt.vault)
-    try:
-        await asyncio.gather(dispatcher.run(), _queue_stats(store, rt.clock, metrics))
-    finally:
-        await channels.close()
+    await asyncio.gather(dispatcher.run(), _queue_stats(rt.outbox, rt.clock, metrics))
 
 
 async def _queue_stats(store: PgOutboxStore, clock: Clock, metrics: Metrics | None) -> None:
@@ -308,19 +398,10 @@ def mesh_inbox_configured(settings: Settings) -> bool:
     return bool(settings.mesh_url and settings.mesh_mailbox)
 
 
-def build_mesh_uploads(
-    rt: Runtime, metrics: Metrics | None = None
-) -> tuple[MeshUploads, MeshClient]:
+def build_mesh_uploads(rt: Runtime, metrics: Metrics | None = None) -> MeshUploads:
     """The MESH upload poller on this runtime's mailbox, database and person index."""
     settings = rt.settings
-    assert settings.mesh_url and settings.mesh_mailbox, "CPIS_MESH_URL and CPIS_MESH_MAILBOX"
-    inbox = MeshClient(
-        base_url=settings.mesh_url,
-        mailbox_id=settings.mesh_mailbox,
-        password=settings.mesh_password.reveal() if settings.mesh_password else "",
-        shared_key=settings.mesh_shared_key.reveal() if settings.mesh_shared_key else "",
-        ca_file=settings.mesh_ca_file,
-    )
+    assert rt.mesh is not None and settings.mesh_mailbox, "CPIS_MESH_URL and CPIS_MESH_MAILBOX"
 
     on_file = None
     if metrics is not None:
@@ -334,32 +415,24 @@ def build_mesh_uploads(
         def on_file(file_code: str) -> None:
             files.labels(file_code).inc()
 
-    uploads = MeshUploads(
-        inbox,
-        PgMeshSenders(rt.pool),
+    return MeshUploads(
+        rt.mesh,
+        rt.mesh_senders,
         db=rt.db,
         clock=rt.clock,
         index=rt.person_index,
         settings=MeshUploadSettings(
             poll_seconds=settings.mesh_poll_seconds, max_bytes=settings.max_upload_bytes
         ),
-        # The lock holds a connection for the poll while applying needs another: with a
-        # pool of one it would wait for itself. Without it two replicas may both answer
-        # a file (the sequence rule still applies it once).
-        lock=PgPollLock(rt.pool, settings.mesh_mailbox) if rt.pool.get_max_size() > 1 else None,
+        lock=rt.poll_lock,
         on_file=on_file,
     )
-    return uploads, inbox
 
 
 async def run_mesh_uploads(rt: Runtime, metrics: Metrics | None = None) -> None:
     """Take upload files from the MESH inbox until cancelled (``serve`` and ``worker``)."""
-    uploads, inbox = build_mesh_uploads(rt, metrics)
     log.info("mesh_uploads_started", mailbox=rt.settings.mesh_mailbox)
-    try:
-        await uploads.run()
-    finally:
-        await inbox.close()
+    await build_mesh_uploads(rt, metrics).run()
 
 
 def create_app(runtime: Runtime) -> web.Application:
@@ -384,16 +457,13 @@ def create_app(runtime: Runtime) -> web.Application:
     app[REFUSALS] = RefusedRequests()
     app.cleanup_ctx.append(_background(app[REFUSALS].run(runtime.db, runtime.clock)))
     app[ORGANISATIONS] = OrganisationCache()
-    app.cleanup_ctx.append(_background(run_audit_chainer(audit_log(runtime))))
-    app.cleanup_ctx.append(
-        _background(run_retention(PgRetention(runtime.pool, runtime.vault), runtime.clock))
-    )
+    app.cleanup_ctx.append(_background(run_audit_chainer(runtime.audit)))
+    app.cleanup_ctx.append(_background(run_retention(runtime.retention, runtime.clock)))
     # Daily: tell owning LAs of NHS numbers the person index retired (a no-op without one).
-    index_check = PgIndexCheckStore(runtime.pool, runtime.vault)
     app.cleanup_ctx.append(
         _background(
             run_index_check(
-                index_check,
+                runtime.index_check,
                 runtime.person_index,
                 runtime.clock,
                 interval=settings.index_check_hours * 3600,
@@ -407,7 +477,7 @@ def create_app(runtime: Runtime) -> web.Application:
         )
         if mesh_inbox_configured(settings):
             app.cleanup_ctx.append(_background(run_mesh_uploads(runtime, app[SERVICES].metrics)))
-    app[INBOX] = PgOutboxStore(runtime.pool, runtime.vault)
+    app[INBOX] = runtime.outbox
     # Every API route is served under the public base URL's path (https://host/cpis →
     # /cpis/FHIR/R4/…), so each link the service renders from that URL answers, with no
     # proxy rewriting paths; anything outside it is a 404 OperationOutcome.
@@ -415,9 +485,7 @@ def create_app(runtime: Runtime) -> web.Application:
     notifications.add_routes(app, prefix=prefix)
     uploads.add_routes(app, prefix=prefix)
     # Before fhir's routes: its /FHIR/R4/{type}/{id} read would answer for Subscription.
-    subscriptions.add_routes(
-        app, prefix=prefix, store=PgSubscriptionStore(runtime.pool, runtime.vault)
-    )
+    subscriptions.add_routes(app, prefix=prefix, store=runtime.subscriptions)
     fhir.add_routes(app, prefix=prefix)
     la.add_routes(app, prefix=prefix)
     oauth.add_routes(app, prefix=prefix)

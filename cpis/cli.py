@@ -33,7 +33,7 @@ import structlog
 from cpis import cli_person_index, ods, rules
 from cpis.adapters.audit_log import ANCHOR_FILE, Anchor, AuditKeys, public_keys_of
 from cpis.adapters.keys import parse_audit_public_keys
-from cpis.app import Runtime, Start, audit_log, create_app, open_runtime
+from cpis.app import Runtime, Start, build, create_app
 from cpis.errors import CpisError, SettingsError, StartupError
 from cpis.log import configure_logging
 from cpis.model import LocalAuthority, Refused, Role, SettingType
@@ -240,7 +240,7 @@ async def _with_runtime(
     *,
     start: Start = Start.ADMIN,
 ) -> int:
-    async with open_runtime(settings, start=start) as rt:
+    async with build(settings, start=start) as rt:
         return await fn(rt)
 
 
@@ -283,7 +283,7 @@ async def _serve(settings: Settings, demo: bool) -> int:
     # Bad TLS files and a port in use are refused before anything is started.
     ssl_context = server_ssl_context(settings)
     _check_listen(settings)
-    async with open_runtime(settings, start=Start.SERVE) as rt:
+    async with build(settings, start=Start.SERVE) as rt:
         app = create_app(rt)
         text = None
         if demo:
@@ -524,7 +524,7 @@ async def _audit_verify(rt: Runtime, args: argparse.Namespace) -> int:
         return 2
     if anchor is not None:
         print(f"checking against the anchor from {source}: {anchor}")
-    report = await audit_log(rt).verify(anchor=anchor, public_keys=keys)
+    report = await rt.audit.verify(anchor=anchor, public_keys=keys)
     for line in report.lines():
         print(line)
     if report.intact:
@@ -588,10 +588,9 @@ async def _la_mesh(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 async def _notifications(rt: Runtime, args: argparse.Namespace) -> int:
-    from cpis.adapters.postgres import PgOutboxStore
     from cpis.services import notifications
 
-    store = PgOutboxStore(rt.pool, rt.vault)
+    store = rt.outbox
     if args.notifications_command == "retry":
         if await notifications.retry(store, rt.clock, delivery_id=args.id):
             print(f"delivery {args.id} queued again")
@@ -657,10 +656,9 @@ async def _upload(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 async def _purge(rt: Runtime) -> int:
-    from cpis.adapters.postgres import PgRetention
     from cpis.services import plans
 
-    result = await plans.purge(PgRetention(rt.pool, rt.vault), rt.clock)
+    result = await plans.purge(rt.retention, rt.clock)
     print(
         f"purged {result.plans} plans, {result.access_events} access events,"
         f" {result.notifications} notifications"
@@ -673,7 +671,7 @@ async def _worker(settings: Settings) -> int:
     files from the MESH inbox when this service has a MESH mailbox."""
     from cpis.app import mesh_inbox_configured, run_dispatcher, run_mesh_uploads
 
-    async with open_runtime(settings) as rt:
+    async with build(settings) as rt:
         tasks = [asyncio.create_task(run_dispatcher(rt))]
         if mesh_inbox_configured(settings):
             tasks.append(asyncio.create_task(run_mesh_uploads(rt)))

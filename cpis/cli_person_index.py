@@ -33,7 +33,7 @@ async def load(rt: Runtime, args: argparse.Namespace) -> int:
     then tell the LAs holding plans on numbers it made inactive."""
     import functools
 
-    from cpis.adapters.postgres import PgIndexCheckStore, load_person_index
+    from cpis.adapters.postgres import load_person_index
     from cpis.errors import IndexFileRejected
     from cpis.services import person_index
 
@@ -42,9 +42,7 @@ async def load(rt: Runtime, args: argparse.Namespace) -> int:
         return 2
     load_index = functools.partial(load_person_index, rt.pool, rt.vault, replace=args.replace)
     try:
-        result, queued = await person_index.load(
-            load_index, PgIndexCheckStore(rt.pool, rt.vault), rt.clock, data
-        )
+        result, queued = await person_index.load(load_index, rt.index_check, rt.clock, data)
     except IndexFileRejected as exc:
         print(f"error: {args.file.name} was not loaded, nothing changed:", file=sys.stderr)
         for error in exc.errors:

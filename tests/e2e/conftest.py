@@ -1,7 +1,7 @@
 """The running service over real HTTP, on a real PostgreSQL.
 
 Each test that asks for ``e2e`` gets its own freshly migrated database (the
-``database_url`` fixture), a runtime opened with :func:`cpis.app.open_runtime`
+``database_url`` fixture), a runtime opened with :func:`cpis.app.build`
 exactly as ``cpis serve`` opens it, and the aiohttp application served on
 127.0.0.1 at a free port. ``public_base_url`` is that server's real address (plus
 the path it serves under, when a module overrides ``e2e_base_path``), so every
@@ -39,7 +39,7 @@ from multidict import CIMultiDict
 
 from cpis.adapters.tokens import ClientAlg, generate_client_key, make_client_assertion
 from cpis.adapters.webhook import LOOPBACK_NETWORKS
-from cpis.app import Runtime, Start, create_app, open_runtime
+from cpis.app import Runtime, Start, build, create_app
 from cpis.model import Client, LocalAuthority, Organisation, Role, SettingType
 from cpis.settings import Secret, Settings
 from cpis.web.server import serving
@@ -413,7 +413,7 @@ async def e2e(
     settings = dataclasses.replace(
         e2e_settings(tmp_path, database_url, port, base_path=e2e_base_path), **e2e_overrides
     )
-    async with open_runtime(settings, start=Start.SERVE) as runtime:
+    async with build(settings, start=Start.SERVE) as runtime:
         await register_world(runtime, client_keys)
         app = create_app(runtime)
         # Served as `cpis serve` serves it (timeouts, parser errors, no access log),

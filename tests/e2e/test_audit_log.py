@@ -19,7 +19,6 @@ import asyncpg
 import pytest
 
 from cpis.adapters.audit_log import ANCHOR_FILE, Anchor, AuditReport
-from cpis.app import audit_log
 from cpis.matching.nhs_number import synthetic_numbers
 from tests.e2e.conftest import (
     E2E,
@@ -189,7 +188,7 @@ async def test_deleted_audit_line_is_detected(e2e: E2E) -> None:
     await seed(e2e)
     for _ in range(3):
         assert (await e2e.search("Flag", CHILD)).status == 200
-    await audit_log(e2e.runtime).seal_pending()
+    await e2e.runtime.audit.seal_pending()
     rows = await e2e.fetch("SELECT seq FROM audit_log ORDER BY seq")
     target = rows[2]["seq"]
     await e2e.db.execute("ALTER TABLE audit_log DISABLE TRIGGER ALL")
@@ -212,7 +211,7 @@ async def batch_of(e2e: E2E, seq: int) -> tuple[int, int]:
 
 
 async def verify(e2e: E2E) -> AuditReport:
-    return await audit_log(e2e.runtime).verify()
+    return await e2e.runtime.audit.verify()
 
 
 async def test_the_running_service_chains_new_lines_by_itself(e2e: E2E) -> None:
@@ -235,7 +234,7 @@ async def test_the_running_service_chains_new_lines_by_itself(e2e: E2E) -> None:
         return anchor_file.exists() and (Anchor.from_file(anchor_file).batch or 0) >= row["batch"]
 
     await wait_until(anchored, what="the anchor file")
-    report = await audit_log(e2e.runtime).verify(anchor=Anchor.from_file(anchor_file))
+    report = await e2e.runtime.audit.verify(anchor=Anchor.from_file(anchor_file))
     assert report.intact and report.anchor_found
     with pytest.raises(asyncpg.exceptions.RaiseError):
         await e2e.db.execute("UPDATE audit_seal SET hash = '\\x00'")

@@ -19,7 +19,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from cpis.adapters.mesh import MeshClient
-from cpis.app import Start, create_app, open_runtime
+from cpis.app import Start, build, create_app
 from cpis.model import LocalAuthority
 from cpis.settings import Secret
 from cpis.workers.mesh_uploads import ACK_WORKFLOW, UPLOAD_WORKFLOW
@@ -57,7 +57,7 @@ async def e2e_mesh(
         mesh_shared_key=Secret(sandbox.shared_key),
         mesh_poll_seconds=0.1,
     )
-    async with open_runtime(settings, start=Start.SERVE) as runtime:
+    async with build(settings, start=Start.SERVE) as runtime:
         await register_world(runtime, client_keys)
         await runtime.db.upsert_la(DEMO)
         await runtime.db.set_la_mesh(DEMO.ods_code, LA_BOX, "CPIS_NOTIFICATION")

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from cpis.adapters.crypto import FieldVault
-from cpis.adapters.postgres import PgAuditLog, PgDatabase, create_pool
-from cpis.adapters.webhook import LOOPBACK_NETWORKS, WebhookSender
+from cpis.adapters.postgres import PgAuditLog, PgDatabase
+from cpis.adapters.webhook import LOOPBACK_NETWORKS
+from cpis.app import Runtime, Start, build
+from cpis.settings import Secret, Settings
+from cpis.workers.dispatcher import DispatchSettings
 from tests.mesh_sandbox import MeshSandbox, running_mesh_sandbox
 
 
@@ -38,19 +42,60 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def vault() -> FieldVault:
-    return FieldVault(
-        data_keys={"k1": secrets.token_bytes(32)}, active_kid="k1", hash_key=secrets.token_bytes(32)
+def runtime_overrides() -> dict[str, Any]:
+    """Adapters a test module swaps for fakes in its runtime (override this fixture)."""
+    return {}
+
+
+def service_settings(data_dir: Path, database_url: str) -> Settings:
+    """The service as the integration tests run it: their receivers are on loopback."""
+    return Settings(
+        data_dir=data_dir,
+        database_url=Secret(database_url),
+        public_base_url="http://cpis.test",
+        webhook_allowed_networks=LOOPBACK_NETWORKS,
+        db_pool_min=1,
+        db_pool_max=4,
+        db_statement_timeout_ms=10_000,
     )
 
 
 @pytest.fixture
-async def db(database_url: str, vault: FieldVault) -> AsyncIterator[PgDatabase]:
-    pool = await create_pool(database_url, min_size=1, max_size=4, statement_timeout_ms=10_000)
-    try:
-        yield PgDatabase(pool, vault)
-    finally:
-        await pool.close()
+async def runtime(
+    database_url: str, tmp_path: Path, clock: FakeClock, runtime_overrides: dict[str, Any]
+) -> AsyncIterator[Runtime]:
+    """The service's adapters over the test's own database, built as `cpis serve` builds
+    them (cpis.app.build), with the test's clock and quick dispatch timings."""
+    overrides: dict[str, Any] = {
+        "clock": clock,
+        "dispatch": DispatchSettings(concurrency=2, horizon=timedelta(hours=1), idle_poll=0.02),
+    }
+    async with build(
+        service_settings(tmp_path / "service", database_url),
+        start=Start.SERVE,
+        **(overrides | runtime_overrides),
+    ) as rt:
+        yield rt
+
+
+@asynccontextmanager
+async def another_runtime(runtime: Runtime, **overrides: Any) -> AsyncIterator[Runtime]:
+    """A second process's adapters on the same service (its database, keys and clock), with
+    ``overrides``: e.g. one with a MESH mailbox on a sandbox started by the test."""
+    async with build(
+        runtime.settings, clock=runtime.clock, dispatch=runtime.dispatch, **overrides
+    ) as rt:
+        yield rt
+
+
+@pytest.fixture
+def vault(runtime: Runtime) -> FieldVault:
+    return runtime.vault
+
+
+@pytest.fixture
+def db(runtime: Runtime) -> PgDatabase:
+    return runtime.db
 
 
 @pytest.fixture
@@ -78,8 +123,3 @@ async def clean(sandbox: MeshSandbox) -> MeshSandbox:
     await sandbox.reset()
     return sandbox
 
-
-def local_webhook() -> WebhookSender:
-    """A rest-hook sender that may reach the tests' receivers on loopback (by default
-    only public addresses are reached)."""
-    return WebhookSender(allowed_networks=LOOPBACK_NETWORKS)

@@ -9,21 +9,17 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import orjson
 import pytest
-import structlog
 from aiohttp import web
 
-from cpis.adapters.channels import Channels
-from cpis.adapters.keys import load_keys
 from cpis.adapters.mesh import MeshClient
 from cpis.adapters.postgres import PgDatabase, PgOutboxStore
-from cpis.adapters.render import Renderer
 from cpis.adapters.signing import SIGNATURE_HEADER, verify_detached
-from cpis.adapters.tokens import JwtTokenAuthority
+from cpis.app import Runtime, build_dispatcher
 from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import (
     Accessor,
@@ -37,10 +33,9 @@ from cpis.model import (
 )
 from cpis.services import lookup as lookup_service
 from cpis.services import plans as plan_service
-from cpis.settings import Settings
-from cpis.workers.dispatcher import Dispatcher, DispatchSettings
+from cpis.workers.dispatcher import Dispatcher
 from tests.fhir_validation import validate_resource
-from tests.integration.conftest import FakeClock, local_webhook
+from tests.integration.conftest import FakeClock, another_runtime
 from tests.mesh_sandbox import running_mesh_sandbox
 from tests.polling import wait_until
 
@@ -126,32 +121,15 @@ async def add_subscription(db: PgDatabase, url: str, clock: FakeClock) -> uuid.U
 @dataclass
 class Harness:
     dispatcher: Dispatcher
-    channels: Channels
     jwks: dict[str, Any]
     store: PgOutboxStore
 
 
 @pytest.fixture
-async def harness(db: PgDatabase, clock: FakeClock, tmp_path: Any) -> AsyncIterator[Harness]:
-    keys = load_keys(Settings(data_dir=tmp_path), log=structlog.get_logger())
-    tokens = JwtTokenAuthority(
-        signing_key=keys.signing_key, issuer="http://x", ttl_seconds=60,
-        use_jti=db.use_jti, clock=clock,
-    )  # fmt: skip
-    renderer = Renderer(base="http://cpis.test/FHIR/R4", keys=keys, clock=clock)
-    channels = Channels(
-        webhook=local_webhook(), mesh=None, render_event=renderer.event,
-        render_control=renderer.control, sign=renderer.sign,
-    )  # fmt: skip
-    store = PgOutboxStore(db.pool, db._vault)
-    dispatcher = Dispatcher(
-        store, clock,
-        channels={"rest-hook": channels.rest_hook, "mesh": channels.mesh},
-        send_control=channels.control,
-        settings=DispatchSettings(concurrency=2, horizon=timedelta(hours=1), idle_poll=0.02),
-    )  # fmt: skip
-    yield Harness(dispatcher, channels, tokens.public_jwks(), store)
-    await channels.close()
+def harness(runtime: Runtime) -> Harness:
+    """The dispatcher as `cpis serve` builds it (cpis.app.build_dispatcher), on the test's
+    runtime: its clock, loopback receivers, quick timings."""
+    return Harness(build_dispatcher(runtime), runtime.tokens.public_jwks(), runtime.outbox)
 
 
 async def run_until(dispatcher: Dispatcher, predicate: Any, limit: float = 15.0) -> None:
@@ -263,7 +241,7 @@ async def test_past_the_horizon_a_delivery_is_dead_and_can_be_retried(
 
 
 async def test_mesh_notifications_reach_the_las_mailbox(
-    db: PgDatabase, clock: FakeClock, tmp_path: Any
+    runtime: Runtime, db: PgDatabase, clock: FakeClock
 ) -> None:
     """An LA with a MESH mailbox gets each notification there as a message whose local id
     is the notification id, read back from the sandbox as the LA would."""
@@ -271,27 +249,17 @@ async def test_mesh_notifications_reach_the_las_mailbox(
     async with running_mesh_sandbox() as box:
         service_box, la_box = box.mailboxes[0], box.mailboxes[1]
         await db.set_la_mesh(LA.ods_code, la_box, "CPIS_NOTIFICATION")
-        keys = load_keys(Settings(data_dir=tmp_path), log=structlog.get_logger())
-        renderer = Renderer(base="http://cpis.test/FHIR/R4", keys=keys, clock=clock)
-        channels = Channels(
-            webhook=local_webhook(), mesh=MeshClient(**box.client_kwargs(service_box)),
-            render_event=renderer.event, render_control=renderer.control, sign=renderer.sign,
-        )  # fmt: skip
-        dispatcher = Dispatcher(
-            PgOutboxStore(db.pool, db._vault), clock,
-            channels={"rest-hook": channels.rest_hook, "mesh": channels.mesh},
-            send_control=channels.control, settings=DispatchSettings(idle_poll=0.02),
-        )  # fmt: skip
+        service_mesh = MeshClient(**box.client_kwargs(service_box))
         event_id = await view(db, clock, CHILD, "u1")
-        async with MeshClient(**box.client_kwargs(la_box)) as la_client:
+        async with (
+            another_runtime(runtime, mesh=service_mesh) as with_mesh,
+            MeshClient(**box.client_kwargs(la_box)) as la_client,
+        ):
 
             async def inbox() -> bool:
                 return bool(await la_client.list_inbox())
 
-            try:
-                await run_until(dispatcher, inbox)
-            finally:
-                await channels.close()
+            await run_until(build_dispatcher(with_mesh), inbox)
             [message_id] = await la_client.list_inbox()
             message = await la_client.read_message(message_id)
         bundle = orjson.loads(message.body)

@@ -14,37 +14,31 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import orjson
 import pytest
-import structlog
 from structlog.testing import capture_logs
 
-from cpis.adapters.channels import Channels
 from cpis.adapters.crypto import FieldVault
-from cpis.adapters.keys import load_keys
 from cpis.adapters.mesh import MeshClient
 from cpis.adapters.postgres import (
     LocalPersonIndex,
     PgDatabase,
     PgIndexCheckStore,
-    PgOutboxStore,
     create_pool,
     inactive_notification_id,
     load_person_index,
 )
-from cpis.adapters.render import Renderer
+from cpis.app import Runtime, build_dispatcher
 from cpis.fhir import subscriptions as fs
 from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import LocalAuthority, PlanFields, PlanType, Principal, Role
 from cpis.model.persons import CheckResult
 from cpis.services import plans as plan_service
 from cpis.services.person_index import check_plan_subjects, notify_inactive
-from cpis.settings import Settings
-from cpis.workers.dispatcher import Dispatcher, DispatchSettings
+from cpis.workers.dispatcher import Dispatcher
 from cpis.workers.index_check import run_index_check
 from tests.e2e.conftest import (  # noqa: F401 - client_keys, e2e, e2e_* are fixtures
     E2E,
@@ -58,7 +52,7 @@ from tests.e2e.conftest import (  # noqa: F401 - client_keys, e2e, e2e_* are fix
     user_headers,
 )
 from tests.fhir_validation import validate_resource
-from tests.integration.conftest import FakeClock, local_webhook
+from tests.integration.conftest import FakeClock, another_runtime
 from tests.integration.test_dispatcher import Receiver, receiver  # noqa: F401 - a fixture
 from tests.mesh_sandbox import running_mesh_sandbox
 from tests.polling import wait_until
@@ -420,29 +414,20 @@ async def test_las_are_told_over_rest_hook_and_in_the_inbox(
 
 @pytest.fixture
 async def mesh_world(
-    db: PgDatabase, clock: FakeClock, tmp_path: Path
+    runtime: Runtime, db: PgDatabase, clock: FakeClock
 ) -> AsyncIterator[tuple[Dispatcher, MeshClient]]:
-    """North with a MESH mailbox on a running mesh-sandbox, and a dispatcher sending to it."""
+    """North with a MESH mailbox on a running mesh-sandbox, and a dispatcher sending to it
+    as `cpis serve` builds it."""
     async with running_mesh_sandbox() as box:
         service_box, la_box = box.mailboxes[0], box.mailboxes[1]
         await seed(db, clock)
         await db.set_la_mesh(NORTH.ods_code, la_box, "CPIS_NOTIFICATION")
-        keys = load_keys(Settings(data_dir=tmp_path), log=structlog.get_logger())
-        renderer = Renderer(base="http://cpis.test/FHIR/R4", keys=keys, clock=clock)
-        channels = Channels(
-            webhook=local_webhook(), mesh=MeshClient(**box.client_kwargs(service_box)),
-            render_event=renderer.event, render_control=renderer.control, sign=renderer.sign,
-        )  # fmt: skip
-        dispatcher = Dispatcher(
-            PgOutboxStore(db.pool, db._vault), clock,
-            channels={"rest-hook": channels.rest_hook, "mesh": channels.mesh},
-            send_control=channels.control, settings=DispatchSettings(idle_poll=0.02),
-        )  # fmt: skip
-        try:
-            async with MeshClient(**box.client_kwargs(la_box)) as la_client:
-                yield dispatcher, la_client
-        finally:
-            await channels.close()
+        service_mesh = MeshClient(**box.client_kwargs(service_box))
+        async with (
+            another_runtime(runtime, mesh=service_mesh) as with_mesh,
+            MeshClient(**box.client_kwargs(la_box)) as la_client,
+        ):
+            yield build_dispatcher(with_mesh), la_client
 
 
 async def test_the_las_mesh_mailbox_gets_the_change(

@@ -27,7 +27,7 @@ from structlog.testing import capture_logs
 
 from cpis.adapters.mesh import MeshClient
 from cpis.adapters.postgres import PgMeshSenders
-from cpis.app import Runtime, Start, build_mesh_uploads, create_app, open_runtime
+from cpis.app import Runtime, Start, build, build_mesh_uploads, create_app
 from cpis.errors import MeshError, SettingsError
 from cpis.formats.acknowledgement import acknowledgement_json
 from cpis.model import LocalAuthority
@@ -97,7 +97,7 @@ async def register(rt: Runtime, *, other_la: bool = False) -> None:
 @asynccontextmanager
 async def serving(settings: Settings, *, other_la: bool = False) -> AsyncIterator[Runtime]:
     """The service as `cpis serve` runs it, background tasks and all (no socket needed)."""
-    async with open_runtime(settings, start=Start.SERVE) as rt:
+    async with build(settings, start=Start.SERVE) as rt:
         await register(rt, other_la=other_la)
         runner = web.AppRunner(create_app(rt), access_log=None, handle_signals=False)
         await runner.setup()
@@ -364,7 +364,7 @@ async def test_an_unavailable_person_index_gets_cpf05_and_the_file_can_be_resent
 @pytest.fixture
 async def runtime(clean: MeshSandbox, tmp_path: Path, database_url: str) -> AsyncIterator[Runtime]:
     """A runtime with no background poller: the tests below poll by hand."""
-    async with open_runtime(settings_for(clean, tmp_path, database_url), start=Start.SERVE) as rt:
+    async with build(settings_for(clean, tmp_path, database_url), start=Start.SERVE) as rt:
         await register(rt)
         yield rt
 
@@ -418,14 +418,10 @@ async def test_two_replicas_polling_together_answer_a_file_once(
 ) -> None:
     """Two pollers built as serve builds them, on the same mailbox at the same time:
     the file is applied once and the LA gets one acknowledgement."""
-    a, a_inbox = build_mesh_uploads(runtime)
-    b, b_inbox = build_mesh_uploads(runtime)
-    try:
-        await send_file(la_box, JSON_EXAMPLE, filename="upload-example.json")
-        done = await asyncio.gather(a.poll(), b.poll())
-    finally:
-        await a_inbox.close()
-        await b_inbox.close()
+    a = build_mesh_uploads(runtime)
+    b = build_mesh_uploads(runtime)
+    await send_file(la_box, JSON_EXAMPLE, filename="upload-example.json")
+    done = await asyncio.gather(a.poll(), b.poll())
 
     assert sum(done) == 1
     assert len(await la_box.list_inbox()) == 1

@@ -16,6 +16,7 @@ from cpis.adapters.keys import KeyMaterial, hash_key_id
 from cpis.adapters.postgres import (
     PgDatabase,
     agree_on_keys,
+    create_pool,
     keys_recorded,
     record_person_index,
     recorded_person_index,
@@ -58,8 +59,6 @@ async def test_first_start_records_and_later_starts_must_match(
     """The first start records the keys; the same keys pass, and so does a rotated set
     that keeps the old key; another hash key, another key under a known kid, or data keys
     the database has never seen are refused."""
-    from cpis.adapters.postgres import create_pool
-
     pool = await create_pool(database_url, min_size=1, max_size=2, statement_timeout_ms=10_000)
     db = PgDatabase(pool, FieldVault.from_keys(service_keys))
     try:
@@ -87,8 +86,6 @@ async def test_a_database_from_before_the_record_is_checked_against_a_stored_pla
     """No fingerprints yet, but a plan sealed and filed with the service's keys: keys that
     cannot open it, or that hash its NHS number elsewhere, are refused; the right ones
     pass and are recorded."""
-    from cpis.adapters.postgres import create_pool
-
     pool = await create_pool(database_url, min_size=1, max_size=2, statement_timeout_ms=10_000)
     db = PgDatabase(pool, FieldVault.from_keys(service_keys))
     try:
@@ -110,9 +107,17 @@ async def test_a_database_from_before_the_record_is_checked_against_a_stored_pla
         await pool.close()
 
 
-async def test_serve_records_the_person_index_and_says_what_it_replaced(db: PgDatabase) -> None:
-    assert await recorded_person_index(db.pool) is None
-    assert await record_person_index(db.pool, "local") is None
-    assert await record_person_index(db.pool, "local") is None
-    assert await record_person_index(db.pool, "none") == "local"
-    assert await recorded_person_index(db.pool) == "none"
+async def test_serve_records_the_person_index_and_says_what_it_replaced(
+    database_url: str,
+) -> None:
+    """A database nothing has served yet has no record; serve records its index and says
+    which one it replaced."""
+    pool = await create_pool(database_url, min_size=1, max_size=1, statement_timeout_ms=10_000)
+    try:
+        assert await recorded_person_index(pool) is None
+        assert await record_person_index(pool, "local") is None
+        assert await record_person_index(pool, "local") is None
+        assert await record_person_index(pool, "none") == "local"
+        assert await recorded_person_index(pool) == "none"
+    finally:
+        await pool.close()
