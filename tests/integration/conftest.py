@@ -122,4 +122,3 @@ async def clean(sandbox: MeshSandbox) -> MeshSandbox:
     """The sandbox with every mailbox emptied."""
     await sandbox.reset()
     return sandbox
-
