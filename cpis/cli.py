@@ -254,10 +254,23 @@ def _listen_error(settings: Settings, exc: OSError) -> StartupError:
     return StartupError(f"cannot listen on {settings.host}:{settings.port}: {reason}{hint}")
 
 
+def _bind_any_port(settings: Settings) -> socket.socket:
+    """For ``CPIS_PORT=0``: a listening socket on a port the system picks, bound before
+    anything starts so the public base URL (and the token audience) can name it."""
+    try:
+        family = socket.getaddrinfo(
+            settings.host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0][0]
+    except socket.gaierror:
+        raise StartupError(f"cannot listen on {settings.host}: no such host (CPIS_HOST)") from None
+    try:
+        return socket.create_server((settings.host, 0), family=family, backlog=128)
+    except OSError as exc:
+        raise _listen_error(settings, exc) from None
+
+
 def _check_listen(settings: Settings) -> None:
     """Refuse at once an address serve could not listen on (issue 9, item 15)."""
-    if settings.port == 0:
-        return
     try:
         infos = socket.getaddrinfo(
             settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -278,11 +291,16 @@ async def _serve(settings: Settings, demo: bool) -> int:
     from cpis import demo as demo_data
     from cpis.adapters.tls import server_ssl_context
 
-    if demo:
-        settings = demo_data.demo_settings(settings)
     # Bad TLS files and a port in use are refused before anything is started.
     ssl_context = server_ssl_context(settings)
-    _check_listen(settings)
+    sock = None
+    if settings.port == 0:
+        sock = _bind_any_port(settings)
+        settings = settings.listening_on(sock.getsockname()[1])
+    else:
+        _check_listen(settings)
+    if demo:
+        settings = demo_data.demo_settings(settings)
     async with build(settings, start=Start.SERVE) as rt:
         app = create_app(rt)
         text = None
@@ -300,7 +318,7 @@ async def _serve(settings: Settings, demo: bool) -> int:
         from cpis.web.server import start_serving
 
         try:
-            runner = await start_serving(app, settings, ssl_context=ssl_context)
+            runner = await start_serving(app, settings, ssl_context=ssl_context, sock=sock)
         except OSError as exc:  # taken since _check_listen looked
             raise _listen_error(settings, exc) from None
         stop = asyncio.Event()

@@ -15,7 +15,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -211,6 +211,16 @@ class Settings:
     # user-restricted access tokens; none means only application-restricted ones.
     cis2_issuers: tuple[str, ...] = ()
 
+    def listening_on(self, port: int) -> Settings:
+        """These settings once serve has bound ``port`` for ``CPIS_PORT=0`` (any free
+        port): a port of 0 in the public base URL, as derived or as given, becomes it."""
+        base = self.public_base_url
+        parts = urlsplit(base)
+        if parts.port == 0:
+            host = parts.netloc.rpartition(":")[0]
+            base = parts._replace(netloc=f"{host}:{port}").geturl()
+        return replace(self, port=port, public_base_url=base)
+
     @property
     def path_prefix(self) -> str:
         """The public base URL's path, under which every API route is served:
@@ -240,6 +250,8 @@ class Settings:
         if ":" in shown_host:  # an IPv6 address goes in brackets in a URL
             shown_host = f"[{shown_host}]"
         base = _public_base_url(env, f"http://{shown_host}:{port}")
+        if port != 0 and urlsplit(base).port == 0:
+            raise SettingsError("a port of 0 in CPIS_PUBLIC_BASE_URL needs CPIS_PORT=0")
         log_format = env.get("CPIS_LOG_FORMAT", "auto")
         if log_format not in ("json", "console", "auto"):
             raise SettingsError("CPIS_LOG_FORMAT must be json, console or auto")

@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -47,6 +46,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from tests.ports import free_port
 
 CANNED_MAILBOXES = ("X26ABC1", "X26ABC2", "X26ABC3")
 SANDBOX_PASSWORD = "password"  # the sandbox gives every mailbox this password
@@ -82,13 +83,6 @@ class MeshSandbox:
             session.delete(f"{self.base_url}/messageexchange/admin/reset") as resp,
         ):
             resp.raise_for_status()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listened on a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class SandboxDidNotStart(RuntimeError):

@@ -38,6 +38,7 @@ drive each path over bare sockets, so a change in them fails there.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import uuid
 from collections.abc import AsyncIterator
@@ -222,9 +223,14 @@ class _AppRunner(web.AppRunner):
 
 
 async def start_serving(
-    app: web.Application, settings: Settings, *, ssl_context: ssl.SSLContext | None = None
+    app: web.Application,
+    settings: Settings,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    sock: socket.socket | None = None,
 ) -> web.AppRunner:
-    """``app`` served on ``settings.host``/``settings.port``; stop with ``runner.cleanup()``."""
+    """``app`` served on ``settings.host``/``settings.port``, or on ``sock`` (already
+    bound, as for ``CPIS_PORT=0``); stop with ``runner.cleanup()``."""
     runner = _AppRunner(
         app,
         header_timeout=settings.header_timeout_seconds,
@@ -235,9 +241,13 @@ async def start_serving(
     )
     await runner.setup()
     try:
-        site = web.TCPSite(
-            runner, settings.host, settings.port, reuse_address=True, ssl_context=ssl_context
-        )
+        site: web.BaseSite
+        if sock is not None:
+            site = web.SockSite(runner, sock, ssl_context=ssl_context)
+        else:
+            site = web.TCPSite(
+                runner, settings.host, settings.port, reuse_address=True, ssl_context=ssl_context
+            )
         await site.start()
     except BaseException:
         await runner.cleanup()
@@ -247,10 +257,14 @@ async def start_serving(
 
 @asynccontextmanager
 async def serving(
-    app: web.Application, settings: Settings, *, ssl_context: ssl.SSLContext | None = None
+    app: web.Application,
+    settings: Settings,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    sock: socket.socket | None = None,
 ) -> AsyncIterator[web.AppRunner]:
     """:func:`start_serving` for the length of a block."""
-    runner = await start_serving(app, settings, ssl_context=ssl_context)
+    runner = await start_serving(app, settings, ssl_context=ssl_context, sock=sock)
     try:
         yield runner
     finally:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import html
 import json
 import secrets
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from tests.oidc_provider import (
     authorization_request,
     redeem_code,
 )
+from tests.ports import listening_socket, port_of
 
 PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -136,9 +136,8 @@ def _app(rp: RelyingParty) -> web.Application:
 @asynccontextmanager
 async def running_relying_party(client_id: str = "test-rp") -> AsyncIterator[RelyingParty]:
     # Bound before the app is built, so its redirect URIs can name the port.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock = listening_socket()
+    base = f"http://127.0.0.1:{port_of(sock)}"
     client = OidcClient.public(
         client_id,
         redirect_uri=f"{base}/callback",

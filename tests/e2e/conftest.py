@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from cpis.settings import Secret, Settings
 from cpis.web.server import serving
 from tests.cis2_issuer import LocalCis2, running_cis2
 from tests.fhir_validation import validate_resource
+from tests.ports import listening_socket, port_of
 
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 ERROR_SYSTEM = "https://fhir.hl7.org.uk/CodeSystem/UKCore-SpineErrorOrWarningCode"
@@ -123,13 +123,6 @@ def client_keys() -> dict[str, ClientKey]:
         pem, jwks = generate_client_key(spec.alg, kid=kid)
         keys[spec.id] = ClientKey(pem, jwks, kid, spec.alg)
     return keys
-
-
-def free_port() -> int:
-    """A port nobody is listening on right now (the server binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def user_headers(
@@ -409,16 +402,17 @@ async def e2e(
     e2e_base_path: str,
 ) -> AsyncIterator[E2E]:
     """The app served over real HTTP on a free port, with the world registered."""
-    port = free_port()
+    sock = listening_socket()
     settings = dataclasses.replace(
-        e2e_settings(tmp_path, database_url, port, base_path=e2e_base_path), **e2e_overrides
+        e2e_settings(tmp_path, database_url, port_of(sock), base_path=e2e_base_path),
+        **e2e_overrides,
     )
     async with build(settings, start=Start.SERVE) as runtime:
         await register_world(runtime, client_keys)
         app = create_app(runtime)
         # Served as `cpis serve` serves it (timeouts, parser errors, no access log),
-        # at settings.host and settings.port, which the public base URL names.
-        async with serving(app, settings):
+        # on the socket bound above, whose port the public base URL names.
+        async with serving(app, settings, sock=sock):
             db = await asyncpg.connect(database_url)
             try:
                 async with aiohttp.ClientSession() as http:

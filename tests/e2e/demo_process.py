@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Mapping
@@ -12,15 +11,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from tests.polling import wait_until
+from tests.ports import served_port
 
 CPIS = [sys.executable, "-m", "cpis"]
 EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def cpis(env: Mapping[str, str], *args: str) -> tuple[int, str, str]:
@@ -39,13 +33,13 @@ async def running_demo(
     """A `cpis serve --demo` process: its environment, what it printed, and the server's
     root URL. ``base_path`` (``/cpis``) puts a path on its public base URL."""
     data = Path(tempfile.mkdtemp(prefix="cpis-demo-"))
-    port = free_port()
     env = {
         k: v for k, v in os.environ.items() if not k.startswith("CPIS_") and k != "XDG_RUNTIME_DIR"
     }
-    env |= {"CPIS_DATA_DIR": str(data), "CPIS_PORT": str(port), "CPIS_LOG_FORMAT": "json"}
+    # Any free port: serve binds port 0 and says which it got (tests/ports.py).
+    env |= {"CPIS_DATA_DIR": str(data), "CPIS_PORT": "0", "CPIS_LOG_FORMAT": "json"}
     if base_path:
-        env["CPIS_PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}{base_path}"
+        env["CPIS_PUBLIC_BASE_URL"] = f"http://127.0.0.1:0{base_path}"
     env |= dict(extra_env or {})
     out_path = data / "serve.out"
     with out_path.open("wb") as out:
@@ -60,7 +54,15 @@ async def running_demo(
 
         try:
             await wait_until(started, limit=90, what="the demo to start")
-            yield env, out_path.read_text(), f"http://127.0.0.1:{port}"
+            printed = out_path.read_text()
+            port = served_port(printed)
+            assert port, printed
+            # Later commands (`cpis token`, …) reach this server at its public base URL.
+            env |= {
+                "CPIS_PORT": str(port),
+                "CPIS_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}{base_path}",
+            }
+            yield env, printed, f"http://127.0.0.1:{port}"
         finally:
             if proc.returncode is None:
                 proc.terminate()

@@ -16,16 +16,17 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import pytest
-from aiohttp.test_utils import TestServer
 
 from cpis.adapters.mesh import MeshClient
 from cpis.app import Start, build, create_app
 from cpis.model import LocalAuthority
 from cpis.settings import Secret
+from cpis.web.server import serving
 from cpis.workers.mesh_uploads import ACK_WORKFLOW, UPLOAD_WORKFLOW
-from tests.e2e.conftest import E2E, ClientKey, e2e_settings, free_port, register_world
+from tests.e2e.conftest import E2E, ClientKey, e2e_settings, register_world
 from tests.mesh_sandbox import MeshSandbox, running_mesh_sandbox
 from tests.polling import wait_until
+from tests.ports import listening_socket, port_of
 
 CPIS = "X26ABC1"
 LA_BOX = "X26ABC2"
@@ -48,9 +49,9 @@ async def e2e_mesh(
     """As the ``e2e`` fixture, with CP-IS's own MESH mailbox configured and Demoshire's
     case management system sending from LA_BOX."""
     await sandbox.reset()
-    port = free_port()
+    sock = listening_socket()
     settings = dataclasses.replace(
-        e2e_settings(tmp_path, database_url, port),
+        e2e_settings(tmp_path, database_url, port_of(sock)),
         mesh_url=sandbox.base_url,
         mesh_mailbox=CPIS,
         mesh_password=Secret(sandbox.passwords[CPIS]),
@@ -61,17 +62,13 @@ async def e2e_mesh(
         await register_world(runtime, client_keys)
         await runtime.db.upsert_la(DEMO)
         await runtime.db.set_la_mesh(DEMO.ods_code, LA_BOX, "CPIS_NOTIFICATION")
-        server = TestServer(create_app(runtime), host="127.0.0.1", port=port)
-        await server.start_server(access_log=None)
-        try:
+        async with serving(create_app(runtime), settings, sock=sock):
             db = await asyncpg.connect(database_url)
             try:
                 async with aiohttp.ClientSession() as http:
                     yield E2E(runtime, settings, http, db, client_keys)
             finally:
                 await db.close()
-        finally:
-            await server.close()
 
 
 async def test_an_upload_sent_by_mesh_is_acknowledged_and_found_by_an_ed(

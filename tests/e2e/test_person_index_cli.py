@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.demo_process import CPIS, EXAMPLES, cpis, free_port, running_demo
+from tests.e2e.demo_process import CPIS, EXAMPLES, cpis, running_demo
 from tests.polling import wait_until
 
 Demo = tuple[dict[str, str], str, str]
@@ -188,7 +188,7 @@ async def test_serve_warns_when_the_local_index_is_empty(tmp_path: Path) -> None
     env = {k: v for k, v in os.environ.items() if not k.startswith("CPIS_")}
     env |= {
         "CPIS_DATA_DIR": str(tmp_path),
-        "CPIS_PORT": str(free_port()),
+        "CPIS_PORT": "0",
         "CPIS_LOG_FORMAT": "json",
         "CPIS_PERSON_INDEX": "local",
     }

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import _with_database
-from tests.e2e.demo_process import EXAMPLES, cpis, free_port
+from tests.e2e.demo_process import EXAMPLES, cpis
 from tests.e2e.test_cli_data_dir import one_error_line
+from tests.ports import free_port
 
 ADMIN = [
     ["migrate"],
@@ -41,11 +42,11 @@ def _ids(args: list[str]) -> str:
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    """A shell with its own data directory, a free port, and JSON logs."""
+    """A shell with its own data directory, any free port, and JSON logs."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("CPIS_")}
     return base | {
         "CPIS_DATA_DIR": str(tmp_path / "data"),
-        "CPIS_PORT": str(free_port()),
+        "CPIS_PORT": "0",
         "CPIS_LOG_FORMAT": "json",
     }
 

@@ -29,11 +29,11 @@ from tests.e2e.conftest import (
     NHS_SYSTEM,
     Reply,
     error_code,
-    free_port,
     user_headers,
 )
 from tests.fhir_validation import validate_resource
 from tests.polling import wait_until
+from tests.ports import free_port
 
 (CHILD,) = synthetic_numbers(1, start=701)
 FHIR_JSON = {"Content-Type": "application/fhir+json"}

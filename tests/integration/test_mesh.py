@@ -20,7 +20,8 @@ from structlog.testing import capture_logs
 
 from cpis.adapters.mesh import MAX_SEND_BYTES, MeshClient
 from cpis.errors import MeshError
-from tests.mesh_sandbox import MeshSandbox, free_port, running_mesh_sandbox
+from tests.mesh_sandbox import MeshSandbox, running_mesh_sandbox
+from tests.ports import free_port
 
 A = "X26ABC1"  # stands for CP-IS
 B = "X26ABC2"  # stands for a local authority

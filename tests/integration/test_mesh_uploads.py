@@ -34,8 +34,9 @@ from cpis.model import LocalAuthority
 from cpis.model.uploads import MeshMessage
 from cpis.settings import Secret, Settings
 from cpis.workers.mesh_uploads import ACK_WORKFLOW, UNKNOWN_SENDER, UPLOAD_WORKFLOW, MeshUploads
-from tests.mesh_sandbox import MeshSandbox, free_port
+from tests.mesh_sandbox import MeshSandbox
 from tests.polling import wait_until
+from tests.ports import free_port
 
 CPIS_COMMAND = [sys.executable, "-m", "cpis"]
 CPIS = "X26ABC1"  # the service's own mailbox

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 import time
 import uuid
@@ -29,6 +28,7 @@ import pytest
 from aiohttp import web
 
 from tests.polling import wait_until
+from tests.ports import listening_socket, port_of, served_port
 
 CPIS = [sys.executable, "-m", "cpis"]
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
@@ -36,19 +36,15 @@ LA_ODS = "XLA01"
 ED_ODS = "XED01"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def base_env(database_url: str, data_dir: Path, port: int) -> dict[str, str]:
+def base_env(database_url: str, data_dir: Path) -> dict[str, str]:
+    """A `cpis` environment on its own data directory. Its port is 0 until a
+    :class:`Server` started with it has bound one (tests/ports.py)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CPIS_")}
     return env | {
         "CPIS_DATABASE_URL": database_url,
         "CPIS_DATA_DIR": str(data_dir),
-        "CPIS_PORT": str(port),
-        "CPIS_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "CPIS_PORT": "0",
+        "CPIS_PUBLIC_BASE_URL": "http://127.0.0.1:0",
         "CPIS_RATE_LIMIT_PER_SECOND": "100000",
         "CPIS_RATE_LIMIT_BURST": "100000",
         "CPIS_SOURCE_RATE_LIMIT_PER_SECOND": "100000",
@@ -75,21 +71,41 @@ async def cpis(env: dict[str, str], *args: str) -> str:
 
 
 class Server:
-    """One `cpis serve` process; ``start`` waits for /readyz, ``kill`` is SIGKILL."""
+    """One `cpis serve` process; ``start`` waits for /readyz, ``kill`` is SIGKILL.
+
+    Started with ``CPIS_PORT=0``, it binds a port the system picks; ``start`` reads
+    it back and writes it into ``env`` (the same dict the test holds), so later
+    commands and a restart with that ``env`` use the same address, as the tokens'
+    audience requires."""
 
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
-        self.base = env["CPIS_PUBLIC_BASE_URL"]
         self.out = Path(env["CPIS_DATA_DIR"]) / "serve.out"
         self.proc: asyncio.subprocess.Process | None = None
 
+    @property
+    def base(self) -> str:
+        return self.env["CPIS_PUBLIC_BASE_URL"]
+
     async def start(self) -> None:
         Path(self.env["CPIS_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+        offset = self.out.stat().st_size if self.out.exists() else 0
         with self.out.open("ab") as out:
             self.proc = await asyncio.create_subprocess_exec(
                 *CPIS, "serve", env=self.env, stdout=out, stderr=asyncio.subprocess.STDOUT
             )
         proc = self.proc
+
+        async def bound() -> bool:
+            printed = self.out.read_bytes()[offset:].decode(errors="replace")
+            assert proc.returncode is None, printed
+            port = served_port(printed)
+            if port is not None and self.env["CPIS_PORT"] == "0":
+                self.env["CPIS_PORT"] = str(port)
+                self.env["CPIS_PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}"
+            return port is not None
+
+        await wait_until(bound, limit=60, what="cpis serve to listen")
 
         async def ready() -> bool:
             assert proc.returncode is None, self.out.read_text(errors="replace")
@@ -150,7 +166,7 @@ class Receiver:
     once (``hold`` seconds of simulated processing widens the window).
     """
 
-    port: int = field(default_factory=free_port)
+    port: int = 0  # 0 until the first start binds one; a restart reuses it
     mode: str = "ok"
     hold: float = 0.0
     posts: int = 0
@@ -189,7 +205,14 @@ class Receiver:
         app.router.add_post("/hook", self._hook)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True).start()
+        site: web.BaseSite
+        if self.port == 0:
+            sock = listening_socket()
+            self.port = port_of(sock)
+            site = web.SockSite(self._runner, sock)
+        else:
+            site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
+        await site.start()
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -16,7 +16,6 @@ from tests.reliability.conftest import (
     Server,
     base_env,
     delivered_everything,
-    free_port,
     lookup,
     put_plans,
     register,
@@ -35,7 +34,7 @@ async def test_sigkill_mid_burst_loses_nothing(
     """Every lookup answered 200 before the kill has its access event and exactly one
     notification (after de-duplicating by notification id) once a new process is up;
     what arrives is exactly the outbox, nothing more."""
-    env = base_env(database_url, tmp_path / "data", free_port())
+    env = base_env(database_url, tmp_path / "data")
     world = await register(env)
     server = Server(env)
     servers.append(server)

@@ -19,7 +19,6 @@ from tests.reliability.conftest import (
     NHS_SYSTEM,
     Server,
     base_env,
-    free_port,
     put_plans,
     register,
     tokens,
@@ -68,7 +67,7 @@ async def test_database_stopped_under_load_answers_503_and_recovers(
     Retry-After within a few seconds; once it is back the same process answers 200.
     The service logs no unhandled error and no 500."""
     where, handles = own_postgres
-    env = base_env(handles[0].dsn, tmp_path / "data", free_port())
+    env = base_env(handles[0].dsn, tmp_path / "data")
     env["CPIS_DB_STATEMENT_TIMEOUT_MS"] = "2000"
     world = await register(env)
     server = Server(env)

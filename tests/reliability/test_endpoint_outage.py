@@ -14,7 +14,6 @@ from tests.reliability.conftest import (
     Server,
     base_env,
     delivered_everything,
-    free_port,
     lookup,
     put_plans,
     register,
@@ -40,7 +39,7 @@ async def test_endpoint_down_then_back_everything_arrives_in_order(
     """Notifications queued while the endpoint refuses connections and then answers 500
     all arrive once it answers 200 again, none dead, and their event numbers rise
     strictly in arrival order (after de-duplicating by notification id)."""
-    env = base_env(database_url, tmp_path / "data", free_port())
+    env = base_env(database_url, tmp_path / "data")
     env["CPIS_DELIVERY_HORIZON_HOURS"] = "1000"
     world = await register(env)
     server = Server(env)

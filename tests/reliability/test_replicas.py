@@ -19,7 +19,6 @@ from tests.reliability.conftest import (
     Server,
     base_env,
     delivered_everything,
-    free_port,
     lookup,
     put_plans,
     register,
@@ -66,7 +65,7 @@ async def test_two_replicas_never_deliver_one_notification_twice_at_once(
     """With lookups spread over two replicas (each running its dispatcher) and a healthy
     endpoint, every notification arrives exactly once: no overlap, no redelivery."""
     keys = shared_keys(tmp_path / "keys")
-    envs = [base_env(database_url, tmp_path / f"data-{n}", free_port()) | keys for n in range(2)]
+    envs = [base_env(database_url, tmp_path / f"data-{n}") | keys for n in range(2)]
     world = await register(envs[0])
     replicas = [Server(env) for env in envs]
     servers.extend(replicas)

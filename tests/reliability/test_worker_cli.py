@@ -18,7 +18,6 @@ from tests.reliability.conftest import (
     Server,
     base_env,
     cpis,
-    free_port,
     lookup,
     put_plans,
     register,
@@ -33,7 +32,7 @@ async def test_a_separate_worker_delivers_and_operators_can_retry_dead_deliverie
     """With workers off in serve nothing is delivered until `cpis worker` runs; a delivery
     that went dead is listed by `cpis notifications failed`, and after `retry` the worker
     delivers it."""
-    env = base_env(database_url, tmp_path / "data", free_port())
+    env = base_env(database_url, tmp_path / "data")
     env["CPIS_WORKERS_IN_SERVE"] = "false"
     env["CPIS_DELIVERY_HORIZON_HOURS"] = "1"
     world = await register(env)

@@ -96,3 +96,31 @@ def test_slow_client_deadlines_and_source_limits_are_read_from_the_environment()
     ):
         with pytest.raises(SettingsError, match=name):
             Settings.from_env({name: value})
+
+
+@pytest.mark.parametrize(
+    ("env", "base"),
+    [
+        ({"CPIS_PORT": "0"}, "http://127.0.0.1:43210"),
+        ({"CPIS_PORT": "0", "CPIS_HOST": "::1"}, "http://[::1]:43210"),
+        (
+            {"CPIS_PORT": "0", "CPIS_PUBLIC_BASE_URL": "http://127.0.0.1:0/cpis"},
+            "http://127.0.0.1:43210/cpis",
+        ),
+        (
+            {"CPIS_PORT": "0", "CPIS_PUBLIC_BASE_URL": "https://cpis.example.nhs.uk/cpis"},
+            "https://cpis.example.nhs.uk/cpis",
+        ),
+    ],
+)
+def test_any_free_port_is_named_in_the_base_url_once_bound(env: dict[str, str], base: str) -> None:
+    """CPIS_PORT=0: serve binds a port the system picks; a port of 0 in the public
+    base URL (derived or given) becomes it, a base URL naming a proxy stays."""
+    bound = Settings.from_env(env).listening_on(43210)
+    assert bound.port == 43210
+    assert bound.public_base_url == base
+
+
+def test_a_base_url_with_port_0_needs_cpis_port_0() -> None:
+    with pytest.raises(SettingsError, match="needs CPIS_PORT=0"):
+        Settings.from_env({"CPIS_PORT": "8080", "CPIS_PUBLIC_BASE_URL": "http://127.0.0.1:0"})
