@@ -353,10 +353,17 @@ class Cluster:
             and any(sync == "sync" for _, sync in states)
         )
 
-    def service_url(self) -> str:
-        """What ``CPIS_DATABASE_URL`` is for the service: every node, read-write."""
-        hosts = ",".join(n.address for n in self.nodes)
+    def service_url(self, *, first: Node | None = None) -> str:
+        """What ``CPIS_DATABASE_URL`` is for the service: every node (``first`` first),
+        read-write."""
+        ordered = sorted(self.nodes, key=lambda n: n is not first)
+        hosts = ",".join(n.address for n in ordered)
         return f"postgresql://cpis:{SERVICE_PASSWORD}@{hosts}/cpis?target_session_attrs=read-write"
+
+    def node_url(self, node: Node) -> str:
+        """The service's database on one node only (the test's own checks: asyncpg's
+        multi-host connect would wait on a silent node for its whole timeout)."""
+        return f"postgresql://cpis:{SERVICE_PASSWORD}@{node.address}/cpis"
 
     # --- breaking and stopping it ----------------------------------------------
 

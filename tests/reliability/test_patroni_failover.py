@@ -18,7 +18,7 @@ import os
 import statistics
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,20 +131,27 @@ def log_events(server: Server) -> list[dict[str, object]]:
     return [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
 
 
-async def test_killing_the_primary_under_load_loses_no_acknowledged_lookup(
+@dataclass
+class Service:
+    """Two `cpis serve` replicas on the cluster, a child's plans and an LA subscribed."""
+
+    url: str
+    replicas: list[Server]
+    ed_tokens: list[str]
+    children: list[str]
+
+
+async def start_service(
     cluster: Cluster,
     tmp_path: Path,
     receiver: Receiver,
     servers: list[Server],
-    shared_keys: dict[str, str],
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """Every lookup is answered within its deadline, 200 or 503 (with Retry-After),
-    never 500; the old synchronous standby is promoted; every lookup answered 200,
-    before, during or after, has its access event on the new primary and exactly
-    one outbox row, and what the LA endpoint received, de-duplicated, is the outbox."""
-    url = cluster.service_url()
-    envs = [base_env(url, tmp_path / f"data-{n}") | shared_keys for n in range(2)]
+    keys: dict[str, str],
+    *,
+    first: Node | None = None,
+) -> Service:
+    url = cluster.service_url(first=first)
+    envs = [base_env(url, tmp_path / f"data-{n}") | keys for n in range(2)]
     world = await register(envs[0])
     replicas = [Server(env) for env in envs]
     servers.extend(replicas)
@@ -152,40 +159,61 @@ async def test_killing_the_primary_under_load_loses_no_acknowledged_lookup(
     ed_tokens = [(await tokens(env, world))[0] for env in envs]
     _ed, la_token = await tokens(envs[0], world)
     children = synthetic_numbers(4, start=930)
-
-    answers: list[Answer] = []
-    pending: set[asyncio.Task[None]] = set()
     async with aiohttp.ClientSession() as http:
         await put_plans(http, replicas[0].base, la_token, children)
-        await subscribe(url, receiver.url)
-        old = await cluster.leader()
-        standby = await cluster.sync_standby()
-        assert old is not None and standby is not None
+    await subscribe(url, receiver.url)
+    return Service(url, replicas, ed_tokens, children)
+
+
+@dataclass
+class Outage:
+    """A primary broken under load: the lookups, the roles, and when things happened."""
+
+    answers: list[Answer]
+    old: Node
+    standby: Node
+    new: Node
+    broken_at: float
+    promoted_at: float
+    recovered_at: float
+
+
+async def break_under_load(
+    cluster: Cluster, service: Service, breaks: Callable[[Node], float]
+) -> Outage:
+    """RATE lookups a second, alternating between the replicas; once BEFORE_KILL have
+    answered 200, ``breaks`` the primary; the load goes on until AFTER_RECOVERY seconds
+    after the first 200 of a lookup started since, then waits for every lookup."""
+    answers: list[Answer] = []
+    pending: set[asyncio.Task[None]] = set()
+    broken_at: float | None = None
+    promoted: asyncio.Task[tuple[Node, float]] | None = None
+    recovered_at: float | None = None
+    old = standby = None
+    async with aiohttp.ClientSession() as http:
 
         async def one(n: int) -> None:
-            child = children[n % len(children)]
+            child = service.children[n % len(service.children)]
             user = f"5550002{n:05d}"  # a new user each time: every lookup notifies
-            answers.append(await lookup(http, replicas[n % 2], ed_tokens[n % 2], child, user))
+            server, token = service.replicas[n % 2], service.ed_tokens[n % 2]
+            answers.append(await lookup(http, server, token, child, user))
 
-        killed_at: float | None = None
-        promoted: asyncio.Task[tuple[Node, float]] | None = None
-        recovered_at: float | None = None
         n = 0
         tick = time.monotonic()
         while True:
             now = time.monotonic()
-            if killed_at is None and sum(a.status == 200 for a in answers) >= BEFORE_KILL:
-                # The roles as they are at the kill, not as they were at the start.
+            if broken_at is None and sum(a.status == 200 for a in answers) >= BEFORE_KILL:
+                # The roles as they are at the break, not as they were at the start.
                 old, standby = await cluster.leader(), await cluster.sync_standby()
                 assert old is not None and standby is not None
-                killed_at = cluster.kill(old)
+                broken_at = breaks(old)
                 promoted = asyncio.create_task(promotion(cluster, old))
-            if killed_at is not None and recovered_at is None:
-                after = [a.ended for a in answers if a.status == 200 and a.started > killed_at]
+            if broken_at is not None and recovered_at is None:
+                after = [a.ended for a in answers if a.status == 200 and a.started > broken_at]
                 recovered_at = min(after, default=None)
             if recovered_at is not None and now > recovered_at + AFTER_RECOVERY:
                 break
-            if killed_at is not None and now > killed_at + RECOVERY_LIMIT:
+            if broken_at is not None and now > broken_at + RECOVERY_LIMIT:
                 break
             task = asyncio.create_task(one(n))
             pending.add(task)
@@ -194,18 +222,58 @@ async def test_killing_the_primary_under_load_loses_no_acknowledged_lookup(
             tick += 1 / RATE
             await asyncio.sleep(max(0.0, tick - time.monotonic()))
         await asyncio.gather(*pending)
-        assert killed_at is not None and promoted is not None
-        new, promoted_at = await promoted
-        assert recovered_at is not None, "lookups never answered 200 after the kill"
-        await wait_until(
-            lambda: delivered_everything(url, receiver), limit=60, what="every notification"
-        )
+    assert broken_at is not None and promoted is not None
+    assert old is not None and standby is not None
+    new, promoted_at = await promoted
+    assert recovered_at is not None, "lookups never answered 200 again"
+    return Outage(answers, old, standby, new, broken_at, promoted_at, recovered_at)
 
-    # What the new primary holds (the service's URL leads there): access events, outbox.
-    conn = await asyncpg.connect(url)
+
+async def check_nothing_lost(
+    cluster: Cluster,
+    service: Service,
+    receiver: Receiver,
+    outage: Outage,
+    capsys: pytest.CaptureFixture[str],
+    *,
+    title: str,
+) -> None:
+    """Print the figures, then: every lookup answered within its deadline, 200 or 503
+    (with Retry-After); the old synchronous standby promoted; every 200 has its access
+    event on the new primary and exactly one outbox row; the LA endpoint received, once
+    de-duplicated, exactly the outbox; neither replica logged a 500 or an unhandled
+    error."""
+    answers = outage.answers
+    ok = [a for a in answers if a.status == 200]
+    refused = [a for a in answers if a.status == 503]
+    unanswered = [a for a in answers if a.status is None]
+    figures: dict[str, object] = {
+        "lookups": len(answers),
+        "answered 200": len(ok),
+        "answered 503": len(refused),
+        "unanswered": len(unanswered),
+        "other statuses": sorted({a.status for a in answers if a.status not in (200, 503, None)}),
+        "promoted after the break (s)": round(outage.promoted_at - outage.broken_at, 1),
+        "200 again after the break (s)": round(outage.recovered_at - outage.broken_at, 1),
+        "Retry-After values": sorted({a.retry_after or "none" for a in refused}),
+        "slowest lookup (s)": round(max(a.took for a in answers), 2),
+        "median lookup (s)": round(statistics.median(a.took for a in answers), 3),
+        "promoted": f"{outage.new.name} (old leader {outage.old.name},"
+        f" sync standby {outage.standby.name})",
+    }
+    with capsys.disabled():
+        print(f"\n{title}:")
+        for name, value in figures.items():
+            print(f"  {name}: {value}")
+
+    primary = cluster.node_url(outage.new)
+    await wait_until(
+        lambda: delivered_everything(primary, receiver), limit=60, what="every notification"
+    )
+    # What the new primary holds: access events, outbox.
+    conn = await asyncpg.connect(primary)
     try:
         assert await conn.fetchval("SELECT NOT pg_is_in_recovery()")
-        assert int(await conn.fetchval("SELECT current_setting('port')")) == new.pg_port
         rows = await conn.fetch("SELECT id, trace_id FROM access_event")
         events = {r["trace_id"]: r["id"] for r in rows}
         rows_per_event: dict[uuid.UUID | None, int] = {
@@ -217,42 +285,79 @@ async def test_killing_the_primary_under_load_loses_no_acknowledged_lookup(
         outbox = {str(r[0]) for r in await conn.fetch("SELECT notification_id FROM outbox")}
     finally:
         await conn.close()
-
-    ok = [a for a in answers if a.status == 200]
-    refused = [a for a in answers if a.status == 503]
-    unanswered = [a for a in answers if a.status is None]
     lost = [a.trace_id for a in ok if a.trace_id not in events]
     not_once = [a.trace_id for a in ok if rows_per_event.get(events.get(a.trace_id)) != 1]
     received = [e.id for e in receiver.events]
-    figures = {
-        "lookups": len(answers),
-        "answered 200": len(ok),
-        "answered 503": len(refused),
-        "unanswered": len(unanswered),
-        "other statuses": sorted({a.status for a in answers if a.status not in (200, 503, None)}),
-        "promoted after kill (s)": round(promoted_at - killed_at, 1),
-        "200 again after kill (s)": round(recovered_at - killed_at, 1),
-        "Retry-After values": sorted({a.retry_after or "none" for a in refused}),
-        "slowest lookup (s)": round(max(a.took for a in answers), 2),
-        "median lookup (s)": round(statistics.median(a.took for a in answers), 3),
+    delivery = {
         "notifications": len(outbox),
         "duplicates posted": len(received) - len(set(received)),
         "acknowledged lookups lost": len(lost),
-        "promoted": f"{new.name} (old leader {old.name}, sync standby {standby.name})",
     }
     with capsys.disabled():
-        print("\nPatroni failover (SIGKILL of the primary):")
-        for name, value in figures.items():
+        for name, value in delivery.items():
             print(f"  {name}: {value}")
 
     assert unanswered == [], [(a.error, round(a.took, 1)) for a in unanswered]
     assert {a.status for a in answers} <= {200, 503}
     assert all(a.retry_after and int(a.retry_after) > 0 for a in refused)
-    assert new is standby, figures["promoted"]
+    assert outage.new is outage.standby, figures["promoted"]
     assert lost == [], "lookups answered 200 have no access event on the new primary"
     assert not_once == [], "lookups answered 200 without exactly one outbox row"
     assert set(received) == outbox
-    for server in replicas:
+    for server in service.replicas:
         lines = log_events(server)
         assert not [e for e in lines if e.get("event") == "unhandled_error"]
         assert not [e for e in lines if e.get("event") == "request" and e.get("status") == 500]
+
+
+async def test_killing_the_primary_under_load_loses_no_acknowledged_lookup(
+    cluster: Cluster,
+    tmp_path: Path,
+    receiver: Receiver,
+    servers: list[Server],
+    shared_keys: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The primary's Patroni, postmaster and backends SIGKILLed at once: lookups answer
+    503 until the synchronous standby is promoted, then 200, and nothing answered 200
+    is lost (:func:`check_nothing_lost`)."""
+    service = await start_service(cluster, tmp_path, receiver, servers, shared_keys)
+    outage = await break_under_load(cluster, service, cluster.kill)
+    await check_nothing_lost(
+        cluster, service, receiver, outage, capsys, title="Patroni failover (SIGKILL)"
+    )
+
+
+@pytest.mark.skipif(
+    not os.environ.get("CPIS_TEST_SILENT_PRIMARY"),
+    reason="fails until database calls have a client-side deadline"
+    " (deploy/high-availability.md, 'A primary that goes silent');"
+    " CPIS_TEST_SILENT_PRIMARY=1 runs it",
+)
+async def test_a_silent_primary_first_in_the_url_is_passed_over(
+    cluster: Cluster,
+    tmp_path: Path,
+    receiver: Receiver,
+    servers: list[Server],
+    shared_keys: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The primary, first in the service's URL, frozen (SIGSTOP: its kernel still
+    accepts connections that nobody answers): once the standby is promoted the
+    replicas connect past the silent host (each host gets its own connect timeout,
+    cpis/adapters/postgres/_connection.py) and lookups answer 200 again, with
+    nothing lost (:func:`check_nothing_lost`).
+
+    What it finds today: lookups answer 200 again ~2 s after the promotion, but a
+    statement in flight on a connection to the frozen node waits for ever (the
+    server's statement_timeout cannot fire in a stopped process, and asyncpg has
+    no client-side deadline unless given ``command_timeout``), so a few lookups
+    outlive their 10 s deadline and a dispatcher holding such a connection
+    delivers nothing more until the node is resumed or killed."""
+    leader = await cluster.leader()
+    assert leader is not None
+    service = await start_service(cluster, tmp_path, receiver, servers, shared_keys, first=leader)
+    outage = await break_under_load(cluster, service, cluster.freeze)
+    await check_nothing_lost(
+        cluster, service, receiver, outage, capsys, title="Patroni failover (SIGSTOP)"
+    )
