@@ -149,9 +149,9 @@ class LaSettings:
 
 @dataclass(frozen=True, slots=True)
 class LaDetailsChange:
-    """The details a manager asked to change; None leaves a detail as it is."""
+    """The details a manager asked to change; None leaves a detail as it is. (The LA's
+    name, which clinicians read, is the operator's to change: ``cpis la update``.)"""
 
-    name: str | None = None
     office_phone: str | None = None
     edt_phone: str | None = None
     repeat_window_hours: int | None = None

@@ -54,7 +54,6 @@ async def change_details(
     try:
         la = await db.update_la(
             actor.la_ods,
-            name=change.name,
             office_phone=change.office_phone,
             edt_phone=change.edt_phone,
             repeat_window_hours=change.repeat_window_hours,
@@ -77,7 +76,6 @@ def _field(message: str) -> str | None:
         ("office-hours phone", "office_phone"),
         ("emergency duty team phone", "edt_phone"),
         ("repeat window", "repeat_window_hours"),
-        ("name", "name"),
     ):
         if message.startswith(prefix):
             return name

@@ -224,7 +224,8 @@ async def get_settings(request: web.Request) -> web.Response:
     return _settings_response(found)
 
 
-_DETAIL_FIELDS = ("name", "office_phone", "edt_phone", "repeat_window_hours")
+# The LA's name is the operator's to change (`cpis la update`): clinicians read it.
+_DETAIL_FIELDS = ("office_phone", "edt_phone", "repeat_window_hours")
 _SETTINGS_FIELDS = frozenset((*_DETAIL_FIELDS, "mesh_mailbox", "mesh_workflow_id"))
 
 
@@ -234,8 +235,12 @@ def _settings_change(body: Any) -> tuple[LaDetailsChange, dict[str, Any]]:
         raise InvalidRequest("the body must be a JSON object of the settings to change")
     unknown = sorted(set(body) - _SETTINGS_FIELDS)
     if unknown:
-        raise InvalidRequest("the body has a field that is not a setting", expression=unknown[0])
-    for name in ("name", "office_phone", "edt_phone"):
+        # Not named: a key is the caller's text, and may be anything (a name, a number).
+        raise InvalidRequest(
+            "the body has a field that is not a setting: office_phone, edt_phone,"
+            " repeat_window_hours, mesh_mailbox or mesh_workflow_id"
+        )
+    for name in ("office_phone", "edt_phone"):
         if name in body and not isinstance(body[name], str):
             raise InvalidRequest(f"{name} must be a string", expression=name)
     window = body.get("repeat_window_hours")
@@ -247,7 +252,6 @@ def _settings_change(body: Any) -> tuple[LaDetailsChange, dict[str, Any]]:
         if body.get(name) is not None and not isinstance(body[name], str):
             raise InvalidRequest(f"{name} must be a string or null", expression=name)
     change = LaDetailsChange(
-        name=body.get("name"),
         office_phone=body.get("office_phone"),
         edt_phone=body.get("edt_phone"),
         repeat_window_hours=window,
