@@ -63,9 +63,9 @@ async def child(
 ) -> ChildRecord:
     """The child's record for the actor's LA, or NotFound when the LA holds no plan for it.
 
-    ``audit``, when given, is written in the same transaction as the read, with the
-    child (as its keyed hash) and what was shown, so the security log says whose
-    record was opened, not only that one was.
+    ``audit``, when given, is written in the same transaction as the read of a child
+    that is found, with the child (as its keyed hash) and what was shown, so the
+    security log says whose record was opened, not only that one was.
     """
     async with db.transaction() as tx:
         own = await _own_plans(tx, clock, actor.la_ods, nhs_number)
@@ -75,7 +75,9 @@ async def child(
             visits = list(
                 await tx.access_history(nhs_number, rules.HISTORY_SIZE, la_codes=[actor.la_ods])
             )
-        if audit is not None:
+        if audit is not None and own and la is not None:
+            # A child not found is audited by the caller as any refused request is
+            # (without the child: nothing was read of it).
             detail = {"plans": len(own), "events": len(visits)}
             await tx.append_audit(
                 dataclasses.replace(audit, subject=nhs_number, detail=detail), clock.now()

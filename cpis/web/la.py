@@ -29,6 +29,7 @@ from cpis.model.la import ChildPlan, LaDetailsChange, LaSettings
 from cpis.model.uploads import FieldRejection
 from cpis.services import children, la_settings, plans
 from cpis.web.auth import acting_org, authenticate
+from cpis.web.context import info
 from cpis.web.la_access import audit_entry, la_actor, nhs_number_param, one_param
 from cpis.web.notifications import INBOX, attendance_json
 from cpis.web.render import if_match, json_response
@@ -181,6 +182,7 @@ async def get_child(request: web.Request) -> web.Response:
         nhs_number=nhs,
         audit=audit_entry(request, actor),
     )
+    info(request).audited = True
     return json_response(
         {
             "nhs_number": record.nhs_number,

@@ -37,9 +37,9 @@ def nhs_number_param(raw: str | None, name: str = "nhs_number") -> str:
 
 
 def audit_entry(request: web.Request, actor: LaActor) -> AuditEntry:
-    """The audit line of an LA request a service writes itself (with the child read)."""
+    """The audit line of an LA request a service writes itself (with the child read);
+    the route marks the request audited once the service has answered."""
     ri = info(request)
-    ri.audited = True
     resource = request.match_info.route.resource
     return AuditEntry(
         action=ri.action,

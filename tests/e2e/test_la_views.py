@@ -154,7 +154,8 @@ async def test_a_child_is_found_only_among_the_las_own(e2e: E2E) -> None:
 
 async def test_child_requests_are_checked_and_audited(e2e: E2E) -> None:
     """A bad NHS number is a 400 that does not repeat it; a health client is 403; opening a
-    child writes one audit line naming the child only as its keyed hash."""
+    child writes one audit line naming the child only as its keyed hash, and another LA's
+    404 one naming no child."""
     await north_plan(e2e, "N-0", CHILD)
     bad = CHILD[:-1] + str((int(CHILD[-1]) + 1) % 10)
     for path, params in (
@@ -168,10 +169,19 @@ async def test_child_requests_are_checked_and_audited(e2e: E2E) -> None:
     assert (await get(e2e, ED_CLIENT, f"/la/v1/children/{CHILD}")).status == 403
     assert (await get(e2e, ED_CLIENT, "/la/v1/plans", nhs_number=CHILD)).status == 403
     await ok(e2e, LA_NORTH_CLIENT, f"/la/v1/children/{CHILD}")
-    rows = await e2e.fetch("SELECT subject, detail FROM audit_log WHERE action = 'la_child'")
-    [row] = [r for r in rows if r["subject"] is not None]
-    assert CHILD not in row["subject"]
-    assert json.loads(row["detail"]) == {"plans": 1, "events": 0}
+    assert (await get(e2e, LA_SOUTH_CLIENT, f"/la/v1/children/{CHILD}")).status == 404
+    rows = await e2e.fetch(
+        "SELECT outcome, client_id, subject, detail FROM audit_log WHERE action = 'la_child'"
+        " AND outcome IN (200, 404) AND client_id IN ($1, $2) ORDER BY seq",
+        LA_NORTH_CLIENT, LA_SOUTH_CLIENT,
+    )  # fmt: skip
+    found, refused = rows
+    assert (found["outcome"], found["client_id"]) == (200, LA_NORTH_CLIENT)
+    assert found["subject"] is not None and CHILD not in found["subject"]
+    assert json.loads(found["detail"]) == {"plans": 1, "events": 0}
+    assert (refused["outcome"], refused["client_id"], refused["subject"]) == (
+        404, LA_SOUTH_CLIENT, None,
+    )  # fmt: skip
 
 
 # --- uploads ------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from cpis.errors import Forbidden, InvalidRequest, NotFound
 from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import Accessor, AuditEntry, LocalAuthority, PlanFields, PlanType, SettingType
 from cpis.model.la import InboxCursor, LaActor, LaDetailsChange, LaRole
+from cpis.model.notifications import SubscriptionRequest
 from cpis.services import children, inbox, la_settings, lookup
 from cpis.services import plans as plan_service
 from tests.integration.conftest import FakeClock
@@ -102,8 +103,9 @@ async def test_a_person_acknowledges_and_is_kept_sealed(runtime: Runtime, clock:
 async def test_a_caseworker_reads_settings_and_a_manager_changes_them(
     runtime: Runtime, clock: FakeClock
 ) -> None:
-    """Settings are the actor's own LA's; changing them needs a manager; a child of another
-    LA is not found."""
+    """Settings are the actor's own LA's; changing them (the details, the MESH mailbox,
+    removing a Subscription) needs a manager of that LA; a child of another LA is not
+    found."""
     await seed(runtime, clock)
     subs = runtime.subscriptions
     read = await la_settings.read(runtime.db, subs, actor=CASEWORKER)
@@ -120,6 +122,20 @@ async def test_a_caseworker_reads_settings_and_a_manager_changes_them(
     assert (await la_settings.read(runtime.db, subs, actor=CASEWORKER)).mesh == mesh
     south = await la_settings.read(runtime.db, subs, actor=LaActor.system("XLA02", "s"))
     assert (south.la.repeat_window_hours, south.mesh) == (24, None)
+
+    request = SubscriptionRequest(
+        "requested", "cms", "https://cms.example/hook", (), "id-only", None, 10, None
+    )
+    sub = await subs.create(
+        la_ods="XLA01", client_id="la-north", topic="t", request=request, at=clock.now()
+    )
+    with pytest.raises(Forbidden):
+        await la_settings.remove_subscription(subs, actor=CASEWORKER, subscription_id=sub.id)
+    with pytest.raises(NotFound):
+        south_actor = LaActor.system("XLA02", "s")
+        await la_settings.remove_subscription(subs, actor=south_actor, subscription_id=sub.id)
+    await la_settings.remove_subscription(subs, actor=MANAGER, subscription_id=sub.id)
+    assert (await la_settings.read(runtime.db, subs, actor=CASEWORKER)).subscriptions == ()
 
     record = await children.child(
         runtime.db, runtime.outbox, clock, actor=CASEWORKER, nhs_number=KIDS[0]
