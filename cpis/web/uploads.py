@@ -37,7 +37,7 @@ from cpis.web.la_access import int_param, la_actor
 from cpis.web.render import json_response
 from cpis.web.state import SERVICES
 
-# Sequence numbers are a bigint (schemas/migrations/0001_baseline.sql).
+# Sequence numbers are a bigint (cpis/schema/migrations/0001_baseline.sql).
 _MAX_SEQUENCE = 2**63 - 1
 
 

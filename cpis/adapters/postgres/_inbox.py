@@ -49,7 +49,7 @@ _ATTENDANCE_COLUMNS = """
 
 
 def _page_query(status: str, *, cursor: bool) -> str:
-    """The inbox page's one statement (see schemas/migrations/0004_la_views.sql).
+    """The inbox page's one statement (see cpis/schema/migrations/0004_la_views.sql).
 
     ``heads`` walks the LA's attendances in the filter newest first, from the cursor
     when there is one (an index condition, so a deep page costs what the first
