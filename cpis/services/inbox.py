@@ -7,6 +7,10 @@ how many it has in the filter, and how many visits the LA may see from the last
 :data:`RECENT_DAYS` days: the fifth ED in three weeks is what a social worker
 must not miss. Pages follow a cursor (the last child's newest attendance), not
 an offset, so the hundredth page costs what the first does (``bench/inbox``).
+As with any cursor, the pages are of a list that moves: a child seen again
+while someone pages goes to the top of page one (not shown again further on),
+and a child whose newest attendance was acknowledged meanwhile may come again
+further on, by its next one.
 
 Every call is for the acting :class:`~cpis.model.la.LaActor`'s LA, and the
 store's queries are scoped by it, so another LA's notification is
