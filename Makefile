@@ -75,7 +75,7 @@ unit: $(STAMP) $(NODE_STAMP)
 	$(BIN)/pytest -q tests/unit
 
 bench: $(STAMP)
-	bench/lookup && bench/notify && bench/upload && bench/matching
+	bench/lookup && bench/notify && bench/upload && bench/matching && bench/inbox
 
 clean:
 	rm -rf $(VENV) tests/node_modules demo/oidc/node_modules .mypy_cache .pytest_cache .ruff_cache
