@@ -2,9 +2,10 @@
 against the PostgreSQL index by hand (bench/README.md, "matching").
 
     .venv/bin/python bench/matching_files.py --people 40000 --traces 5000 --out /tmp/m
-    CPIS_DATA_DIR=/tmp/m/data CPIS_PERSON_INDEX=local .venv/bin/cpis migrate
-    CPIS_DATA_DIR=/tmp/m/data CPIS_PERSON_INDEX=local .venv/bin/cpis person-index load /tmp/m/index.csv
-    time CPIS_DATA_DIR=/tmp/m/data CPIS_PERSON_INDEX=local .venv/bin/cpis trace /tmp/m/trace.json
+    export CPIS_DATA_DIR=/tmp/m/data CPIS_PERSON_INDEX=local
+    .venv/bin/cpis migrate
+    .venv/bin/cpis person-index load /tmp/m/index.csv
+    time .venv/bin/cpis trace /tmp/m/trace.json
 
 The trace file is the data set's trace copies (no NHS numbers), with a birth date
 taken away from one record in four on top of their own errors (``--no-dob``), as
