@@ -262,6 +262,12 @@ class MatchResult:
     birth_level: str = ""
     """The birth date's grade (exact, day-month-transposed, year-off-by-one,
     one-digit, missing, mismatch)."""
+    postcode_level: str = "missing"
+    """exact, district (same outward code), different, or missing (either side)."""
+    given_vowel_swap: bool = False
+    """The given names differ only in one vowel for another (Isabella/Isabelle,
+    Mario/Maria): graded a typo or a nickname, but the way a twin's look-alike name differs
+    too, so tracing is never certain on it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +318,7 @@ def compare(la: Person, index: Person) -> MatchResult:
     sex_known = sex_la is not None and sex_index is not None
     sex_conflict = sex_known and sex_la != sex_index
     postcode = _grade_postcode(la.postcode, index.postcode)
+    postcode_level = _postcode_level(la.postcode, index.postcode, postcode)
 
     fuzzy = (family.level == "typo") + (given.level in {"nickname", "typo"}) + swapped
     names_strong = family.level in _STRONG_FAMILY and given.level in _STRONG_GIVEN
@@ -382,7 +389,26 @@ def compare(la: Person, index: Person) -> MatchResult:
         contradicted=contradicted,
         given_level=given_level,
         birth_level=birth,
+        postcode_level=postcode_level,
+        given_vowel_swap=given.level in {"typo", "nickname"}
+        and _vowel_swap(la.given_name, index.given_name),
     )
+
+
+def _vowel_swap(a: str, b: str) -> bool:
+    ta, tb = names.tokens(a), names.tokens(b)
+    if not ta or not tb or len(ta[0]) != len(tb[0]):
+        return False
+    diffs = [(x, y) for x, y in zip(ta[0], tb[0], strict=True) if x != y]
+    return len(diffs) == 1 and all(ch in "aeiouy" for ch in diffs[0])
+
+
+def _postcode_level(a: str | None, b: str | None, grade: str | None) -> str:
+    if grade is not None:
+        return grade.removeprefix("postcode-")
+    if _postcode_key(a) and _postcode_key(b):
+        return "different"
+    return "missing"
 
 
 def _grade_birth_date(a: date | None, b: date | None) -> str:
@@ -507,13 +533,18 @@ def _sex(value: str | None) -> str | None:
     return _SEXES.get(value.strip().casefold())
 
 
+def _postcode_key(value: str | None) -> str:
+    """The postcode in capitals without spaces; empty when missing or too short to be one."""
+    if not isinstance(value, str):
+        return ""
+    key = "".join(ch for ch in value.upper() if ch.isascii() and ch.isalnum())
+    return key if len(key) >= 5 else ""
+
+
 def _grade_postcode(a: str | None, b: str | None) -> str | None:
     """Same postcode or same district is weak support; a difference is no evidence."""
-    if not isinstance(a, str) or not isinstance(b, str):
-        return None
-    ca = "".join(ch for ch in a.upper() if ch.isascii() and ch.isalnum())
-    cb = "".join(ch for ch in b.upper() if ch.isascii() and ch.isalnum())
-    if len(ca) < 5 or len(cb) < 5:
+    ca, cb = _postcode_key(a), _postcode_key(b)
+    if not ca or not cb:
         return None
     if ca == cb:
         return "postcode-exact"
