@@ -262,6 +262,8 @@ class MatchResult:
     birth_level: str = ""
     """The birth date's grade (exact, day-month-transposed, year-off-by-one,
     one-digit, missing, mismatch)."""
+    family_level: str = ""
+    """The family name's grade (exact, typo, partial, similar, missing, mismatch)."""
     postcode_level: str = "missing"
     """exact, district (same outward code), different, or missing (either side)."""
     given_vowel_swap: bool = False
@@ -389,6 +391,7 @@ def compare(la: Person, index: Person) -> MatchResult:
         contradicted=contradicted,
         given_level=given_level,
         birth_level=birth,
+        family_level=family.level,
         postcode_level=postcode_level,
         given_vowel_swap=given.level in {"typo", "nickname"}
         and _vowel_swap(la.given_name, index.given_name),
@@ -400,7 +403,8 @@ def _vowel_swap(a: str, b: str) -> bool:
     if not ta or not tb or len(ta[0]) != len(tb[0]):
         return False
     diffs = [(x, y) for x, y in zip(ta[0], tb[0], strict=True) if x != y]
-    return len(diffs) == 1 and all(ch in "aeiouy" for ch in diffs[0])
+    # "y" is not one here: Wilfred/Wylfred is a spelling, not another name.
+    return len(diffs) == 1 and all(ch in "aeiou" for ch in diffs[0])
 
 
 def _postcode_level(a: str | None, b: str | None, grade: str | None) -> str:
@@ -441,6 +445,9 @@ def _grade_family(a: str, b: str) -> _Grade:
     one_slip = min(len(ka), len(kb)) >= MIN_EDIT_FAMILY and names.within_one_edit(ka, kb)
     if (jw >= TYPO_JW or one_slip) and not _surname_extension(ka, kb):
         return _Grade("typo", max(jw, TYPO_JW), "family-name-typo")
+    alike = _sounds_or_reads_alike(ka, kb)
+    if alike is not None and not _surname_extension(ka, kb):
+        return _Grade("typo", TYPO_JW, f"family-name-{alike}")
     if jw >= SIMILAR_JW:
         return _Grade("similar", jw * 0.8, "family-name-similar")
     return _Grade("mismatch", jw * 0.4, "family-name-mismatch")
@@ -487,6 +494,9 @@ def _grade_given(a: str, b: str) -> _Grade:
             if names.are_distinct_forms(first_a, first_b):
                 return _Grade("similar", jw_first * 0.5, "given-name-distinct-variant")
             return _Grade("typo", max(jw_first, TYPO_JW), "given-name-typo")
+        alike = _sounds_or_reads_alike(first_a, first_b)
+        if alike is not None and not names.are_distinct_forms(first_a, first_b):
+            return _Grade("typo", TYPO_JW, f"given-name-{alike}")
     words_a, words_b = set(ta), set(tb)
     if any(len(w) > 1 for w in words_a & words_b) or any(
         names.are_variants(x, y) for x in words_a for y in words_b
@@ -498,6 +508,27 @@ def _grade_given(a: str, b: str) -> _Grade:
     if jw >= SIMILAR_JW:
         return _Grade("similar", jw * 0.7, "given-name-similar")
     return _Grade("mismatch", jw * 0.4, "given-name-mismatch")
+
+
+MIN_SOUND = 3
+"""Phonetic keys shorter than this (Leo/Leah "l", Ella/Ellie "el") say too little
+to call two names one name spelt differently."""
+
+
+def _sounds_or_reads_alike(a: str, b: str) -> str | None:
+    """ "phonetic" when two different spellings share a phonetic key of at least
+    ``MIN_SOUND`` sounds (Henrie/Henry, Philips/Fillips), "misread" when they are
+    the same or one keystroke apart once OCR's confusions are folded
+    (Calharn/Calham, Gilshavv/Gilshaw); else None. Graded as a typo: one name
+    written differently, with the same weight and the same limits (never two
+    of them and a birth date out for a "match")."""
+    sa, sb = names.sound(a), names.sound(b)
+    if sa == sb and len(sa) >= MIN_SOUND:
+        return "phonetic"
+    ma, mb = names.misread(a), names.misread(b)
+    if (ma, mb) != (a, b) and (ma == mb or names.within_one_edit(ma, mb)):
+        return "misread"
+    return None
 
 
 def _crossed(given: str, family: str) -> str | None:

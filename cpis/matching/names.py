@@ -52,6 +52,20 @@ PARTICLES = frozenset(
 )  # fmt: skip
 
 
+# Digits that OCR and typists put for letters.
+_DIGIT_LETTERS = str.maketrans("01580", "olsbo")
+# Letter groups OCR reads for one another (handwriting, faxes): folded for comparison.
+_MISREADS = (("rn", "m"), ("vv", "w"), ("cl", "d"))
+
+
+def misread(word: str) -> str:
+    """``word`` with letter groups OCR confuses folded to one form ("rn" and "m",
+    "vv" and "w", "cl" and "d"), so that two readings of one name compare equal."""
+    for group, letter in _MISREADS:
+        word = word.replace(group, letter)
+    return word
+
+
 def _fold_char(ch: str) -> str:
     return _FOLD.get(ch, ch)
 
@@ -103,6 +117,9 @@ def tokens(name: str) -> tuple[str, ...]:
         out.append(folded if folded.isalnum() else " ")
     words = []
     for word in "".join(out).split():
+        if not word.isalpha() and not word.isdigit():
+            # A digit inside a name is a misread letter (OCR, or a slip): "O1iver".
+            word = word.translate(_DIGIT_LETTERS)
         word = _TOKEN_ALIASES.get(word, word)
         if word.startswith("mac"):
             word = "mc" + word[3:]

@@ -99,7 +99,12 @@ _CERTAIN_GIVEN = frozenset({"exact", "first-token", "nickname", "typo", "missing
 word) or "initial": twins often share a middle name or an initial, and a twin
 agrees on everything else. Nor a birth date one digit out: some 25 dates are
 one digit from any date, so a common name one digit of the date away is as
-likely a namesake (the child may not be in the index at all)."""
+likely a namesake (the child may not be in the index at all), unless the
+postcode agrees too (issue 11: day and year digit slips). Initials and a
+middle name used as the known-as name stay "possible" however much else
+agrees: an absent twin shares initials and often the middle name, and an
+absent twin's name may be a nickname of the other's middle name (Harry, for
+Harvey Henry), which bench/matching's stress run found."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +246,11 @@ def is_certain(best: MatchResult, others: Iterable[MatchResult]) -> bool:
     """Whether ``best`` is enough on its own and far enough ahead of ``others``."""
     if best.decision == "no-match" or best.contradicted or best.weight < CERTAIN_WEIGHT:
         return False
-    if best.given_level not in _CERTAIN_GIVEN or best.birth_level == "one-digit":
+    # A birth date one digit out is certain only where the postcode agrees as
+    # well: a namesake one digit of the date away rarely shares it.
+    if best.given_level not in _CERTAIN_GIVEN:
+        return False
+    if best.birth_level == "one-digit" and best.postcode_level != "exact":
         return False
     if best.given_vowel_swap or best.postcode_level in {"different", "district"}:
         return False

@@ -191,3 +191,17 @@ def test_a_year_slip_onto_a_namesakes_birth_date_with_another_postcode_is_possib
     assert decision.status == "possible"
     same_place = decide(Person("Tamsin", "Quarrell", BORN, postcode="LS6 2QT"), [namesake])
     assert same_place.status == "certain"
+
+
+def test_a_birth_date_one_digit_out_is_certain_only_with_the_postcode() -> None:
+    """Issue 11: a day or year digit slip. Some 25 dates are one digit away, so only
+    the postcode agreeing as well makes it certain."""
+    slipped = date(2016, 4, 13)
+    home = "TR1 2AB"
+    assert (
+        decide(Person("Tamsin", "Quarrell", slipped, postcode=home), [ix(A, postcode=home)]).status
+        == "certain"
+    )
+    assert (
+        decide(Person("Tamsin", "Quarrell", slipped), [ix(A, postcode=home)]).status == "possible"
+    )
