@@ -10,7 +10,8 @@ certain
     nothing about it contradicts the child (``MatchResult.contradicted``); its
     given name agrees strongly or is missing (not a shared word or an
     initial, nor one vowel changed: Isabella/Isabelle); its birth date is not
-    merely one digit out; a postcode on both sides agrees; and any other
+    merely one digit out unless the postcode agrees; a postcode given on both
+    sides agrees; and any other
     candidate sharing its birth date and surname (issue 11: a twin) is told
     apart by the given name: exactly the candidate's, a different name from
     the twin's. The LA can send that number without a person checking.
