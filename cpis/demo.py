@@ -8,6 +8,7 @@ and plans.
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import shlex
 import sys
 from dataclasses import dataclass
@@ -219,7 +220,9 @@ async def seed(rt: Runtime) -> list[DemoChild]:
     return children
 
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "schemas" / "examples"
+# The example extract travels in the package, so `serve --demo` works from an installed
+# wheel; schemas/examples/person-index-example.csv is a link to it for the docs.
+DEMO_INDEX = importlib.resources.files("cpis") / "demo_files" / "person-index-example.csv"
 
 
 async def seed_person_index(rt: Runtime) -> int | None:
@@ -229,7 +232,7 @@ async def seed_person_index(rt: Runtime) -> int | None:
         return None
     from cpis.adapters.postgres import load_person_index
 
-    data = (EXAMPLES / "person-index-example.csv").read_bytes()
+    data = DEMO_INDEX.read_bytes()
     return (await load_person_index(rt.pool, rt.vault, data)).rows
 
 

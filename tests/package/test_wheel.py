@@ -27,6 +27,7 @@ import pytest
 
 from cpis.matching.nhs_number import synthetic_numbers
 from tests.conftest import _with_database
+from tests.polling import wait_until
 from tests.reliability.conftest import (
     Server,
     base_env,
@@ -175,3 +176,39 @@ async def test_an_installed_package_without_its_sql_fails_loudly(
     assert "no SQL migrations found" in out, out
     assert len(out.strip().splitlines()) == 1, out
     assert await tables(empty_database) == set()
+
+
+async def test_the_installed_wheel_serves_the_demo(
+    installed: Path, empty_database: str, tmp_path: Path
+) -> None:
+    """`cpis serve --demo` from the installed wheel, outside the repository: it seeds the
+    demo children and loads the example person index, which the package carries."""
+    env = outside_env() | base_env(empty_database, tmp_path / "data")
+    env["CPIS_PERSON_INDEX"] = "local"
+    out_path = tmp_path / "demo.out"
+    with out_path.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            installed / "cpis", "serve", "--demo",
+            cwd=tmp_path, env=env, stdout=out, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+
+        async def started() -> bool:
+            printed = out_path.read_text(errors="replace")
+            assert proc.returncode is None, printed
+            return "CP-IS demo is running" in printed
+
+        await wait_until(started, limit=90, what="the installed demo to start")
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        await asyncio.wait_for(proc.wait(), timeout=30)
+    printed = out_path.read_text(errors="replace")
+    assert "person_index_empty" not in printed, printed
+    assert '"unhandled_error"' not in printed, printed
+    conn = await asyncpg.connect(empty_database)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM person_index") > 0
+        assert await conn.fetchval("SELECT count(*) FROM plan") >= 3
+    finally:
+        await conn.close()
