@@ -1,7 +1,7 @@
 """Signing people in to the web pages with their organisation's OpenID Connect
 provider (:class:`~cpis.ports.web.IdentityProviders`; docs/sign-in.md).
 
-The relying party is authlib's (its OAuth 2 client on httpx, and its OpenID
+The relying party is authlib's (its OAuth 2 client on httpx2, and its OpenID
 Connect mixin): discovery, the authorization code flow with PKCE (S256),
 ``state`` and ``nonce``, the token request with the client's authentication,
 the ID token's signature checked against the issuer's JWKS (fetched again once
@@ -34,7 +34,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
+import httpx2
 import structlog
 from authlib.integrations.base_client import BaseApp, OAuthError
 from authlib.integrations.base_client.async_app import AsyncOAuth2Mixin
@@ -110,7 +110,7 @@ class OidcSignIn:
     async def _metadata(self, config: SignInConfig, party: _RelyingParty) -> dict[str, Any]:
         try:
             metadata: dict[str, Any] = await party.load_server_metadata()
-        except (httpx.HTTPError, ValueError) as exc:
+        except (httpx2.HTTPError, ValueError) as exc:
             self._parties.pop(_fingerprint(config), None)
             log.warning(
                 "sign_in_provider_unreachable", org=config.org_ods, error=type(exc).__name__
@@ -187,7 +187,7 @@ class OidcSignIn:
         except (OAuthError, JoseError) as exc:
             log.info("sign_in_not_verified", org=config.org_ods, error=type(exc).__name__)
             raise SignInFailed("your sign-in could not be verified; please try again") from None
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             log.warning("sign_in_provider_failed", org=config.org_ods, error=type(exc).__name__)
             raise Unavailable(
                 "the organisation's sign-in service cannot be reached", retry_after=30

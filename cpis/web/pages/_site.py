@@ -157,6 +157,11 @@ def clear_cookie(request: web.Request, response: web.StreamResponse, name: str) 
     set_cookie(request, response, name, "", max_age=0)
 
 
+def see_other(location: str) -> web.Response:
+    """A redirect to GET ``location`` (returned, so cookies can be set on it)."""
+    return web.Response(status=303, headers={"Location": location})
+
+
 PageHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

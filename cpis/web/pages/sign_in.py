@@ -19,6 +19,7 @@ from cpis.web.pages._site import (
     flow_cookie,
     page,
     render,
+    see_other,
     session_cookie,
     set_cookie,
     url,
@@ -77,7 +78,7 @@ async def begin(request: web.Request) -> web.StreamResponse:
         redirect_uri=absolute(request, "/auth/callback"),
         return_to=_next(request),
     )
-    response = web.HTTPSeeOther(provider_url)
+    response = see_other(provider_url)
     set_cookie(request, response, flow_cookie(request), flow, max_age=_FLOW_SECONDS)
     return response
 
@@ -88,7 +89,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
     session_id, session, back = await web_sign_in.finish(
         request.app[SIGN_IN], flow=flow, params=dict(request.query)
     )
-    response = web.HTTPSeeOther(back or url(request, home_of(session.user.role)))
+    response = see_other(back or url(request, home_of(session.user.role)))
     clear_cookie(request, response, flow_cookie(request))
     limits = request.app[SIGN_IN].limits
     set_cookie(
@@ -107,7 +108,7 @@ async def sign_out(request: web.Request) -> web.StreamResponse:
     provider = await web_sign_in.sign_out(
         svc, request[SESSION_ID], post_logout_redirect_uri=absolute(request, "/signed-out")
     )
-    response = web.HTTPSeeOther(provider or url(request, "/signed-out"))
+    response = see_other(provider or url(request, "/signed-out"))
     if provider:
         allow_form_target(request, provider)
     clear_cookie(request, response, session_cookie(request))
