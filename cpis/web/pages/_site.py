@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -180,6 +181,7 @@ def page(
             if session is not None and session_id is not None:
                 request[SESSION] = session
                 request[SESSION_ID] = session_id
+                await _allow_sign_out_target(request, session)
             if allowed is not None:
                 if session is None:
                     back = request.rel_url.path if request.method == "GET" else ""
@@ -280,9 +282,29 @@ def _content_security_policy(request: web.Request) -> str:
 _FORM_TARGET = web.RequestKey("form_target", str)
 
 
-def allow_form_target(request: web.Request, issuer: str) -> None:
-    parts = urlsplit(issuer)
-    request[_FORM_TARGET] = f"{parts.scheme}://{parts.netloc}"
+_ISSUER_ORIGINS: dict[str, tuple[float, str | None]] = {}
+_ISSUER_CACHE_SECONDS = 300.0
+
+
+async def _allow_sign_out_target(request: web.Request, session: WebSession) -> None:
+    """Every signed-in page has the sign-out form, whose answer redirects to the
+    person's provider (RP-initiated logout): its origin goes in form-action. The
+    provider's logout endpoint is taken to be at its issuer's origin, as it is at
+    Entra ID, CIS2 and the demo provider."""
+    org = session.user.org_ods
+    now = time.monotonic()
+    hit = _ISSUER_ORIGINS.get(org)
+    if hit is None or hit[0] < now:
+        config = await request.app[SIGN_IN].store.sign_in_config(org)
+        origin = None
+        if config is not None:
+            parts = urlsplit(config.issuer)
+            origin = f"{parts.scheme}://{parts.netloc}"
+        if len(_ISSUER_ORIGINS) > 10_000:
+            _ISSUER_ORIGINS.clear()
+        hit = _ISSUER_ORIGINS[org] = (now + _ISSUER_CACHE_SECONDS, origin)
+    if hit[1] is not None:
+        request[_FORM_TARGET] = hit[1]
 
 
 @web.middleware

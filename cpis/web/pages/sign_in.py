@@ -14,7 +14,6 @@ from cpis.web.pages._site import (
     SESSION_ID,
     SIGN_IN,
     absolute,
-    allow_form_target,
     clear_cookie,
     flow_cookie,
     page,
@@ -109,8 +108,6 @@ async def sign_out(request: web.Request) -> web.StreamResponse:
         svc, request[SESSION_ID], post_logout_redirect_uri=absolute(request, "/signed-out")
     )
     response = see_other(provider or url(request, "/signed-out"))
-    if provider:
-        allow_form_target(request, provider)
     clear_cookie(request, response, session_cookie(request))
     return response
 
