@@ -15,7 +15,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from cpis import rules
-from cpis.model import Principal, Role
+from cpis.model import AuditEntry, Principal, Role
 from cpis.services import lookup
 from tests.browser.conftest import Screenshots, assert_accessible
 from tests.web_service import (
@@ -154,9 +154,7 @@ async def test_clinician_signs_in_looks_a_child_up_sees_the_number_to_ring_and_s
     await expect(page.get_by_role("heading", name="Sign in", exact=True)).to_be_visible()
 
 
-def _audit_entry():  # type: ignore[no-untyped-def]
-    from cpis.model import AuditEntry
-
+def _audit_entry() -> AuditEntry:
     return AuditEntry(action="test_read", outcome=200)
 
 
@@ -176,7 +174,8 @@ async def test_a_form_without_its_csrf_token_is_refused_and_changes_nothing(
     page: Page, service: WebService, screenshots: Screenshots, database_url: str
 ) -> None:
     await _sign_in_as_clinician(page, service)
-    await page.locator("#main-content input[name=csrf_token]").evaluate("input => { input.value = 'forged'; }")
+    token = page.locator("#main-content input[name=csrf_token]")
+    await token.evaluate("input => { input.value = 'forged'; }")
     await page.get_by_label("NHS number").fill(CHILD_CPP)
     await page.get_by_role("button", name="Look up").click()
     await expect(page.get_by_role("heading", name="This form has expired")).to_be_visible()
