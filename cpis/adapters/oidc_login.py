@@ -161,22 +161,7 @@ class OidcSignIn:
             token = await party.fetch_access_token(
                 redirect_uri=pending.redirect_uri, code=code, code_verifier=pending.code_verifier
             )
-            claims = dict(
-                await party.parse_id_token(
-                    token,
-                    nonce=pending.nonce,
-                    claims_options={
-                        "iss": {"essential": True, "value": config.issuer},
-                        "aud": {"essential": True, "value": config.client_id},
-                        "exp": {"essential": True},
-                        "sub": {"essential": True},
-                    },
-                    leeway=_LEEWAY_SECONDS,
-                )
-                or {}
-            )
-            if not claims:
-                raise SignInFailed("your organisation's sign-in service sent no ID token")
+            claims = await verified_claims(party, config, token, nonce=pending.nonce)
             if config.kind is OrgKind.HEALTH and metadata.get("userinfo_endpoint"):
                 info = dict(await party.userinfo(token=token))
                 if info.get("sub") != claims.get("sub"):
@@ -211,6 +196,28 @@ class OidcSignIn:
         )
         url: str = made["url"]
         return url
+
+
+async def verified_claims(
+    party: _RelyingParty, config: SignInConfig, token: Mapping[str, Any], *, nonce: str
+) -> dict[str, Any]:
+    """The claims of the token response's ID token, once its signature (the issuer's
+    keys), ``iss``, ``aud``, ``exp``, ``nonce`` (and ``azp``, ``at_hash`` where given)
+    are what they must be; ``OAuthError`` or ``JoseError`` otherwise."""
+    if not isinstance(token.get("id_token"), str):
+        raise SignInFailed("your organisation's sign-in service sent no ID token")
+    claims = await party.parse_id_token(
+        dict(token),
+        nonce=nonce,
+        claims_options={
+            "iss": {"essential": True, "value": config.issuer},
+            "aud": {"essential": True, "value": config.client_id},
+            "exp": {"essential": True},
+            "sub": {"essential": True},
+        },
+        leeway=_LEEWAY_SECONDS,
+    )
+    return dict(claims)
 
 
 def _text(value: object, limit: int = 200) -> str | None:
