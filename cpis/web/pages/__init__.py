@@ -7,6 +7,12 @@ template of ``cpis/web/templates/`` on ``base.html``, and offers itself in the
 navigation (:mod:`~cpis.web.pages.nav`). :func:`add_routes` registers them all,
 named ``page_*`` (so the error middleware knows them for pages), under the base
 URL's path, with GOV.UK Frontend's files and ours at ``/assets/``.
+:mod:`~cpis.web.pages.events` streams server-sent events to a page left open.
+
+Adding a page (the LA's inbox, say): a module here with its handlers under
+``@page(roles=[WebRole.CASEWORKER, WebRole.MANAGER])``, a template extending
+``base.html`` (its forms with ``csrf_token``), ``offer("Inbox", "/la/inbox",
+...)`` for the navigation, and its routes below, named ``page_*``.
 """
 
 from __future__ import annotations
