@@ -11,7 +11,7 @@ URL's path, with GOV.UK Frontend's files and ours at ``/assets/``.
 
 Adding a page (the LA's inbox, say): a module here with its handlers under
 ``@page(roles=[WebRole.CASEWORKER, WebRole.MANAGER])``, a template extending
-``base.html`` (its forms with ``csrf_token``), ``offer("Inbox", "/la/inbox",
+``base.html`` (its forms with ``csrf_token``), ``offer("Inbox", "/inbox",
 ...)`` for the navigation, and its routes below, named ``page_*``.
 """
 

@@ -47,7 +47,7 @@ SESSION_ID = web.RequestKey("web_session_id", str)
 
 # Paths (under the base URL's prefix) that are the APIs: their errors stay
 # OperationOutcomes, whatever the Accept header says.
-_API_PATHS = ("/FHIR/", "/la/", "/oauth2/", "/.well-known/", "/openapi.json")
+_API_PATHS = ("/FHIR/", "/la/v1/", "/oauth2/", "/.well-known/", "/openapi.json")
 _API_ROOT = ("/healthz", "/readyz", "/metrics")
 
 CONTENT_SECURITY_POLICY = (
