@@ -9,7 +9,8 @@ use within ten minutes. At the callback the provider's answer is verified
 holds nothing a browser could present. A session ends after
 ``idle`` without use or ``lifetime`` after sign-in, whichever comes first, and
 at sign-out, which also signs the person out at their provider where it offers
-RP-initiated logout.
+RP-initiated logout. Expired sessions and sign-ins are deleted whenever a sign-in
+begins.
 
 Each form's CSRF token is derived from the session id (an HMAC keyed by it),
 so it needs no storage, differs per session, and cannot be worked out from the
@@ -100,6 +101,9 @@ async def begin(
     config = await svc.store.sign_in_config(org_ods)
     if config is None:
         raise SignInFailed("that organisation does not sign in to this service")
+    # Expired sessions and abandoned sign-ins go as new ones begin: no worker needed,
+    # and the table never holds more than a day's sign-ins.
+    await svc.store.purge(now=svc.clock.now(), idle=svc.limits.idle)
     started = await svc.providers.begin(config, redirect_uri=redirect_uri)
     flow = secrets.token_urlsafe(32)
     await svc.store.put_pending(

@@ -224,3 +224,20 @@ async def test_a_provider_whose_discovery_names_another_issuer_is_refused(
     )
     with pytest.raises(SignInFailed):
         await rt.identity_providers.begin(wrong, redirect_uri=service.url("/auth/callback"))
+
+
+async def test_expired_sessions_are_deleted_when_someone_signs_in(
+    service: WebService, clock: FakeClock, database_url: str
+) -> None:
+    async with WebUser(service) as first:
+        await first.sign_in("clinician")
+    clock.advance(hours=1)
+    async with WebUser(service) as second:
+        await second.sign_in("caseworker")
+    db = await asyncpg.connect(database_url)
+    try:
+        roles = [r["role"] for r in await db.fetch("SELECT role FROM web_session")]
+        pending = await db.fetchval("SELECT count(*) FROM web_sign_in_pending")
+    finally:
+        await db.close()
+    assert roles == ["caseworker"] and pending == 0
