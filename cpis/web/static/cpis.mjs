@@ -24,7 +24,12 @@ function nhsNumberProblem(raw) {
 for (const input of document.querySelectorAll('[data-nhs-number]')) {
   const group = input.closest('[data-nhs-number-group]');
   const message = group.querySelector('.govuk-error-message');
+  // Read out when the judgement changes (an error message appearing is not, by itself).
+  const status = input.form.querySelector('[data-nhs-number-status]');
+  let said = null;
   const show = (problem) => {
+    if (status && problem !== said) status.textContent = problem ?? '';
+    said = problem;
     group.classList.toggle('govuk-form-group--error', Boolean(problem));
     input.classList.toggle('govuk-input--error', Boolean(problem));
     message.hidden = !problem;
