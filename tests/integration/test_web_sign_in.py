@@ -146,8 +146,17 @@ async def test_a_post_without_the_sessions_csrf_token_is_refused_and_changes_not
     db = await asyncpg.connect(database_url)
     try:
         assert await db.fetchval("SELECT count(*) FROM access_event") == 0
+        refusals = await db.fetch(
+            "SELECT action, role FROM audit_log WHERE outcome = 403 AND user_key IS NOT NULL"
+        )
     finally:
         await db.close()
+    # Each refusal is audited naming her.
+    assert [(r["action"], r["role"]) for r in refusals] == [
+        ("page_lookup_result", "clinician"),
+        ("page_lookup_result", "clinician"),
+        ("page_sign_out", "clinician"),
+    ]
 
 
 async def test_a_caseworker_cannot_use_the_clinicians_lookup(service: WebService) -> None:

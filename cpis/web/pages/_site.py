@@ -182,20 +182,26 @@ def page(
                 request[SESSION] = session
                 request[SESSION_ID] = session_id
                 await _allow_sign_out_target(request, session)
-            if allowed is not None:
-                if session is None:
-                    back = request.rel_url.path if request.method == "GET" else ""
-                    raise web.HTTPSeeOther(_sign_in_url(request, back))
-                if session.user.role not in allowed:
-                    raise PageRefused(403, "You cannot use this page", _ROLE_REFUSAL)
-            if request.method == "POST":
-                form = await request.post()
-                token = form.get("csrf_token")
-                if session_id is None or not web_sign_in.csrf_ok(
-                    session_id, token if isinstance(token, str) else None
-                ):
-                    raise PageRefused(403, "This form has expired", _CSRF_REFUSAL)
-            response = await handler(request)
+            if allowed is not None and session is None:
+                back = request.rel_url.path if request.method == "GET" else ""
+                raise web.HTTPSeeOther(_sign_in_url(request, back))
+            try:
+                if allowed is not None and session is not None:
+                    if session.user.role not in allowed:
+                        raise PageRefused(403, "You cannot use this page", _ROLE_REFUSAL)
+                if request.method == "POST":
+                    form = await request.post()
+                    token = form.get("csrf_token")
+                    if session_id is None or not web_sign_in.csrf_ok(
+                        session_id, token if isinstance(token, str) else None
+                    ):
+                        raise PageRefused(403, "This form has expired", _CSRF_REFUSAL)
+                response = await handler(request)
+            except PageRefused as refused:
+                # A refusal of someone signed in names them too, not only the address.
+                if session is not None:
+                    await _audit(request, session, refused.status)
+                raise
             if audit and session is not None and not info(request).audited:
                 await _audit(request, session, response.status)
             return response
