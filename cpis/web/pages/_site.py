@@ -186,9 +186,8 @@ def page(
                 back = request.rel_url.path if request.method == "GET" else ""
                 raise web.HTTPSeeOther(_sign_in_url(request, back))
             try:
-                if allowed is not None and session is not None:
-                    if session.user.role not in allowed:
-                        raise PageRefused(403, "You cannot use this page", _ROLE_REFUSAL)
+                if allowed is not None and session and session.user.role not in allowed:
+                    raise PageRefused(403, "You cannot use this page", _ROLE_REFUSAL)
                 if request.method == "POST":
                     form = await request.post()
                     token = form.get("csrf_token")
