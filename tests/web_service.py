@@ -120,11 +120,12 @@ async def _world(rt: Runtime, issuer: str) -> None:
 
 @asynccontextmanager
 async def running_web_service(
-    tmp_path: Path, database_url: str, **overrides: Any
+    tmp_path: Path, database_url: str, *, base_path: str = "", **overrides: Any
 ) -> AsyncIterator[WebService]:
+    """Served at ``http://127.0.0.1:{port}{base_path}``; ``overrides`` go to ``build``."""
     sock = listening_socket()
     port = port_of(sock)
-    base = f"http://127.0.0.1:{port}"
+    base = f"http://127.0.0.1:{port}{base_path}"
     settings = Settings(
         data_dir=tmp_path,
         database_url=Secret(database_url),

@@ -250,3 +250,27 @@ async def test_expired_sessions_are_deleted_when_someone_signs_in(
     finally:
         await db.close()
     assert roles == ["caseworker"] and pending == 0
+
+
+async def test_the_pages_work_under_a_base_url_with_a_path(
+    tmp_path: Path, database_url: str
+) -> None:
+    """With CPIS_PUBLIC_BASE_URL ``…/cpis`` the pages, their links, assets, redirects and
+    the provider's callback are all under it, and a lookup works."""
+    async with (
+        running_web_service(tmp_path, database_url, base_path="/cpis") as svc,
+        WebUser(svc) as user,
+    ):
+        assert await user.sign_in("clinician") == svc.url("/lookup")
+        status, body, _ = await user.page("/lookup")
+        assert status == 200
+        assert 'href="/cpis/assets/govuk/css/govuk-frontend.min.css"' in body
+        assert 'action="/cpis/lookup"' in body and 'action="/cpis/sign-out"' in body
+        css_status, _css, _ = await user.page("/assets/govuk/css/govuk-frontend.min.css")
+        assert css_status == 200
+        status, body, _ = await user.post(
+            "/lookup", {"csrf_token": await user.csrf(), "nhs_number": CHILD_CPP}
+        )
+        assert status == 200 and "Known to children" in body
+        status, _body, _headers = await user.page("/nowhere")
+        assert status == 404
