@@ -74,7 +74,14 @@ def _common(parser: argparse.ArgumentParser, *, roles_claim: str) -> None:
     parser.add_argument(
         "--client-secret-file", type=Path, help="a file holding the client secret (else PKCE only)"
     )
-    parser.add_argument("--roles-claim", default=roles_claim, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--roles-claim",
+        default=roles_claim,
+        # CIS2's role comes from selected_roleid and nhsid_nrbac_roles, always.
+        help="the ID token claim holding the person's roles (default roles, Entra ID's)"
+        if roles_claim == "roles"
+        else argparse.SUPPRESS,
+    )
     parser.add_argument("--scope", default="", help="scopes to ask for (default: by kind)")
 
 
