@@ -142,6 +142,11 @@ async def test_a_post_without_the_sessions_csrf_token_is_refused_and_changes_not
             assert status == 403 and "This form has expired" in body
         status, _body, _ = await user.post("/sign-out", {"csrf_token": "wrong"})
         assert status == 403
+        # The header a page's script may send instead is held to the same token.
+        async with user.http.post(
+            service.url("/sign-out"), headers={"X-CSRF-Token": "wrong"}, allow_redirects=False
+        ) as resp:
+            assert resp.status == 403
         assert (await user.page("/lookup"))[0] == 200  # still signed in
     db = await asyncpg.connect(database_url)
     try:
@@ -155,6 +160,7 @@ async def test_a_post_without_the_sessions_csrf_token_is_refused_and_changes_not
     assert [(r["action"], r["role"]) for r in refusals] == [
         ("page_lookup_result", "clinician"),
         ("page_lookup_result", "clinician"),
+        ("page_sign_out", "clinician"),
         ("page_sign_out", "clinician"),
     ]
 

@@ -6,7 +6,8 @@ in particular (``roles=None``), or signed-in people with one of ``roles``.
 Someone not signed in is sent to sign in (and brought back afterwards); someone
 signed in with another role gets a 403 page. A POST must carry the session's
 CSRF token (``csrf_token`` in the form), or it is refused before the handler
-runs: state changes only by POST, and only with the token.
+runs: state changes only by POST, and only with the token (or, from a page's own
+script, its ``X-CSRF-Token`` header: a same-origin header no other site can set).
 
 API paths (FHIR, the LA API, tokens, the probes) keep their OperationOutcome
 errors; anything else a browser asks for that is not there gets an HTML 404.
@@ -189,8 +190,11 @@ def page(
                 if allowed is not None and session and session.user.role not in allowed:
                     raise PageRefused(403, "You cannot use this page", _ROLE_REFUSAL)
                 if request.method == "POST":
-                    form = await request.post()
-                    token = form.get("csrf_token")
+                    # A page's own script (an upload with a progress bar) may send the
+                    # token as a header, so the body need not be parsed as a form here.
+                    token: object = request.headers.get("X-CSRF-Token")
+                    if token is None:
+                        token = (await request.post()).get("csrf_token")
                     if session_id is None or not web_sign_in.csrf_ok(
                         session_id, token if isinstance(token, str) else None
                     ):
