@@ -23,7 +23,7 @@ def py_spy_record(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes] 
     if not Path(exe).exists():
         print("  (py-spy not found; pip install py-spy into the venv to profile)", flush=True)
         return None
-    fmt = "speedscope" if out.suffix == ".json" else "flamegraph"
+    fmt = {".json": "speedscope", ".txt": "raw"}.get(out.suffix, "flamegraph")
     return subprocess.Popen(
         [
             exe,

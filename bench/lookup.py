@@ -408,7 +408,7 @@ def main() -> int:
         "--py-spy",
         type=Path,
         help="profile the service's peak run to this file "
-        "(.svg flame graph or .json speedscope); needs py-spy",
+        "(.svg flame graph, .json speedscope or .txt collapsed stacks); needs py-spy",
     )
     p.add_argument(
         "--pg-waits",

@@ -2,7 +2,7 @@
 
 Requests only insert their line (``audit_append``); every second ``serve``
 seals the lines of the transactions that have finished since the last seal
-as one batch (schemas/functions/audit_seal_next.sql). Hashes alone made that
+as one batch (cpis/schema/functions/audit_seal_next.sql). Hashes alone made that
 chain tamper-evident only to someone who could not recompute it: a database
 superuser could edit a line and recompute every later seal, or delete the
 newest batch, and the chain still checked (issue 9, item 3). So:

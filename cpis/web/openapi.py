@@ -1,9 +1,10 @@
 """``GET /openapi.json``: the OpenAPI 3.1 document of every route but the health-facing FHIR API.
 
-The document is written by hand in ``schemas/openapi.json`` from the routes
-(LA plans, uploads, notifications, the LA-facing FHIR Subscription routes, the
-token endpoint, the JWKS and the operational endpoints); the FHIR API has its
-CapabilityStatement instead. ``tests/e2e/test_openapi.py`` holds it to the
+The document is written by hand in ``cpis/web/openapi.json`` (package data, read
+through :mod:`importlib.resources`) from the routes (LA plans, uploads,
+notifications, the LA-facing FHIR Subscription routes, the token endpoint, the
+JWKS and the operational endpoints); the FHIR API has its CapabilityStatement
+instead. ``tests/e2e/test_openapi.py`` holds it to the
 router both ways and runs schemathesis against the live service with it.
 
 JSON, not YAML: the service reads it, and the standard library reads JSON.
@@ -16,7 +17,8 @@ by calling the service.
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from typing import Any
 
 import orjson
@@ -24,7 +26,7 @@ from aiohttp import web
 
 from cpis.web.state import SERVICES
 
-DOCUMENT = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
+DOCUMENT: Traversable = files("cpis.web") / "openapi.json"
 BASE_URL_VARIABLE = "{CPIS_PUBLIC_BASE_URL}"
 
 
@@ -38,7 +40,7 @@ def _substituted(node: Any, base_url: str) -> Any:
     return node
 
 
-def load_document(public_base_url: str, path: Path = DOCUMENT) -> dict[str, Any]:
+def load_document(public_base_url: str, path: Traversable = DOCUMENT) -> dict[str, Any]:
     """The document as served for a deployment whose base URL is ``public_base_url``."""
     document: dict[str, Any] = _substituted(orjson.loads(path.read_bytes()), public_base_url)
     document["servers"] = [{"url": public_base_url, "description": "This deployment"}]

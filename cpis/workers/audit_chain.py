@@ -2,7 +2,7 @@
 
 Requests only insert their audit line; sealing them here, in batches after
 commit, keeps a global lock and a second write off every request's path
-(schemas/functions/audit_seal_next.sql). Any number of replicas run this: the
+(cpis/schema/functions/audit_seal_next.sql). Any number of replicas run this: the
 database lets one seal at a time and the others find nothing to do. Each seal
 is signed with the service's audit key and its hash exported as an anchor
 (a log line, and a file when the service has one): the sealer does both, so

@@ -88,7 +88,7 @@ async def test_every_route_is_documented_and_every_documented_operation_is_a_rou
     in_router = routed(e2e.app, prefix)
 
     undocumented = sorted(set(in_router) - set(in_document))
-    assert not undocumented, f"routes missing from schemas/openapi.json: {undocumented}"
+    assert not undocumented, f"routes missing from cpis/web/openapi.json: {undocumented}"
     unrouted = sorted(set(in_document) - set(in_router))
     assert not unrouted, f"documented operations with no route: {unrouted}"
     assert in_document == in_router, "operationIds must be the route names"

@@ -176,3 +176,32 @@ async def test_a_database_from_before_the_baseline_is_refused_untouched(
     assert "0001_core to 0019_staff_sealed_audit_signed" in message
     assert "cannot be upgraded" in message
     assert (tables, functions) == (1, 0)  # schema_migration alone
+
+
+async def test_a_package_without_its_sql_files_is_refused_untouched(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A package built without its SQL files (an installed wheel once had none) makes
+    migrate fail in one line before it touches the database, rather than create one
+    bookkeeping table and report success (issue 13, item 1)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    finally:
+        await conn.close()
+    (tmp_path / "functions").mkdir()
+    (tmp_path / "functions" / "README.md").write_text("not SQL")
+    pool = await create_pool(database_url, min_size=1, max_size=1, statement_timeout_ms=30_000)
+    try:
+        with pytest.raises(StartupError) as refused:
+            await migrate(pool, schema=tmp_path)
+        async with pool.acquire() as conn:
+            objects = await conn.fetchval(
+                "SELECT count(*) FROM pg_class WHERE relnamespace = current_schema()::regnamespace"
+            )
+    finally:
+        await pool.close()
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "no SQL migrations found" in message
+    assert objects == 0

@@ -55,10 +55,11 @@ def base_env(database_url: str, data_dir: Path) -> dict[str, str]:
     }
 
 
-async def cpis(env: dict[str, str], *args: str) -> str:
-    """Run one CLI command to completion; its stdout (failing the test on a non-zero exit)."""
+async def cpis(env: dict[str, str], *args: str, command: list[str] = CPIS) -> str:
+    """Run one CLI command to completion; its stdout (failing the test on a non-zero exit).
+    ``command`` is how `cpis` is run: this checkout's, unless a test installed another."""
     proc = await asyncio.create_subprocess_exec(
-        *CPIS, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        *command, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
@@ -76,10 +77,11 @@ class Server:
     Started with ``CPIS_PORT=0``, it binds a port the system picks; ``start`` reads
     it back and writes it into ``env`` (the same dict the test holds), so later
     commands and a restart with that ``env`` use the same address, as the tokens'
-    audience requires."""
+    audience requires. ``command`` is how `cpis` is run (as for :func:`cpis`)."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], *, command: list[str] = CPIS) -> None:
         self.env = env
+        self.command = command
         self.out = Path(env["CPIS_DATA_DIR"]) / "serve.out"
         self.proc: asyncio.subprocess.Process | None = None
 
@@ -92,7 +94,7 @@ class Server:
         offset = self.out.stat().st_size if self.out.exists() else 0
         with self.out.open("ab") as out:
             self.proc = await asyncio.create_subprocess_exec(
-                *CPIS, "serve", env=self.env, stdout=out, stderr=asyncio.subprocess.STDOUT
+                *self.command, "serve", env=self.env, stdout=out, stderr=asyncio.subprocess.STDOUT
             )
         proc = self.proc
 
@@ -247,31 +249,34 @@ class World:
     la_token: str = ""
 
 
-async def register(env: dict[str, str]) -> World:
+async def register(env: dict[str, str], *, command: list[str] = CPIS) -> World:
     """An LA, an ED client and the LA's client, through the CLI as an operator does it."""
     keys = Path(env["CPIS_DATA_DIR"]) / "clients"
     world = World(ed_key=keys / "ed.pem", la_key=keys / "la.pem")
-    await cpis(env, "migrate")  # sets up the database and keys; admin commands only use them
+    # migrate sets up the database and keys; admin commands only use them
+    await cpis(env, "migrate", command=command)
     await cpis(
         env, "la", "add", "--ods", LA_ODS, "--name", "Northshire",
-        "--office-phone", "01632 960001", "--edt-phone", "01632 960101",
+        "--office-phone", "01632 960001", "--edt-phone", "01632 960101", command=command,
     )  # fmt: skip
     await cpis(
         env, "client", "add", "--id", "ed", "--role", "health", "--ods", ED_ODS,
         "--new-key", str(world.ed_key), "--alg", "ES256", "--setting-type", "ED",
-        "--org-name", "Northshire General ED",
+        "--org-name", "Northshire General ED", command=command,
     )  # fmt: skip
     await cpis(
         env, "client", "add", "--id", "la", "--role", "la", "--ods", LA_ODS,
-        "--new-key", str(world.la_key), "--alg", "ES256",
+        "--new-key", str(world.la_key), "--alg", "ES256", command=command,
     )  # fmt: skip
     return world
 
 
-async def tokens(env: dict[str, str], world: World) -> tuple[str, str]:
+async def tokens(
+    env: dict[str, str], world: World, *, command: list[str] = CPIS
+) -> tuple[str, str]:
     """(ED token, LA token) from the server at ``env``'s public base URL."""
-    ed = await cpis(env, "token", "--client", "ed", "--key", str(world.ed_key))
-    la = await cpis(env, "token", "--client", "la", "--key", str(world.la_key))
+    ed = await cpis(env, "token", "--client", "ed", "--key", str(world.ed_key), command=command)
+    la = await cpis(env, "token", "--client", "la", "--key", str(world.la_key), command=command)
     return ed.strip(), la.strip()
 
 

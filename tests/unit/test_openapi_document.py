@@ -1,4 +1,4 @@
-"""``schemas/openapi.json`` on its own: valid OpenAPI 3.1, and one source for each rule.
+"""``cpis/web/openapi.json`` on its own: valid OpenAPI 3.1, and one source for each rule.
 
 The router check and the fuzzing are in ``tests/e2e/test_openapi*.py``; here,
 what needs no server: the document is valid, every operation is named and

@@ -5,7 +5,7 @@ from an extract (``cpis person-index load FILE``, format in
 ``schemas/person-index.md``). Nothing in it is readable without the keys
 (SPEC §6): rows are keyed by the NHS number's subject key, the details are one
 sealed value, and the blocking keys used for tracing are blind indexes
-(``Vault.blind``). See table ``person_index`` in ``schemas/migrations/0001_baseline.sql``.
+(``Vault.blind``). See table ``person_index`` in ``cpis/schema/migrations/0001_baseline.sql``.
 
 Loading is one transaction: the rows are streamed into a temporary table with
 ``COPY`` while the file is read, checked there (a number twice in the file),

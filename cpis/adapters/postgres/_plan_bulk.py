@@ -19,7 +19,7 @@ from cpis.model import PlanFields
 # once per call: a plan given k times in the file moves k versions on, and a
 # new one starts at version k. The plan ids in the arrays are distinct. First
 # the plans that exist (an UPDATE, HOT when the subject key is unchanged: see
-# plan's fillfactor in schemas/migrations/0001_baseline.sql), returning each
+# plan's fillfactor in cpis/schema/migrations/0001_baseline.sql), returning each
 # one's place in the arrays and new version; then the rest are created by a
 # COPY, or, when a plan was created meanwhile through the plan API, by an
 # INSERT that moves such a plan on instead.

@@ -51,7 +51,7 @@ class PgPlans(Session):
         )
 
     async def visible_plan_rows(self, nhs_number: str) -> Sequence[tuple[Plan, LocalAuthority]]:
-        # subject_plans() pins the plan to its indexes (schemas/functions/subject_plans.sql).
+        # subject_plans() pins the plan to its indexes (cpis/schema/functions/subject_plans.sql).
         rows = await self._conn.fetch("SELECT * FROM subject_plans($1)", self._subject(nhs_number))
         return [(self._plan(r), la_from_row(r)) for r in rows]
 

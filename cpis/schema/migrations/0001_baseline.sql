@@ -1,6 +1,6 @@
 -- The schema's tables, indexes, constraints and sequences, as they are today.
 --
--- SQL functions are not here: each has its own file in schemas/functions/,
+-- SQL functions are not here: each has its own file in cpis/schema/functions/,
 -- applied with CREATE OR REPLACE after the migrations on every migrate, with
 -- the triggers that call it (a trigger cannot be bound before its function
 -- exists). Later changes to tables go in new migrations after this one.
@@ -310,9 +310,9 @@ CREATE INDEX person_index_superseded_idx ON person_index (superseded_key)
 
 -- Every request, silent ones included (SPEC §3), one line each, appended by
 -- audit_append() and never updated or deleted (the triggers are bound in
--- schemas/functions/audit_log_is_append_only.sql). xid is the id of the
+-- cpis/schema/functions/audit_log_is_append_only.sql). xid is the id of the
 -- transaction that wrote the line: seals cover the lines of finished
--- transactions (schemas/functions/audit_seal_next.sql). The user is kept as in
+-- transactions (cpis/schema/functions/audit_seal_next.sql). The user is kept as in
 -- access_event: user_key to find a person's lines by equality, user_sealed
 -- (purpose "user_id") to read who it was.
 CREATE TABLE audit_log (
