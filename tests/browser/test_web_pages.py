@@ -80,7 +80,9 @@ async def test_clinician_signs_in_looks_a_child_up_sees_the_number_to_ring_and_s
     await expect(summary).to_contain_text("This is not a valid NHS number")
     await screenshots.take(page, "wrong check digit")
     await assert_accessible(page)
-    # The summary's link takes the person to the field.
+    # The summary's link takes the person to the field (GOV.UK Frontend's script, once
+    # it has started: a module script runs after the page is shown).
+    await expect(page.locator("body.govuk-frontend-supported")).to_have_count(1)
     await summary.get_by_role("link").click()
     await expect(page.get_by_label("NHS number")).to_be_focused()
 
