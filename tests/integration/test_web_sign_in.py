@@ -5,8 +5,9 @@ limits, sign-out at the provider, CSRF, the security headers and the audit."""
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -14,12 +15,15 @@ import asyncpg
 import pytest
 
 from cpis.errors import SignInFailed
+from cpis.model import LocalAuthority, PlanFields, PlanType, Principal, Role
 from cpis.model.web import OrgKind, PendingSignIn, SignInConfig
+from cpis.services import plans
 from cpis.services.web_sign_in import SessionLimits
 from tests.integration.conftest import FakeClock
 from tests.web_service import (
     CHILD_CPP,
     DEMO_ED,
+    DEMO_LA,
     WebService,
     WebUser,
     running_web_service,
@@ -280,3 +284,61 @@ async def test_the_pages_work_under_a_base_url_with_a_path(
         assert status == 200 and "Known to children" in body
         status, _body, _headers = await user.page("/nowhere")
         assert status == 404
+
+
+def _ring_now(body: str) -> list[str]:
+    return re.findall(r'class="govuk-body cpis-ring__number"><a [^>]*>([^<]+)</a>', body)
+
+
+async def test_the_number_to_ring_is_the_office_by_day_and_the_emergency_duty_team_at_night(
+    service: WebService, clock: FakeClock
+) -> None:
+    """Monday 1 June 2026 at 10:00 in England (09:00 UTC): the office; at 03:00, the
+    emergency duty team. Both numbers are on the page either way."""
+    async with WebUser(service) as user:
+        await user.sign_in("clinician")
+        status, body, _ = await user.post(
+            "/lookup", {"csrf_token": await user.csrf(), "nhs_number": CHILD_CPP}
+        )
+        assert status == 200 and _ring_now(body) == [DEMO_LA.office_phone]
+        assert DEMO_LA.edt_phone in body
+        clock.advance(hours=17)  # 03:00 BST on Tuesday: her session has long gone
+        await user.sign_in("clinician")
+        status, body, _ = await user.post(
+            "/lookup", {"csrf_token": await user.csrf(), "nhs_number": CHILD_CPP}
+        )
+        assert status == 200 and _ring_now(body) == [DEMO_LA.edt_phone]
+        assert DEMO_LA.office_phone in body
+
+
+async def test_a_child_with_plans_from_two_las_shows_both_numbers_to_ring(
+    service: WebService,
+) -> None:
+    """A child moving area keeps the old LA's plan until the new LA's conference (SPEC §3):
+    each LA gets its own box, and each is notified."""
+    rt = service.runtime
+    other = LocalAuthority(
+        ods_code="XDM02",
+        name="Otherford Borough Council",
+        office_phone="01632 960222",
+        edt_phone="01632 960223",
+        repeat_window_hours=24,
+    )
+    await rt.db.upsert_la(other)
+    await plans.put_plan(
+        rt.db,
+        rt.clock,
+        principal=Principal(client_id="t", role=Role.LA, ods_codes=(other.ods_code,)),
+        la_ods=other.ods_code,
+        la_plan_id="OTHER-1",
+        fields=PlanFields(CHILD_CPP, PlanType.LAC, date(2026, 2, 1)),
+        if_match=None,
+    )
+    async with WebUser(service) as user:
+        await user.sign_in("clinician")
+        status, body, _ = await user.post(
+            "/lookup", {"csrf_token": await user.csrf(), "nhs_number": CHILD_CPP}
+        )
+    assert status == 200
+    assert sorted(_ring_now(body)) == sorted([DEMO_LA.office_phone, other.office_phone])
+    assert f"Ring {DEMO_LA.name} now" in body and f"Ring {other.name} now" in body
