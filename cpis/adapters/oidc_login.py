@@ -62,6 +62,27 @@ _LEEWAY_SECONDS = 60
 _CACHE_SECONDS = 3600.0
 # A person with several roles gets the one that may do most.
 _RANK = {WebRole.CASEWORKER: 1, WebRole.MANAGER: 2}
+# The authorization response's error codes (RFC 6749 §4.1.2.1, OpenID Connect Core §3.1.2.6).
+_OAUTH_ERRORS = frozenset(
+    {
+        "invalid_request",
+        "unauthorized_client",
+        "access_denied",
+        "unsupported_response_type",
+        "invalid_scope",
+        "server_error",
+        "temporarily_unavailable",
+        "interaction_required",
+        "login_required",
+        "account_selection_required",
+        "consent_required",
+        "invalid_request_uri",
+        "invalid_request_object",
+        "request_not_supported",
+        "request_uri_not_supported",
+        "registration_not_supported",
+    }
+)
 
 
 class _RelyingParty(AsyncOAuth2Mixin, AsyncOpenIDMixin, BaseApp):  # type: ignore[misc]
@@ -145,7 +166,9 @@ class OidcSignIn:
         party = self._party(config)
         metadata = await self._metadata(config, party)
         if params.get("error"):
-            log.info("sign_in_refused_by_provider", org=config.org_ods, error=params["error"][:64])
+            # Logged only as one of OAuth's codes: the query is the browser's to write.
+            error = params["error"] if params["error"] in _OAUTH_ERRORS else "other"
+            log.info("sign_in_refused_by_provider", org=config.org_ods, error=error)
             raise SignInFailed("the sign-in was not completed at your organisation")
         if params.get("state") != pending.state:
             raise SignInFailed("this sign-in has expired or was started elsewhere")

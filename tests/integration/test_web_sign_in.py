@@ -9,10 +9,11 @@ import re
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
 
 import asyncpg
 import pytest
+import structlog
 
 from cpis.errors import SignInFailed
 from cpis.model import LocalAuthority, PlanFields, PlanType, Principal, Role
@@ -20,6 +21,8 @@ from cpis.model.web import OrgKind, PendingSignIn, SignInConfig
 from cpis.services import plans
 from cpis.services.web_sign_in import SessionLimits
 from tests.integration.conftest import FakeClock
+from tests.oidc_provider import _only_form
+from tests.ports import listening_socket, port_of
 from tests.web_service import (
     CHILD_CPP,
     DEMO_ED,
@@ -207,10 +210,6 @@ async def test_an_id_token_for_another_nonce_is_not_accepted(service: WebService
     )
     async with WebUser(service) as user:
         url = started.url
-        from urllib.parse import parse_qsl, urljoin, urlsplit
-
-        from tests.oidc_provider import _only_form
-
         account = service.account("clinician")
         for _ in range(12):
             if url.startswith(redirect):
@@ -342,3 +341,43 @@ async def test_a_child_with_plans_from_two_las_shows_both_numbers_to_ring(
     assert status == 200
     assert sorted(_ring_now(body)) == sorted([DEMO_LA.office_phone, other.office_phone])
     assert f"Ring {DEMO_LA.name} now" in body and f"Ring {other.name} now" in body
+
+
+async def test_a_provider_that_cannot_be_reached_is_a_503_page_to_retry(
+    service: WebService,
+) -> None:
+    """Signing in with an organisation whose provider is down: an HTML page saying to
+    try again (with Retry-After), never a 500."""
+    rt = service.runtime
+    sock = listening_socket()
+    closed = f"http://127.0.0.1:{port_of(sock)}"
+    sock.close()
+    await rt.web_sessions.put_sign_in_config(
+        SignInConfig(
+            org_ods=DEMO_ED.ods_code,
+            kind=OrgKind.HEALTH,
+            issuer=closed,
+            client_id="cpis-test-web",
+        )
+    )
+    async with WebUser(service) as user:
+        status, body, headers = await user.page(f"/sign-in/{DEMO_ED.ods_code}")
+    assert status == 503 and "Try again in a few minutes" in body
+    assert headers["Content-Type"].startswith("text/html") and int(headers["Retry-After"]) > 0
+
+
+async def test_an_error_a_browser_writes_into_the_callback_is_not_logged_as_written(
+    service: WebService,
+) -> None:
+    """The callback's query is the browser's to write: an ``error`` that is not one of
+    OAuth's codes is logged as ``other``, so nothing typed there reaches the log."""
+    async with WebUser(service) as user:
+        status, _body, headers = await user.page(f"/sign-in/{DEMO_ED.ods_code}")
+        assert status == 303
+        state = dict(parse_qsl(urlsplit(headers["Location"]).query))["state"]
+        with structlog.testing.capture_logs() as logs:
+            status, body, _ = await user.page(f"/auth/callback?error=9990000018&state={state}")
+    assert status == 400 and "You could not be signed in" in body
+    refused = [e for e in logs if e["event"] == "sign_in_refused_by_provider"]
+    assert refused and refused[0]["error"] == "other"
+    assert "9990000018" not in repr(logs)

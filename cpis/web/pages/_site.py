@@ -351,6 +351,8 @@ async def pages_middleware(request: web.Request, handler: Handler) -> web.Stream
                 "Try again in a few minutes. If you need to know about a child now, ring the"
                 " local authority's emergency duty team.",
             )
+            if isinstance(err, Unavailable):
+                response.headers["Retry-After"] = str(err.retry_after)
     if response.content_type == "text/html" or response.status in (302, 303):
         response.headers["Content-Security-Policy"] = _content_security_policy(request)
         for name, value in _HEADERS.items():
