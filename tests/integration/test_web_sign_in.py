@@ -4,6 +4,7 @@ limits, sign-out at the provider, CSRF, the security headers and the audit."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import AsyncIterator
@@ -27,6 +28,7 @@ from tests.web_service import (
     CHILD_CPP,
     DEMO_ED,
     DEMO_LA,
+    SIGNED_WEB_CLIENT,
     WebService,
     WebUser,
     running_web_service,
@@ -381,3 +383,20 @@ async def test_an_error_a_browser_writes_into_the_callback_is_not_logged_as_writ
     refused = [e for e in logs if e["event"] == "sign_in_refused_by_provider"]
     assert refused and refused[0]["error"] == "other"
     assert "9990000018" not in repr(logs)
+
+
+async def test_an_organisation_may_take_a_jwt_signed_with_the_services_key(
+    service: WebService,
+) -> None:
+    """``private_key_jwt``: the service signs its token request with its own key (the one
+    its JWKS publishes), and the provider, holding that public key, lets it in."""
+    rt = service.runtime
+    config = await rt.web_sessions.sign_in_config(DEMO_LA.ods_code)
+    assert config is not None
+    await rt.web_sessions.put_sign_in_config(
+        dataclasses.replace(config, client_id=SIGNED_WEB_CLIENT, private_key_jwt=True)
+    )
+    async with WebUser(service) as user:
+        assert await user.sign_in("caseworker") == service.url("/")
+        status, body, _ = await user.page("/")
+    assert status == 200 and "Sam Demoworker" in body
