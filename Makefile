@@ -1,6 +1,6 @@
 # The two commands of the quick start: `make run` and `make test`.
 # Everything either needs (virtualenv, Python packages, the npm packages the tests
-# use, the demo OpenID provider, Debian's Chromium for the browser tests) is
+# use, the demo OpenID provider, the Debian packages the tests drive) is
 # installed here, so a fresh clone needs nothing by hand.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -12,7 +12,7 @@ OIDC_STAMP := demo/oidc/node_modules/.installed
 # The demo OpenID provider (demo/oidc/README.md): where `make run` serves it.
 DEMO_OIDC_PORT ?= 8090
 
-.PHONY: run test lint typecheck unit bench clean install mesh-demo chromium
+.PHONY: run test lint typecheck unit bench clean install mesh-demo test-packages
 
 install: $(STAMP)
 
@@ -31,16 +31,24 @@ $(OIDC_STAMP): demo/oidc/package.json demo/oidc/package-lock.json
 	cd demo/oidc && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# The browser tests drive Debian's Chromium (Playwright's own browser download is
-# not reachable from here). Installed when missing, as root; anyone else is told.
-chromium:
-	@if command -v chromium >/dev/null; then :; \
+# Debian packages the tests drive: Chromium for the browser tests (Playwright's own
+# browser download is not reachable from here), and Patroni, etcd and a PostgreSQL
+# server for the failover test (tests/reliability/patroni.py says why Debian's).
+# What is missing is installed as root in one apt-get; anyone else is told the command.
+test-packages:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v patroni >/dev/null || missing="$$missing patroni"; \
+	command -v etcd >/dev/null || missing="$$missing etcd-server"; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
-	  echo "Installing Debian's chromium for the browser tests (apt-get)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  echo "Installing Debian packages for the tests:$$missing (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null; \
 	else \
-	  echo "Chromium is missing and make is not running as root, so it cannot install it:"; \
-	  echo "  sudo apt-get install chromium    (the browser tests skip without it)"; \
+	  echo "Debian packages the tests need are missing and make is not running as root:"; \
+	  echo "  sudo apt-get install$$missing"; \
+	  echo "(the browser tests skip without chromium; the failover test skips, or fails with CI set)"; \
 	fi
 
 # The demo OpenID provider runs beside the service and stops with it (Ctrl-C stops both).
@@ -60,14 +68,14 @@ lint: $(STAMP)
 	$(BIN)/mypy cpis
 	$(BIN)/lint-imports
 
-test: lint $(NODE_STAMP) $(OIDC_STAMP) chromium
+test: lint $(NODE_STAMP) $(OIDC_STAMP) test-packages
 	$(BIN)/pytest -q
 
 unit: $(STAMP) $(NODE_STAMP)
 	$(BIN)/pytest -q tests/unit
 
 bench: $(STAMP)
-	bench/lookup && bench/notify && bench/upload && bench/matching
+	bench/lookup && bench/notify && bench/upload && bench/matching && bench/inbox
 
 clean:
 	rm -rf $(VENV) tests/node_modules demo/oidc/node_modules .mypy_cache .pytest_cache .ruff_cache

@@ -609,16 +609,16 @@ async def _la_mesh(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 async def _notifications(rt: Runtime, args: argparse.Namespace) -> int:
-    from cpis.services import notifications
+    from cpis.services import deliveries
 
     store = rt.outbox
     if args.notifications_command == "retry":
-        if await notifications.retry(store, rt.clock, delivery_id=args.id):
+        if await deliveries.retry(store, rt.clock, delivery_id=args.id, actor=None):
             print(f"delivery {args.id} queued again")
             return 0
         print(f"error: no failed delivery {args.id}", file=sys.stderr)
         return 1
-    rows = await notifications.failed_deliveries(store, la_ods=None)
+    rows = await deliveries.failed(store, la_ods=None)
     for r in rows:
         print(
             f"{r.id}\t{r.la_ods}\t{r.channel}\t{r.attempts} attempts\t"

@@ -13,7 +13,9 @@ aggregate has a module:
   its acknowledgement (CPF/CPR codes), a MESH message it arrived in;
 - :mod:`cpis.model.notifications`: LA subscriptions, the outbox's deliveries
   and numbered events, and what an LA's inbox lists;
-- :mod:`cpis.model.tracing`: a trace file's records and the review of them.
+- :mod:`cpis.model.tracing`: a trace file's records and the review of them;
+- :mod:`cpis.model.la`: who acts for an LA, and what its staff see of its inbox,
+  children, uploads and settings.
 
 Personal data (NHS numbers, names, dates of birth) lives only in these values
 while a request is being served; adapters encrypt it at rest and the log

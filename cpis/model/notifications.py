@@ -116,6 +116,20 @@ class Delivery:
     noted_at: datetime | None = None
 
 
+# Who acts for an LA: a signed-in person, or one of its client systems.
+ActorKind = Literal["person", "system"]
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledger:
+    """Who acknowledged a notification, as it is kept (sealed) with it."""
+
+    kind: ActorKind
+    id: str
+    name: str | None = None
+    role: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class InboxAttendance:
     """An attendance notification as the LA's inbox lists it: the child, the LA's plans,
@@ -138,7 +152,7 @@ class InboxAttendance:
     role_profile_id: str | None
     user_verified: bool
     acknowledged_at: datetime | None = None
-    acknowledged_by: str | None = None
+    acknowledged_by: Acknowledger | None = None
     deliveries: tuple[str, ...] = ()
 
 
@@ -153,7 +167,7 @@ class InboxNumberChange:
     plan_ids: tuple[str, ...]
     noted_at: datetime
     acknowledged_at: datetime | None = None
-    acknowledged_by: str | None = None
+    acknowledged_by: Acknowledger | None = None
     deliveries: tuple[str, ...] = ()
 
 

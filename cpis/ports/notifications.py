@@ -14,12 +14,15 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
+from cpis.model.la import InboxChild, InboxCursor
 from cpis.model.notifications import (
+    Acknowledger,
     ControlKind,
     DeadDelivery,
     Delivery,
     InboxAttendance,
     InboxNumberChange,
+    InboxStatus,
     NotificationEvent,
     Status,
     Subscription,
@@ -71,10 +74,26 @@ SendControl = Callable[[Subscription, ControlKind], Awaitable[None]]
 
 
 class InboxStore(Protocol):
-    async def inbox(
-        self, la_ods: str, *, include_acknowledged: bool, limit: int
+    """An LA's notifications as its staff see them; every call is scoped to ``la_ods``."""
+
+    async def inbox_page(
+        self,
+        la_ods: str,
+        *,
+        status: InboxStatus,
+        after: InboxCursor | None,
+        children: int,
+        per_child: int,
+        recent_since: datetime,
+    ) -> Sequence[InboxChild]:
+        """At most ``children`` children with attendance notifications in ``status``, by
+        their newest one, newest first, starting after ``after``; each with its newest
+        ``per_child`` attendances in ``status`` and its visits since ``recent_since``."""
+
+    async def child_notifications(
+        self, la_ods: str, nhs_number: str, *, limit: int
     ) -> Sequence[InboxAttendance]:
-        """The LA's attendance notifications, newest first."""
+        """The LA's attendance notifications about one child, newest first."""
 
     async def nhs_number_changes(
         self, la_ods: str, *, include_acknowledged: bool, limit: int
@@ -82,16 +101,16 @@ class InboxStore(Protocol):
         """The LA's ``nhs-number-inactive`` notifications, newest first."""
 
     async def acknowledge(
-        self, la_ods: str, ids: Sequence[uuid.UUID], *, by: str, now: datetime
+        self, la_ods: str, ids: Sequence[uuid.UUID], *, by: Acknowledger, now: datetime
     ) -> int:
         """Mark the LA's notifications acknowledged by ``by``; how many were not before."""
 
     async def dead_deliveries(self, la_ods: str | None) -> Sequence[DeadDelivery]:
         """Deliveries given up on, for one LA or (None) for all."""
 
-    async def retry(self, delivery_id: int, *, now: datetime) -> bool:
+    async def retry(self, delivery_id: int, *, now: datetime, la_ods: str | None = None) -> bool:
         """Put a delivery given up on back in the queue, due ``now``; False if there is
-        no such delivery given up on."""
+        no such delivery given up on (for ``la_ods``, when given)."""
 
 
 # --- FHIR Subscriptions -------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from cpis.model import Client, LocalAuthority, Organisation
+from cpis.model.la import MeshMailbox
 from cpis.ports.tokens import ClientRegistry
 
 
@@ -25,11 +26,18 @@ class Registry(ClientRegistry, Protocol):
         office_phone: str | None = None,
         edt_phone: str | None = None,
         repeat_window_hours: int | None = None,
+        expected_version: int | None = None,
     ) -> LocalAuthority | None:
-        """Change only the details given (each checked); None when no such LA is registered."""
+        """Change only the details given (each checked); None when no such LA is
+        registered, or (``expected_version`` given) its version is another."""
 
     async def set_la_mesh(self, la_ods: str, mailbox: str, workflow_id: str) -> None:
         """Send the LA's notifications to this MESH mailbox too."""
+
+    async def get_la_mesh(self, la_ods: str) -> MeshMailbox | None: ...
+
+    async def clear_la_mesh(self, la_ods: str) -> bool:
+        """Stop sending the LA's notifications to MESH; False if it had no mailbox."""
 
     async def upsert_organisation(self, org: Organisation) -> None: ...
 

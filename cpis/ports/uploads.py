@@ -9,11 +9,12 @@ API would give.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
+from cpis.model.la import UploadSummary
 from cpis.model.uploads import Acknowledgement, MeshMessage
 
 
@@ -32,6 +33,11 @@ class UploadStore(Protocol):
         self, la_ods: str, sequence: int, file_code: str, ack: Acknowledgement, at: datetime
     ) -> None:
         """Keep the acknowledgement of an applied file; any ``new_nhs_number`` is sealed."""
+
+    async def list_uploads(
+        self, la_ods: str, *, before: int | None, limit: int
+    ) -> Sequence[UploadSummary]:
+        """The LA's applied files, highest sequence first, below ``before`` when given."""
 
 
 class Mailbox(Protocol):

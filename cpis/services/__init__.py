@@ -14,8 +14,13 @@ what comes back; none of them touches a store, a transaction or an adapter itsel
 - :mod:`cpis.services.person_index`: loading the local person index, and the check
   that tells LAs of NHS numbers the index has retired;
 - :mod:`cpis.services.subscriptions`: an LA's FHIR Subscriptions;
-- :mod:`cpis.services.notifications`: an LA's inbox, acknowledgements, and the
-  deliveries that failed (and their retry);
+- :mod:`cpis.services.inbox`: an LA's inbox, grouped by child a page at a time, and
+  acknowledgements (by the person or system acting);
+- :mod:`cpis.services.deliveries`: the deliveries that failed (and their retry), and
+  Subscriptions in error;
+- :mod:`cpis.services.children`: a child by NHS number among the LA's own, and its plans;
+- :mod:`cpis.services.upload_history`: an LA's past uploads and their acknowledgements;
+- :mod:`cpis.services.la_settings`: an LA's phone numbers, repeat window and channels;
 - :mod:`cpis.services.tokens`: access tokens for registered clients;
 - :mod:`cpis.services.registration`: the LAs and client systems the operator registers.
 

@@ -1,20 +1,31 @@
-"""The LA's notifications (SPEC §5 web inbox; issue 3 alert fatigue).
+"""The LA's notifications (SPEC §5 web inbox; issue 3 alert fatigue; issue 12).
 
 ``GET /la/v1/notifications`` lists the caller's attendance notifications,
-grouped by child, newest child first: what a social worker scans to see that
-a child was seen at five EDs in three weeks. ``?status=new`` (default),
-``acknowledged`` or ``all``. ``POST /la/v1/notifications/acknowledge`` with
-``{"ids": [...]}`` acknowledges one or many. ``GET /la/v1/notifications/failed``
-lists deliveries that could not be made (the inbox always has them).
+grouped by child, the child with the newest attendance first: what a social
+worker scans to see that a child was seen at five EDs in three weeks. Each child
+has its newest attendances (``per_child``, default 10), how many it has in the
+filter (``count``), and how many visits the LA may see from the last 28 days
+(``recent_visits``). ``?status=new`` (default), ``acknowledged`` or ``all``;
+``limit`` children a page (default 25, at most 100); the answer's ``next`` is
+the cursor to pass as ``after`` for the next page (null on the last).
 
-The same listing has, apart from the attendances, ``nhs_number_changes``: the
-person index retired an NHS number the LA holds plans for (kind
+``POST /la/v1/notifications/acknowledge`` with ``{"ids": [...]}`` acknowledges
+one or many; who acknowledged (this client, or the person signed in to the web
+pages) is kept, sealed, and shown as ``acknowledged_by``.
+
+``GET /la/v1/notifications/failed`` lists deliveries that could not be made, and
+the LA's Subscriptions in error (the inbox always has the notifications);
+``POST /la/v1/notifications/failed/{delivery_id}/retry`` puts one back in the queue.
+
+The same listing has, apart from the attendances, ``nhs_number_changes`` (first
+page only): the person index retired an NHS number the LA holds plans for (kind
 ``nhs-number-inactive``, issue 4), with the old number, the new one where known
 and the LA's plan ids, so someone updates the plans. They are acknowledged the
 same way, by notification id.
 
-The routes parse and render; :mod:`cpis.services.notifications` does the rest,
-with the inbox store ``app.py`` puts under :data:`INBOX`.
+The routes parse and render; :mod:`cpis.services.inbox` and
+:mod:`cpis.services.deliveries` do the rest, with the inbox store ``app.py``
+puts under :data:`INBOX`.
 """
 
 from __future__ import annotations
@@ -26,21 +37,25 @@ from datetime import datetime
 import orjson
 from aiohttp import web
 
-from cpis.errors import InvalidRequest, UnsupportedMediaType
+from cpis.errors import InvalidRequest, NotFound, UnsupportedMediaType
 from cpis.model import JsonValue, Role
+from cpis.model.la import InboxChild
 from cpis.model.notifications import (
+    Acknowledger,
     DeadDelivery,
     InboxAttendance,
     InboxNumberChange,
     InboxStatus,
+    Subscription,
 )
 from cpis.ports.notifications import InboxStore
-from cpis.services import notifications
-from cpis.web.auth import acting_org, authenticate
+from cpis.services import deliveries, inbox
+from cpis.web.auth import authenticate
+from cpis.web.la_access import int_param, la_actor, one_param
 from cpis.web.render import json_response
 from cpis.web.state import SERVICES
+from cpis.web.subscriptions import SUBSCRIPTION_STORE
 
-_MAX_ACK = 500
 _STATUSES: tuple[InboxStatus, ...] = ("new", "acknowledged", "all")
 
 
@@ -64,7 +79,13 @@ def _viewer(item: InboxAttendance) -> dict[str, JsonValue]:
     }
 
 
-def _attendance(item: InboxAttendance) -> dict[str, JsonValue]:
+def acknowledger_json(who: Acknowledger | None) -> dict[str, JsonValue] | None:
+    if who is None:
+        return None
+    return {"kind": who.kind, "id": who.id, "name": who.name, "role": who.role}
+
+
+def attendance_json(item: InboxAttendance) -> dict[str, JsonValue]:
     return {
         "notification_id": str(item.notification_id),
         "access_event_id": str(item.access_event_id),
@@ -75,30 +96,23 @@ def _attendance(item: InboxAttendance) -> dict[str, JsonValue]:
             "type": item.setting_type.value,
         },
         "user": _viewer(item),
+        "plan_ids": list(item.plan_ids),
         "acknowledged_at": _iso(item.acknowledged_at),
-        "acknowledged_by": item.acknowledged_by,
+        "acknowledged_by": acknowledger_json(item.acknowledged_by),
         "deliveries": sorted(item.deliveries),
     }
 
 
-def _grouped(items: Sequence[InboxAttendance]) -> list[dict[str, JsonValue]]:
-    """Attendances by child, in the order each child's newest one comes."""
-    children: dict[str, list[InboxAttendance]] = {}
-    for item in items:
-        children.setdefault(item.nhs_number, []).append(item)
-    out: list[dict[str, JsonValue]] = []
-    for nhs_number, seen in children.items():
-        attendances = [_attendance(item) for item in seen]
-        out.append(
-            {
-                "nhs_number": nhs_number,
-                "plan_ids": sorted({p for item in seen for p in item.plan_ids}),
-                "attendances": attendances,
-                "count": len(attendances),
-                "latest": attendances[0]["when"],
-            }
-        )
-    return out
+def _child(child: InboxChild) -> dict[str, JsonValue]:
+    attendances = [attendance_json(a) for a in child.attendances]
+    return {
+        "nhs_number": child.nhs_number,
+        "plan_ids": list(child.plan_ids),
+        "attendances": attendances,
+        "count": child.count,
+        "recent_visits": child.recent_visits,
+        "latest": attendances[0]["when"],
+    }
 
 
 def _number_changes(items: Sequence[InboxNumberChange]) -> list[dict[str, JsonValue]]:
@@ -115,7 +129,7 @@ def _number_changes(items: Sequence[InboxNumberChange]) -> list[dict[str, JsonVa
                 "plan_ids": sorted(item.plan_ids),
                 "noted_at": _iso(item.noted_at),
                 "acknowledged_at": _iso(item.acknowledged_at),
-                "acknowledged_by": item.acknowledged_by,
+                "acknowledged_by": acknowledger_json(item.acknowledged_by),
                 "deliveries": sorted(item.deliveries),
             }
         )
@@ -135,34 +149,51 @@ def _dead(row: DeadDelivery) -> dict[str, JsonValue]:
     }
 
 
+def _failing(sub: Subscription) -> dict[str, JsonValue]:
+    return {
+        "id": str(sub.id),
+        "endpoint": sub.endpoint,
+        "status": sub.status,
+        "error": sub.error,
+        "updated_at": _iso(sub.updated_at),
+    }
+
+
 async def list_notifications(request: web.Request) -> web.Response:
-    principal = authenticate(request, Role.LA)
-    la_ods = acting_org(request, principal)
-    status = next((s for s in _STATUSES if s == request.query.get("status", "new")), None)
+    actor = la_actor(request)
+    raw_status = one_param(request, "status") or "new"
+    status = next((s for s in _STATUSES if s == raw_status), None)
     if status is None:
         raise InvalidRequest(
             "status must be new, acknowledged or all", expression="status", status=400
         )
-    raw_limit = request.query.get("limit", "500")
-    # ASCII digits: str.isdigit() is true of "²", which int() refuses (a 500, issue 9).
-    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= 5000:
-        raise InvalidRequest("limit must be 1 to 5000", expression="limit", status=400)
-    found = await notifications.inbox(
-        request.app[INBOX], la_ods=la_ods, status=status, limit=int(raw_limit)
+    limit = int_param(request, "limit", default=25, low=1, high=inbox.MAX_CHILDREN)
+    per_child = int_param(request, "per_child", default=10, low=1, high=inbox.MAX_PER_CHILD)
+    raw_after = one_param(request, "after")
+    assert limit is not None and per_child is not None
+    svc = request.app[SERVICES]
+    page = await inbox.page(
+        request.app[INBOX],
+        svc.clock,
+        actor=actor,
+        status=status,
+        after=None if raw_after is None else inbox.parse_cursor(raw_after),
+        children=limit,
+        per_child=per_child,
     )
     return json_response(
         {
-            "la_ods": la_ods,
-            "status": found.status,
-            "children": _grouped(found.attendances),
-            "nhs_number_changes": _number_changes(found.number_changes),
+            "la_ods": actor.la_ods,
+            "status": page.status,
+            "children": [_child(c) for c in page.children],
+            "next": None if page.next is None else inbox.cursor_text(page.next),
+            "nhs_number_changes": _number_changes(page.number_changes),
         }
     )
 
 
 async def acknowledge(request: web.Request) -> web.Response:
-    principal = authenticate(request, Role.LA)
-    la_ods = acting_org(request, principal)
+    actor = la_actor(request)
     if request.content_type != "application/json":
         raise UnsupportedMediaType("the body must be application/json")
     try:
@@ -170,27 +201,44 @@ async def acknowledge(request: web.Request) -> web.Response:
     except orjson.JSONDecodeError:
         raise InvalidRequest("the body is not valid JSON", status=400) from None
     raw = body.get("ids") if isinstance(body, dict) else None
-    if not isinstance(raw, list) or not raw or len(raw) > _MAX_ACK:
-        raise InvalidRequest(f"ids must be a list of 1 to {_MAX_ACK} ids", expression="ids")
+    if not isinstance(raw, list) or not raw or len(raw) > inbox.MAX_ACKNOWLEDGE:
+        raise InvalidRequest(
+            f"ids must be a list of 1 to {inbox.MAX_ACKNOWLEDGE} ids", expression="ids"
+        )
     try:
         ids = [uuid.UUID(x) for x in raw]
     except (ValueError, TypeError, AttributeError):
         raise InvalidRequest("ids must be notification ids", expression="ids") from None
-    n = await notifications.acknowledge(
-        request.app[INBOX],
-        request.app[SERVICES].clock,
-        la_ods=la_ods,
-        ids=ids,
-        by=principal.viewer.user_id if principal.viewer else principal.client_id,
+    n = await inbox.acknowledge(
+        request.app[INBOX], request.app[SERVICES].clock, actor=actor, ids=ids
     )
     return json_response({"acknowledged": n})
 
 
 async def failed(request: web.Request) -> web.Response:
     principal = authenticate(request, Role.LA, Role.ADMIN)
-    la_ods = None if principal.role is Role.ADMIN else acting_org(request, principal)
-    rows = await notifications.failed_deliveries(request.app[INBOX], la_ods=la_ods)
-    return json_response({"failed": [_dead(r) for r in rows]})
+    if principal.role is Role.ADMIN:
+        rows = await deliveries.failed(request.app[INBOX], la_ods=None)
+        return json_response({"failed": [_dead(r) for r in rows], "failing_subscriptions": []})
+    actor = la_actor(request, principal)
+    rows = await deliveries.failed(request.app[INBOX], la_ods=actor.la_ods)
+    subs = await deliveries.failing_subscriptions(request.app[SUBSCRIPTION_STORE], actor=actor)
+    return json_response(
+        {"failed": [_dead(r) for r in rows], "failing_subscriptions": [_failing(s) for s in subs]}
+    )
+
+
+async def retry(request: web.Request) -> web.Response:
+    principal = authenticate(request, Role.LA, Role.ADMIN)
+    raw = request.match_info["delivery_id"]
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise NotFound("no such failed delivery")
+    actor = None if principal.role is Role.ADMIN else la_actor(request, principal)
+    if not await deliveries.retry(
+        request.app[INBOX], request.app[SERVICES].clock, delivery_id=int(raw), actor=actor
+    ):
+        raise NotFound("no such failed delivery")
+    return json_response({"retried": int(raw)})
 
 
 def add_routes(app: web.Application, *, prefix: str) -> None:
@@ -200,3 +248,8 @@ def add_routes(app: web.Application, *, prefix: str) -> None:
         prefix + "/la/v1/notifications/acknowledge", acknowledge, name="la_notifications_ack"
     )
     r.add_get(prefix + "/la/v1/notifications/failed", failed, name="la_notifications_failed")
+    r.add_post(
+        prefix + "/la/v1/notifications/failed/{delivery_id}/retry",
+        retry,
+        name="la_notifications_retry",
+    )

@@ -14,19 +14,31 @@ and answers 413 over it.
 
 The route reads the file and who sent it, and hands both to
 :func:`cpis.services.uploads.receive`, as the MESH worker and ``cpis upload`` do.
+
+``GET /la/v1/uploads`` lists the caller's applied files, highest sequence first
+(``limit``, default 50; ``before`` a sequence to page on from), each with when
+it came, its file code and how many records got each record code; ``GET
+/la/v1/uploads/{sequence}`` is one file's acknowledgement as it was sent, every
+record with its CPR code and reason (:mod:`cpis.services.upload_history`).
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from cpis.errors import NotFound
 from cpis.formats.acknowledgement import acknowledgement_json
-from cpis.model import Role
+from cpis.model import JsonValue, Role
+from cpis.model.la import UploadSummary
 from cpis.model.uploads import UploadFile
-from cpis.services import uploads
+from cpis.services import upload_history, uploads
 from cpis.web.auth import authenticate
+from cpis.web.la_access import int_param, la_actor
 from cpis.web.render import json_response
 from cpis.web.state import SERVICES
+
+# Sequence numbers are a bigint (cpis/schema/migrations/0001_baseline.sql).
+_MAX_SEQUENCE = 2**63 - 1
 
 
 async def upload(request: web.Request) -> web.Response:
@@ -50,5 +62,44 @@ async def upload(request: web.Request) -> web.Response:
     return json_response(body, status=status)
 
 
+def _summary(u: UploadSummary) -> dict[str, JsonValue]:
+    return {
+        "sequence": u.sequence,
+        "received_at": u.received_at.isoformat(),
+        "file_code": u.file_code,
+        "records": u.records,
+        "summary": dict(sorted(u.record_codes.items())),
+    }
+
+
+async def list_uploads(request: web.Request) -> web.Response:
+    actor = la_actor(request)
+    limit = int_param(request, "limit", default=50, low=1, high=upload_history.MAX_PAGE)
+    before = int_param(request, "before", default=None, low=0, high=_MAX_SEQUENCE)
+    assert limit is not None
+    found = await upload_history.uploads(
+        request.app[SERVICES].db, actor=actor, before=before, limit=limit
+    )
+    return json_response(
+        {
+            "la_ods": actor.la_ods,
+            "uploads": [_summary(u) for u in found],
+            # The next page: files below the lowest sequence of a full page.
+            "next_before": found[-1].sequence if len(found) == limit else None,
+        }
+    )
+
+
+async def get_upload(request: web.Request) -> web.Response:
+    actor = la_actor(request)
+    raw = request.match_info["sequence"]
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > _MAX_SEQUENCE:
+        raise NotFound("no upload with that sequence number")
+    ack = await upload_history.upload(request.app[SERVICES].db, actor=actor, sequence=int(raw))
+    return json_response(acknowledgement_json(ack))
+
+
 def add_routes(app: web.Application, *, prefix: str) -> None:
     app.router.add_post(prefix + "/la/v1/uploads", upload, name="la_upload")
+    app.router.add_get(prefix + "/la/v1/uploads", list_uploads, name="la_uploads")
+    app.router.add_get(prefix + "/la/v1/uploads/{sequence}", get_upload, name="la_upload_get")

@@ -95,7 +95,9 @@ async def test_acknowledging_moves_attendances_out_of_new(e2e: E2E) -> None:
     done = await inbox(e2e, LA_NORTH_CLIENT, "acknowledged")
     [acked] = done["children"][0]["attendances"]
     assert acked["notification_id"] == ids[0]
-    assert acked["acknowledged_by"] == LA_NORTH_CLIENT
+    assert acked["acknowledged_by"] == {
+        "kind": "system", "id": LA_NORTH_CLIENT, "name": None, "role": "manager",
+    }  # fmt: skip
 
 
 async def test_an_la_sees_and_acknowledges_only_its_own(e2e: E2E) -> None:

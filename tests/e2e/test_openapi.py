@@ -28,7 +28,13 @@ FHIR_HEALTH_ROUTES = frozenset(
 )
 METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
 # A value for each path parameter, to send a request for a documented path.
-PATH_VALUES = {"plan_id": "N-CPP-0001", "id": str(uuid.uuid4())}
+PATH_VALUES = {
+    "plan_id": "N-CPP-0001",
+    "id": str(uuid.uuid4()),
+    "nhs_number": "9990000018",
+    "sequence": "1",
+    "delivery_id": "1",
+}
 # ops.py serves the probes at the root and under the prefix with one route each.
 ROOT_OR_PREFIX = "/{root_or_prefix}"
 

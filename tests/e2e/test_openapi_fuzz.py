@@ -229,7 +229,8 @@ class Fuzz:
 
 async def seed_world(e2e: E2E) -> dict[str, str]:
     """A plan with names and a birth date, an attendance notification for it, a
-    Subscription and a delivery given up on, all for la-north; their ids by path name."""
+    Subscription, a delivery given up on and an applied upload, all for la-north; their
+    ids (and the child's NHS number) by path name."""
     await e2e.put_plan(
         LA_NORTH_CLIENT,
         PLAN_ID,
@@ -246,14 +247,24 @@ async def seed_world(e2e: E2E) -> dict[str, str]:
         r["notification_id"]
         for r in await e2e.fetch("SELECT notification_id FROM outbox WHERE la_ods = $1", "XLA01")
     ]
-    await e2e.db.execute(
+    delivery_id = await e2e.db.fetchval(
         "INSERT INTO delivery (notification_id, la_ods, channel, target, state, attempts,"
         " next_attempt_at, created_at, last_error)"
-        " VALUES ($1, $2, 'mesh', 'XLA01OT001', 'dead', 7, $3, $3, 'HTTP 403')",
+        " VALUES ($1, $2, 'mesh', 'XLA01OT001', 'dead', 7, $3, $3, 'HTTP 403') RETURNING id",
         notification_id,
         LA_NORTH.ods_code,
         datetime.now(UTC),
     )
+    upload = {
+        "la_ods": LA_NORTH.ods_code,
+        "sequence": 1,
+        "created": "2026-03-03T18:30:00Z",
+        "records": [{"action": "delete", "plan_id": "N-GONE-0001"}],
+    }
+    applied = await e2e.request(
+        "POST", "/la/v1/uploads", headers=await e2e.auth(LA_NORTH_CLIENT), json=upload
+    )
+    assert applied.status == 200, applied.text
     document = (await e2e.request("GET", "/openapi.json")).json()
     body = document["components"]["requestBodies"]["Subscription"]["content"][
         "application/fhir+json"
@@ -265,7 +276,13 @@ async def seed_world(e2e: E2E) -> dict[str, str]:
         data=json.dumps(body),
     )
     assert created.status == 201, created.text
-    return {"plan_id": PLAN_ID, "id": created.json()["id"]}
+    return {
+        "plan_id": PLAN_ID,
+        "id": created.json()["id"],
+        "nhs_number": CHILD,
+        "sequence": "1",
+        "delivery_id": str(delivery_id),
+    }
 
 
 def fixed_parts(
@@ -387,7 +404,7 @@ async def test_schemathesis_finds_no_server_error_contract_break_or_echoed_perso
     )
     assert not tally.failures, f"{len(tally.failures)} distinct failures:\n\n{report}"
     labels = {op.label for op in operations}
-    assert len(labels) == len(documented_operations(document)) == 24
+    assert len(labels) == len(documented_operations(document)) == 31
     assert set(tally.calls) == labels, labels - set(tally.calls)
     thin = {label: n for label, n in tally.calls.items() if n < 10}
     assert not thin, f"operations called fewer than 10 times: {thin}"
@@ -402,5 +419,5 @@ def documented_operations(document: dict[str, Any]) -> list[tuple[str, str]]:
         (method, path)
         for path, item in document["paths"].items()
         for method in item
-        if method in ("get", "put", "post", "delete")
+        if method in ("get", "put", "post", "delete", "patch")
     ]

@@ -403,7 +403,7 @@ async def test_las_are_told_over_rest_hook_and_in_the_inbox(
     assert [c["nhs_number"] for c in left["nhs_number_changes"]] == [GONE]
     done = await inbox(LA_NORTH_CLIENT, "acknowledged")
     [acked] = done["nhs_number_changes"]
-    assert (acked["nhs_number"], acked["acknowledged_by"]) == (OLD, LA_NORTH_CLIENT)
+    assert (acked["nhs_number"], acked["acknowledged_by"]["id"]) == (OLD, LA_NORTH_CLIENT)
     # South cannot acknowledge north's notification
     other = await e2e.request(
         "POST", "/la/v1/notifications/acknowledge", headers=await e2e.auth(LA_SOUTH_CLIENT),

@@ -22,9 +22,19 @@ from cpis.model import (
     Role,
     SettingType,
 )
+from cpis.model.notifications import Acknowledger, InboxAttendance
 from cpis.services import lookup as lookup_service
 from cpis.services import plans as plan_service
 from tests.integration.conftest import FakeClock
+
+
+async def inbox_items(inbox: PgOutboxStore, clock: FakeClock) -> list[InboxAttendance]:
+    """Every attendance in XLA01's inbox, acknowledged or not."""
+    children = await inbox.inbox_page(
+        "XLA01", status="all", after=None, children=10, per_child=10, recent_since=clock.now()
+    )
+    return [a for c in children for a in c.attendances]
+
 
 CHILD, OTHER, MOTHER = synthetic_numbers(3, start=100)
 LA_A = LocalAuthority("XLA01", "Alphashire", "01632 960001", "01632 960101", 24)
@@ -393,6 +403,7 @@ NURSE = dataclasses.replace(
     user_role="Advanced Clinical Practitioner",
 )
 SOCIAL_WORKER = "555066990011"
+SOCIAL_WORKER_NAME = "Sam Socialworker"
 STAFF_VALUES = (
     CONSULTANT.user_id,
     CONSULTANT.user_name,
@@ -403,6 +414,7 @@ STAFF_VALUES = (
     NURSE.user_name,
     NURSE.user_role,
     SOCIAL_WORKER,
+    SOCIAL_WORKER_NAME,
 )
 
 
@@ -449,9 +461,10 @@ async def test_staff_data_is_not_stored_in_clear(
     assert again.notified_las == ("XLA02",)  # XLA01's window: the same user, no second one
     assert nurse.notified_las == ("XLA01", "XLA02")
     inbox = PgOutboxStore(seeded.pool, vault)
-    items = await inbox.inbox("XLA01", include_acknowledged=True, limit=10)
+    items = await inbox_items(inbox, clock)
+    by = Acknowledger("person", SOCIAL_WORKER, SOCIAL_WORKER_NAME, "caseworker")
     assert await inbox.acknowledge(
-        "XLA01", [i.notification_id for i in items], by=SOCIAL_WORKER, now=clock.now()
+        "XLA01", [i.notification_id for i in items], by=by, now=clock.now()
     ) == 2  # fmt: skip
 
     tables = await dump(seeded)
@@ -472,10 +485,10 @@ async def test_staff_data_is_not_stored_in_clear(
         first.access_event.accessor,  # type: ignore[union-attr]
     ]
     assert events[1].accessor.role_profile_id == "555066445566"
-    items = await inbox.inbox("XLA01", include_acknowledged=True, limit=10)
+    items = await inbox_items(inbox, clock)
     assert {(i.user_name, i.acknowledged_by) for i in items} == {
-        (CONSULTANT.user_name, SOCIAL_WORKER),
-        (NURSE.user_name, SOCIAL_WORKER),
+        (CONSULTANT.user_name, by),
+        (NURSE.user_name, by),
     }
     async with seeded.pool.acquire() as conn:
         sealed_users = [r[0] for r in await conn.fetch("SELECT user_sealed FROM audit_log")]

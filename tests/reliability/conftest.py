@@ -10,7 +10,9 @@ deadline.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
+import secrets
 import signal
 import sys
 import time
@@ -26,6 +28,8 @@ import asyncpg
 import orjson
 import pytest
 from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from tests.polling import wait_until
 from tests.ports import listening_socket, port_of, served_port
@@ -237,6 +241,36 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield rec
     finally:
         await rec.stop()
+
+
+@pytest.fixture
+def shared_keys(tmp_path: Path) -> dict[str, str]:
+    """The CPIS_KEYS_* every replica of a test is given, so each can open the others' data."""
+    where = tmp_path / "keys"
+    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    where.mkdir(parents=True, exist_ok=True)
+    signing = where / "signing.pem"
+    signing.write_bytes(pem)
+    signing.chmod(0o600)
+    audit = where / "audit.pem"
+    audit.write_bytes(
+        ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    audit.chmod(0o600)
+    return {
+        "CPIS_KEYS_DATA": "k1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        "CPIS_KEYS_HASH": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "CPIS_KEYS_SIGNING": str(signing),
+        "CPIS_KEYS_AUDIT": str(audit),
+    }
 
 
 @dataclass

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import secrets
 import signal
 import uuid
 from pathlib import Path
 
 import aiohttp
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from cpis.matching.nhs_number import synthetic_numbers
 from tests.reliability.conftest import (
@@ -31,41 +27,16 @@ LOOKUPS = 120
 EXTRA = 5
 
 
-def shared_keys(where: Path) -> dict[str, str]:
-    """The CPIS_KEYS_* both replicas are given, so each can open the other's data."""
-    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    where.mkdir(parents=True, exist_ok=True)
-    signing = where / "signing.pem"
-    signing.write_bytes(pem)
-    signing.chmod(0o600)
-    audit = where / "audit.pem"
-    audit.write_bytes(
-        ed25519.Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    audit.chmod(0o600)
-    return {
-        "CPIS_KEYS_DATA": "k1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
-        "CPIS_KEYS_HASH": base64.b64encode(secrets.token_bytes(32)).decode(),
-        "CPIS_KEYS_SIGNING": str(signing),
-        "CPIS_KEYS_AUDIT": str(audit),
-    }
-
-
 async def test_two_replicas_never_deliver_one_notification_twice_at_once(
-    database_url: str, tmp_path: Path, receiver: Receiver, servers: list[Server]
+    database_url: str,
+    tmp_path: Path,
+    receiver: Receiver,
+    servers: list[Server],
+    shared_keys: dict[str, str],
 ) -> None:
     """With lookups spread over two replicas (each running its dispatcher) and a healthy
     endpoint, every notification arrives exactly once: no overlap, no redelivery."""
-    keys = shared_keys(tmp_path / "keys")
-    envs = [base_env(database_url, tmp_path / f"data-{n}") | keys for n in range(2)]
+    envs = [base_env(database_url, tmp_path / f"data-{n}") | shared_keys for n in range(2)]
     world = await register(envs[0])
     replicas = [Server(env) for env in envs]
     servers.extend(replicas)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import asyncpg
 import orjson
@@ -60,10 +60,58 @@ async def _no_session_state(conn: asyncpg.Connection) -> None:
     explicitly), and an open transaction is still rolled back by asyncpg itself."""
 
 
+# How long one host of a multi-host URL gets to accept a connection before the next
+# is tried: under the pools' 5 s acquire limit, so a silent host cannot use it all.
+PER_HOST_CONNECT_SECONDS = 2.0
+
+
+def single_host_urls(dsn: str) -> list[str]:
+    """The URL once per host for a multi-host URL (``postgresql://u:p@h1:5432,h2/db?q``
+    gives ``postgresql://u:p@h1:5432/db?q`` and ``postgresql://u:p@h2/db?q``), with
+    the user, password, database and query of the original; any other URL alone.
+    Bracketed IPv6 hosts hold no comma, so they split as any other."""
+    scheme, sep, rest = dsn.partition("://")
+    if not sep:
+        return [dsn]
+    end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    userinfo, at, hosts = authority.rpartition("@")
+    if "," not in hosts:
+        return [dsn]
+    return [f"{scheme}://{userinfo}{at}{host}{tail}" for host in hosts.split(",")]
+
+
+async def _connect_host_by_host(dsn: str, **kwargs: Any) -> asyncpg.Connection:
+    """asyncpg's connect, but for a multi-host URL each host in turn with a timeout of
+    its own (:data:`PER_HOST_CONNECT_SECONDS`).
+
+    asyncpg's connect timeout covers every host of a URL together, and the pool's
+    connect timeout (10 s) is longer than its acquire limit (5 s): with the first
+    host silent (a frozen machine, whose kernel still accepts the connection), every
+    attempt spent its whole budget there and the service never reached the new
+    primary after a failover. A host that refuses, stays silent, or is a standby
+    refused by ``target_session_attrs`` passes to the next; the last host's error
+    is raised."""
+    urls = single_host_urls(dsn)
+    if len(urls) == 1:
+        return await asyncpg.connect(dsn, **kwargs)
+    last: BaseException | None = None
+    for url in urls:
+        try:
+            return await asyncpg.connect(url, **(kwargs | {"timeout": PER_HOST_CONNECT_SECONDS}))
+        except UNAVAILABLE as exc:
+            last = exc
+    assert last is not None
+    raise last
+
+
 async def create_pool(dsn: str, *, min_size: int, max_size: int, statement_timeout_ms: int) -> Pool:
     try:
         pool = await asyncpg.create_pool(
             dsn,
+            # The stubs' protocol spells out each keyword of asyncpg.connect; this passes
+            # them all on.
+            connect=cast(Any, _connect_host_by_host),
             min_size=min_size,
             max_size=max_size,
             init=_init_connection,

@@ -218,12 +218,14 @@ class PgOutboxStore(PgInbox):
 
     # --- operators and the LA inbox ------------------------------------------
 
-    async def retry(self, delivery_id: int, *, now: datetime) -> bool:
+    async def retry(self, delivery_id: int, *, now: datetime, la_ods: str | None = None) -> bool:
         rows = await self._fetch(
             "UPDATE delivery SET state = 'pending', next_attempt_at = $2, attempts = 0"
-            " WHERE id = $1 AND state = 'dead' RETURNING id",
+            " WHERE id = $1 AND state = 'dead' AND ($3::text IS NULL OR la_ods = $3)"
+            " RETURNING id",
             delivery_id,
             now,
+            la_ods,
         )
         return bool(rows)
 

@@ -10,6 +10,7 @@ import asyncpg
 from cpis.adapters.postgres._connection import Pooled, Session
 from cpis.la_details import checked_la, checked_name, checked_phone, checked_window
 from cpis.model import Client, LocalAuthority, Organisation, Role, SettingType
+from cpis.model.la import MeshMailbox
 
 
 def la_from_row(r: asyncpg.Record) -> LocalAuthority:
@@ -109,15 +110,17 @@ class PgRegistry(Pooled):
         office_phone: str | None = None,
         edt_phone: str | None = None,
         repeat_window_hours: int | None = None,
+        expected_version: int | None = None,
     ) -> LocalAuthority | None:
         """Change only the details given (each checked as :meth:`upsert_la` checks it);
-        the LA's version goes up. None when no such LA is registered."""
+        the LA's version goes up. None when no such LA is registered, or when
+        ``expected_version`` is given and the LA's version is another (a lost update)."""
         rows = await self._run(
             "UPDATE local_authority SET name = coalesce($2, name),"
             " office_phone = coalesce($3, office_phone), edt_phone = coalesce($4, edt_phone),"
             " repeat_window_hours = coalesce($5, repeat_window_hours),"
             " version = version + 1, updated_at = now()"
-            " WHERE ods_code = $1"
+            " WHERE ods_code = $1 AND ($6::integer IS NULL OR version = $6)"
             " RETURNING ods_code AS la_ods, name AS la_name, office_phone, edt_phone,"
             " repeat_window_hours, version AS la_version, updated_at AS la_updated_at",
             ods_code,
@@ -125,6 +128,7 @@ class PgRegistry(Pooled):
             None if office_phone is None else checked_phone("office-hours phone", office_phone),
             None if edt_phone is None else checked_phone("emergency duty team phone", edt_phone),
             None if repeat_window_hours is None else checked_window(repeat_window_hours),
+            expected_version,
         )
         return la_from_row(rows[0]) if rows else None
 
@@ -144,6 +148,14 @@ class PgRegistry(Pooled):
             mailbox,
             workflow_id,
         )
+
+    async def get_la_mesh(self, la_ods: str) -> MeshMailbox | None:
+        rows = await self._run("SELECT mailbox, workflow_id FROM la_mesh WHERE la_ods = $1", la_ods)
+        return MeshMailbox(rows[0]["mailbox"], rows[0]["workflow_id"]) if rows else None
+
+    async def clear_la_mesh(self, la_ods: str) -> bool:
+        rows = await self._run("DELETE FROM la_mesh WHERE la_ods = $1 RETURNING 1", la_ods)
+        return bool(rows)
 
     async def upsert_organisation(self, org: Organisation) -> None:
         await self._run(

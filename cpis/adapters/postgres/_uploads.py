@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from cpis.adapters.postgres._connection import Session
 from cpis.formats.acknowledgement import acknowledgement_json, parse_acknowledgement
+from cpis.model.la import UploadSummary
 from cpis.model.uploads import Acknowledgement
 
 
@@ -37,14 +39,40 @@ class PgUploads(Session):
         self, la_ods: str, sequence: int, file_code: str, ack: Acknowledgement, at: datetime
     ) -> None:
         await self._conn.execute(
-            "INSERT INTO upload (la_ods, sequence, received_at, file_code, acknowledgement)"
-            " VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO upload (la_ods, sequence, received_at, file_code, acknowledgement,"
+            " record_codes, records) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             la_ods,
             sequence,
             at,
             file_code,
             self._sealed_ack(acknowledgement_json(ack)),
+            ack.summary,
+            len(ack.records),
         )
+
+    async def list_uploads(
+        self, la_ods: str, *, before: int | None, limit: int
+    ) -> Sequence[UploadSummary]:
+        # Newest first by sequence, a page at a time from the primary key; the counts
+        # are columns of their own (0004_la_views.sql), so no acknowledgement is read.
+        rows = await self._conn.fetch(
+            "SELECT sequence, received_at, file_code, records, record_codes FROM upload"
+            " WHERE la_ods = $1 AND ($2::bigint IS NULL OR sequence < $2)"
+            " ORDER BY sequence DESC LIMIT $3",
+            la_ods,
+            before,
+            limit,
+        )
+        return [
+            UploadSummary(
+                sequence=r["sequence"],
+                received_at=r["received_at"],
+                file_code=r["file_code"],
+                records=r["records"],
+                record_codes=dict(r["record_codes"]),
+            )
+            for r in rows
+        ]
 
     # An acknowledgement is stored as jsonb, and a database dump must not give
     # away an NHS number (SPEC §6): the new number a CPR05 record carries is
