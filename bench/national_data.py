@@ -114,7 +114,8 @@ async def generate(
               for d in range(0, 3650, 73)]  # fmt: skip
     today = date.today()
     async with pool.acquire() as conn:
-        await conn.execute("SET synchronous_commit = off")
+        # Bulk statements run for minutes: not under the service's statement timeout.
+        await conn.execute("SET synchronous_commit = off; SET statement_timeout = 0")
         await conn.execute(
             "INSERT INTO local_authority (ods_code, name, office_phone, edt_phone,"
             " repeat_window_hours) SELECT c, 'Generated council ' || c, '01632 960100',"
