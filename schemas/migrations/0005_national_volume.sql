@@ -1,5 +1,7 @@
 -- What England's volume needs (issue 13, item 5; measured by bench/national):
 -- the daily purge and the LA inbox cost what they touch, not the database's size.
+-- The indexes are IF NOT EXISTS so that an operator with a big table can build
+-- them CONCURRENTLY by hand first (deploy/README.md, "Upgrades").
 
 -- Subjects that lost a plan, with the plan's LA, however it went: the retention
 -- purge, an LA's DELETE or upload delete record, or a plan moved to another NHS
@@ -26,7 +28,7 @@ ON CONFLICT DO NOTHING;
 
 -- The LA inbox lists each notification's deliveries, and retention deletes them,
 -- by notification id: without this, each inbox row scanned every delivery.
-CREATE INDEX delivery_notification_idx ON delivery (notification_id);
+CREATE INDEX IF NOT EXISTS delivery_notification_idx ON delivery (notification_id);
 -- Retention deletes a subject's repeat views too; the other indexes on
 -- subject_key leave repeats out (they are never shown).
-CREATE INDEX access_event_repeat_idx ON access_event (subject_key) WHERE is_repeat;
+CREATE INDEX IF NOT EXISTS access_event_repeat_idx ON access_event (subject_key) WHERE is_repeat;
