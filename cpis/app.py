@@ -4,10 +4,9 @@
 migrates it, loads the keys and builds every adapter the service has into one
 :class:`Runtime`; ``create_app``, ``create_worker_app``, the dispatcher and the
 MESH upload poller are wired on top of a runtime and construct nothing of their
-own. The CLI,
-the demo and the tests all go through ``build``; a test passes a fake of a
-port (a clock it moves, a rest-hook sender that may reach loopback, dispatch
-timings) as an override named after the runtime's field.
+own. The CLI, the demo and the tests all go through ``build``; a test passes a
+fake of a port (a clock it moves, a rest-hook sender that may reach loopback,
+dispatch timings) as an override named after the runtime's field.
 """
 
 from __future__ import annotations
