@@ -377,7 +377,7 @@ def main() -> int:
     p.add_argument(
         "--shared-buffers", default="2GB",
         help="the embedded PostgreSQL's shared_buffers (its default, 128MB, holds a fraction"
-        " of England's 5 GB; a national server is given a share of its memory)",
+        " of England's 6.6 GB; a national server is given a share of its memory)",
     )  # fmt: skip
     p.add_argument("--strict", action="store_true", help="exit 1 when a bar is missed")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
