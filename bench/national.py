@@ -366,7 +366,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--scale", type=float, default=1.0,
-        help="fraction of England's volume (1: 130,000 plans, 5M access events; 0.05 for"
+        help="fraction of England's volume (1: 130,000 plans, 5M access events; 0.02 for"
         " a quick run)",
     )  # fmt: skip
     p.add_argument("--duration", type=int, default=10, help="seconds per wrk peak run (max 15)")
