@@ -2,11 +2,11 @@
 
 ``build(settings, **overrides)`` starts (or attaches to) the database,
 migrates it, loads the keys and builds every adapter the service has into one
-:class:`Runtime`; ``create_app``, the dispatcher and the MESH upload poller
-are wired on top of a runtime and construct nothing of their own. The CLI,
-the demo and the tests all go through ``build``; a test passes a fake of a
-port (a clock it moves, a rest-hook sender that may reach loopback, dispatch
-timings) as an override named after the runtime's field.
+:class:`Runtime`; ``create_app``, ``create_worker_app``, the dispatcher and the
+MESH upload poller are wired on top of a runtime and construct nothing of their
+own. The CLI, the demo and the tests all go through ``build``; a test passes a
+fake of a port (a clock it moves, a rest-hook sender that may reach loopback,
+dispatch timings) as an override named after the runtime's field.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ from cpis.web.auth import (
 from cpis.web.metrics import Metrics
 from cpis.web.middleware import REFUSALS, request_middleware
 from cpis.web.notifications import INBOX
+from cpis.web.ops import LIVENESS, add_probe_routes
 from cpis.web.refusals import RefusedRequests
 from cpis.web.state import NOTIFICATIONS_QUEUED, SERVICES, Services, Signal
 from cpis.workers.audit_chain import run_audit_chainer
@@ -445,6 +446,47 @@ async def run_mesh_uploads(rt: Runtime, metrics: Metrics | None = None) -> None:
     """Take upload files from the MESH inbox until cancelled (``serve`` and ``worker``)."""
     log.info("mesh_uploads_started", mailbox=rt.settings.mesh_mailbox)
     await build_mesh_uploads(rt, metrics).run()
+
+
+def create_worker_app(runtime: Runtime) -> web.Application:
+    """``cpis worker``: the dispatcher (and the MESH upload poller, with a mailbox) for
+    the app's lifetime, and only ``/healthz``, ``/readyz`` and ``/metrics`` over HTTP,
+    so the queue gauges and delivery counters are scraped from the process that sets
+    them. ``/healthz`` answers 503 once either task has stopped, so it is restarted."""
+    settings = runtime.settings
+    metrics = Metrics()
+    app = web.Application()
+    app[SERVICES] = Services(
+        settings=settings,
+        db=runtime.db,
+        clock=runtime.clock,
+        tokens=runtime.tokens,
+        metrics=metrics,
+        person_index=runtime.person_index,
+    )
+    tasks: list[asyncio.Task[None]] = []
+
+    def stopped(task: asyncio.Task[None]) -> None:
+        if not task.cancelled():
+            log.error("worker_task_stopped", task=task.get_name(), exc_info=task.exception())
+
+    async def run_work(_app: web.Application) -> AsyncIterator[None]:
+        tasks.append(asyncio.create_task(run_dispatcher(runtime, metrics), name="dispatcher"))
+        if mesh_inbox_configured(settings):
+            tasks.append(
+                asyncio.create_task(run_mesh_uploads(runtime, metrics), name="mesh_uploads")
+            )
+        for task in tasks:
+            task.add_done_callback(stopped)
+        yield
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    app.cleanup_ctx.append(run_work)
+    app[LIVENESS] = lambda: all(not task.done() for task in tasks)
+    add_probe_routes(app, prefix=settings.path_prefix)
+    return app
 
 
 def create_app(runtime: Runtime) -> web.Application:

@@ -2,6 +2,7 @@
 
 cpis serve [--demo]         API and background workers
 cpis migrate                apply database migrations
+cpis worker                 notification delivery and MESH uploads (probes and /metrics)
 cpis la add ...             register a local authority
 cpis la update ...          change a local authority's details
 cpis client add ...         register a client system and its public key
@@ -81,7 +82,11 @@ def _parser() -> argparse.ArgumentParser:
         help="register a demo LA, clients and plans, and say how to query them",
     )
     sub.add_parser("migrate", help="apply database migrations")
-    sub.add_parser("worker", help="deliver notifications and take MESH upload files (no HTTP API)")
+    sub.add_parser(
+        "worker",
+        help="deliver notifications and take MESH upload files (over HTTP only /healthz,"
+        " /readyz and /metrics)",
+    )
     sub.add_parser("purge", help="delete what retention says must go (serve also does this)")
     up = sub.add_parser("upload", help="apply an LA's upload file (JSON or CSV) and show its codes")
     up.add_argument("file", type=Path)
@@ -250,7 +255,7 @@ async def _with_runtime(
 def _listen_error(settings: Settings, exc: OSError) -> StartupError:
     reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
     hint = (
-        " (another `cpis serve`, or another program, has it): set CPIS_PORT"
+        " (another `cpis serve` or `cpis worker`, or another program, has it): set CPIS_PORT"
         if exc.errno == errno.EADDRINUSE
         else ": check CPIS_HOST and CPIS_PORT"
     )
@@ -290,18 +295,23 @@ def _check_listen(settings: Settings) -> None:
                 raise _listen_error(settings, exc) from None
 
 
+def _listener(settings: Settings) -> tuple[Settings, socket.socket | None]:
+    """For ``CPIS_PORT=0`` a socket bound on any free port, and the settings naming it;
+    otherwise no socket, once the configured address is known to be free."""
+    if settings.port == 0:
+        sock = _bind_any_port(settings)
+        return settings.listening_on(sock.getsockname()[1]), sock
+    _check_listen(settings)
+    return settings, None
+
+
 async def _serve(settings: Settings, demo: bool) -> int:
     from cpis import demo as demo_data
     from cpis.adapters.tls import server_ssl_context
 
     # Bad TLS files and a port in use are refused before anything is started.
     ssl_context = server_ssl_context(settings)
-    sock = None
-    if settings.port == 0:
-        sock = _bind_any_port(settings)
-        settings = settings.listening_on(sock.getsockname()[1])
-    else:
-        _check_listen(settings)
+    settings, sock = _listener(settings)
     if demo:
         settings = demo_data.demo_settings(settings)
     async with build(settings, start=Start.SERVE) as rt:
@@ -689,22 +699,33 @@ async def _purge(rt: Runtime) -> int:
 
 async def _worker(settings: Settings) -> int:
     """The background work without the HTTP API: notification delivery, and upload
-    files from the MESH inbox when this service has a MESH mailbox."""
-    from cpis.app import mesh_inbox_configured, run_dispatcher, run_mesh_uploads
+    files from the MESH inbox when this service has a MESH mailbox; over HTTP (on
+    CPIS_HOST and CPIS_PORT, like serve) only the probes and /metrics."""
+    from cpis.adapters.tls import server_ssl_context
+    from cpis.app import create_worker_app, mesh_inbox_configured
+    from cpis.web.server import start_serving
 
+    ssl_context = server_ssl_context(settings)
+    settings, sock = _listener(settings)
     async with build(settings) as rt:
-        tasks = [asyncio.create_task(run_dispatcher(rt))]
-        if mesh_inbox_configured(settings):
-            tasks.append(asyncio.create_task(run_mesh_uploads(rt)))
+        app = create_worker_app(rt)
+        try:
+            runner = await start_serving(app, settings, ssl_context=ssl_context, sock=sock)
+        except OSError as exc:  # taken since _check_listen looked
+            raise _listen_error(settings, exc) from None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        log.info("worker_started", mesh_uploads=len(tasks) > 1)
+        log.info(
+            "worker_started",
+            host=settings.host,
+            port=settings.port,
+            mesh_uploads=mesh_inbox_configured(settings),
+        )
         await stop.wait()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        log.info("stopping")
+        await runner.cleanup()
     return 0
 
 

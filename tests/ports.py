@@ -40,16 +40,17 @@ def free_port() -> int:
         return port_of(s)
 
 
-def served_port(output: str) -> int | None:
+def served_port(output: str, event_name: str = "serving") -> int | None:
     """The port a ``cpis serve`` process (``CPIS_LOG_FORMAT=json``) says it is serving
-    on, from its output so far; None before its ``serving`` line."""
+    on, from its output so far; None before its ``serving`` line (``cpis worker``'s
+    is ``worker_started``)."""
     for line in output.splitlines():
-        if '"serving"' not in line:
+        if f'"{event_name}"' not in line:
             continue
         try:
             event = json.loads(line)
         except ValueError:
             continue
-        if event.get("event") == "serving":
+        if event.get("event") == event_name:
             return int(event["port"])
     return None

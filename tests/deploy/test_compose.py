@@ -67,7 +67,9 @@ def test_compose_runs_the_same_processes() -> None:
         assert services[name]["depends_on"]["migrate"] == {
             "condition": "service_completed_successfully"
         }
-    assert services["worker"]["healthcheck"] == {"disable": True}  # it has no HTTP
+    # The worker answers the image's health check (/healthz on 8080), unpublished.
+    assert "healthcheck" not in services["worker"] and "ports" not in services["worker"]
+    assert services["migrate"]["healthcheck"] == {"disable": True}
 
 
 @pytest.mark.parametrize("role", sorted(ROLES))

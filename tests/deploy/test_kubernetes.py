@@ -91,6 +91,7 @@ def test_renders_the_whole_deployment(name: str) -> None:
         ("ObjectStore", "cpis-db-backups"),
         ("ServiceMonitor", "cpis-serve"),
         ("PodMonitor", "cpis-db"),
+        ("PodMonitor", "cpis-worker"),
         ("PrometheusRule", "cpis"),
         ("ConfigMap", "cpis-grafana-dashboard"),
     ]:
@@ -202,12 +203,14 @@ def test_each_workload_runs_its_command(name: str) -> None:
 
 
 @ALL
-def test_serve_probes_and_port(name: str) -> None:
-    """serve is probed where the service answers at the pod's root: readiness on
+@pytest.mark.parametrize("role", ["serve", "worker"])
+def test_serve_and_worker_probes_and_port(name: str, role: str) -> None:
+    """serve and worker are probed where they answer at the pod's root: readiness on
     /readyz (503 while the database is unusable), liveness and start-up on
-    /healthz, on the port the image listens on (CPIS_PORT)."""
+    /healthz (the worker's is 503 once its dispatcher stops), on the port the image
+    listens on (CPIS_PORT)."""
     objs = render(name)
-    (container,) = component(objs, "serve")["spec"]["containers"]
+    (container,) = component(objs, role)["spec"]["containers"]
     (port,) = container["ports"]
     assert port == {
         "name": "http",
@@ -217,9 +220,13 @@ def test_serve_probes_and_port(name: str) -> None:
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-    for role in ("worker", "migrate"):
-        (other,) = component(objs, role)["spec"]["containers"]
-        assert "ports" not in other  # nothing listens there
+
+
+@ALL
+def test_migrate_listens_on_nothing(name: str) -> None:
+    """The migration Job has no port and no probe: it runs to completion."""
+    (container,) = component(render(name), "migrate")["spec"]["containers"]
+    assert "ports" not in container and "livenessProbe" not in container
 
 
 # --- configuration and secrets -----------------------------------------------------
@@ -325,8 +332,9 @@ def test_every_reference_resolves(name: str) -> None:
 
 @ALL
 def test_selectors_find_their_pods(name: str) -> None:
-    """The Service, PodDisruptionBudgets, autoscaler and ServiceMonitor point at
-    what exists: serve's pods, its Deployment, the Service's named port."""
+    """The Service, PodDisruptionBudgets, autoscaler, ServiceMonitor and PodMonitors
+    point at what exists: serve's pods, its Deployment, the Service's named port,
+    the worker's pods and their named port."""
     objs = render(name)
     serve = component(objs, "serve")["metadata"]["labels"]
     worker = component(objs, "worker")["metadata"]["labels"]
@@ -354,6 +362,14 @@ def test_selectors_find_their_pods(name: str) -> None:
     assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout"}
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
     assert endpoint["path"] == "/metrics"
+    worker_monitor = one(objs, "PodMonitor", "cpis-worker")["spec"]
+    assert selects(worker_monitor["selector"], worker)
+    assert not selects(worker_monitor["selector"], serve)  # serve's is the ServiceMonitor
+    (worker_endpoint,) = worker_monitor["podMetricsEndpoints"]
+    assert set(worker_endpoint) <= {"port", "path", "interval", "scrapeTimeout"}
+    (worker_container,) = component(objs, "worker")["spec"]["containers"]
+    assert worker_endpoint["port"] in {p["name"] for p in worker_container["ports"]}
+    assert worker_endpoint["path"] == "/metrics"
     db_monitor = one(objs, "PodMonitor", "cpis-db")["spec"]
     assert db_monitor["selector"] == {"matchLabels": {"cnpg.io/cluster": "cpis-db"}}
     assert db_monitor["podMetricsEndpoints"] == [{"port": "metrics"}]
@@ -454,8 +470,9 @@ def test_network_policies(name: str) -> None:
     """serve and worker reach DNS, the database and public addresses (MESH, PDS,
     CIS2 on 443; rest-hooks on any port), never private, link-local (cloud
     metadata) or loopback ones; migrate reaches only DNS and the database; only
-    the ingress controller and Prometheus reach serve, nothing reaches worker or
-    migrate; the database takes connections from CP-IS, not from other pods."""
+    the ingress controller and Prometheus reach serve, only Prometheus reaches
+    worker (/metrics), nothing reaches migrate; the database takes connections
+    from CP-IS, not from other pods."""
     objs = render(name)
     serve, worker, migrate = (
         component(objs, c)["metadata"]["labels"] for c in ("serve", "worker", "migrate")
@@ -490,8 +507,11 @@ def test_network_policies(name: str) -> None:
     assert _allowed(objs, serve, "Ingress", prometheus, 8080)
     assert not _allowed(objs, serve, "Ingress", stranger, 8080)
     assert not _allowed(objs, serve, "Ingress", ingress, 5432)
+    assert _allowed(objs, worker, "Ingress", prometheus, 8080)
+    assert not _allowed(objs, worker, "Ingress", prometheus, 5432)
+    assert not _allowed(objs, worker, "Ingress", stranger, 8080)
+    assert not _allowed(objs, migrate, "Ingress", prometheus, 8080)
     for pod in (worker, migrate):
-        assert not _allowed(objs, pod, "Ingress", prometheus, 8080)
         assert not _allowed(objs, pod, "Ingress", ingress, 8080)
     db_labels = db["labels"]
     for pod in (serve, worker, migrate):

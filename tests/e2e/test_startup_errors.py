@@ -89,12 +89,14 @@ def port_in_use() -> Iterator[int]:
         yield int(s.getsockname()[1])
 
 
+@pytest.mark.parametrize("command", ["serve", "worker"])
 async def test_serve_on_a_port_in_use(
-    env: dict[str, str], database_url: str, port_in_use: int, tmp_path: Path
+    env: dict[str, str], database_url: str, port_in_use: int, tmp_path: Path, command: str
 ) -> None:
-    """Refused before the database is touched or keys are made."""
+    """Refused before the database is touched or keys are made (the worker listens for
+    its probes and /metrics)."""
     env |= {"CPIS_DATABASE_URL": database_url, "CPIS_PORT": str(port_in_use)}
-    line = await refused(env, "serve")
+    line = await refused(env, command)
     assert f"cannot listen on 127.0.0.1:{port_in_use}: address already in use" in line
     assert "CPIS_PORT" in line
     assert not (tmp_path / "data").exists()

@@ -496,6 +496,7 @@ async def test_the_worker_command_takes_uploads_from_the_mesh_inbox(
     env = {k: v for k, v in os.environ.items() if not k.startswith("CPIS_")} | {
         "CPIS_DATABASE_URL": database_url,
         "CPIS_DATA_DIR": str(tmp_path / "data"),
+        "CPIS_PORT": "0",  # the worker's probes and /metrics, on any free port
         "CPIS_LOG_FORMAT": "json",
         "CPIS_MESH_URL": clean.base_url,
         "CPIS_MESH_MAILBOX": CPIS,

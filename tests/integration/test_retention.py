@@ -112,3 +112,55 @@ async def test_purge_and_lookup_follow_the_visibility_window_in_the_rules(
     monkeypatch.setitem(rules.VISIBLE_DAYS_AFTER_END, PlanType.LAC, 30)
     assert await shown() == 0
     assert (await retention.purge(today=clock.today())).plans == 1
+
+
+async def test_purge_forgets_visits_whatever_way_the_last_plan_went(
+    db: PgDatabase, clock: FakeClock
+) -> None:
+    """Visits and notifications go once the child has no plan, however the plans went:
+    retention, an LA's DELETE, a plan moved to another NHS number (each noted in
+    purge_candidate by a trigger, migration 0005). A child who still has a plan at
+    another LA keeps its visits, and those go too once that plan does."""
+    other = LocalAuthority("XLA02", "Betashire", "01632 960002", "01632 960102", 24)
+    deleted, moved, shared, new_number = synthetic_numbers(4, start=970)
+    await db.upsert_la(LA)
+    await db.upsert_la(other)
+    las = {
+        la.ods_code: Principal(client_id="la", role=Role.LA, ods_codes=(la.ods_code,))
+        for la in (LA, other)
+    }
+    start = date(2026, 1, 1)
+    for ods, plan_id, nhs in [
+        (LA.ods_code, "deleted", deleted),
+        (LA.ods_code, "moved", moved),
+        (LA.ods_code, "shared", shared),
+        (other.ods_code, "shared", shared),
+    ]:
+        await plan_service.put_plan(db, clock, principal=las[ods], la_ods=ods,
+                                    la_plan_id=plan_id, fields=PlanFields(nhs, PlanType.CPP, start),
+                                    if_match=None)  # fmt: skip
+    acc = Accessor("ed", "XED01", "ED", SettingType.ED, "u1", "Nurse", "Nurse", "t")
+    for nhs in (deleted, moved, shared):
+        await lookup_service.lookup(db, clock, nhs_number=nhs, accessor=acc, unscheduled=True,
+                                    audit=AUDIT)  # fmt: skip
+    assert await count(db, "access_event") == 3 and await count(db, "outbox") == 4
+
+    await plan_service.delete_plan(db, principal=las[LA.ods_code], la_ods=LA.ods_code,
+                                   la_plan_id="deleted", if_match=None)  # fmt: skip
+    moved_fields = PlanFields(new_number, PlanType.CPP, start)
+    await plan_service.put_plan(db, clock, principal=las[LA.ods_code], la_ods=LA.ods_code,
+                                la_plan_id="moved", fields=moved_fields, if_match=None)  # fmt: skip
+    await plan_service.delete_plan(db, principal=las[LA.ods_code], la_ods=LA.ods_code,
+                                   la_plan_id="shared", if_match=None)  # fmt: skip
+    retention = PgRetention(db.pool, db._vault)
+    result = await retention.purge(today=clock.today())
+    assert (result.plans, result.access_events, result.notifications) == (0, 2, 2)
+    assert await count(db, "access_event") == 1  # the shared child's: it has a plan left
+    assert await count(db, "outbox") == 2  # its notifications, to both LAs
+
+    await plan_service.delete_plan(db, principal=las[other.ods_code], la_ods=other.ods_code,
+                                   la_plan_id="shared", if_match=None)  # fmt: skip
+    result = await retention.purge(today=clock.today())
+    assert (result.access_events, result.notifications) == (1, 2)
+    assert await count(db, "access_event") == 0 and await count(db, "outbox") == 0
+    assert await count(db, "purge_candidate") == 0

@@ -5,12 +5,16 @@ The delete date may depend on the child's birth date (the 18th-birthday end),
 which is only stored sealed, so SQL cannot work it out: candidate plans are
 read, :func:`cpis.rules.is_due_for_purge` judges each, and the DELETE receives
 the ids it chose. One replica at a time purges (a transaction advisory lock);
-a purge is one transaction, deleting plans in batches of ids.
+a purge is one transaction, deleting plans in batches of ids. Visits and
+notifications go for the subjects ``purge_candidate`` names that have no plan
+left (migration 0005), so what a purge costs follows what it deletes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
+from typing import Any
 
 import asyncpg
 
@@ -61,21 +65,45 @@ class PgRetention:
                     "DELETE FROM plan WHERE id = ANY($1::uuid[])", due[i : i + batch]
                 )
                 plans += int(status.split()[-1])
-            events = await conn.fetch(
-                "DELETE FROM access_event a WHERE NOT EXISTS"
-                " (SELECT 1 FROM plan p WHERE p.subject_key = a.subject_key) RETURNING id"
+            # Every plan that goes, by this purge or any other way, leaves its subject and
+            # LA in purge_candidate (migration 0005): only those subjects can be left with
+            # no plan, so their visits and notifications are found by index, not by
+            # scanning every access event (millions at England's volume; issue 13).
+            gone = await conn.fetch(
+                "DELETE FROM purge_candidate c WHERE NOT EXISTS"
+                " (SELECT 1 FROM plan p WHERE p.subject_key = c.subject_key)"
+                " RETURNING subject_key, la_ods"
             )
-            event_ids = [r["id"] for r in events]
-            # NHS number changes go with the subject's last plan, like its visits.
-            notes = await conn.fetch(
-                "DELETE FROM outbox o WHERE o.access_event_id = ANY($1::uuid[])"
-                " OR (o.kind = 'nhs-number-inactive' AND NOT EXISTS"
-                " (SELECT 1 FROM plan p WHERE p.subject_key = o.subject_key))"
-                " RETURNING notification_id",
-                event_ids,
+            # In batches of subjects: a year's expiries carry a million visits, which one
+            # statement could not delete within the statement timeout.
+            events = notes = 0
+            for i in range(0, len(gone), batch):
+                counts = await self._forget(conn, gone[i : i + batch])
+                events, notes = events + counts[0], notes + counts[1]
+            return PurgeResult(plans, events, notes)
+
+    async def _forget(self, conn: Any, gone: Sequence[Any]) -> tuple[int, int]:
+        """Delete the visits, notifications and deliveries of ``gone`` (subject key and
+        LA pairs, subjects with no plan left); how many visits and notifications went."""
+        subjects = list({r["subject_key"] for r in gone})
+        events = 0
+        for repeat in (False, True):  # each on its own partial index
+            status = await conn.execute(
+                "DELETE FROM access_event WHERE subject_key = ANY($1::bytea[]) AND is_repeat = $2",
+                subjects,
+                repeat,
             )
-            await conn.execute(
-                "DELETE FROM delivery WHERE notification_id = ANY($1::uuid[])",
-                [r["notification_id"] for r in notes],
-            )
-            return PurgeResult(plans, len(event_ids), len(notes))
+            events += int(status.split()[-1])
+        # A subject's notifications, of both kinds, are for the LAs that held its plans:
+        # each of those plans left a candidate with its LA when it went.
+        notes = await conn.fetch(
+            "DELETE FROM outbox o USING unnest($1::text[], $2::bytea[]) AS g(la, k)"
+            " WHERE o.la_ods = g.la AND o.subject_key = g.k RETURNING o.notification_id",
+            [r["la_ods"] for r in gone],
+            [r["subject_key"] for r in gone],
+        )
+        await conn.execute(
+            "DELETE FROM delivery WHERE notification_id = ANY($1::uuid[])",
+            [r["notification_id"] for r in notes],
+        )
+        return events, len(notes)
