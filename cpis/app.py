@@ -34,6 +34,7 @@ from cpis.adapters.data_dir import database_name, key_source, require_service_da
 from cpis.adapters.embedded import EmbeddedPostgres
 from cpis.adapters.keys import KeyMaterial, load_keys
 from cpis.adapters.mesh import MeshClient
+from cpis.adapters.oidc_login import OidcSignIn
 from cpis.adapters.person_index import open_person_index
 from cpis.adapters.postgres import (
     PgAuditLog,
@@ -44,6 +45,7 @@ from cpis.adapters.postgres import (
     PgPollLock,
     PgRetention,
     PgSubscriptionStore,
+    PgWebSessions,
     Pool,
     agree_on_keys,
     keys_recorded,
@@ -58,8 +60,9 @@ from cpis.adapters.webhook import WebhookSender
 from cpis.errors import MissingKeys, StartupError
 from cpis.ports.clock import Clock
 from cpis.ports.person_index import PersonIndex
+from cpis.services.web_sign_in import SessionLimits, SignInServices
 from cpis.settings import Settings
-from cpis.web import fhir, la, notifications, oauth, openapi, ops, subscriptions, uploads
+from cpis.web import fhir, la, notifications, oauth, openapi, ops, pages, subscriptions, uploads
 from cpis.web.auth import (
     ORGANISATIONS,
     RATE_LIMITER,
@@ -110,6 +113,10 @@ class Runtime:
     # The service's own MESH mailbox (CPIS_MESH_*): notifications out, upload files in.
     mesh: MeshClient | None
     dispatch: DispatchSettings
+    # People signed in to the web pages, and their organisations' OpenID providers.
+    web_sessions: PgWebSessions
+    identity_providers: OidcSignIn
+    web_session_limits: SessionLimits
 
 
 # The settings, pool and keys are what the adapters are built from, and the vault is the
@@ -321,6 +328,9 @@ async def _adapters(
                         horizon=timedelta(hours=settings.delivery_horizon_hours),
                     ),
                 ),
+                web_sessions=made("web_sessions", lambda: PgWebSessions(pool, vault)),
+                identity_providers=made("identity_providers", OidcSignIn),
+                web_session_limits=made("web_session_limits", SessionLimits),
             )
     finally:
         await webhook.close()
@@ -491,4 +501,18 @@ def create_app(runtime: Runtime) -> web.Application:
     oauth.add_routes(app, prefix=prefix)
     ops.add_routes(app, prefix=prefix)  # the probes and /metrics also answer at the root
     openapi.add_routes(app, prefix=prefix)
+    # The web pages (issue 12): HTML errors and security headers for them, inside the
+    # request middleware so each page is still logged, counted and audited.
+    app.middlewares.append(pages.pages_middleware)
+    pages.add_routes(
+        app,
+        prefix=prefix,
+        sign_in_services=SignInServices(
+            db=runtime.db,
+            clock=runtime.clock,
+            store=runtime.web_sessions,
+            providers=runtime.identity_providers,
+            limits=runtime.web_session_limits,
+        ),
+    )
     return app

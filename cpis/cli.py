@@ -30,13 +30,14 @@ from typing import Any, TypeVar
 import orjson
 import structlog
 
-from cpis import cli_person_index, ods, rules
+from cpis import cli_person_index, cli_sign_in, ods, rules
 from cpis.adapters.audit_log import ANCHOR_FILE, Anchor, AuditKeys, public_keys_of
 from cpis.adapters.keys import parse_audit_public_keys
 from cpis.app import Runtime, Start, build, create_app
 from cpis.errors import CpisError, SettingsError, StartupError
 from cpis.log import configure_logging
 from cpis.model import LocalAuthority, Refused, Role, SettingType
+from cpis.model.web import OrgKind
 from cpis.phone import is_drama, uk_phone
 from cpis.services import registration
 from cpis.settings import Settings
@@ -134,6 +135,8 @@ def _parser() -> argparse.ArgumentParser:
     la_mesh.add_argument("--ods", type=_la_ods, required=True)
     la_mesh.add_argument("--mailbox", required=True)
     la_mesh.add_argument("--workflow-id", default="CPIS_NOTIFICATION")
+
+    cli_sign_in.add_parsers(la, sub, la_ods=_la_ods, health_ods=_arg(ods.health_code))
 
     client = sub.add_parser("client", help="client systems").add_subparsers(
         dest="client_command", required=True
@@ -729,9 +732,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return demo.print_id_token(settings, issuer=args.issuer)
         if args.command == "migrate":
             return _run(_with_runtime(settings, _migrate, start=Start.SETUP))
+        if args.command == "la" and args.la_command == "sign-in":
+            return _run(
+                _with_runtime(settings, lambda rt: cli_sign_in.sign_in(rt, args, OrgKind.LA))
+            )
         if args.command == "la":
             action = {"add": _la_add, "update": _la_update, "mesh": _la_mesh}[args.la_command]
             return _run(_with_runtime(settings, lambda rt: action(rt, args)))
+        if args.command == "org":
+            return _run(
+                _with_runtime(settings, lambda rt: cli_sign_in.sign_in(rt, args, OrgKind.HEALTH))
+            )
         if args.command == "upload":
             return _run(_with_runtime(settings, lambda rt: _upload(rt, args)))
         if args.command == "person-index":

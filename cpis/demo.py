@@ -40,7 +40,8 @@ from cpis.model import (
     Role,
     SettingType,
 )
-from cpis.services import plans
+from cpis.model.web import OrgKind, SignInConfig, WebRole
+from cpis.services import plans, web_sign_in
 from cpis.settings import Settings
 
 DEMO_LA = LocalAuthority(
@@ -53,6 +54,32 @@ DEMO_LA = LocalAuthority(
 DEMO_ED = Organisation("XED01", "Demoshire General Hospital Emergency Department", SettingType.ED)
 ED_CLIENT = "demo-ed"
 LA_CLIENT = "demo-la"
+# The demo OpenID provider `make run` starts beside the service (demo/oidc), and the
+# web client registered with it (demo/oidc/clients.json): both demo organisations'
+# people sign in to the web pages there (docs/sign-in.md).
+DEMO_OIDC_ISSUER = "http://127.0.0.1:8090"
+DEMO_WEB_CLIENT = "cpis-demo-web"
+DEMO_SIGN_INS = (
+    SignInConfig(
+        org_ods=DEMO_LA.ods_code,
+        kind=OrgKind.LA,
+        issuer=DEMO_OIDC_ISSUER,
+        client_id=DEMO_WEB_CLIENT,
+        role_values={"caseworker": WebRole.CASEWORKER, "manager": WebRole.MANAGER},
+    ),
+    SignInConfig(
+        org_ods=DEMO_ED.ods_code,
+        kind=OrgKind.HEALTH,
+        issuer=DEMO_OIDC_ISSUER,
+        client_id=DEMO_WEB_CLIENT,
+        roles_claim="selected_roleid",
+    ),
+)
+DEMO_PEOPLE = (
+    ("social.worker", "a social worker (caseworker) at", DEMO_LA.name),
+    ("manager", "a team manager (manager) at", DEMO_LA.name),
+    ("clinician", "an ED nurse (clinician) at", DEMO_ED.name),
+)
 
 
 @dataclass(frozen=True)
@@ -198,6 +225,8 @@ async def seed(rt: Runtime) -> list[DemoChild]:
         cis2_client_id=DEMO_CIS2_CLIENT_ID,
     )
     await _client_with_key(rt, LA_CLIENT, Role.LA, DEMO_LA.ods_code, demo_dir / "demo-la.pem")
+    for config in DEMO_SIGN_INS:
+        await web_sign_in.register_sign_in(rt.db, rt.web_sessions, config)
     la = Principal(client_id=LA_CLIENT, role=Role.LA, ods_codes=(DEMO_LA.ods_code,))
     children = demo_children()
     for c in children:
@@ -279,6 +308,11 @@ def instructions(rt: Runtime, children: list[DemoChild]) -> str:
     lines = [
         "",
         "CP-IS demo is running. Everything below is synthetic test data.",
+        f"  Web pages:      {s.public_base_url}/   (sign in at the demo provider,"
+        f" {DEMO_OIDC_ISSUER}, password demo-password)",
+        *(f"    {login:<14} {who} {org}" for login, who, org in DEMO_PEOPLE),
+        f"    the clinician looks a child up at {s.public_base_url}/lookup"
+        f" (try {children[0].nhs_number})",
         f"  FHIR base:      {fhir}",
         f"  Local authority {DEMO_LA.ods_code} ({DEMO_LA.name}); ED {DEMO_ED.ods_code}",
         "  Demo subjects:  "

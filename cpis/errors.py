@@ -6,6 +6,7 @@
     ├── PreconditionFailed            400 PRECONDITION_FAILED       (required header missing/bad)
     ├── InvalidRequest                400/422 INVALID_VALUE         (bad body; names the field)
     ├── InvalidGrant                  400 INVALID_VALUE             (token exchange: bad ID token)
+    ├── SignInFailed                  400 (web sign-in: the provider's answer is not acceptable)
     ├── Unauthenticated               401 ACCESS_DENIED, issue code ``login``
     ├── Forbidden                     403 ACCESS_DENIED
     ├── NotFound                      404 RESOURCE_NOT_FOUND
@@ -110,6 +111,17 @@ class InvalidGrant(CpisError):
     status = 400
     code = "INVALID_VALUE"
     issue_code = "invalid"
+    display = "Invalid value"
+
+
+class SignInFailed(CpisError):
+    """A web sign-in that cannot be completed: the provider refused, its answer does
+    not verify, or the person has no role here. The message is shown to the person
+    (a web page), so it says what to do, never what the claims held."""
+
+    status = 400
+    code = "INVALID_VALUE"
+    issue_code = "login"
     display = "Invalid value"
 
 

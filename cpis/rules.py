@@ -15,6 +15,8 @@
   (``local_authority.repeat_window_hours``, which ``record_lookup()`` reads
   from the LA's row): :data:`DEFAULT_NOTIFY_REPEAT_HOURS` unless it chose
   another when registered.
+- The number to ring now: the LA's office line in :func:`in_office_hours`
+  (weekdays 09:00 to 17:00 in England), its emergency duty team otherwise.
 
 The functions are pure functions of a plan and a date. "Today" is the date in
 England (Europe/London), supplied by the caller's clock, so a plan does not
@@ -26,7 +28,8 @@ as its limit), so changing a value here changes what the service does.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from cpis.model import PlanFields, PlanType
 
@@ -111,3 +114,17 @@ def is_visible(fields: PlanFields, today: date) -> bool:
         return False
     last = visible_until(fields)
     return last is None or today <= last
+
+
+# Children's social care office hours, in England's local time. The service does
+# not know each LA's bank holidays (or its own hours), so the page always shows
+# both numbers and says which to ring now by this rule.
+OFFICE_OPENS = time(9, 0)
+OFFICE_CLOSES = time(17, 0)
+_ENGLAND = ZoneInfo("Europe/London")
+
+
+def in_office_hours(at: datetime) -> bool:
+    """Whether ``at`` (an aware time) is a weekday between 09:00 and 17:00 in England."""
+    local = at.astimezone(_ENGLAND)
+    return local.weekday() < 5 and OFFICE_OPENS <= local.time() < OFFICE_CLOSES

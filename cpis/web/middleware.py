@@ -48,10 +48,11 @@ log = structlog.get_logger("cpis.web")
 _TRACE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 # Operational endpoints carry no data and are polled constantly by
 # orchestrators; auditing them would bury the log that matters.
-_UNAUDITED = {"healthz", "readyz", "metrics", "jwks"}
+_UNAUDITED = {"healthz", "readyz", "metrics", "jwks", "page_asset"}
 # Nor are they rate limited by source: behind a proxy that is not trusted every
 # request shares one source, and a flood must not fail the orchestrator's probes.
-_UNLIMITED = _UNAUDITED
+# (The web pages' stylesheet and scripts are not audited either: a page's view is.)
+_UNLIMITED = _UNAUDITED - {"page_asset"}
 # Routes whose body is a batch file, allowed CPIS_MAX_UPLOAD_BYTES.
 _UPLOADS = {"la_upload"}
 # Not a status that is ever sent: the client went away before its answer (nginx's

@@ -50,13 +50,16 @@ def documented(document: dict[str, Any]) -> dict[tuple[str, str], str]:
 
 
 def routed(app: web.Application, prefix: str) -> dict[tuple[str, str], str]:
-    """``(METHOD, path under the prefix) -> route name`` for every route but FHIR's own.
+    """``(METHOD, path under the prefix) -> route name`` for every route but FHIR's own
+    and the web pages' (``page_*``: HTML for people, not an API).
 
     HEAD is left out: aiohttp adds it to every GET route by itself.
     """
     found: dict[tuple[str, str], str] = {}
     for route in app.router.routes():
         if route.method == "HEAD" or route.name in FHIR_HEALTH_ROUTES:
+            continue
+        if route.name is not None and route.name.startswith("page_"):
             continue
         assert route.resource is not None and route.name is not None, route
         canonical = route.resource.canonical

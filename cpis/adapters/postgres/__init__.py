@@ -24,7 +24,8 @@ one concern each:
 - the other stores, each over the pool: ``_outbox``, ``_inbox`` and
   ``_subscriptions`` (notifications), ``_index_check``, ``_person_index`` (the
   local person index), ``_mesh_inbox``, ``_retention``, and ``_service_state``
-  (what every process on one database must agree on).
+  (what every process on one database must agree on), and ``_web_sessions``
+  (people signed in to the web pages, and their organisations' providers).
 """
 
 from cpis.adapters.postgres._at_rest import (
@@ -55,6 +56,7 @@ from cpis.adapters.postgres._service_state import (
     recorded_person_index,
 )
 from cpis.adapters.postgres._subscriptions import PgSubscriptionStore
+from cpis.adapters.postgres._web_sessions import PgWebSessions
 
 __all__ = [
     "LocalPersonIndex",
@@ -67,6 +69,7 @@ __all__ = [
     "PgRetention",
     "PgSubscriptionStore",
     "PgTransaction",
+    "PgWebSessions",
     "Pool",
     "Viewer",
     "agree_on_keys",
