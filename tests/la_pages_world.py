@@ -7,6 +7,7 @@ delivery given up on.
 from __future__ import annotations
 
 import uuid
+import zlib
 from datetime import UTC, date, datetime
 
 import aiohttp
@@ -90,7 +91,9 @@ class EdSystem:
                     "Authorization": f"Bearer {token}",
                     "TraceID": str(uuid.uuid4()),
                     "NHSD-End-User-Organisation-ODS": DEMO_ED.ods_code,
-                    "NHSD-End-User-Id": "555000000077",
+                    # One id per name: the same person at the same ED within the LA's
+                    # repeat window would not notify again.
+                    "NHSD-End-User-Id": f"555{zlib.crc32(user.encode()):09d}",
                     "NHSD-End-User-Name": user,
                     "NHSD-End-User-Role": "Staff Nurse",
                 },

@@ -51,10 +51,17 @@ STREAM_SECONDS = 300.0
 
 
 class Bell:
-    """Wakes every open inbox stream of this process when a lookup queued notifications."""
+    """Wakes every open inbox stream of this process when a lookup queued notifications,
+    and when the server shuts down (``closed``: each stream then ends, rather than
+    holding the shutdown until its timeout)."""
 
     def __init__(self) -> None:
         self._waiting: set[asyncio.Event] = set()
+        self.closed = False
+
+    async def close(self, _app: web.Application) -> None:
+        self.closed = True
+        self.ring()
 
     def ring(self) -> None:
         for event in self._waiting:
@@ -78,7 +85,8 @@ BELL = web.AppKey("inbox_bell", Bell)
 
 def connect(app: web.Application) -> None:
     """Ring the inbox's bell whenever a lookup in this process queues notifications."""
-    app[BELL] = Bell()
+    app[BELL] = bell = Bell()
+    app.on_shutdown.append(bell.close)
     if NOTIFICATIONS_QUEUED in app:
         app[NOTIFICATIONS_QUEUED].connect(app[BELL].ring)
 
@@ -224,6 +232,12 @@ def _newer(cursor: InboxCursor, than: InboxCursor | None) -> bool:
     return (cursor.at, cursor.notification_id.bytes) > (than.at, than.notification_id.bytes)
 
 
+def _gone(request: web.Request) -> bool:
+    # aiohttp does not cancel a handler whose client went away: a stream with nothing to
+    # send would learn of it only at its next heartbeat. Looked at on every wake.
+    return request.transport is None or request.transport.is_closing()
+
+
 async def _new_children(
     request: web.Request, since: InboxCursor | None
 ) -> AsyncIterator[sse.Event]:
@@ -232,7 +246,7 @@ async def _new_children(
     who = actor(request)
     svc = request.app[SERVICES]
     ends = time.monotonic() + STREAM_SECONDS
-    while time.monotonic() < ends:
+    while time.monotonic() < ends and not bell.closed and not _gone(request):
         found = await inbox.page(
             request.app[INBOX],
             svc.clock,
