@@ -168,7 +168,7 @@ async def test_a_post_without_the_sessions_csrf_token_is_refused_and_changes_not
 async def test_a_caseworker_cannot_use_the_clinicians_lookup(service: WebService) -> None:
     async with WebUser(service) as user:
         landed = await user.sign_in("caseworker")
-        assert landed == service.url("/")
+        assert landed == service.url("/inbox")  # an LA person's home: the inbox
         status, body, _ = await user.page("/lookup")
         assert status == 403 and "You cannot use this page" in body
 
