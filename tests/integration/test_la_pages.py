@@ -344,3 +344,42 @@ async def test_the_la_pages_are_refused_to_a_clinician_and_ask_others_to_sign_in
         for path in ("/inbox", "/children", "/uploads", "/settings"):
             status, _, _ = await clinician.page(path)
             assert status == 403, path
+
+
+async def test_subscriptions_are_shown_to_all_and_removed_by_a_manager_only(
+    service: WebService, database_url: str
+) -> None:
+    db = await asyncpg.connect(database_url)
+    try:
+        sub_id = await db.fetchval(
+            "INSERT INTO subscription (id, la_ods, client_id, status, topic, endpoint, payload,"
+            " error, created_at, updated_at)"
+            " VALUES (gen_random_uuid(), $1, 'test-la', 'error', 't', 'https://cms.example/hook',"
+            " 'id-only', 'handshake failed', now(), now()) RETURNING id",
+            DEMO_LA.ods_code,
+        )
+    finally:
+        await db.close()
+    path = f"/settings/subscriptions/{sub_id}/remove"
+    async with await _signed_in(service, "caseworker") as user:
+        _, body, _ = await user.page("/settings")
+        assert "https://cms.example/hook" in body and "handshake failed" in body
+        assert path not in body
+        status, _, _ = await user.post(path, {"csrf_token": await user.csrf("/settings")})
+        assert status == 403
+    async with await _signed_in(service, "manager") as user:
+        _, body, _ = await user.page("/deliveries")
+        assert "https://cms.example/hook" in body  # in error: listed with the failures
+        _, body, _ = await user.page("/settings")
+        assert path in body
+        token = await user.csrf("/settings")
+        status, _, headers = await user.post(path, {"csrf_token": token})
+        assert status == 303 and headers["Location"].endswith("/settings?removed")
+        _, body, _ = await user.page("/settings?removed")
+        assert "Subscription removed" in body and "https://cms.example/hook" not in body
+        status, _, _ = await user.post(path, {"csrf_token": token})
+        assert status == 404
+        status, _, _ = await user.post(
+            "/settings/subscriptions/not-a-uuid/remove", {"csrf_token": token}
+        )
+        assert status == 404
