@@ -73,6 +73,7 @@ async def test_the_social_worker_sees_an_ed_lookup_arrive_acknowledges_it_and_op
     await expect(page.get_by_role("heading", name="Inbox", exact=True)).to_be_visible()
     await expect(page.get_by_text("Signed in as")).to_contain_text("Sam Demoworker")
     await expect(page.get_by_text("There are no new attendances")).to_be_visible()
+    await expect(page.get_by_role("button", name="Acknowledge selected")).to_be_hidden()
     await _check(page, screenshots, "empty inbox")
 
     # The other LA's child is looked up first: it must never reach this inbox.
@@ -86,6 +87,7 @@ async def test_the_social_worker_sees_an_ed_lookup_arrive_acknowledges_it_and_op
     await expect(page.locator(f'[data-child="{OTHER_CHILD}"]')).to_have_count(0)
     await expect(page.get_by_text("There are no new attendances")).to_have_count(0)
     await expect(page.locator("[data-inbox-status]")).to_contain_text("New attendance")
+    await expect(page.get_by_role("button", name="Acknowledge selected")).to_be_visible()
     await _check(page, screenshots, "attendance arrived live")
 
     # A second visit, and another child: after a reload both are listed, newest first.
