@@ -383,3 +383,40 @@ async def test_subscriptions_are_shown_to_all_and_removed_by_a_manager_only(
             "/settings/subscriptions/not-a-uuid/remove", {"csrf_token": token}
         )
         assert status == 404
+
+
+async def test_the_la_pages_work_under_a_base_url_with_a_path(
+    tmp_path: Path, database_url: str
+) -> None:
+    """With CPIS_PUBLIC_BASE_URL ``…/cpis`` every form, link, redirect and the inbox's
+    events address are under it."""
+    async with (
+        running_web_service(tmp_path, database_url, base_path="/cpis") as svc,
+        WebUser(svc) as user,
+    ):
+        ed = await EdSystem(svc).register()
+        assert await ed.look_up(CHILD_CPP) == 200
+        assert await user.sign_in("manager") == svc.url("/inbox")
+        _, body, _ = await user.page("/inbox")
+        assert 'action="/cpis/inbox/acknowledge"' in body
+        assert 'formaction="/cpis/children"' in body
+        assert 'data-inbox-events="/cpis/inbox/events?since=' in body
+        for href in ("/cpis/children", "/cpis/uploads", "/cpis/deliveries", "/cpis/settings"):
+            assert f'href="{href}"' in body
+        token = await user.csrf("/inbox")
+        [first] = _IDS.findall(body)
+        status, _, headers = await user.post(
+            "/inbox/acknowledge", {"csrf_token": token, "ids": first}
+        )
+        assert status == 303 and headers["Location"] == "/cpis/inbox?acknowledged=1"
+        status, body, _ = await user.post(
+            "/children", {"csrf_token": token, "nhs_number": CHILD_CPP}
+        )
+        assert status == 200 and "P-CPP-1" in body
+        form = aiohttp.FormData()
+        form.add_field("csrf_token", token)
+        form.add_field("file", (EXAMPLES / "upload-example.csv").read_bytes(), filename="daily.csv")
+        async with user.http.post(svc.url("/uploads"), data=form, allow_redirects=False) as resp:
+            assert resp.status == 303 and resp.headers["Location"] == "/cpis/uploads/42?sent"
+        _, body, _ = await user.page("/settings")
+        assert 'action="/cpis/settings"' in body
