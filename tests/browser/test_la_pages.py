@@ -8,6 +8,7 @@ Screenshots of each step are saved under tests/screenshots/test_la_pages/."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -215,12 +216,25 @@ async def test_an_upload_shows_its_progress_bar_while_sent(
     big.write_text(body.replace('"records": [', '"records": [' + " " * 3_000_000, 1))
     await _sign_in(page, service, "manager")
     await page.goto(service.url("/uploads"))
+    # The answer is held until the bar has been seen and photographed: on localhost the
+    # whole upload can be over before a screenshot is (and a navigation mid-screenshot
+    # stalls it).
+    release = asyncio.Event()
+
+    async def hold(route: Route) -> None:
+        if route.request.method == "POST":
+            await release.wait()
+        await route.continue_()
+
+    await page.route(re.compile(r".*/uploads$"), hold)
     await page.get_by_label("Upload a file").set_input_files(str(big))
     await page.get_by_role("button", name="Upload file").click()
     progress = page.locator("[data-upload-progress]")
     await expect(progress).to_be_visible()
     await expect(progress).to_contain_text(re.compile("Sending the file|File sent"))
+    await expect(page.get_by_role("button", name="Upload file")).to_be_disabled()
     await screenshots.take(page, "progress bar")
+    release.set()
     await expect(page.get_by_role("heading", level=1)).to_have_text("File 42")
 
 

@@ -9,12 +9,16 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from datetime import date
 from pathlib import Path
 
 import aiohttp
 import asyncpg
 import pytest
 
+from cpis.matching.nhs_number import synthetic_numbers
+from cpis.model import Accessor, AuditEntry, PlanFields, PlanType, Principal, Role
+from cpis.services import lookup, plans
 from tests.la_pages_world import (
     OTHER_CHILD,
     OTHER_LA,
@@ -25,6 +29,7 @@ from tests.la_pages_world import (
 from tests.web_service import (
     CHILD_CPP,
     CHILD_LAC,
+    DEMO_ED,
     DEMO_LA,
     UNKNOWN_CHILD,
     WebService,
@@ -420,3 +425,43 @@ async def test_the_la_pages_work_under_a_base_url_with_a_path(
             assert resp.status == 303 and resp.headers["Location"] == "/cpis/uploads/42?sent"
         _, body, _ = await user.page("/settings")
         assert 'action="/cpis/settings"' in body
+
+
+async def test_more_children_than_a_page_go_on_to_a_next_page_and_back(
+    service: WebService,
+) -> None:
+    """27 children seen: 25 on the first page with a link to the next, 2 on the next
+    with a link back to the first, none twice."""
+    rt = service.runtime
+    la = Principal(client_id="test-la", role=Role.LA, ods_codes=(DEMO_LA.ods_code,))
+    kids = synthetic_numbers(27, start=100)
+    for i, nhs in enumerate(kids):
+        await plans.put_plan(
+            rt.db,
+            rt.clock,
+            principal=la,
+            la_ods=DEMO_LA.ods_code,
+            la_plan_id=f"P-MANY-{i}",
+            fields=PlanFields(nhs, PlanType.CPP, date(2026, 1, 5), birth_date=date(2015, 4, 1)),
+            if_match=None,
+        )
+        accessor = Accessor(
+            "test-ed", DEMO_ED.ods_code, DEMO_ED.name, DEMO_ED.setting_type, f"user-{i}",
+            "Robin Triage", "Staff Nurse", f"trace-{i}",
+        )  # fmt: skip
+        await lookup.lookup(
+            rt.db, rt.clock, nhs_number=nhs, accessor=accessor, unscheduled=True,
+            audit=AuditEntry(action="plan_search", outcome=200, client_id="test-ed"),
+        )  # fmt: skip
+    async with await _signed_in(service, "caseworker") as user:
+        _, body, _ = await user.page("/inbox")
+        first = re.findall(r'data-child="(\d{10})"', body)
+        assert len(first) == 25 and "First page" not in body
+        found = re.search(r'href="(/inbox\?after=[^"]+)" rel="next"', body)
+        assert found
+        _, body, _ = await user.page(found.group(1).replace("&amp;", "&"))
+        second = re.findall(r'data-child="(\d{10})"', body)
+        assert len(second) == 2 and not set(first) & set(second)
+        assert set(first) | set(second) == set(kids)
+        assert "First page" in body and 'rel="next"' not in body
+        assert "data-inbox-events" not in body  # only the first page of new ones is live
