@@ -20,7 +20,17 @@ was or was not matched: typos, nicknames (from the same table ``names`` uses),
 given and family names swapped, day and month transposed, the year off by
 one, missing fields, a double-barrelled surname with its hyphen dropped or cut
 to one half, a changed surname, a middle name added or dropped, and harmless
-formatting (capitals, accents or apostrophes dropped, Mac written Mc). A share
+formatting (capitals, accents or apostrophes dropped, Mac written Mc). Issue 11
+added the ways families and case workers write names that the matcher was not
+built around, each its own class: the middle name used as the known-as name,
+initials for the given name, a spelling that sounds the same (rules of English
+spelling, not the matcher's phonetic key), characters misread by OCR or
+mistyped, a double-barrelled surname split, joined or shortened, a
+step-parent's surname, accents garbled (UTF-8 read as Windows-1252, or a "?"
+for a letter), a slip of a digit in the day or the year, and no birth date
+where the index holds a namesake (tagged after the fact, see ``dataset``).
+Populations carry namesakes: children in other families with the same first
+given name and surname (``NAMESAKE_RATE``). A share
 of copies carries a *wrong* NHS number: a sibling's (a twin's when there is
 one), or a slip that changes a digit and still passes the check digit, which
 is what CPR03 exists to catch.
@@ -31,8 +41,10 @@ gives the same data on every run and every machine. Pure: stdlib only.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import unicodedata
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
@@ -154,6 +166,28 @@ _RARE_GIVEN = {
     ),
 }
 _RARE_GIVEN_SHARE = 0.12
+# Families whose names carry accents (Irish, Welsh, Spanish, Portuguese, Polish,
+# Czech, Hungarian, Turkish, German, French): issue 11 found accents dropped
+# and garbled on the way, which a population of mostly ASCII names hides.
+_ACCENTED_SHARE = 0.05
+_ACCENTED_GIVEN = {
+    "male": _words(
+        "Oisín Seán Ciarán Rónán Dáire José Andrés Raúl Ángel Jesús João Tomás Łukasz "
+        "Michał Paweł Jiří Tomáš Lukáš Dániel Ádám Gergő Çağan Göktuğ Jürgen Björn Noé Loïc"
+    ),
+    "female": _words(
+        "Siân Aoife Síofra Éabha Niamh Zoë Chloé Renée Inés Lucía Sofía María Ana Júlia "
+        "Małgorzata Zuzanna Łucja Kateřina Tereza Anežka Réka Zsófia Ayşe Elif Gülşen Anaïs "
+        "Maëlle Mélissa"
+    ),
+}
+_ACCENTED_SURNAMES = _words(
+    "Ó_Briain Ó_Súilleabháin Mac_Cárthaigh Ní_Bhriain García Fernández López Núñez "
+    "Gómez Pérez Sánchez Rodríguez Martínez Jiménez Gonçalves Conceição Araújo Brandão "
+    "Wiśniewski Zieliński Lewandowska Wójcik Dąbrowski Kozłowski Dvořák Novák Horváth "
+    "Szabó Kovács Tóth Öztürk Çelik Y\u0131ld\u0131z Şahin Doğan Müller Schröder Jäger Lefèvre "
+    "Gauthier Fournié Ferrière Crémieux"
+)
 # Twins are often given look-alike names: the hard negatives for matching.
 _TWIN_NAMES: tuple[tuple[tuple[str, str], tuple[str, str]], ...] = (
     (("Alexander", "male"), ("Alexandra", "female")),
@@ -266,12 +300,16 @@ def _pick(rng: random.Random, table: tuple[tuple[str, ...], tuple[int, ...]]) ->
 
 
 def _given(rng: random.Random, sex: str) -> str:
+    if rng.random() < _ACCENTED_SHARE:
+        return rng.choice(_ACCENTED_GIVEN[sex])
     if rng.random() < _RARE_GIVEN_SHARE:
         return rng.choice(_RARE_GIVEN[sex])
     return _pick(rng, _BOYS if sex == "male" else _GIRLS)
 
 
 def _one_surname(rng: random.Random) -> str:
+    if rng.random() < _ACCENTED_SHARE:
+        return rng.choice(_ACCENTED_SURNAMES).replace("_", " ")
     if rng.random() < _SURNAME_TABLE_SHARE:
         return _pick(rng, _SURNAMES)
     return rng.choice(_SURNAME_HEADS) + rng.choice(_SURNAME_TAILS)
@@ -324,6 +362,11 @@ def children(rng: random.Random, count: int, *, as_of: date) -> list[Child]:
         postcode = _postcode(rng)
         used: set[str] = set()
         members: list[Child] = []
+        # A namesake: this family's first child shares an earlier child's first
+        # given name and surname (another family, another birth date).
+        donor = rng.choice(out) if out and rng.random() < NAMESAKE_RATE else None
+        if donor is not None:
+            family = donor.family_name
         while len(members) < size:
             surname = family
             if members and rng.random() < 0.12:  # a half-sibling with another surname
@@ -335,7 +378,9 @@ def children(rng: random.Random, count: int, *, as_of: date) -> list[Child]:
                     born = _birth_date(rng, as_of)
             else:
                 born = _birth_date(rng, as_of)
-            if twins:
+            if donor is not None and not members:
+                pair = ((donor.given_names.split(" ")[0], donor.sex),)
+            elif twins:
                 pair = _twin_names(rng, used)
             else:
                 sex = rng.choice(("male", "female"))
@@ -398,7 +443,23 @@ ERROR_WEIGHTS: dict[str, int] = {
     "surname-changed": 4,
     "middle-name-changed": 6,
     "formatting": 10,
+    # Issue 11: the ways of writing names the matcher was not built around.
+    "middle-name-used": 4,
+    "initials": 3,
+    "phonetic-spelling": 6,
+    "ocr-error": 4,
+    "double-barrel-split": 2,
+    "double-barrel-joined": 2,
+    "double-barrel-shortened": 2,
+    "step-parent-surname": 3,
+    "accents-garbled": 3,
+    "day-slip": 3,
+    "year-slip": 2,
 }
+
+NAMESAKE_RATE = 0.03
+"""The share of children given a namesake: another child elsewhere in the index
+with the same first given name and surname (and another birth date)."""
 
 # How many errors a copy carries: most are faithful or have one.
 ERROR_COUNTS: dict[int, int] = {0: 55, 1: 30, 2: 12, 3: 3}
@@ -448,6 +509,57 @@ def _title(word: str) -> str:
     return word[:1].upper() + word[1:]
 
 
+# Spellings that sound the same, as English spelling allows them: (written,
+# also written). Applied to one place in a name, matching case.
+_SOUNDS_LIKE = (
+    ("ph", "f"), ("f", "ph"), ("ck", "k"), ("k", "c"), ("c", "k"), ("ee", "ea"),
+    ("ea", "ee"), ("y", "ie"), ("ie", "y"), ("ey", "y"), ("ai", "ay"), ("ay", "ai"),
+    ("ou", "ow"), ("z", "s"), ("s", "z"), ("ll", "l"), ("nn", "n"), ("tt", "t"),
+    ("mm", "m"), ("l", "ll"), ("n", "nn"), ("t", "tt"), ("i", "y"), ("oh", "o"),
+    ("ah", "a"), ("an", "en"), ("en", "an"), ("sh", "ch"), ("x", "ks"),
+)  # fmt: skip
+# What OCR makes of handwriting and faxes, and fingers of a keyboard.
+_MISREAD = (
+    ("m", "rn"), ("rn", "m"), ("w", "vv"), ("d", "cl"), ("h", "li"), ("l", "1"),
+    ("o", "0"), ("i", "l"), ("e", "c"), ("n", "h"), ("u", "v"), ("s", "5"),
+)  # fmt: skip
+
+
+def _rewrite(rng: random.Random, name: str, table: tuple[tuple[str, str], ...]) -> str | None:
+    """``name`` with one spelling from ``table`` replaced after its first letter."""
+    lower = name.lower()
+    options = [
+        (i, old, new)
+        for old, new in table
+        for i in range(1, len(lower))
+        if lower.startswith(old, i)
+    ]
+    if not options:
+        return None
+    i, old, new = rng.choice(options)
+    if name[i : i + len(old)].isupper():
+        new = new.upper()
+    return name[:i] + new + name[i + len(old) :]
+
+
+def _garble(rng: random.Random, name: str) -> str | None:
+    """Accents as a system mangles them: UTF-8 read as Windows-1252, or a "?"."""
+    if _ascii(name) == name:
+        return None
+    if rng.random() < 0.6:
+        return name.encode("utf-8").decode("cp1252", errors="replace")
+    return "".join(ch if _ascii(ch) == ch else "?" for ch in name)
+
+
+def _digit_slip(rng: random.Random, value: int, width: int) -> int:
+    """``value`` with one of its last two digits changed by one (a key beside it)."""
+    digits = list(f"{value:0{width}d}")
+    at = rng.choice((width - 1, width - 2))
+    step = rng.choice((-1, 1))
+    digits[at] = str((int(digits[at]) + step) % 10)
+    return int("".join(digits))
+
+
 def _apply(rng: random.Random, error: str, record: LaRecord, as_of: date) -> LaRecord | None:
     """``record`` with one more error, or None when that error cannot apply to it."""
     given, family, born = record.given_name, record.family_name, record.birth_date
@@ -489,6 +601,63 @@ def _apply(rng: random.Random, error: str, record: LaRecord, as_of: date) -> LaR
             out = replace(record, given_name=first)
         else:
             out = replace(record, given_name=f"{first} {_given(rng, record.child.sex)}")
+    elif error == "middle-name-used" and middle:
+        out = replace(record, given_name=rng.choice(middle))
+    elif error == "initials" and first:
+        letters = [w[0].upper() for w in given.split(" ") if w]
+        form = rng.choice(("first", "dotted", "all"))
+        if form == "first":
+            out = replace(record, given_name=letters[0])
+        elif form == "dotted":
+            out = replace(record, given_name=letters[0] + ".")
+        else:
+            out = replace(record, given_name=" ".join(letters))
+    elif error == "phonetic-spelling":
+        if rng.random() < 0.5 and first:
+            new_first = _rewrite(rng, first, _SOUNDS_LIKE)
+            if new_first and names.key(new_first) != names.key(first):
+                out = replace(record, given_name=" ".join([new_first, *middle]))
+        elif family:
+            new_family = _rewrite(rng, family, _SOUNDS_LIKE)
+            if new_family and names.key(new_family) != names.key(family):
+                out = replace(record, family_name=new_family)
+    elif error == "ocr-error":
+        if rng.random() < 0.5 and first:
+            new_first = _rewrite(rng, first, _MISREAD)
+            if new_first:
+                out = replace(record, given_name=" ".join([new_first, *middle]))
+        elif family:
+            new_family = _rewrite(rng, family, _MISREAD)
+            if new_family:
+                out = replace(record, family_name=new_family)
+    elif error == "double-barrel-split" and "-" in family:
+        out = replace(record, family_name=family.replace("-", " "))
+    elif error == "double-barrel-joined" and "-" in family:
+        a, b = family.split("-", 1)
+        out = replace(record, family_name=a + b.lower())
+    elif error == "double-barrel-shortened" and "-" in family:
+        out = replace(record, family_name=family.split("-")[rng.choice((0, -1))])
+    elif error == "step-parent-surname" and family:
+        new = _one_surname(rng)
+        if names.key(new) != names.key(family):
+            out = replace(record, family_name=new)
+    elif error == "accents-garbled":
+        garbled_family = _garble(rng, family) if family else None
+        garbled_first = _garble(rng, first) if first else None
+        if garbled_family is not None:
+            out = replace(record, family_name=garbled_family)
+        elif garbled_first is not None:
+            out = replace(record, given_name=" ".join([garbled_first, *middle]))
+    elif error == "day-slip" and born is not None:
+        day = _digit_slip(rng, born.day, 2)
+        with contextlib.suppress(ValueError):
+            if 1 <= day <= 31 and day != born.day and born.replace(day=day) <= as_of:
+                out = replace(record, birth_date=born.replace(day=day))
+    elif error == "year-slip" and born is not None:
+        year = _digit_slip(rng, born.year, 4)
+        with contextlib.suppress(ValueError):
+            if abs(year - born.year) > 1 and born.replace(year=year) <= as_of:
+                out = replace(record, birth_date=born.replace(year=year))
     elif error == "formatting":
         if rng.random() < 0.5 and family:
             out = replace(record, family_name=_formatting(rng, family))
@@ -644,4 +813,28 @@ def dataset(
     traced = rng.sample(index, min(n_traces - n_absent, len(index))) + absent
     rng.shuffle(traced)
     trace_records = [la_record(rng, c, as_of=as_of, with_number=False) for c in traced]
-    return Dataset(seed, as_of, index, tuple(upload_records), tuple(trace_records))
+    named = Counter(_name_of(c) for c in index)
+    return Dataset(
+        seed,
+        as_of,
+        index,
+        tuple(_tag_namesake(r, named, known) for r in upload_records),
+        tuple(_tag_namesake(r, named, known) for r in trace_records),
+    )
+
+
+def _name_of(child: Child) -> tuple[str, str]:
+    return names.key(child.given_names.split(" ")[0]), names.key(child.family_name)
+
+
+def _tag_namesake(
+    record: LaRecord, named: Counter[tuple[str, str]], in_index: frozenset[str]
+) -> LaRecord:
+    """``record`` tagged ``no-birth-date-namesake`` when it has no birth date and the
+    index holds another child of the child's first given name and surname."""
+    if record.birth_date is not None:
+        return record
+    own = 1 if record.child.nhs_number in in_index else 0
+    if named[_name_of(record.child)] - own < 1:
+        return record
+    return replace(record, errors=(*record.errors, "no-birth-date-namesake"))

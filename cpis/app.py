@@ -329,7 +329,9 @@ async def _adapters(
                     ),
                 ),
                 web_sessions=made("web_sessions", lambda: PgWebSessions(pool, vault)),
-                identity_providers=made("identity_providers", OidcSignIn),
+                identity_providers=made(
+                    "identity_providers", lambda: OidcSignIn(signing_key=keys.signing_key)
+                ),
                 web_session_limits=made("web_session_limits", SessionLimits),
             )
     finally:

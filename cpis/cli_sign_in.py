@@ -71,8 +71,15 @@ def add_parsers(
 def _common(parser: argparse.ArgumentParser, *, roles_claim: str) -> None:
     parser.add_argument("--issuer", required=True, help="the provider's issuer URL, as in its iss")
     parser.add_argument("--client-id", required=True, help="the service's client id there")
-    parser.add_argument(
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument(
         "--client-secret-file", type=Path, help="a file holding the client secret (else PKCE only)"
+    )
+    how.add_argument(
+        "--private-key-jwt",
+        action="store_true",
+        help="authenticate with a JWT signed by the service's key (its JWKS is at"
+        " {CPIS_PUBLIC_BASE_URL}/.well-known/jwks.json: register that with the provider)",
     )
     parser.add_argument(
         "--roles-claim",
@@ -116,6 +123,7 @@ async def sign_in(rt: Runtime, args: argparse.Namespace, kind: OrgKind) -> int:
         roles_claim=args.roles_claim,
         role_values=values,
         scope=args.scope,
+        private_key_jwt=args.private_key_jwt,
     )
     organisation = None
     if kind is OrgKind.HEALTH and args.name:
@@ -127,9 +135,14 @@ async def sign_in(rt: Runtime, args: argparse.Namespace, kind: OrgKind) -> int:
         print(f"error: {done.reason}", file=sys.stderr)
         return 2
     mapped = ", ".join(f"{k} -> {v.value}" for k, v in done.role_values.items()) or "any role"
+    how = {
+        "private_key_jwt": "a JWT signed with the service's key, whose public keys are at"
+        f" {rt.settings.public_base_url}/.well-known/jwks.json",
+        "client_secret_basic": "a client secret",
+        "none": "PKCE only",
+    }[done.token_auth]
     print(
         f"{done.org_ods} signs in with {done.issuer} as client {done.client_id}"
-        f" ({'with a client secret' if done.client_secret else 'PKCE only'});"
-        f" roles from {done.roles_claim}: {mapped}"
+        f" ({how}); roles from {done.roles_claim}: {mapped}"
     )
     return 0

@@ -30,6 +30,8 @@
     ├── PhoneNumberError              not a UK number a clinician can ring (a ValueError)
     ├── LaDetailsError                an LA's details cannot be stored (a ValueError)
     ├── IndexFileRejected             a person index load file cannot be loaded (``errors``)
+    ├── IndexSearchTimedOut           one person index search ran out of time (not an outage:
+    │                                 that record is "not searched", nothing is retried)
     └── TraceFileError                a trace file cannot be read at all
 
 The errors with a status of their own, down to ``PersonIndexUnavailable``, are
@@ -214,6 +216,16 @@ class Unavailable(CpisError):
 
 class PersonIndexUnavailable(Unavailable):
     """The person index (PDS or the local index) could not answer; try again later."""
+
+
+class IndexSearchTimedOut(CpisError):
+    """One person index search did not finish within the statement timeout.
+
+    Not :class:`PersonIndexUnavailable`: the index answered others, and the
+    same search again would take as long (issue 11). Tracing reports the record
+    as not searched, and an upload refuses that one record (CPR07), so the rest
+    of the file is decided as usual.
+    """
 
 
 class VaultError(CpisError):

@@ -25,6 +25,7 @@ from urllib.parse import urljoin
 
 import aiohttp
 from aiohttp import web
+from joserfc.jwk import ECKey
 
 from cpis.app import Runtime, Start, build, create_app
 from cpis.model import (
@@ -62,6 +63,7 @@ CHILD_CPP = "9990000018"
 CHILD_LAC = "9990000026"
 UNKNOWN_CHILD = "9990000042"
 WEB_CLIENT = "cpis-test-web"
+SIGNED_WEB_CLIENT = "cpis-test-web-signed"
 
 
 @dataclass
@@ -146,14 +148,25 @@ async def running_web_service(
         post_logout_redirect_uris=(f"{base}/signed-out",),
         client_name="CP-IS",
     )
-    async with (
-        running_oidc_provider([client]) as provider,
-        build(settings, start=Start.SERVE, **overrides) as runtime,
-    ):
-        await _world(runtime, provider.issuer)
-        app = create_app(runtime)
-        async with serving(app, settings, sock=sock):
-            yield WebService(runtime, settings, app, provider)
+    async with build(settings, start=Start.SERVE, **overrides) as runtime:
+        # The same service as a confidential client, authenticating with a JWT signed
+        # by its own key (private_key_jwt), registered with the key its JWKS publishes.
+        key = ECKey.import_key(runtime.keys.signing_key)
+        signed = OidcClient(
+            SIGNED_WEB_CLIENT,
+            (f"{base}/auth/callback",),
+            (f"{base}/signed-out",),
+            token_endpoint_auth_method="private_key_jwt",
+            private_key=ECKey.import_key(
+                runtime.keys.signing_key, parameters={"kid": key.thumbprint()}
+            ),
+            client_name="CP-IS",
+        )
+        async with running_oidc_provider([client, signed]) as provider:
+            await _world(runtime, provider.issuer)
+            app = create_app(runtime)
+            async with serving(app, settings, sock=sock):
+                yield WebService(runtime, settings, app, provider)
 
 
 class WebUser:

@@ -11,7 +11,10 @@ several audiences), ``exp`` in the future (a minute's skew), ``nonce`` the one
 sent. Checked here besides: the discovery document's ``issuer`` is the
 registered one (OpenID Connect Discovery §4.3), and so is the ``iss`` in the
 authorization response when the provider sends one (RFC 9207, which the demo
-provider and Entra ID do).
+provider and Entra ID do). At the token endpoint the service authenticates as
+the organisation set it up: a JWT signed with the service's own ES256 key
+(``private_key_jwt``, RFC 7523; its public key is the service's JWKS), a client
+secret (``client_secret_basic``), or none (a public client: PKCE alone).
 
 What the verified claims mean is the organisation's kind:
 
@@ -40,7 +43,11 @@ from authlib.integrations.base_client import BaseApp, OAuthError
 from authlib.integrations.base_client.async_app import AsyncOAuth2Mixin
 from authlib.integrations.base_client.async_openid import AsyncOpenIDMixin
 from authlib.integrations.httpx_client import AsyncOAuth2Client
+from authlib.oauth2.rfc7523 import PrivateKeyJWT
+from authlib.oauth2.rfc7523.assertion import private_key_jwt_sign
+from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc.errors import JoseError
+from joserfc.jwk import ECKey
 
 from cpis.adapters.cis2 import MIN_ASSURANCE, viewer_from_claims
 from cpis.errors import InvalidGrant, SignInFailed, Unavailable
@@ -57,11 +64,33 @@ from cpis.model.web import (
 log = structlog.get_logger("cpis.sign_in")
 
 _TIMEOUT_SECONDS = 10.0
+_ASSERTION_SECONDS = 300
 _LEEWAY_SECONDS = 60
 # Discovery documents and keys are kept this long, then read again.
 _CACHE_SECONDS = 3600.0
 # A person with several roles gets the one that may do most.
 _RANK = {WebRole.CASEWORKER: 1, WebRole.MANAGER: 2}
+# The authorization response's error codes (RFC 6749 §4.1.2.1, OpenID Connect Core §3.1.2.6).
+_OAUTH_ERRORS = frozenset(
+    {
+        "invalid_request",
+        "unauthorized_client",
+        "access_denied",
+        "unsupported_response_type",
+        "invalid_scope",
+        "server_error",
+        "temporarily_unavailable",
+        "interaction_required",
+        "login_required",
+        "account_selection_required",
+        "consent_required",
+        "invalid_request_uri",
+        "invalid_request_object",
+        "request_not_supported",
+        "request_uri_not_supported",
+        "registration_not_supported",
+    }
+)
 
 
 class _RelyingParty(AsyncOAuth2Mixin, AsyncOpenIDMixin, BaseApp):  # type: ignore[misc]
@@ -71,36 +100,75 @@ class _RelyingParty(AsyncOAuth2Mixin, AsyncOpenIDMixin, BaseApp):  # type: ignor
 
 
 def _fingerprint(config: SignInConfig) -> str:
-    parts = (config.issuer, config.client_id, config.client_secret or "", config.scopes)
+    parts = (
+        config.issuer,
+        config.client_id,
+        config.client_secret or "",
+        config.scopes,
+        config.token_auth,
+    )
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
-class OidcSignIn:
-    """Each organisation's provider, its discovery document and keys cached for an hour."""
+class _SignedAssertion(PrivateKeyJWT):  # type: ignore[misc]
+    """``private_key_jwt`` (RFC 7523 §2.2) with the service's signing key, named by its
+    key id in the service's JWKS, and a short life: authlib's default is an hour, the
+    NHS England API platform accepts at most five minutes."""
 
-    def __init__(self, *, now: Any = time.time) -> None:
+    name = "private_key_jwt"
+
+    def __init__(self, key: ECKey) -> None:
+        super().__init__(alg="ES256", headers={"kid": key.thumbprint()})
+        self._key = key
+
+    def sign(self, auth: Any, token_endpoint: str) -> bytes:
+        return private_key_jwt_sign(  # type: ignore[no-any-return]
+            self._key,
+            client_id=auth.client_id,
+            token_endpoint=token_endpoint,
+            header=dict(self.headers),
+            alg=self.alg,
+            expires_in=_ASSERTION_SECONDS,
+        )
+
+
+class OidcSignIn:
+    """Each organisation's provider, its discovery document and keys cached for an hour.
+
+    ``signing_key`` is the service's own (the one its JWKS publishes), for
+    organisations set up to take ``private_key_jwt``.
+    """
+
+    def __init__(
+        self, *, signing_key: ec.EllipticCurvePrivateKey | None = None, now: Any = time.time
+    ) -> None:
         self._parties: dict[str, tuple[float, _RelyingParty]] = {}
         self._now = now
+        self._assertion = (
+            _SignedAssertion(ECKey.import_key(signing_key)) if signing_key is not None else None
+        )
 
     def _party(self, config: SignInConfig) -> _RelyingParty:
         key = _fingerprint(config)
         hit = self._parties.get(key)
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
+        signed = config.private_key_jwt
+        if signed and self._assertion is None:
+            raise SignInFailed("this service has no key to sign in to that organisation with")
         party = _RelyingParty(
             framework=None,
             name=config.org_ods,
             client_id=config.client_id,
-            client_secret=config.client_secret,
+            client_secret=None if signed else config.client_secret,
             server_metadata_url=f"{config.issuer}/.well-known/openid-configuration",
             client_kwargs={
                 "scope": config.scopes,
                 "code_challenge_method": "S256",
-                "token_endpoint_auth_method": (
-                    "client_secret_basic" if config.client_secret else "none"
-                ),
+                "token_endpoint_auth_method": config.token_auth,
                 "timeout": _TIMEOUT_SECONDS,
             },
+            client_auth_methods=[self._assertion] if signed else None,
         )
         if len(self._parties) > 1000:
             self._parties.clear()
@@ -145,7 +213,9 @@ class OidcSignIn:
         party = self._party(config)
         metadata = await self._metadata(config, party)
         if params.get("error"):
-            log.info("sign_in_refused_by_provider", org=config.org_ods, error=params["error"][:64])
+            # Logged only as one of OAuth's codes: the query is the browser's to write.
+            error = params["error"] if params["error"] in _OAUTH_ERRORS else "other"
+            log.info("sign_in_refused_by_provider", org=config.org_ods, error=error)
             raise SignInFailed("the sign-in was not completed at your organisation")
         if params.get("state") != pending.state:
             raise SignInFailed("this sign-in has expired or was started elsewhere")

@@ -1,19 +1,36 @@
 """Blocking keys: which index records are worth comparing with a traced child.
 
-Tracing (``cpis trace``) cannot compare a child with every person in the index,
-so each index record is filed under a few keys and a query looks up the keys
-its own demographics could have been filed under, allowing for the errors LA
-records are known to carry: day and month transposed, the year off by one,
-given and family names recorded the wrong way round, one half of a
-double-barrelled surname. Without a birth date, the only keys left are
-surname + first given name, so a query without one also looks up every
-spelling one keystroke away from its first given name (with its surname) and
-from its surname (with its first given name): a typo and a missing birth date
-together are common, and the postcode can still make such a child certain.
-Names with a typo *and* a wrong birth date are missed by design.
+Tracing (``cpis trace``) and the upload path's rival search cannot compare a
+child with every person in the index, so each index record is filed under a
+few keys and a query looks up the keys its own demographics could have been
+filed under, allowing for the errors LA records are known to carry. Every
+kind of key works without one of the fields, so no field's absence leaves a
+query with nothing selective to look up (issue 11: a query without a birth
+date used to send hundreds of keys, one per spelling a keystroke away, and
+the index answered it with a scan of the whole table):
 
-The keys are plain strings here; the local index stores only keyed hashes of
-them (``Vault.blind``), so its table reveals no name or birth date.
+``dob:DATE``                  the birth date (a query also asks day and month transposed)
+``fy:SURNAME:YEAR``           each surname word + birth year (a query asks the year ± 1)
+``sy:SOUND:YEAR``             the same with the surname's phonetic key (a misspelt surname)
+``fg:SURNAME:GIVEN``          each surname word + each given name (a middle name used as
+                              the known-as name is a given name too)
+``sg:SOUND:SOUND``            the same, phonetic (a spelling that sounds the same, a slip
+                              that keeps the consonants)
+``fi:SURNAME:INITIAL``        each surname word + each given name's initial (initials, a
+                              slip in the given name)
+``gi:GIVEN:INITIAL``          each given name + the surname's initial (a slip in the surname)
+``gm:SOUND:YYYY-MM``          the first given name's phonetic key + birth month (a changed
+                              surname and a slip in the day)
+
+Names the wrong way round are asked both ways; a double-barrelled surname is
+filed under each half and the halves run together (Smith-Jones, Smithjones,
+Jones). What is still missed by design: a changed surname with no birth
+date, and a surname slip on its first letter with no birth date.
+
+``KEYS_VERSION`` names this scheme: the local index re-keys a row when it
+changes (``cpis.adapters.postgres``), so a load after an upgrade re-files
+everyone. The keys are plain strings here; the local index stores only keyed
+hashes of them (``Vault.blind``), so its table reveals no name or birth date.
 """
 
 from __future__ import annotations
@@ -25,29 +42,47 @@ from datetime import date
 from cpis.matching import names
 from cpis.model.persons import IndexPerson, PersonQuery
 
+KEYS_VERSION = 2
+"""The key scheme above; bump it whenever a key changes, so that loads re-key."""
+
 
 def _surnames(family: str | None) -> frozenset[str]:
-    return names.significant(names.tokens(family or ""))
+    words = names.significant(names.tokens(family or ""))
+    if len(words) > 1:  # a double-barrelled name is also written as one word
+        words |= {"".join(w for w in names.tokens(family or "") if w in words)}
+    return words
 
 
-def _first_given(given: str | None) -> str | None:
-    words = names.tokens(given or "")
-    return words[0] if words else None
+def _givens(given: str | None) -> tuple[str, ...]:
+    return tuple(w for w in names.tokens(given or "") if len(w) > 1)
+
+
+def _name_keys(surnames: Iterable[str], givens: Sequence[str], initials: Iterable[str]) -> set[str]:
+    keys: set[str] = set()
+    for s in surnames:
+        keys.update(f"fi:{s}:{i}" for i in initials)
+        for g in givens:
+            keys.add(f"fg:{s}:{g}")
+            keys.add(f"sg:{names.sound(s)}:{names.sound(g)}")
+            keys.add(f"gi:{g}:{s[0]}")
+    return keys
 
 
 def record_keys(
     family_name: str | None, given_names: str | None, birth_date: date | None
 ) -> frozenset[str]:
     """The keys an index record is filed under."""
-    keys: set[str] = set()
-    first = _first_given(given_names)
+    surnames, givens = _surnames(family_name), _givens(given_names)
+    initials = {w[0] for w in names.tokens(given_names or "")}
+    keys = _name_keys(surnames, givens, initials)
     if birth_date is not None:
         keys.add(f"dob:{birth_date.isoformat()}")
-    for surname in _surnames(family_name):
-        if birth_date is not None:
-            keys.add(f"fam-yob:{surname}:{birth_date.year}")
-        if first is not None:
-            keys.add(f"fam-given:{surname}:{first}")
+        year = birth_date.year
+        for s in surnames:
+            keys.add(f"fy:{s}:{year}")
+            keys.add(f"sy:{names.sound(s)}:{year}")
+        if givens:
+            keys.add(f"gm:{names.sound(givens[0])}:{birth_date:%Y-%m}")
     return frozenset(keys)
 
 
@@ -65,43 +100,22 @@ def query_keys(
     family_name: str | None, given_names: str | None, birth_date: date | None
 ) -> frozenset[str]:
     """Every key a record matching these demographics could be filed under."""
-    keys: set[str] = {f"dob:{d.isoformat()}" for d in _dates(birth_date)}
-    family_words = _surnames(family_name)
-    given_words = names.significant(names.tokens(given_names or ""))
-    first = _first_given(given_names)
+    keys: set[str] = set()
+    dates = tuple(_dates(birth_date))
     # Names the wrong way round: the LA's given name is the index's surname.
-    pairs: set[tuple[str, str | None]] = {(s, first) for s in family_words}
-    pairs |= {(g, _first_given(family_name)) for g in given_words}
-    years = () if birth_date is None else range(birth_date.year - 1, birth_date.year + 2)
-    for surname, given in pairs:
-        keys.update(f"fam-yob:{surname}:{y}" for y in years)
-        if given is not None:
-            keys.add(f"fam-given:{surname}:{given}")
-    if birth_date is None and first is not None:
-        for surname in family_words:
-            keys.update(f"fam-given:{surname}:{g}" for g in one_keystroke(first))
-            keys.update(f"fam-given:{s}:{first}" for s in one_keystroke(surname))
+    for family, given in ((family_name, given_names), (given_names, family_name)):
+        surnames, givens = _surnames(family), _givens(given)
+        first_words = names.tokens(given or "")[:1]
+        keys |= _name_keys(surnames, givens, {w[0] for w in first_words})
+        for born in dates:
+            for year in range(born.year - 1, born.year + 2):
+                for s in surnames:
+                    keys.add(f"fy:{s}:{year}")
+                    keys.add(f"sy:{names.sound(s)}:{year}")
+                if givens:
+                    keys.add(f"gm:{names.sound(givens[0])}:{year:04d}-{born.month:02d}")
+    keys.update(f"dob:{d.isoformat()}" for d in dates)
     return frozenset(keys)
-
-
-_LETTERS = "abcdefghijklmnopqrstuvwxyz"
-
-
-def one_keystroke(word: str) -> frozenset[str]:
-    """Every spelling one keystroke from ``word`` (a letter dropped, added, swapped
-    with the next, or changed), for names of three letters or more."""
-    if len(word) < 3:
-        return frozenset()
-    out: set[str] = set()
-    for i in range(len(word) + 1):
-        out.update(word[:i] + ch + word[i:] for ch in _LETTERS)
-        if i < len(word):
-            out.add(word[:i] + word[i + 1 :])
-            out.update(word[:i] + ch + word[i + 1 :] for ch in _LETTERS)
-        if i + 1 < len(word):
-            out.add(word[:i] + word[i + 1] + word[i] + word[i + 2 :])
-    out.discard(word)
-    return frozenset(out)
 
 
 class BlockIndex:

@@ -262,6 +262,14 @@ class MatchResult:
     birth_level: str = ""
     """The birth date's grade (exact, day-month-transposed, year-off-by-one,
     one-digit, missing, mismatch)."""
+    family_level: str = ""
+    """The family name's grade (exact, typo, partial, similar, missing, mismatch)."""
+    postcode_level: str = "missing"
+    """exact, district (same outward code), different, or missing (either side)."""
+    given_vowel_swap: bool = False
+    """The given names differ only in one vowel for another (Isabella/Isabelle,
+    Mario/Maria): graded a typo or a nickname, but the way a twin's look-alike name differs
+    too, so tracing is never certain on it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +320,7 @@ def compare(la: Person, index: Person) -> MatchResult:
     sex_known = sex_la is not None and sex_index is not None
     sex_conflict = sex_known and sex_la != sex_index
     postcode = _grade_postcode(la.postcode, index.postcode)
+    postcode_level = _postcode_level(la.postcode, index.postcode, postcode)
 
     fuzzy = (family.level == "typo") + (given.level in {"nickname", "typo"}) + swapped
     names_strong = family.level in _STRONG_FAMILY and given.level in _STRONG_GIVEN
@@ -382,7 +391,28 @@ def compare(la: Person, index: Person) -> MatchResult:
         contradicted=contradicted,
         given_level=given_level,
         birth_level=birth,
+        family_level=family.level,
+        postcode_level=postcode_level,
+        given_vowel_swap=given.level in {"typo", "nickname"}
+        and _vowel_swap(la.given_name, index.given_name),
     )
+
+
+def _vowel_swap(a: str, b: str) -> bool:
+    ta, tb = names.tokens(a), names.tokens(b)
+    if not ta or not tb or len(ta[0]) != len(tb[0]):
+        return False
+    diffs = [(x, y) for x, y in zip(ta[0], tb[0], strict=True) if x != y]
+    # "y" is not one here: Wilfred/Wylfred is a spelling, not another name.
+    return len(diffs) == 1 and all(ch in "aeiou" for ch in diffs[0])
+
+
+def _postcode_level(a: str | None, b: str | None, grade: str | None) -> str:
+    if grade is not None:
+        return grade.removeprefix("postcode-")
+    if _postcode_key(a) and _postcode_key(b):
+        return "different"
+    return "missing"
 
 
 def _grade_birth_date(a: date | None, b: date | None) -> str:
@@ -415,6 +445,9 @@ def _grade_family(a: str, b: str) -> _Grade:
     one_slip = min(len(ka), len(kb)) >= MIN_EDIT_FAMILY and names.within_one_edit(ka, kb)
     if (jw >= TYPO_JW or one_slip) and not _surname_extension(ka, kb):
         return _Grade("typo", max(jw, TYPO_JW), "family-name-typo")
+    alike = _sounds_or_reads_alike(ka, kb)
+    if alike is not None and not _surname_extension(ka, kb):
+        return _Grade("typo", TYPO_JW, f"family-name-{alike}")
     if jw >= SIMILAR_JW:
         return _Grade("similar", jw * 0.8, "family-name-similar")
     return _Grade("mismatch", jw * 0.4, "family-name-mismatch")
@@ -461,6 +494,9 @@ def _grade_given(a: str, b: str) -> _Grade:
             if names.are_distinct_forms(first_a, first_b):
                 return _Grade("similar", jw_first * 0.5, "given-name-distinct-variant")
             return _Grade("typo", max(jw_first, TYPO_JW), "given-name-typo")
+        alike = _sounds_or_reads_alike(first_a, first_b)
+        if alike is not None and not names.are_distinct_forms(first_a, first_b):
+            return _Grade("typo", TYPO_JW, f"given-name-{alike}")
     words_a, words_b = set(ta), set(tb)
     if any(len(w) > 1 for w in words_a & words_b) or any(
         names.are_variants(x, y) for x in words_a for y in words_b
@@ -472,6 +508,27 @@ def _grade_given(a: str, b: str) -> _Grade:
     if jw >= SIMILAR_JW:
         return _Grade("similar", jw * 0.7, "given-name-similar")
     return _Grade("mismatch", jw * 0.4, "given-name-mismatch")
+
+
+MIN_SOUND = 3
+"""Phonetic keys shorter than this (Leo/Leah "l", Ella/Ellie "el") say too little
+to call two names one name spelt differently."""
+
+
+def _sounds_or_reads_alike(a: str, b: str) -> str | None:
+    """ "phonetic" when two different spellings share a phonetic key of at least
+    ``MIN_SOUND`` sounds (Henrie/Henry, Philips/Fillips), "misread" when they are
+    the same or one keystroke apart once OCR's confusions are folded
+    (Calharn/Calham, Gilshavv/Gilshaw); else None. Graded as a typo: one name
+    written differently, with the same weight and the same limits (never two
+    of them and a birth date out for a "match")."""
+    sa, sb = names.sound(a), names.sound(b)
+    if sa == sb and len(sa) >= MIN_SOUND:
+        return "phonetic"
+    ma, mb = names.misread(a), names.misread(b)
+    if (ma, mb) != (a, b) and (ma == mb or names.within_one_edit(ma, mb)):
+        return "misread"
+    return None
 
 
 def _crossed(given: str, family: str) -> str | None:
@@ -507,13 +564,18 @@ def _sex(value: str | None) -> str | None:
     return _SEXES.get(value.strip().casefold())
 
 
+def _postcode_key(value: str | None) -> str:
+    """The postcode in capitals without spaces; empty when missing or too short to be one."""
+    if not isinstance(value, str):
+        return ""
+    key = "".join(ch for ch in value.upper() if ch.isascii() and ch.isalnum())
+    return key if len(key) >= 5 else ""
+
+
 def _grade_postcode(a: str | None, b: str | None) -> str | None:
     """Same postcode or same district is weak support; a difference is no evidence."""
-    if not isinstance(a, str) or not isinstance(b, str):
-        return None
-    ca = "".join(ch for ch in a.upper() if ch.isascii() and ch.isalnum())
-    cb = "".join(ch for ch in b.upper() if ch.isascii() and ch.isalnum())
-    if len(ca) < 5 or len(cb) < 5:
+    ca, cb = _postcode_key(a), _postcode_key(b)
+    if not ca or not cb:
         return None
     if ca == cb:
         return "postcode-exact"

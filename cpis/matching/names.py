@@ -8,7 +8,13 @@ how strongly two names agree. Pure functions over ``str``; no I/O, stdlib only.
 
 A name normalises to *tokens* (words, lower case, ASCII where the script allows)
 and a *key* (the tokens run together), so that hyphens, spaces and apostrophes
-never decide whether two names are the same.
+never decide whether two names are the same. Accents that a system garbled on
+the way (UTF-8 read as Windows-1252: "GarcÃ­a"; or a "?" for a letter it could
+not show: "Garc?a") are repaired or dropped first (:func:`repair`).
+
+:func:`sound` is a phonetic key (spellings that sound alike: Aisha/Ayesha,
+Sean/Shaun/Seán, Philips/Fillips, Mohammed/Muhammad) for blocking and for a
+"sounds the same" grade in ``demographics``.
 """
 
 from __future__ import annotations
@@ -46,8 +52,49 @@ PARTICLES = frozenset(
 )  # fmt: skip
 
 
+# Digits that OCR and typists put for letters.
+_DIGIT_LETTERS = str.maketrans("01580", "olsbo")
+# Letter groups OCR reads for one another (handwriting, faxes): folded for comparison.
+_MISREADS = (("rn", "m"), ("vv", "w"), ("cl", "d"))
+
+
+def misread(word: str) -> str:
+    """``word`` with letter groups OCR confuses folded to one form ("rn" and "m",
+    "vv" and "w", "cl" and "d"), so that two readings of one name compare equal."""
+    for group, letter in _MISREADS:
+        word = word.replace(group, letter)
+    return word
+
+
 def _fold_char(ch: str) -> str:
     return _FOLD.get(ch, ch)
+
+
+# Lead bytes of UTF-8 sequences for Latin letters, as Windows-1252 shows them:
+# "Ã" (C3) starts é, á, ñ..., "Å" (C5) starts ł, ś, ş..., "Ä" (C4) ć, ę...
+_MOJIBAKE_LEADS = frozenset("\u00c2\u00c3\u00c4\u00c5")
+# What a system puts for a letter it cannot show: the letter is lost.
+_LOST_LETTER = frozenset("?\ufffd")
+
+
+def repair(name: str) -> str:
+    """``name`` with UTF-8 that was decoded as Windows-1252 (or Latin-1) put right,
+    and lost letters ("?", U+FFFD) dropped; anything else unchanged.
+
+    Only a string that re-encodes to valid UTF-8 is repaired, so a real "Ã" in a
+    name (rare in the UK, but Portuguese has it) survives unless it is followed
+    by exactly the bytes a garbled accent would leave.
+    """
+    if any(ch in _MOJIBAKE_LEADS for ch in name):
+        for codec in ("cp1252", "latin-1"):
+            try:
+                name = name.encode(codec).decode("utf-8")
+                break
+            except UnicodeError:
+                continue
+    if any(ch in _LOST_LETTER for ch in name):
+        name = "".join(ch for ch in name if ch not in _LOST_LETTER)
+    return name
 
 
 @lru_cache(maxsize=65536)  # bounded: index loads feed it every distinct name
@@ -61,7 +108,7 @@ def tokens(name: str) -> tuple[str, ...]:
     """
     if not isinstance(name, str) or not name:
         return ()
-    decomposed = unicodedata.normalize("NFKD", name.casefold())
+    decomposed = unicodedata.normalize("NFKD", repair(name).casefold())
     out: list[str] = []
     for ch in decomposed:
         if unicodedata.combining(ch) or ch in _APOSTROPHES:
@@ -70,6 +117,9 @@ def tokens(name: str) -> tuple[str, ...]:
         out.append(folded if folded.isalnum() else " ")
     words = []
     for word in "".join(out).split():
+        if not word.isalpha() and not word.isdigit():
+            # A digit inside a name is a misread letter (OCR, or a slip): "O1iver".
+            word = word.translate(_DIGIT_LETTERS)
         word = _TOKEN_ALIASES.get(word, word)
         if word.startswith("mac"):
             word = "mc" + word[3:]
@@ -85,6 +135,59 @@ def key(name: str) -> str:
 def significant(words: Iterable[str]) -> frozenset[str]:
     """The words of a surname that identify a family (particles removed)."""
     return frozenset(w for w in words if w not in PARTICLES)
+
+
+# Spellings of one sound, longest first within each starting letter, applied
+# left to right by ``sound``. Built for British and Irish names and the names
+# of the communities in ``bench/synthetic.py``; not a standard algorithm
+# (Soundex keeps too little: Smith/Sneed; Double Metaphone needs a package in a
+# module that is stdlib only), but the same idea as NYSIIS: fold the spellings
+# of a sound, drop vowels after the first letter, collapse repeats.
+_SOUNDS: tuple[tuple[str, str], ...] = (
+    ("tch", "c"), ("sch", "sk"), ("chr", "kr"), ("ch", "c"), ("sh", "s"),
+    ("ph", "f"), ("gh", ""), ("ck", "k"), ("cc", "k"), ("th", "t"), ("dt", "t"),
+    ("dg", "j"), ("ce", "s"), ("ci", "s"), ("cy", "s"), ("c", "k"), ("q", "k"),
+    ("x", "ks"), ("z", "s"), ("d", "t"), ("mb", "m"), ("wr", "r"), ("kn", "n"),
+)  # fmt: skip
+_SOUND_FIRST = {"kn": "n", "gn": "n", "pn": "n", "ps": "s", "wr": "r", "wh": "w", "x": "s"}
+_SOUND_VOWELS = frozenset("aeiouyhw")
+
+
+@lru_cache(maxsize=65536)
+def sound(word: str) -> str:
+    """A phonetic key for one normalised name word (a ``tokens`` word): spellings
+    that sound alike share it (Aisha/Ayesha "as", Sean/Shaun "sn", Catherine/
+    Katherine "ktrn", Thompson/Thomson "tmsn"). The first letter is kept as a
+    letter (a vowel stays that vowel: Amy "am" and Emma "em" differ), then
+    consonant sounds follow with vowels, h, w and y dropped and repeats
+    collapsed. Empty for an empty word."""
+    if not word:
+        return ""
+    for prefix, to in _SOUND_FIRST.items():
+        if word.startswith(prefix):
+            word = to + word[len(prefix) :]
+            break
+    out: list[str] = []
+    i = 0
+    while i < len(word):
+        for spelling, to in _SOUNDS:
+            if word.startswith(spelling, i):
+                out.append(to)
+                i += len(spelling)
+                break
+        else:
+            out.append(word[i])
+            i += 1
+    folded = "".join(out) or word[0]
+    # "ce"/"ci" folded the vowel in: Celia -> "sla", the first letter still first.
+    first, rest = folded[0], folded[1:]
+    key = [first]
+    for ch in rest:
+        if ch in _SOUND_VOWELS or ch == key[-1]:
+            continue
+        key.append(ch)
+    # "mps" sounds as "ms" (Thompson/Thomson), "nk" sometimes as "ngk".
+    return "".join(key).replace("mps", "ms").replace("mpt", "mt")
 
 
 def _jaro_ordered(s1: str, s2: str) -> float:

@@ -9,8 +9,12 @@ certain
     ``CERTAIN_WEIGHT`` and ``CERTAIN_MARGIN`` ahead of every other candidate's;
     nothing about it contradicts the child (``MatchResult.contradicted``); its
     given name agrees strongly or is missing (not a shared word or an
-    initial); and its birth date is not merely one digit out. The LA can send
-    that number without a person checking.
+    initial, nor one vowel changed: Isabella/Isabelle); its birth date is not
+    merely one digit out unless the postcode agrees; a postcode given on both
+    sides agrees; and any other
+    candidate sharing its birth date and surname (issue 11: a twin) is told
+    apart by the given name: exactly the candidate's, a different name from
+    the twin's. The LA can send that number without a person checking.
 possible
     anything else where some person compares "match" or "possible": a person
     must look. The best candidate's number is proposed with its score and
@@ -35,6 +39,17 @@ on every part" (birth date exact or transposed, both names), which left a
 changed surname, a missing birth date or given name, and a year out always
 ``possible``; ``bench/matching`` measures both (bench/README.md).
 
+Twins and postcodes (issue 11). A child the index does not hold was traced as
+certain to his twin, who has a look-alike name; a year slip that landed on a
+namesake's birth date was traced as certain though the postcode disagreed.
+So a candidate whose birth date and surname another candidate shares (a twin,
+or triplets) is at best ``possible`` unless the LA's given name is exactly the
+candidate's and plainly not the twin's (Oliver, not Olivia), a given name
+that differs from the candidate's only by one vowel (how look-alike twin
+names differ) is never certain, and neither is a candidate whose postcode
+differs from the one the LA gave. Children in care do move, so the last
+costs some certain proposals when the LA's postcode is old: a person looks.
+
 Superseded numbers (merged records) are followed to the number that replaced
 them, so the LA is never told to send a retired number; the old and new
 records of one person count as one person. A number retired with no
@@ -57,6 +72,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from cpis.matching import names
 from cpis.matching.demographics import MatchResult, Person, compare
 from cpis.model.persons import IndexPerson
 
@@ -84,7 +100,12 @@ _CERTAIN_GIVEN = frozenset({"exact", "first-token", "nickname", "typo", "missing
 word) or "initial": twins often share a middle name or an initial, and a twin
 agrees on everything else. Nor a birth date one digit out: some 25 dates are
 one digit from any date, so a common name one digit of the date away is as
-likely a namesake (the child may not be in the index at all)."""
+likely a namesake (the child may not be in the index at all), unless the
+postcode agrees too (issue 11: day and year digit slips). Initials and a
+middle name used as the known-as name stay "possible" however much else
+agrees: an absent twin shares initials and often the middle name, and an
+absent twin's name may be a nickname of the other's middle name (Harry, for
+Harvey Henry), which bench/matching's stress run found."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +186,7 @@ def decide(
     pool = list(candidates)
     known = {c.nhs_number: c for c in pool} | dict(successors or {})
     best: dict[str, Candidate] = {}
+    compared: dict[str, IndexPerson] = {}
     for record in pool:
         current = resolve(record, known)
         if current is None:
@@ -184,6 +206,8 @@ def decide(
             if (held.sensitive or candidate.sensitive) and not keep.sensitive:
                 keep = Candidate(keep.nhs_number, keep.result, True, keep.superseded)
             candidate = keep
+        if best.get(current.nhs_number) is not candidate:
+            compared[current.nhs_number] = record
         best[current.nhs_number] = candidate
 
     plausible = sorted(
@@ -198,7 +222,17 @@ def decide(
     reasons = list(top.result.reasons)
     if top.superseded:
         reasons.append("superseded-number-followed")
-    if is_certain(top.result, (c.result for c in best.values() if c is not top)):
+    twins = _twins(compared[top.nhs_number], [compared[n] for n in best if n != top.nhs_number])
+    # Twins the LA's given name tells apart (exactly the candidate's, and a
+    # different name from each twin's) leave the candidate certain; anything
+    # less and a person must look.
+    told_apart = top.result.given_level in {"exact", "first-token"} and all(
+        best[n].result.given_level == "mismatch" for n in twins
+    )
+    twin = bool(twins) and not told_apart
+    if twin:
+        reasons.append("twin-in-index")
+    if not twin and is_certain(top.result, (c.result for c in best.values() if c is not top)):
         return TraceDecision(
             "certain", top.nhs_number, top.result.score, tuple(reasons), tuple(plausible)
         )
@@ -213,9 +247,29 @@ def is_certain(best: MatchResult, others: Iterable[MatchResult]) -> bool:
     """Whether ``best`` is enough on its own and far enough ahead of ``others``."""
     if best.decision == "no-match" or best.contradicted or best.weight < CERTAIN_WEIGHT:
         return False
-    if best.given_level not in _CERTAIN_GIVEN or best.birth_level == "one-digit":
+    # A birth date one digit out is certain only where the postcode agrees as
+    # well: a namesake one digit of the date away rarely shares it.
+    if best.given_level not in _CERTAIN_GIVEN:
+        return False
+    if best.birth_level == "one-digit" and best.postcode_level != "exact":
+        return False
+    if best.given_vowel_swap or best.postcode_level in {"different", "district"}:
         return False
     return all(best.weight - other.weight >= CERTAIN_MARGIN for other in others)
+
+
+def _twins(record: IndexPerson, others: Iterable[IndexPerson]) -> list[str]:
+    """The numbers of the people in ``others`` who share ``record``'s birth date and
+    a surname word: its twins (or namesakes born the same day) in the index."""
+    if record.birth_date is None:
+        return []
+    surnames = names.significant(names.tokens(record.family_name or ""))
+    return [
+        other.nhs_number
+        for other in others
+        if other.birth_date == record.birth_date
+        and surnames & names.significant(names.tokens(other.family_name or ""))
+    ]
 
 
 def _key(candidate: Candidate) -> tuple[int, float, str]:

@@ -49,7 +49,9 @@ class SignInConfig:
     LA, Entra ID's app role values (``{"caseworker": caseworker, "manager":
     manager}``); for health, the CIS2 RBAC job role codes (``R8001``) that may
     look children up, where empty means any role the person selected at this
-    organisation. ``client_secret`` is None for a public client (PKCE alone).
+    organisation. At the token endpoint the service authenticates with a signed
+    JWT (``private_key_jwt``, RFC 7523, with its own signing key), else with
+    ``client_secret``, else as a public client (PKCE alone).
     """
 
     org_ods: str
@@ -60,10 +62,18 @@ class SignInConfig:
     roles_claim: str = "roles"
     role_values: Mapping[str, WebRole] = field(default_factory=dict)
     scope: str = ""
+    private_key_jwt: bool = False
 
     @property
     def scopes(self) -> str:
         return self.scope or DEFAULT_SCOPES[self.kind]
+
+    @property
+    def token_auth(self) -> str:
+        """How the service authenticates at the token endpoint (OAuth's method name)."""
+        if self.private_key_jwt:
+            return "private_key_jwt"
+        return "client_secret_basic" if self.client_secret else "none"
 
 
 @dataclass(frozen=True, slots=True)

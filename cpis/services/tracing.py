@@ -17,6 +17,14 @@ Each record gets one review row (:class:`~cpis.model.tracing.ReviewRow`): the
 status, a proposed NHS number (certain and possible only), the score and
 reason codes, never the index's names or birth dates. Deletes are skipped.
 
+Slow is not down (issue 11). A search that runs out of time
+(:class:`~cpis.errors.IndexSearchTimedOut`) makes that record ``not-searched``
+(reason ``search-timed-out``) and the trace carries on: the same search again
+would be as slow. An index that cannot answer at all
+(:class:`~cpis.errors.PersonIndexUnavailable`) is asked again ``RETRIES``
+times, after ``RETRY_DELAYS``, before the trace gives up: a failover or a
+restart is over in seconds.
+
 A trace file may carry the child's ``sex`` and ``postcode`` beyond the upload
 format: a postcode that agrees adds evidence (a child whose surname changed is
 certain only with it), a stated sex that differs rules a candidate out. The
@@ -28,9 +36,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
+from cpis.errors import IndexSearchTimedOut, PersonIndexUnavailable
 from cpis.formats.trace_file import read_trace_file
 from cpis.matching import nhs_number
 from cpis.matching.demographics import Person, compare
@@ -48,6 +57,23 @@ from cpis.services.verification import confirms, needs_rivals, rival_query
 SEARCH_LIMIT = 50
 CONCURRENCY = 8
 """Index requests in flight at once: enough to hide a network round trip."""
+
+RETRY_DELAYS = (0.5, 2.0, 5.0)
+"""Seconds to wait before asking an unavailable index again, once per retry."""
+
+_T = TypeVar("_T")
+
+
+async def _asking_again(
+    request: Callable[[], Awaitable[_T]], delays: Sequence[float] = RETRY_DELAYS
+) -> _T:
+    """``request()``, asked again after each of ``delays`` while the index is unavailable."""
+    for delay in delays:
+        try:
+            return await request()
+        except PersonIndexUnavailable:
+            await asyncio.sleep(delay)
+    return await request()
 
 
 # --- deciding ---------------------------------------------------------------------------------
@@ -115,7 +141,10 @@ def _traced_row(rec: TraceRecord, decision: TraceDecision) -> ReviewRow:
 
 
 async def _successors(
-    index: PersonIndex, records: Sequence[IndexPerson], known: Mapping[str, IndexPerson]
+    index: PersonIndex,
+    records: Sequence[IndexPerson],
+    known: Mapping[str, IndexPerson],
+    delays: Sequence[float] = RETRY_DELAYS,
 ) -> dict[str, IndexPerson]:
     """Index records for the numbers that superseded ``records``, a few merges deep."""
     found: dict[str, IndexPerson] = {}
@@ -130,13 +159,21 @@ async def _successors(
         )
         if not wanted:
             break
-        got = await index.get_many(wanted)
+        got = await _asking_again(functools.partial(index.get_many, wanted), delays)
         found.update(got)
         frontier = list(got.values())
     return found
 
 
-async def _trace_one(index: PersonIndex, rec: TraceRecord) -> ReviewRow:
+def _not_searched(rec: TraceRecord) -> ReviewRow:
+    return ReviewRow(
+        rec.record, rec.plan_id, "not-searched", None, None, ("search-timed-out", *rec.problems)
+    )
+
+
+async def _trace_one(
+    index: PersonIndex, rec: TraceRecord, delays: Sequence[float] = RETRY_DELAYS
+) -> ReviewRow:
     if rec.birth_date is None and not rec.given_name and not rec.family_name:
         return ReviewRow(rec.record, rec.plan_id, "none", None, None, ("no-demographics",))
     query = PersonQuery(
@@ -146,9 +183,14 @@ async def _trace_one(index: PersonIndex, rec: TraceRecord) -> ReviewRow:
         sex=rec.sex,
         postcode=rec.postcode,
     )
-    candidates = await index.search(query, limit=SEARCH_LIMIT)
+    try:
+        candidates = await _asking_again(
+            functools.partial(index.search, query, limit=SEARCH_LIMIT), delays
+        )
+    except IndexSearchTimedOut:
+        return _not_searched(rec)
     known = {c.nhs_number: c for c in candidates}
-    successors = await _successors(index, candidates, known)
+    successors = await _successors(index, candidates, known, delays)
     return _traced_row(rec, decide(_person(rec), candidates, successors=successors))
 
 
@@ -157,11 +199,15 @@ async def review(
     records: Sequence[TraceRecord],
     *,
     progress: Callable[[int], None] | None = None,
+    retry_delays: Sequence[float] = RETRY_DELAYS,
 ) -> list[ReviewRow]:
     """One review row per record, in file order.
 
-    Raises :class:`cpis.errors.PersonIndexUnavailable` if the index cannot answer.
+    Raises :class:`cpis.errors.PersonIndexUnavailable` if the index still cannot
+    answer after ``retry_delays``; a search that times out only makes its
+    record ``not-searched``.
     """
+    delays = retry_delays
     rows: list[ReviewRow | None] = [None] * len(records)
     to_verify: list[tuple[int, TraceRecord, str]] = []
     to_trace: list[int] = []
@@ -180,15 +226,22 @@ async def review(
     done = len(records) - len(to_verify) - len(to_trace)
     gate = asyncio.Semaphore(CONCURRENCY)
     if to_verify:
-        found = await index.get_many(sorted({n for _, _, n in to_verify}))
-        successors = await _successors(index, list(found.values()), found)
+        numbers = sorted({n for _, _, n in to_verify})
+        found = await _asking_again(functools.partial(index.get_many, numbers), delays)
+        successors = await _successors(index, list(found.values()), found, delays)
         known = {**found, **successors}
         rivals: dict[int, Sequence[IndexPerson]] = {}
+        timed_out: set[int] = set()
 
         async def search_rivals(i: int, rec: TraceRecord) -> None:
             async with gate:
                 query = rival_query(_person(rec))
-                rivals[i] = await index.search(query, limit=SEARCH_LIMIT)
+                try:
+                    rivals[i] = await _asking_again(
+                        functools.partial(index.search, query, limit=SEARCH_LIMIT), delays
+                    )
+                except IndexSearchTimedOut:
+                    timed_out.add(i)
 
         wanted = [
             (i, rec)
@@ -198,7 +251,10 @@ async def review(
         ]
         await _all(search_rivals(i, rec) for i, rec in wanted)
         for i, rec, number in to_verify:
-            rows[i] = verify_number(rec, number, found.get(number), known, rivals.get(i, ()))
+            if i in timed_out:
+                rows[i] = _not_searched(rec)
+            else:
+                rows[i] = verify_number(rec, number, found.get(number), known, rivals.get(i, ()))
         done += len(to_verify)
     if progress is not None:
         progress(done)
@@ -206,7 +262,7 @@ async def review(
     async def trace(i: int) -> None:
         nonlocal done
         async with gate:
-            rows[i] = await _trace_one(index, records[i])
+            rows[i] = await _trace_one(index, records[i], delays)
         done += 1
         if progress is not None:
             progress(done)
@@ -239,6 +295,7 @@ async def trace(
     *,
     filename: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    retry_delays: Sequence[float] = RETRY_DELAYS,
 ) -> tuple[list[ReviewRow], TraceSummary]:
     """Read ``data`` (a trace file, :mod:`cpis.formats.trace_file`), decide every
     record, and summarise: the review rows in file order, and the counts.
@@ -254,7 +311,7 @@ async def trace(
         total = len(read.records)
         progress(0, total)
         report = functools.partial(_progress, progress, total)
-    rows = await review(index, read.records, progress=report)
+    rows = await review(index, read.records, progress=report, retry_delays=retry_delays)
     return rows, summarise(rows, skipped_deletes=read.deletes)
 
 

@@ -39,6 +39,10 @@ this surname and birth date" applies, and a twin's number does not.
 ``bench/matching`` measures it (bench/README.md); the search is asked only for
 records that ``compare`` alone does not settle.
 
+A rival search that runs out of time (:class:`cpis.errors.IndexSearchTimedOut`)
+refuses that one record with CPR07 (resend it); it is not an outage, so the
+rest of the file is decided as usual rather than the whole file getting CPF05.
+
 Deletes are not checked: they name the LA's own plan id, not a person.
 Reasons carry codes (``compare``'s reasons), never names or dates.
 """
@@ -49,6 +53,7 @@ import asyncio
 import dataclasses
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
+from cpis.errors import IndexSearchTimedOut
 from cpis.matching.demographics import MatchResult, Person, compare
 from cpis.matching.trace import as_person
 from cpis.model import PlanFields
@@ -71,6 +76,10 @@ given name is missing, the real child behind a sibling's number), still
 refuses the record."""
 
 RIVAL_SEARCH_LIMIT = 20
+
+SEARCH_TIMED_OUT = RecordRejection(
+    "CPR07", "the person index could not be searched in time to confirm the NHS number: resend"
+)
 CONCURRENCY = 8
 """Index searches in flight at once: enough to hide a network round trip."""
 
@@ -181,13 +190,15 @@ async def verify_records(
         return tuple(records)
     numbers = sorted({f.nhs_number for r in records if (f := _to_check(r)) is not None})
     known = await index.get_many(numbers) if numbers else {}
-    rivals = await _rivals(index, records, known)
+    rivals, timed_out = await _rivals(index, records, known)
     out: list[RecordResult] = []
     for i, record in enumerate(records):
         fields = _to_check(record)
         rejection = (
             None
             if fields is None
+            else SEARCH_TIMED_OUT
+            if i in timed_out
             else check_against_index(fields, known.get(fields.nhs_number), rivals.get(i))
         )
         out.append(
@@ -198,8 +209,9 @@ async def verify_records(
 
 async def _rivals(
     index: PersonIndex, records: Sequence[RecordResult], known: Mapping[str, IndexPerson]
-) -> dict[int, Sequence[IndexPerson]]:
-    """The index's search results for each record only the index can settle."""
+) -> tuple[dict[int, Sequence[IndexPerson]], set[int]]:
+    """The index's search results for each record only the index can settle, and
+    the records whose search ran out of time."""
     wanted: dict[int, Person] = {}
     for i, record in enumerate(records):
         fields = _to_check(record)
@@ -212,11 +224,15 @@ async def _rivals(
         if needs_rivals(compare(la, as_person(person))):
             wanted[i] = la
     found: dict[int, Sequence[IndexPerson]] = {}
+    timed_out: set[int] = set()
     gate = asyncio.Semaphore(CONCURRENCY)
 
     async def search(i: int, la: Person) -> None:
         async with gate:
-            found[i] = await index.search(rival_query(la), limit=RIVAL_SEARCH_LIMIT)
+            try:
+                found[i] = await index.search(rival_query(la), limit=RIVAL_SEARCH_LIMIT)
+            except IndexSearchTimedOut:
+                timed_out.add(i)
 
     try:
         async with asyncio.TaskGroup() as group:
@@ -225,7 +241,7 @@ async def _rivals(
     except ExceptionGroup as failed:
         # The first failure (the index going away) is the one the caller expects.
         raise failed.exceptions[0] from None
-    return found
+    return found, timed_out
 
 
 async def verify_plan(index: PersonIndex, fields: PlanFields) -> RecordRejection | None:

@@ -40,7 +40,7 @@ async def test_an_las_entra_tenant_is_registered_with_its_secret_sealed(
         "--client-secret-file", str(secret), "--manager", "Team.Manager",
     )  # fmt: skip
     assert code == 0, err
-    assert "with a client secret" in out and "Team.Manager -> manager" in out
+    assert "a client secret" in out and "Team.Manager -> manager" in out
     assert "very-secret-value" not in out + err
     rows = await e2e.fetch("SELECT issuer, client_secret FROM web_sign_in_config")
     assert rows[0]["issuer"] == ENTRA
@@ -52,10 +52,12 @@ async def test_an_las_entra_tenant_is_registered_with_its_secret_sealed(
 async def test_a_health_organisation_signs_in_with_cis2(e2e: E2E, env: dict[str, str]) -> None:
     code, out, err = await cpis(
         env, "org", "sign-in", ED.ods_code, "--issuer", CIS2, "--client-id", "x.apps.national",
-        "--role-code", "R8001",
+        "--role-code", "R8001", "--private-key-jwt",
     )  # fmt: skip
     assert code == 0, err
-    assert "PKCE only" in out and "R8001 -> clinician" in out
+    assert "/.well-known/jwks.json" in out and "R8001 -> clinician" in out
+    config = await e2e.runtime.web_sessions.sign_in_config(ED.ods_code)
+    assert config is not None and config.token_auth == "private_key_jwt"
 
 
 @pytest.mark.parametrize(

@@ -343,7 +343,12 @@ async def test_the_table_reveals_no_number_name_date_or_postcode(
         await conn.execute("CHECKPOINT")
         files = [
             await conn.fetchval("SELECT pg_read_binary_file(pg_relation_filepath($1))", rel)
-            for rel in ("person_index", "person_index_pkey", "person_index_block_idx")
+            for rel in (
+                "person_index",
+                "person_index_pkey",
+                "person_index_block",
+                "person_index_block_pkey",
+            )
         ]
     # ... and the table's files on disk.
     haystacks = [bytes(stored), b"".join(dump), *files]

@@ -18,7 +18,7 @@ import pytest
 from rich.console import Console
 
 from cpis.cli_person_index import render_summary, write_review
-from cpis.errors import PersonIndexUnavailable, TraceFileError
+from cpis.errors import IndexSearchTimedOut, PersonIndexUnavailable, TraceFileError
 from cpis.formats.trace_file import REVIEW_COLUMNS, read_trace_file
 from cpis.matching import blocking
 from cpis.model.persons import IndexPerson, PersonQuery
@@ -50,10 +50,13 @@ async def trace_file(
     *,
     filename: str | None = None,
     progress: Callable[[int], None] | None = None,
+    retry_delays: Sequence[float] = tracing.RETRY_DELAYS,
 ) -> TraceSummary:
     """What `cpis trace` does: trace the file, then write the review whole."""
     report = None if progress is None else (lambda done, _total: progress(done))
-    rows, summary = await tracing.trace(index, data, filename=filename, progress=report)
+    rows, summary = await tracing.trace(
+        index, data, filename=filename, progress=report, retry_delays=retry_delays
+    )
     write_review(rows, review)
     return summary
 
@@ -163,6 +166,7 @@ async def test_each_record_gets_its_status_and_the_summary_its_rate(tmp_path: Pa
         "possible": 3,
         "none": 1,
         "number-rejected": 2,
+        "not-searched": 0,
     }
     assert summary.total == 10 and summary.skipped_deletes == 1
     assert summary.match_rate == pytest.approx(0.4)
@@ -252,7 +256,7 @@ async def test_an_unreadable_file_writes_nothing(
 async def test_an_index_outage_is_reported_and_no_review_is_written(tmp_path: Path) -> None:
     review = tmp_path / "review.csv"
     with pytest.raises(PersonIndexUnavailable):
-        await trace_file(MemoryIndex(PEOPLE, fail=True), FILE, review)
+        await trace_file(MemoryIndex(PEOPLE, fail=True), FILE, review, retry_delays=())
     assert not review.exists()
     assert list(tmp_path.iterdir()) == []
 
@@ -285,3 +289,50 @@ def test_render_summary_shows_the_rate_against_the_target() -> None:
     text = out.getvalue()
     assert "96.0%" in text and "95%" in text and "met" in text and "not met" not in text
     assert "verified" in text and "number-rejected" in text
+
+
+class FlakyIndex(MemoryIndex):
+    """An index that cannot answer the first ``outages`` requests, then can."""
+
+    def __init__(self, people: Sequence[IndexPerson], *, outages: int) -> None:
+        super().__init__(people)
+        self.outages = outages
+
+    async def search(self, query: PersonQuery, *, limit: int = 10) -> Sequence[IndexPerson]:
+        if self.outages > 0:
+            self.outages -= 1
+            raise PersonIndexUnavailable("the person index did not answer")
+        return await super().search(query, limit=limit)
+
+
+class SlowIndex(MemoryIndex):
+    """An index whose searches for one surname run out of time."""
+
+    async def search(self, query: PersonQuery, *, limit: int = 10) -> Sequence[IndexPerson]:
+        if query.family_name == "Slowsearch":
+            raise IndexSearchTimedOut("person index search did not finish in time")
+        return await super().search(query, limit=limit)
+
+
+async def test_an_outage_is_asked_again_and_a_short_one_is_ridden_out() -> None:
+    """Issue 11: an unavailable index is retried (a failover is over in seconds)."""
+    index = FlakyIndex(PEOPLE, outages=2)
+    _rows, summary = await tracing.trace(index, FILE, retry_delays=(0, 0))
+    assert index.outages == 0
+    assert summary.counts["certain"] >= 1 and summary.counts["not-searched"] == 0
+    with pytest.raises(PersonIndexUnavailable):  # still down after the retries
+        await tracing.trace(MemoryIndex(PEOPLE, fail=True), FILE, retry_delays=(0, 0))
+
+
+async def test_a_search_that_times_out_is_that_record_not_searched_and_never_retried() -> None:
+    """Issue 11: slow is not down. The record is not-searched, the rest are decided."""
+    records = [
+        rec("S1", given_name="Ruby", family_name="Slowsearch", birth_date="2012-11-20"),
+        rec("S2", given_name="Ruby", family_name="Penhallow-Trask", birth_date="2012-11-20"),
+    ]
+    index = SlowIndex(PEOPLE)
+    rows, summary = await tracing.trace(index, upload(records), retry_delays=(0, 0))
+    assert [(r.plan_id, r.status) for r in rows] == [("S1", "not-searched"), ("S2", "certain")]
+    assert rows[0].reasons == ("search-timed-out",) and rows[0].proposed_nhs_number is None
+    assert index.searches == 1  # only S2 reached the in-memory search: S1 was not retried
+    assert summary.counts["not-searched"] == 1

@@ -4,22 +4,31 @@ limits, sign-out at the provider, CSRF, the security headers and the audit."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import re
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
 
 import asyncpg
 import pytest
+import structlog
 
 from cpis.errors import SignInFailed
+from cpis.model import LocalAuthority, PlanFields, PlanType, Principal, Role
 from cpis.model.web import OrgKind, PendingSignIn, SignInConfig
+from cpis.services import plans
 from cpis.services.web_sign_in import SessionLimits
 from tests.integration.conftest import FakeClock
+from tests.oidc_provider import _only_form
+from tests.ports import listening_socket, port_of
 from tests.web_service import (
     CHILD_CPP,
     DEMO_ED,
+    DEMO_LA,
+    SIGNED_WEB_CLIENT,
     WebService,
     WebUser,
     running_web_service,
@@ -203,10 +212,6 @@ async def test_an_id_token_for_another_nonce_is_not_accepted(service: WebService
     )
     async with WebUser(service) as user:
         url = started.url
-        from urllib.parse import parse_qsl, urljoin, urlsplit
-
-        from tests.oidc_provider import _only_form
-
         account = service.account("clinician")
         for _ in range(12):
             if url.startswith(redirect):
@@ -280,3 +285,118 @@ async def test_the_pages_work_under_a_base_url_with_a_path(
         assert status == 200 and "Known to children" in body
         status, _body, _headers = await user.page("/nowhere")
         assert status == 404
+
+
+def _ring_now(body: str) -> list[str]:
+    return re.findall(r'class="govuk-body cpis-ring__number"><a [^>]*>([^<]+)</a>', body)
+
+
+async def test_the_number_to_ring_is_the_office_by_day_and_the_emergency_duty_team_at_night(
+    service: WebService, clock: FakeClock
+) -> None:
+    """Monday 1 June 2026 at 10:00 in England (09:00 UTC): the office; at 03:00, the
+    emergency duty team. Both numbers are on the page either way."""
+    async with WebUser(service) as user:
+        await user.sign_in("clinician")
+        status, body, _ = await user.post(
+            "/lookup", {"csrf_token": await user.csrf(), "nhs_number": CHILD_CPP}
+        )
+        assert status == 200 and _ring_now(body) == [DEMO_LA.office_phone]
+        assert DEMO_LA.edt_phone in body
+        clock.advance(hours=17)  # 03:00 BST on Tuesday: her session has long gone
+        await user.sign_in("clinician")
+        status, body, _ = await user.post(
+            "/lookup", {"csrf_token": await user.csrf(), "nhs_number": CHILD_CPP}
+        )
+        assert status == 200 and _ring_now(body) == [DEMO_LA.edt_phone]
+        assert DEMO_LA.office_phone in body
+
+
+async def test_a_child_with_plans_from_two_las_shows_both_numbers_to_ring(
+    service: WebService,
+) -> None:
+    """A child moving area keeps the old LA's plan until the new LA's conference (SPEC §3):
+    each LA gets its own box, and each is notified."""
+    rt = service.runtime
+    other = LocalAuthority(
+        ods_code="XDM02",
+        name="Otherford Borough Council",
+        office_phone="01632 960222",
+        edt_phone="01632 960223",
+        repeat_window_hours=24,
+    )
+    await rt.db.upsert_la(other)
+    await plans.put_plan(
+        rt.db,
+        rt.clock,
+        principal=Principal(client_id="t", role=Role.LA, ods_codes=(other.ods_code,)),
+        la_ods=other.ods_code,
+        la_plan_id="OTHER-1",
+        fields=PlanFields(CHILD_CPP, PlanType.LAC, date(2026, 2, 1)),
+        if_match=None,
+    )
+    async with WebUser(service) as user:
+        await user.sign_in("clinician")
+        status, body, _ = await user.post(
+            "/lookup", {"csrf_token": await user.csrf(), "nhs_number": CHILD_CPP}
+        )
+    assert status == 200
+    assert sorted(_ring_now(body)) == sorted([DEMO_LA.office_phone, other.office_phone])
+    assert f"Ring {DEMO_LA.name} now" in body and f"Ring {other.name} now" in body
+
+
+async def test_a_provider_that_cannot_be_reached_is_a_503_page_to_retry(
+    service: WebService,
+) -> None:
+    """Signing in with an organisation whose provider is down: an HTML page saying to
+    try again (with Retry-After), never a 500."""
+    rt = service.runtime
+    sock = listening_socket()
+    closed = f"http://127.0.0.1:{port_of(sock)}"
+    sock.close()
+    await rt.web_sessions.put_sign_in_config(
+        SignInConfig(
+            org_ods=DEMO_ED.ods_code,
+            kind=OrgKind.HEALTH,
+            issuer=closed,
+            client_id="cpis-test-web",
+        )
+    )
+    async with WebUser(service) as user:
+        status, body, headers = await user.page(f"/sign-in/{DEMO_ED.ods_code}")
+    assert status == 503 and "Try again in a few minutes" in body
+    assert headers["Content-Type"].startswith("text/html") and int(headers["Retry-After"]) > 0
+
+
+async def test_an_error_a_browser_writes_into_the_callback_is_not_logged_as_written(
+    service: WebService,
+) -> None:
+    """The callback's query is the browser's to write: an ``error`` that is not one of
+    OAuth's codes is logged as ``other``, so nothing typed there reaches the log."""
+    async with WebUser(service) as user:
+        status, _body, headers = await user.page(f"/sign-in/{DEMO_ED.ods_code}")
+        assert status == 303
+        state = dict(parse_qsl(urlsplit(headers["Location"]).query))["state"]
+        with structlog.testing.capture_logs() as logs:
+            status, body, _ = await user.page(f"/auth/callback?error=9990000018&state={state}")
+    assert status == 400 and "You could not be signed in" in body
+    refused = [e for e in logs if e["event"] == "sign_in_refused_by_provider"]
+    assert refused and refused[0]["error"] == "other"
+    assert "9990000018" not in repr(logs)
+
+
+async def test_an_organisation_may_take_a_jwt_signed_with_the_services_key(
+    service: WebService,
+) -> None:
+    """``private_key_jwt``: the service signs its token request with its own key (the one
+    its JWKS publishes), and the provider, holding that public key, lets it in."""
+    rt = service.runtime
+    config = await rt.web_sessions.sign_in_config(DEMO_LA.ods_code)
+    assert config is not None
+    await rt.web_sessions.put_sign_in_config(
+        dataclasses.replace(config, client_id=SIGNED_WEB_CLIENT, private_key_jwt=True)
+    )
+    async with WebUser(service) as user:
+        assert await user.sign_in("caseworker") == service.url("/")
+        status, body, _ = await user.page("/")
+    assert status == 200 and "Sam Demoworker" in body

@@ -155,3 +155,53 @@ def test_reasons_never_carry_personal_data() -> None:
     decision = decide(CHILD, [ix(A), ix(B, born=date(2016, 4, 13))])
     for reason in decision.reasons:
         assert reason.replace("-", "").isalpha() and reason.islower()
+
+
+# --- issue 11: certain survives twins and a disagreeing postcode -------------------------
+
+
+def test_an_absent_child_is_not_certain_on_a_twin_whose_name_differs_by_a_vowel() -> None:
+    """The child is not in the index; his twin, one vowel away, is: a person must look."""
+    la = Person("Isabella", "Quarrell", BORN, "female", "TR1 2AB")
+    decision = decide(la, [ix(A, given="Isabelle", sex="female", postcode="TR1 2AB")])
+    assert decision.status == "possible" and decision.nhs_number == A
+
+
+def test_twins_in_the_index_keep_an_inexact_given_name_at_possible() -> None:
+    """A nickname fits one twin, and the other shares birth date and surname: possible,
+    even though the other twin's name is plainly different."""
+    twins = [ix(A, given="Thomas", postcode="TR1 2AB"), ix(B, given="Isla", postcode="TR1 2AB")]
+    decision = decide(Person("Tom", "Quarrell", BORN, postcode="TR1 2AB"), twins)
+    assert decision.status == "possible" and decision.nhs_number == A
+    assert "twin-in-index" in decision.reasons
+
+
+def test_twins_told_apart_by_an_exact_given_name_stay_certain() -> None:
+    """Oliver, exactly, and his twin Isla: the given name tells them apart."""
+    twins = [ix(A, given="Oliver"), ix(B, given="Isla")]
+    decision = decide(Person("Oliver", "Quarrell", BORN), twins)
+    assert decision.status == "certain" and decision.nhs_number == A
+
+
+def test_a_year_slip_onto_a_namesakes_birth_date_with_another_postcode_is_possible() -> None:
+    """The LA's year is one out and lands on a namesake's birth date; the postcodes
+    disagree: possible at best."""
+    namesake = ix(A, postcode="LS6 2QT")
+    decision = decide(Person("Tamsin", "Quarrell", BORN, postcode="TR1 2AB"), [namesake])
+    assert decision.status == "possible"
+    same_place = decide(Person("Tamsin", "Quarrell", BORN, postcode="LS6 2QT"), [namesake])
+    assert same_place.status == "certain"
+
+
+def test_a_birth_date_one_digit_out_is_certain_only_with_the_postcode() -> None:
+    """Issue 11: a day or year digit slip. Some 25 dates are one digit away, so only
+    the postcode agreeing as well makes it certain."""
+    slipped = date(2016, 4, 13)
+    home = "TR1 2AB"
+    assert (
+        decide(Person("Tamsin", "Quarrell", slipped, postcode=home), [ix(A, postcode=home)]).status
+        == "certain"
+    )
+    assert (
+        decide(Person("Tamsin", "Quarrell", slipped), [ix(A, postcode=home)]).status == "possible"
+    )

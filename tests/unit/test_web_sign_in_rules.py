@@ -15,6 +15,7 @@ from cpis.errors import SignInFailed
 from cpis.model.web import OrgKind, SignInConfig, WebRole
 from cpis.services.web_sign_in import csrf_ok, csrf_token, key_of
 from cpis.web.pages._site import cookie_names, secure_cookies
+from cpis.web.pages.sign_in import safe_return_path
 
 LA = SignInConfig(
     org_ods="XDM01",
@@ -150,3 +151,23 @@ def test_the_csrf_token_is_the_sessions_own_and_not_its_stored_key() -> None:
     assert not csrf_ok("session-two", token)
     assert not csrf_ok("session-one", None)
     assert token.encode() not in key_of("session-one")
+
+
+@pytest.mark.parametrize(
+    ("raw", "prefix", "kept"),
+    [
+        ("/lookup", "", True),
+        ("/cpis/lookup", "/cpis", True),
+        ("/lookup", "/cpis", False),
+        ("//evil.example/", "", False),
+        ("/\t/evil.example/", "", False),
+        ("/\\evil.example", "", False),
+        ("https://evil.example/", "", False),
+        ("/ /x", "", False),
+        ("", "", False),
+    ],
+)
+def test_a_sign_in_returns_only_to_a_page_of_this_service(
+    raw: str, prefix: str, kept: bool
+) -> None:
+    assert safe_return_path(raw, prefix) == (raw if kept else "")

@@ -5,12 +5,22 @@ from an extract (``cpis person-index load FILE``, format in
 ``schemas/person-index.md``). Nothing in it is readable without the keys
 (SPEC §6): rows are keyed by the NHS number's subject key, the details are one
 sealed value, and the blocking keys used for tracing are blind indexes
-(``Vault.blind``). See table ``person_index`` in ``cpis/schema/migrations/0001_baseline.sql``.
+(``Vault.blind``) in ``person_index_block``, one row per key and person. See
+``cpis/schema/migrations/0001_baseline.sql`` and ``0002_person_index_blocking.sql``.
 
 Loading is one transaction: the rows are streamed into a temporary table with
 ``COPY`` while the file is read, checked there (a number twice in the file),
 then merged with set-based SQL, so a million-row extract is practical and a
-bad file changes nothing.
+bad file changes nothing. A changed row is re-keyed; the load ends with
+``ANALYZE`` so that the first search after it is planned on the table as it
+now is (issue 11: an upload straight after loading 40,000 people into an
+empty table was planned as if it were still empty, its searches ran into
+the statement timeout, and the timeout was reported as CPF05).
+
+A search that runs into the statement timeout raises
+:class:`cpis.errors.IndexSearchTimedOut`, not ``PersonIndexUnavailable``: the
+database answered, this one search was too slow, and retrying it would be
+too slow again.
 """
 
 from __future__ import annotations
@@ -19,12 +29,18 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import date
 from typing import Any
 
+import asyncpg
 import orjson
 
 from cpis.adapters.postgres._connection import UNAVAILABLE, Connection, Pool
-from cpis.errors import IndexFileRejected, PersonIndexUnavailable, Unavailable
+from cpis.errors import (
+    IndexFileRejected,
+    IndexSearchTimedOut,
+    PersonIndexUnavailable,
+    Unavailable,
+)
 from cpis.formats.person_index_file import MAX_ERRORS, read_rows
-from cpis.matching.blocking import query_keys, record_keys
+from cpis.matching.blocking import KEYS_VERSION, query_keys, record_keys
 from cpis.model.persons import FileError, IndexPerson, LoadResult, PersonQuery
 from cpis.ports.vault import Vault
 
@@ -73,6 +89,27 @@ def _blocking_keys(vault: Vault, keys: frozenset[str]) -> list[bytes]:
     return [vault.blind(BLOCK_PURPOSE, k) for k in sorted(keys)]
 
 
+# The candidates sharing most keys, then the people. The LIMIT is inside, on the
+# key table alone, and each person is then fetched by primary key in a LATERAL
+# subquery (its LIMIT keeps the planner from turning it back into a join it
+# might answer with a scan of person_index: on a small table a scan looks
+# cheaper, and a plan that depends on the table's size is what issue 11 was
+# about). Only numbers in use have keys; `active` only guards against a row
+# re-keyed by a load in flight.
+SEARCH_SQL = """
+SELECT p.sealed, p.sensitive, p.active
+  FROM (SELECT subject_key, count(*) AS shared
+          FROM person_index_block
+         WHERE block_key = ANY($1::bytea[])
+         GROUP BY subject_key
+         ORDER BY shared DESC, subject_key
+         LIMIT $2) AS hit
+ CROSS JOIN LATERAL (SELECT sealed, sensitive, active FROM person_index
+                      WHERE subject_key = hit.subject_key AND active LIMIT 1) AS p
+ ORDER BY hit.shared DESC, hit.subject_key
+"""
+
+
 class LocalPersonIndex:
     """The :class:`~cpis.ports.person_index.PersonIndex` over the ``person_index`` table."""
 
@@ -111,19 +148,10 @@ class LocalPersonIndex:
         if not keys or limit < 1:
             return ()
         try:
-            rows = await self._pool.fetch(
-                """
-                SELECT sealed, sensitive, active,
-                       (SELECT count(*) FROM unnest(block_keys) AS k
-                         WHERE k = ANY($1::bytea[])) AS shared
-                  FROM person_index
-                 WHERE block_keys && $1::bytea[] AND active
-                 ORDER BY shared DESC, subject_key
-                 LIMIT $2
-                """,
-                _blocking_keys(self._vault, keys),
-                limit,
-            )
+            rows = await self._pool.fetch(SEARCH_SQL, _blocking_keys(self._vault, keys), limit)
+        except asyncpg.exceptions.QueryCanceledError as exc:
+            # The statement timeout (57014), which UNAVAILABLE would call an outage.
+            raise IndexSearchTimedOut("person index search did not finish in time") from exc
         except UNAVAILABLE as exc:
             raise PersonIndexUnavailable("person index unreachable") from exc
         return tuple(
@@ -193,7 +221,12 @@ class _Copier:
                 row.line,
                 vault.subject_key(person.nhs_number),
                 vault.seal(SEAL_PURPOSE, details),
-                vault.blind(ROW_PURPOSE, f"{details}|{person.sensitive:d}{person.active:d}"),
+                # The key scheme's version is in the fingerprint, so a new scheme
+                # re-keys every row on the next load.
+                vault.blind(
+                    ROW_PURPOSE,
+                    f"{details}|{person.sensitive:d}{person.active:d}|k{KEYS_VERSION}",
+                ),
                 None if person.superseded_by is None else vault.subject_key(person.superseded_by),
                 person.sensitive,
                 person.active,
@@ -282,18 +315,38 @@ async def _load(conn: Connection, vault: Vault, copier: _Copier, *, replace: boo
         """
     )
     await conn.execute(
+        "CREATE TEMPORARY TABLE person_index_changed (subject_key bytea PRIMARY KEY) ON COMMIT DROP"
+    )
+    await conn.execute(
         """
-        INSERT INTO person_index AS o (subject_key, sealed, fingerprint, superseded_key,
-                                       sensitive, active, block_keys, loaded_at)
-        SELECT subject_key, sealed, fingerprint, superseded_key, sensitive, active,
-               block_keys, now()
-          FROM person_index_load
-        ON CONFLICT (subject_key) DO UPDATE
-           SET sealed = EXCLUDED.sealed, fingerprint = EXCLUDED.fingerprint,
-               superseded_key = EXCLUDED.superseded_key, sensitive = EXCLUDED.sensitive,
-               active = EXCLUDED.active, block_keys = EXCLUDED.block_keys,
-               loaded_at = EXCLUDED.loaded_at
-         WHERE o.fingerprint <> EXCLUDED.fingerprint
+        WITH changed AS (
+            INSERT INTO person_index AS o (subject_key, sealed, fingerprint, superseded_key,
+                                           sensitive, active, loaded_at)
+            SELECT subject_key, sealed, fingerprint, superseded_key, sensitive, active, now()
+              FROM person_index_load
+            ON CONFLICT (subject_key) DO UPDATE
+               SET sealed = EXCLUDED.sealed, fingerprint = EXCLUDED.fingerprint,
+                   superseded_key = EXCLUDED.superseded_key, sensitive = EXCLUDED.sensitive,
+                   active = EXCLUDED.active, loaded_at = EXCLUDED.loaded_at
+             WHERE o.fingerprint <> EXCLUDED.fingerprint
+            RETURNING subject_key)
+        INSERT INTO person_index_changed SELECT subject_key FROM changed
+        """
+    )
+    # Re-key what changed: its old keys go, its new ones (none for a number
+    # out of use) come in.
+    await conn.execute(
+        """
+        DELETE FROM person_index_block b USING person_index_changed c
+         WHERE b.subject_key = c.subject_key
+        """
+    )
+    await conn.execute(
+        """
+        INSERT INTO person_index_block (block_key, subject_key)
+        SELECT DISTINCT k, n.subject_key
+          FROM person_index_changed c JOIN person_index_load n USING (subject_key)
+         CROSS JOIN LATERAL unnest(n.block_keys) AS k
         """
     )
     removed = 0
@@ -306,6 +359,11 @@ async def _load(conn: Connection, vault: Vault, copier: _Copier, *, replace: boo
             """
         )
         removed = int(status.rsplit(" ", 1)[1])
+    # Statistics for the table as it now is, before anyone searches it: a table
+    # first filled by this load has none, and autovacuum gets to it when it gets
+    # to it. ANALYZE is transactional, so they commit with the rows.
+    await conn.execute("ANALYZE person_index")
+    await conn.execute("ANALYZE person_index_block")
     rows, inserted, updated = counts["rows"], counts["inserted"], counts["updated"]
     return LoadResult(
         rows=rows,

@@ -28,7 +28,7 @@ class PgWebSessions(Pooled):
     async def sign_in_config(self, org_ods: str) -> SignInConfig | None:
         rows = await self._run(
             "SELECT org_ods, kind, issuer, client_id, client_secret, roles_claim, role_values,"
-            " scope FROM web_sign_in_config WHERE org_ods = $1",
+            " scope, private_key_jwt FROM web_sign_in_config WHERE org_ods = $1",
             org_ods,
         )
         return self._config(rows[0]) if rows else None
@@ -44,6 +44,7 @@ class PgWebSessions(Pooled):
             roles_claim=r["roles_claim"],
             role_values={k: WebRole(v) for k, v in orjson.loads(r["role_values"]).items()},
             scope=r["scope"],
+            private_key_jwt=r["private_key_jwt"],
         )
 
     async def sign_in_options(self) -> list[tuple[str, str, OrgKind]]:
@@ -64,11 +65,13 @@ class PgWebSessions(Pooled):
         )
         await self._run(
             "INSERT INTO web_sign_in_config (org_ods, kind, issuer, client_id, client_secret,"
-            " roles_claim, role_values, scope) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)"
+            " roles_claim, role_values, scope, private_key_jwt)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9)"
             " ON CONFLICT (org_ods) DO UPDATE SET kind = EXCLUDED.kind,"
             " issuer = EXCLUDED.issuer, client_id = EXCLUDED.client_id,"
             " client_secret = EXCLUDED.client_secret, roles_claim = EXCLUDED.roles_claim,"
-            " role_values = EXCLUDED.role_values, scope = EXCLUDED.scope, updated_at = now()",
+            " role_values = EXCLUDED.role_values, scope = EXCLUDED.scope,"
+            " private_key_jwt = EXCLUDED.private_key_jwt, updated_at = now()",
             config.org_ods,
             config.kind.value,
             config.issuer,
@@ -77,6 +80,7 @@ class PgWebSessions(Pooled):
             config.roles_claim,
             orjson.dumps({k: v.value for k, v in config.role_values.items()}).decode(),
             config.scope,
+            config.private_key_jwt,
         )
 
     async def put_pending(self, key: bytes, pending: PendingSignIn) -> None:

@@ -4,7 +4,9 @@
 
 -- One provider per organisation (an LA's tenant, or NHS CIS2 for a health
 -- organisation), registered by `cpis la sign-in` / `cpis org sign-in`.
--- client_secret is sealed (the data key); NULL for a public client (PKCE alone).
+-- private_key_jwt: the service authenticates at the token endpoint with a JWT
+-- signed by its own signing key (published at /.well-known/jwks.json); otherwise
+-- with client_secret, sealed (the data key), or, NULL, as a public client (PKCE).
 -- role_values: {"claim value": "caseworker" | "manager" | "clinician"}.
 CREATE TABLE web_sign_in_config (
     org_ods       text PRIMARY KEY,
@@ -15,6 +17,7 @@ CREATE TABLE web_sign_in_config (
     roles_claim   text NOT NULL,
     role_values   jsonb NOT NULL DEFAULT '{}',
     scope         text NOT NULL DEFAULT '',
+    private_key_jwt boolean NOT NULL DEFAULT false,
     updated_at    timestamptz NOT NULL DEFAULT now()
 );
 

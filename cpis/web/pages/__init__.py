@@ -26,7 +26,7 @@ from aiohttp import web
 from cpis.model.web import WebRole
 from cpis.services.web_sign_in import SignInServices
 from cpis.web.pages import la, lookup, sign_in
-from cpis.web.pages._site import SIGN_IN, STATIC, pages_middleware, setup
+from cpis.web.pages._site import ISSUER_ORIGINS, SIGN_IN, STATIC, pages_middleware, setup
 from cpis.web.pages.nav import offer
 
 __all__ = ["add_routes", "pages_middleware"]
@@ -48,6 +48,7 @@ def _england_date(day: date) -> str:
 
 def add_routes(app: web.Application, *, prefix: str, sign_in_services: SignInServices) -> None:
     app[SIGN_IN] = sign_in_services
+    app[ISSUER_ORIGINS] = {}
     setup(app, prefix=prefix)
     env = aiohttp_jinja2.get_env(app)
     env.filters["england_time"] = _england_time

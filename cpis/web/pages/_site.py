@@ -291,8 +291,9 @@ def _content_security_policy(request: web.Request) -> str:
 _FORM_TARGET = web.RequestKey("form_target", str)
 
 
-_ISSUER_ORIGINS: dict[str, tuple[float, str | None]] = {}
-_ISSUER_CACHE_SECONDS = 300.0
+# Per application (a module-wide cache would outlive an app and its providers in tests).
+ISSUER_ORIGINS = web.AppKey("issuer_origins", dict[str, tuple[float, str | None]])
+_ISSUER_CACHE_SECONDS = 60.0
 
 
 async def _allow_sign_out_target(request: web.Request, session: WebSession) -> None:
@@ -302,16 +303,17 @@ async def _allow_sign_out_target(request: web.Request, session: WebSession) -> N
     Entra ID, CIS2 and the demo provider."""
     org = session.user.org_ods
     now = time.monotonic()
-    hit = _ISSUER_ORIGINS.get(org)
+    origins = request.app[ISSUER_ORIGINS]
+    hit = origins.get(org)
     if hit is None or hit[0] < now:
         config = await request.app[SIGN_IN].store.sign_in_config(org)
         origin = None
         if config is not None:
             parts = urlsplit(config.issuer)
             origin = f"{parts.scheme}://{parts.netloc}"
-        if len(_ISSUER_ORIGINS) > 10_000:
-            _ISSUER_ORIGINS.clear()
-        hit = _ISSUER_ORIGINS[org] = (now + _ISSUER_CACHE_SECONDS, origin)
+        if len(origins) > 10_000:
+            origins.clear()
+        hit = origins[org] = (now + _ISSUER_CACHE_SECONDS, origin)
     if hit[1] is not None:
         request[_FORM_TARGET] = hit[1]
 
@@ -351,6 +353,8 @@ async def pages_middleware(request: web.Request, handler: Handler) -> web.Stream
                 "Try again in a few minutes. If you need to know about a child now, ring the"
                 " local authority's emergency duty team.",
             )
+            if isinstance(err, Unavailable):
+                response.headers["Retry-After"] = str(err.retry_after)
     if response.content_type == "text/html" or response.status in (302, 303):
         response.headers["Content-Security-Policy"] = _content_security_policy(request)
         for name, value in _HEADERS.items():

@@ -28,14 +28,21 @@ from cpis.web.pages.nav import home_of, nav_for
 _FLOW_SECONDS = 600
 
 
+def safe_return_path(raw: str, prefix: str) -> str:
+    """``raw`` if it is a path of this service (under ``prefix``), else nothing, so a
+    link to the sign-in page cannot send a person elsewhere afterwards. Browsers drop
+    tabs and newlines from URLs (``/\t/evil.example`` becomes ``//evil.example``) and
+    read ``\\`` as ``/``, so neither may appear."""
+    if not raw.startswith(prefix + "/") or raw.startswith("//") or len(raw) > 200:
+        return ""
+    if "\\" in raw or not raw.isprintable() or any(c.isspace() for c in raw):
+        return ""
+    return raw
+
+
 def _next(request: web.Request) -> str:
-    """The page to return to after signing in: a path of this service, or nothing (so
-    the link cannot send a person elsewhere)."""
-    raw = request.query.get("next", "")
-    prefix = url(request, "/")
-    if raw.startswith(prefix) and not raw.startswith("//") and "\\" not in raw and len(raw) < 200:
-        return raw
-    return ""
+    """The page to return to after signing in (the ``next`` query parameter)."""
+    return safe_return_path(request.query.get("next", ""), url(request, ""))
 
 
 @page()
