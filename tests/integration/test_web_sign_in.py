@@ -397,6 +397,6 @@ async def test_an_organisation_may_take_a_jwt_signed_with_the_services_key(
         dataclasses.replace(config, client_id=SIGNED_WEB_CLIENT, private_key_jwt=True)
     )
     async with WebUser(service) as user:
-        assert await user.sign_in("caseworker") == service.url("/")
+        assert await user.sign_in("caseworker") == service.url("/inbox")
         status, body, _ = await user.page("/")
     assert status == 200 and "Sam Demoworker" in body
