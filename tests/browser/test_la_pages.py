@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Locator, Page, Route, expect
 
+from cpis.model.persons import IndexPerson
+from cpis.services.person_index import notify_inactive
 from tests.browser.conftest import Screenshots, assert_accessible
 from tests.la_pages_world import OTHER_CHILD, OTHER_LA, EdSystem, add_other_la, dead_delivery
 from tests.web_service import (
@@ -347,3 +349,23 @@ async def test_the_inbox_on_a_phone(
     await page.set_viewport_size({"width": 375, "height": 740})
     await page.reload()
     await _check(page, screenshots, "inbox on a phone")
+
+
+async def test_nhs_numbers_no_longer_in_use_are_listed_readably(
+    page: Page, service: WebService, ed: EdSystem, screenshots: Screenshots
+) -> None:
+    rt = service.runtime
+    await notify_inactive(
+        rt.index_check,
+        [IndexPerson(CHILD_LAC, active=False), IndexPerson(CHILD_CPP, superseded_by=UNKNOWN_CHILD)],
+        now=rt.clock.now(),
+    )
+    await ed.look_up(CHILD_CPP)
+    await _sign_in(page, service, "caseworker")
+    await expect(page.get_by_role("heading", name="NHS numbers no longer in use")).to_be_visible()
+    await _check(page, screenshots, "numbers no longer in use")
+    await page.get_by_role(
+        "checkbox", name=f"Acknowledge that {_spaced(CHILD_LAC)} is no longer in use"
+    ).check()
+    await page.get_by_role("button", name="Acknowledge selected number changes").click()
+    await expect(page.get_by_text("1 NHS number change acknowledged")).to_be_visible()

@@ -18,7 +18,9 @@ import pytest
 
 from cpis.matching.nhs_number import synthetic_numbers
 from cpis.model import Accessor, AuditEntry, PlanFields, PlanType, Principal, Role
+from cpis.model.persons import IndexPerson
 from cpis.services import lookup, plans
+from cpis.services.person_index import notify_inactive
 from tests.la_pages_world import (
     OTHER_CHILD,
     OTHER_LA,
@@ -465,3 +467,32 @@ async def test_more_children_than_a_page_go_on_to_a_next_page_and_back(
         assert set(first) | set(second) == set(kids)
         assert "First page" in body and 'rel="next"' not in body
         assert "data-inbox-events" not in body  # only the first page of new ones is live
+
+
+async def test_an_nhs_number_no_longer_in_use_is_listed_and_acknowledged(
+    service: WebService,
+) -> None:
+    """The person index retired a number the LA holds a plan for (issue 4): the inbox's
+    first page lists it with the LA's plan, and it is acknowledged like an attendance."""
+    rt = service.runtime
+    queued = await notify_inactive(
+        rt.index_check,
+        [IndexPerson(CHILD_LAC, active=False), IndexPerson(CHILD_CPP, superseded_by=UNKNOWN_CHILD)],
+        now=rt.clock.now(),
+    )
+    assert queued == 3  # Otherton holds a plan for 999 000 0018 too: it is told itself
+    async with await _signed_in(service, "caseworker") as user:
+        _, body, _ = await user.page("/inbox")
+        assert "NHS numbers no longer in use" in body and "OT-2" not in body
+        assert "999 000 0026" in body and "None known" in body and "P-LAC-1" in body
+        assert "999 000 0042" in body  # the number that replaced 999 000 0018
+        ids = _IDS.findall(body)
+        assert len(ids) == 2
+        status, _, _ = await user.post(
+            "/inbox/acknowledge", {"csrf_token": await user.csrf("/inbox"), "ids": ids}
+        )
+        assert status == 303
+        _, body, _ = await user.page("/inbox")
+        assert "NHS numbers no longer in use" not in body
+        _, body, _ = await user.page("/inbox?status=acknowledged")
+        assert "999 000 0026" in body and not _IDS.findall(body)

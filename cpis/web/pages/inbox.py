@@ -151,6 +151,7 @@ def _render(
     first: bool,
     errors: list[tuple[str, str]] | None = None,
     acknowledged: int | None = None,
+    changes: bool = False,
     status_code: int = 200,
 ) -> web.Response:
     status = found.status
@@ -172,6 +173,7 @@ def _render(
             "first_link": _link(status),
             "events_url": events if live else None,
             "acknowledged": acknowledged,
+            "acknowledged_what": "NHS number change" if changes else "attendance",
             "spaced": spaced,
             "setting_name": setting_name,
             **({"errors": errors} if errors else {}),
@@ -191,6 +193,7 @@ async def show(request: web.Request) -> web.StreamResponse:
         found,
         first=after is None,
         acknowledged=_count(request.query.get("acknowledged")),
+        changes=request.query.get("what") == "changes",
     )
 
 
@@ -212,6 +215,8 @@ async def acknowledge(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
     n = await inbox.acknowledge(request.app[INBOX], svc.clock, actor=actor(request), ids=ids)
     query = {"acknowledged": str(n)} | ({"status": status} if status != "new" else {})
+    if form.get("what") == "changes":
+        query["what"] = "changes"
     return see_other(url(request, PATH) + "?" + urlencode(query))
 
 
