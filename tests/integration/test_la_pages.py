@@ -7,6 +7,7 @@ The same flows in Chromium, with axe-core and screenshots, are tests/browser/tes
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator
 from datetime import date
@@ -156,7 +157,7 @@ async def test_an_open_inbox_is_sent_a_new_attendance_as_it_happens(
 
 
 async def test_a_child_is_found_among_the_las_own_only_and_others_look_unknown(
-    service: WebService, ed: EdSystem
+    service: WebService, ed: EdSystem, database_url: str
 ) -> None:
     """Own child: this LA's plan only (not the other LA's plan for the same child), the
     visit, the notification. The other LA's child and an unknown number: the same page,
@@ -184,6 +185,21 @@ async def test_a_child_is_found_among_the_las_own_only_and_others_look_unknown(
         for path in (f"/children/{OTHER_CHILD}", f"/children?nhs_number={OTHER_CHILD}"):
             status, body, _ = await user.page(path)
             assert OTHER_CHILD not in body and "999 000 0034" not in body
+    # The record opened is audited with the child (keyed, never the number) and the
+    # person; the two not found, with neither child.
+    db = await asyncpg.connect(database_url)
+    try:
+        lines = await db.fetch(
+            "SELECT outcome, subject, user_key IS NOT NULL AS person, detail FROM audit_log"
+            " WHERE action = 'page_child' ORDER BY seq"
+        )
+    finally:
+        await db.close()
+    assert [r["outcome"] for r in lines] == [200, 404, 404, 400]
+    assert all(r["person"] for r in lines)
+    assert lines[0]["subject"] and CHILD_CPP not in lines[0]["subject"]
+    assert json.loads(lines[0]["detail"]) == {"plans": 1, "events": 1}
+    assert [r["subject"] for r in lines[1:]] == [None, None, None]
 
 
 async def test_a_manager_uploads_a_file_and_reads_its_acknowledgement(
