@@ -18,6 +18,7 @@ from playwright.async_api import Locator, Page, Route, expect
 
 from cpis.model.persons import IndexPerson
 from cpis.services.person_index import notify_inactive
+from cpis.web.pages import inbox as inbox_page
 from tests.browser.conftest import Screenshots, assert_accessible
 from tests.la_pages_world import OTHER_CHILD, OTHER_LA, EdSystem, add_other_la, dead_delivery
 from tests.web_service import (
@@ -77,6 +78,7 @@ async def test_the_social_worker_sees_an_ed_lookup_arrive_acknowledges_it_and_op
     await expect(page.get_by_text("Signed in as")).to_contain_text("Sam Demoworker")
     await expect(page.get_by_text("There are no new attendances")).to_be_visible()
     await expect(page.get_by_role("button", name="Acknowledge selected")).to_be_hidden()
+    await expect(page.locator("[data-inbox-paused]")).to_be_hidden()
     await _check(page, screenshots, "empty inbox")
 
     # The other LA's child is looked up first: it must never reach this inbox.
@@ -369,3 +371,30 @@ async def test_nhs_numbers_no_longer_in_use_are_listed_readably(
     ).check()
     await page.get_by_role("button", name="Acknowledge selected number changes").click()
     await expect(page.get_by_text("1 NHS number change acknowledged")).to_be_visible()
+
+
+async def test_an_inbox_left_alone_stops_its_live_updates_and_says_so(
+    page: Page,
+    service: WebService,
+    ed: EdSystem,
+    screenshots: Screenshots,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each reconnect of the events stream would keep the session alive: once the page has
+    not been used for the idle time, the stream's end is not followed by a reconnect, and
+    the page says new attendances are no longer added. (Here: streams of a second, idle
+    at once.)"""
+    monkeypatch.setattr(inbox_page, "STREAM_SECONDS", 1.0)
+    monkeypatch.setattr(inbox_page, "LIVE_IDLE_SECONDS", 0)
+    streams: list[str] = []
+    page.on("request", lambda r: streams.append(r.url) if "/inbox/events" in r.url else None)
+    await _sign_in(page, service, "caseworker")
+    paused = page.locator("[data-inbox-paused]")
+    await expect(paused).to_be_visible()
+    await expect(paused).to_contain_text("Reload the inbox")
+    await _check(page, screenshots, "live updates paused")
+    # The note is shown as the stream is closed for good: one stream, no reconnect.
+    assert len(streams) == 1
+    await ed.look_up(CHILD_CPP)
+    await page.get_by_role("link", name="Reload the inbox").click()
+    await expect(page.locator(f'[data-child="{CHILD_CPP}"]')).to_be_visible()

@@ -12,7 +12,10 @@ child's section, rendered by the same template as the page's, at the top. The
 stream looks again whenever this process records a lookup (the
 ``NOTIFICATIONS_QUEUED`` signal) and every few seconds for lookups other replicas
 record; it ends after a few minutes, and the browser's ``EventSource`` reconnects
-with the last event's id, so a signed-out or expired session stops it.
+with the last event's id, so a signed-out or expired session stops it. The script
+does not reconnect once the person has left the page alone for
+:data:`LIVE_IDLE_SECONDS`, and says so, so an open inbox does not keep a session
+alive on its own.
 """
 
 from __future__ import annotations
@@ -48,6 +51,10 @@ _FILTERS = (("new", "New"), ("acknowledged", "Acknowledged"), ("all", "All"))
 # one stream lasts before the browser reconnects (and the session is checked again).
 POLL_SECONDS = 5.0
 STREAM_SECONDS = 300.0
+# Each reconnect is a request that keeps the session alive, so the page's script stops
+# reconnecting once the person has not used the page for this long: an inbox left open
+# on an empty desk still signs out at the session's idle timeout (30 minutes).
+LIVE_IDLE_SECONDS = 20 * 60
 
 
 class Bell:
@@ -172,6 +179,7 @@ def _render(
             "next_link": None if found.next is None else _link(status, found.next),
             "first_link": _link(status),
             "events_url": events if live else None,
+            "live_idle_seconds": LIVE_IDLE_SECONDS,
             "acknowledged": acknowledged,
             "acknowledged_what": "NHS number change" if changes else "attendance",
             "spaced": spaced,

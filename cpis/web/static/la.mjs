@@ -34,6 +34,19 @@ function startInbox(list) {
   // The server ends each stream after a few minutes; EventSource reconnects by
   // itself, saying the last event it had. If the session has ended, the answer is
   // not a stream and the browser gives up: a reload then asks the person to sign in.
+  // Each reconnect keeps the session alive, so none is made once the person has left
+  // the page alone for a while: the session can then end at its idle timeout.
+  const idleMs = Number(list.dataset.inboxIdleSeconds) * 1000;
+  let lastUsed = Date.now();
+  for (const type of ['pointerdown', 'keydown', 'scroll', 'focus']) {
+    window.addEventListener(type, () => { lastUsed = Date.now(); }, { capture: true, passive: true });
+  }
+  source.addEventListener('error', () => {
+    if (Date.now() - lastUsed < idleMs) return;
+    source.close();
+    const paused = document.querySelector('[data-inbox-paused]');
+    if (paused) paused.hidden = false;
+  });
 }
 
 for (const list of document.querySelectorAll('[data-inbox-events]')) {
