@@ -316,6 +316,10 @@ def instructions(rt: Runtime, children: list[DemoChild]) -> str:
         *(f"    {login:<14} {who} {org}" for login, who, org in DEMO_PEOPLE),
         f"    the clinician looks a child up at {s.public_base_url}/lookup"
         f" (try {children[0].nhs_number})",
+        "    the social worker sees each lookup (the clinician's, the curl ones below) in"
+        f" the inbox, {s.public_base_url}/inbox,",
+        "    opens the child and acknowledges it; once the example files below are uploaded,"
+        f" their acknowledgements are at {s.public_base_url}/uploads",
         f"  FHIR base:      {fhir}",
         f"  Local authority {DEMO_LA.ods_code} ({DEMO_LA.name}); ED {DEMO_ED.ods_code}",
         "  Demo subjects:  "

@@ -9,8 +9,8 @@ transaction, and errors rendered as OperationOutcome.
 Before its route runs, a request is counted against its source address's rate
 (:class:`~cpis.web.auth.SourceLimiter`: before authentication, so that a flood
 of bad tokens is refused too) and held to its route's body limit: an upload's
-(``CPIS_MAX_UPLOAD_BYTES``) for ``POST /la/v1/uploads``, ``CPIS_MAX_BODY_BYTES``
-for every other route, whether the body says its length or is chunked.
+(``CPIS_MAX_UPLOAD_BYTES``) for ``POST /la/v1/uploads`` and the uploads page's
+form, ``CPIS_MAX_BODY_BYTES`` for every other route, whether the body says its length or is chunked.
 Requests refused before anyone was authenticated, and 429s, go to the audit
 log through :class:`~cpis.web.refusals.RefusedRequests`, summarised.
 """
@@ -54,7 +54,7 @@ _UNAUDITED = {"healthz", "readyz", "metrics", "jwks", "page_asset"}
 # (The web pages' stylesheet and scripts are not audited either: a page's view is.)
 _UNLIMITED = _UNAUDITED - {"page_asset"}
 # Routes whose body is a batch file, allowed CPIS_MAX_UPLOAD_BYTES.
-_UPLOADS = {"la_upload"}
+_UPLOADS = {"la_upload", "page_upload"}
 # Not a status that is ever sent: the client went away before its answer (nginx's
 # "client closed request"), recorded so the log line and the audit say so.
 _CLIENT_CLOSED = 499

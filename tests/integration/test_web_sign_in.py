@@ -177,7 +177,7 @@ async def test_a_post_without_the_sessions_csrf_token_is_refused_and_changes_not
 async def test_a_caseworker_cannot_use_the_clinicians_lookup(service: WebService) -> None:
     async with WebUser(service) as user:
         landed = await user.sign_in("caseworker")
-        assert landed == service.url("/")
+        assert landed == service.url("/inbox")  # an LA person's home: the inbox
         status, body, _ = await user.page("/lookup")
         assert status == 403 and "You cannot use this page" in body
 
@@ -397,6 +397,6 @@ async def test_an_organisation_may_take_a_jwt_signed_with_the_services_key(
         dataclasses.replace(config, client_id=SIGNED_WEB_CLIENT, private_key_jwt=True)
     )
     async with WebUser(service) as user:
-        assert await user.sign_in("caseworker") == service.url("/")
+        assert await user.sign_in("caseworker") == service.url("/inbox")
         status, body, _ = await user.page("/")
     assert status == 200 and "Sam Demoworker" in body

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from cpis.model.web import WebRole
 from cpis.services.web_sign_in import SignInServices
-from cpis.web.pages import lookup, sign_in
+from cpis.web.pages import la, lookup, sign_in
 from cpis.web.pages._site import ISSUER_ORIGINS, SIGN_IN, STATIC, pages_middleware, setup
 from cpis.web.pages.nav import offer
 
@@ -63,4 +63,5 @@ def add_routes(app: web.Application, *, prefix: str, sign_in_services: SignInSer
     r.add_get(prefix + "/signed-out", sign_in.signed_out, name="page_signed_out")
     r.add_get(prefix + lookup.PATH, lookup.form, name="page_lookup")
     r.add_post(prefix + lookup.PATH, lookup.look_up, name="page_lookup_result")
+    la.add_routes(app, prefix=prefix)
     r.add_static(prefix + "/assets/", STATIC, name="page_asset", append_version=False)

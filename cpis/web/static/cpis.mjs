@@ -1,6 +1,8 @@
 // GOV.UK Frontend's components, and the NHS number checked as it is typed.
 // Every page works without this: the server checks the number again.
 import { initAll } from './govuk/js/govuk-frontend.min.js';
+// The local authority's pages: the inbox's live updates, the upload's progress bar.
+import './la.mjs';
 
 document.body.classList.add('govuk-frontend-supported');
 initAll();
