@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from cpis.model import AccessEvent, LocalAuthority, Plan
 from cpis.model.notifications import (
@@ -117,6 +117,9 @@ class ChildPlan:
     plan: Plan
     visible: bool
     active: bool
+    ends: date | None = None
+    """The end the service acts on: the LA's end date, or the child's 18th birthday
+    when sooner or when the LA sent none (rules.effective_end); None while open."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ async def _own_plans(
             plan=p,
             visible=rules.is_visible(p.fields, today),
             active=rules.is_active(p.fields, today),
+            ends=rules.effective_end(p.fields),
         )
         for p, _la in await tx.visible_plan_rows(nhs_number)
         if p.la_ods == la_ods

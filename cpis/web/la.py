@@ -142,7 +142,11 @@ async def delete_plan(request: web.Request) -> web.Response:
 
 
 def _child_plan(cp: ChildPlan) -> dict[str, Any]:
-    return plan_json(cp.plan) | {"visible": cp.visible, "active": cp.active}
+    return plan_json(cp.plan) | {
+        "visible": cp.visible,
+        "active": cp.active,
+        "ends": cp.ends.isoformat() if cp.ends else None,
+    }
 
 
 async def search_plans(request: web.Request) -> web.Response:

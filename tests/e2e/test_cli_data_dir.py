@@ -88,7 +88,12 @@ async def test_keys_other_than_the_databases_are_refused(tmp_path: Path, databas
     of its own (an old demo, say) pointed at the same database is refused, whether it runs
     an admin command or `cpis migrate` or `cpis serve`, and one with no keys is not given
     new ones even by `migrate`."""
-    env = _bare_env() | {"CPIS_DATABASE_URL": database_url, "CPIS_LOG_FORMAT": "json"}
+    # CPIS_PORT=0: `serve` must fail on its keys, not on a port another program has.
+    env = _bare_env() | {
+        "CPIS_DATABASE_URL": database_url,
+        "CPIS_LOG_FORMAT": "json",
+        "CPIS_PORT": "0",
+    }
     service, other, empty = tmp_path / "service", tmp_path / "other", tmp_path / "empty"
     code, out, err = await _in(tmp_path, env | {"CPIS_DATA_DIR": str(service)}, "migrate")
     assert code == 0, err

@@ -121,7 +121,7 @@ async def test_a_child_is_found_only_among_the_las_own(e2e: E2E) -> None:
     """North opens its child: its plan, the visit and the notification sent. South, which
     holds no plan for the child, gets 404 for the child and no plans by its number; when
     South adds a plan, it sees its own plan and none of the visits from before it."""
-    await north_plan(e2e, "N-0", CHILD, family_name="Childfamily")
+    await north_plan(e2e, "N-0", CHILD, family_name="Childfamily", birth_date="2015-02-28")
     await seen(e2e, CHILD)
 
     north = await ok(e2e, LA_NORTH_CLIENT, f"/la/v1/children/{CHILD}")
@@ -129,6 +129,8 @@ async def test_a_child_is_found_only_among_the_las_own(e2e: E2E) -> None:
     [plan] = north["plans"]
     assert (plan["plan_id"], plan["visible"], plan["active"]) == ("N-0", True, True)
     assert plan["family_name"] == "Childfamily"
+    # no end date sent: the service acts on the child's 18th birthday, and says so
+    assert (plan["end_date"], plan["ends"]) == (None, "2033-02-28")
     [visit] = north["visits"]
     assert visit["user"]["name"] == "Casey Nurse"
     [sent] = north["notifications"]

@@ -510,9 +510,10 @@ async def test_the_worker_command_takes_uploads_from_the_mesh_inbox(
     await _cpis(env, "la", "mesh", "--ods", DEMO.ods_code, "--mailbox", LA_BOX.lower())
     log_path = tmp_path / "worker.log"
     with log_path.open("wb") as out:
-        worker = await asyncio.create_subprocess_exec(
-            *CPIS_COMMAND, "worker", env=env, stdout=out, stderr=asyncio.subprocess.STDOUT
-        )
+        worker = await asyncio.create_subprocess_exec(  # its probes on any free port
+            *CPIS_COMMAND, "worker", env=env | {"CPIS_PORT": "0"}, stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
         try:
             await send_file(la_box, CSV_EXAMPLE, filename="plans.csv", content_type="text/csv")
             doc = body(await receive(la_box))
