@@ -55,6 +55,7 @@ test-packages:
 run: $(STAMP) $(OIDC_STAMP)
 	DEMO_OIDC_PORT=$(DEMO_OIDC_PORT) node demo/oidc/server.mjs & oidc=$$!; \
 	trap 'kill $$oidc 2>/dev/null' EXIT; \
+	CPIS_DEMO_OIDC_ISSUER=http://127.0.0.1:$(DEMO_OIDC_PORT) \
 	CPIS_PERSON_INDEX=$${CPIS_PERSON_INDEX:-local} $(BIN)/cpis serve --demo
 
 # An upload by MESH end to end, with NHS England's mesh-sandbox (schemas/uploads.md):

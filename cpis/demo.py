@@ -57,25 +57,31 @@ ED_CLIENT = "demo-ed"
 LA_CLIENT = "demo-la"
 # The demo OpenID provider `make run` starts beside the service (demo/oidc), and the
 # web client registered with it (demo/oidc/clients.json): both demo organisations'
-# people sign in to the web pages there (docs/sign-in.md).
-DEMO_OIDC_ISSUER = "http://127.0.0.1:8090"
+# people sign in to the web pages there (docs/sign-in.md); its address is the setting
+# CPIS_DEMO_OIDC_ISSUER (Settings.demo_oidc_issuer).
 DEMO_WEB_CLIENT = "cpis-demo-web"
-DEMO_SIGN_INS = (
-    SignInConfig(
-        org_ods=DEMO_LA.ods_code,
-        kind=OrgKind.LA,
-        issuer=DEMO_OIDC_ISSUER,
-        client_id=DEMO_WEB_CLIENT,
-        role_values={"caseworker": WebRole.CASEWORKER, "manager": WebRole.MANAGER},
-    ),
-    SignInConfig(
-        org_ods=DEMO_ED.ods_code,
-        kind=OrgKind.HEALTH,
-        issuer=DEMO_OIDC_ISSUER,
-        client_id=DEMO_WEB_CLIENT,
-        roles_claim="selected_roleid",
-    ),
-)
+
+
+def demo_sign_ins(issuer: str) -> tuple[SignInConfig, ...]:
+    """How each demo organisation's people sign in: at the demo provider ``issuer``."""
+    return (
+        SignInConfig(
+            org_ods=DEMO_LA.ods_code,
+            kind=OrgKind.LA,
+            issuer=issuer,
+            client_id=DEMO_WEB_CLIENT,
+            role_values={"caseworker": WebRole.CASEWORKER, "manager": WebRole.MANAGER},
+        ),
+        SignInConfig(
+            org_ods=DEMO_ED.ods_code,
+            kind=OrgKind.HEALTH,
+            issuer=issuer,
+            client_id=DEMO_WEB_CLIENT,
+            roles_claim="selected_roleid",
+        ),
+    )
+
+
 DEMO_PEOPLE = (
     ("social.worker", "a social worker (caseworker) at", DEMO_LA.name),
     ("manager", "a team manager (manager) at", DEMO_LA.name),
@@ -226,7 +232,7 @@ async def seed(rt: Runtime) -> list[DemoChild]:
         cis2_client_id=DEMO_CIS2_CLIENT_ID,
     )
     await _client_with_key(rt, LA_CLIENT, Role.LA, DEMO_LA.ods_code, demo_dir / "demo-la.pem")
-    for config in DEMO_SIGN_INS:
+    for config in demo_sign_ins(rt.settings.demo_oidc_issuer):
         await web_sign_in.register_sign_in(rt.db, rt.web_sessions, config)
     la = Principal(client_id=LA_CLIENT, role=Role.LA, ods_codes=(DEMO_LA.ods_code,))
     children = demo_children()
@@ -312,7 +318,7 @@ def instructions(rt: Runtime, children: list[DemoChild]) -> str:
         "",
         "CP-IS demo is running. Everything below is synthetic test data.",
         f"  Web pages:      {s.public_base_url}/   (sign in at the demo provider,"
-        f" {DEMO_OIDC_ISSUER}, password demo-password)",
+        f" {s.demo_oidc_issuer}, password demo-password)",
         *(f"    {login:<14} {who} {org}" for login, who, org in DEMO_PEOPLE),
         f"    the clinician looks a child up at {s.public_base_url}/lookup"
         f" (try {children[0].nhs_number})",

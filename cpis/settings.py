@@ -103,6 +103,14 @@ def _issuers(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return issuers
 
 
+def _demo_issuer(env: Mapping[str, str]) -> str:
+    """CPIS_DEMO_OIDC_ISSUER, one issuer URL as :func:`_issuers` accepts them."""
+    issuers = _issuers(env, "CPIS_DEMO_OIDC_ISSUER") or (Settings.demo_oidc_issuer,)
+    if len(issuers) != 1:
+        raise SettingsError("CPIS_DEMO_OIDC_ISSUER must be one issuer URL")
+    return issuers[0]
+
+
 # A path segment the router can take as it is: RFC 3986 unreserved characters, so
 # nothing to percent-encode and nothing a proxy might normalise differently.
 _SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
@@ -210,6 +218,9 @@ class Settings:
     # OpenID issuers (NHS CIS2) whose ID tokens health clients may exchange for
     # user-restricted access tokens; none means only application-restricted ones.
     cis2_issuers: tuple[str, ...] = ()
+    # `serve --demo` only: the demo OpenID provider its people sign in at (`make run`
+    # starts it on DEMO_OIDC_PORT, 8090 by default).
+    demo_oidc_issuer: str = "http://127.0.0.1:8090"
 
     def listening_on(self, port: int) -> Settings:
         """These settings once serve has bound ``port`` for ``CPIS_PORT=0`` (any free
@@ -313,4 +324,5 @@ class Settings:
             pds_token=_secret(env, "CPIS_PDS_TOKEN"),
             index_check_hours=_int(env, "CPIS_INDEX_CHECK_HOURS", 24, minimum=1),
             cis2_issuers=_issuers(env, "CPIS_CIS2_ISSUERS"),
+            demo_oidc_issuer=_demo_issuer(env),
         )

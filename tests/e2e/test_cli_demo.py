@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from cpis.demo import DEMO_OIDC_ISSUER
+from cpis.settings import Settings
 from tests.e2e.demo_process import cpis as _cpis
 from tests.e2e.demo_process import running_demo
 from tests.fhir_validation import validate_resource
@@ -41,7 +41,7 @@ async def test_quick_start_instructions_work_under_a_base_path() -> None:
     printed. (The demo OpenID provider's own address is not the service's.)"""
     async with running_demo(base_path="/cpis") as (env, printed, root):
         urls = re.findall(r"https?://[^\s\"']+", printed)
-        urls = [url for url in urls if not url.startswith(DEMO_OIDC_ISSUER)]
+        urls = [url for url in urls if not url.startswith(Settings.from_env({}).demo_oidc_issuer)]
         assert urls, printed
         assert all(url.startswith(f"{root}/cpis") for url in urls), urls
         await follow_quick_start(env, printed, root)
