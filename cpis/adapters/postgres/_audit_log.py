@@ -14,7 +14,7 @@ from cpis.adapters.audit_log import Anchor, AuditKeys, AuditReport, Seal, export
 from cpis.adapters.keys import audit_key_id
 from cpis.adapters.postgres._at_rest import seal_user_id, user_key
 from cpis.adapters.postgres._audit_check import check, seal_from_row
-from cpis.adapters.postgres._connection import UNAVAILABLE, Connection, Pool
+from cpis.adapters.postgres._connection import LONG_SECONDS, UNAVAILABLE, Connection, Pool, borrow
 from cpis.errors import Unavailable
 from cpis.model import AuditEntry
 from cpis.ports.vault import Vault
@@ -82,7 +82,7 @@ class PgAuditLog:
         Without ``wait``, returns None at once while another session seals.
         """
         try:
-            async with self._pool.acquire(timeout=5) as conn, conn.transaction():
+            async with borrow(self._pool) as conn, conn.transaction():
                 row = await conn.fetchrow(
                     "SELECT * FROM audit_seal_next($1, $2)", wait, self._max_rows
                 )
@@ -151,7 +151,8 @@ class PgAuditLog:
                 # nothing new came in.
                 await self.seal(wait=True)
             async with (
-                self._pool.acquire(timeout=5) as conn,
+                # The whole log, read statement by statement: long by design.
+                borrow(self._pool, within=LONG_SECONDS) as conn,
                 conn.transaction(isolation="repeatable_read", readonly=True),
             ):
                 await check(conn, keys, report)

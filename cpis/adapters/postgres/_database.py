@@ -12,7 +12,7 @@ import asyncpg
 
 from cpis.adapters.postgres._access_events import PgAccessEvents
 from cpis.adapters.postgres._audit_log import append_audit_line
-from cpis.adapters.postgres._connection import UNAVAILABLE
+from cpis.adapters.postgres._connection import UNAVAILABLE, Deadline, borrow, pool_seconds
 from cpis.adapters.postgres._plan_bulk import PgBulkPlans
 from cpis.adapters.postgres._plans import PgPlans
 from cpis.adapters.postgres._reference import PgReference, PgRegistry
@@ -20,6 +20,10 @@ from cpis.adapters.postgres._schema import schema_files
 from cpis.adapters.postgres._uploads import PgUploads
 from cpis.errors import Unavailable
 from cpis.model import AuditEntry
+
+# One row: a database that cannot take it in this long is failing, and the request's
+# answer (already decided) should not wait longer for it.
+AUDIT_SECONDS = 2.0
 
 
 class PgTransaction(PgPlans, PgBulkPlans, PgAccessEvents, PgUploads, PgReference):
@@ -34,24 +38,33 @@ class PgDatabase(PgRegistry):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PgTransaction]:
+        """A transaction on one connection, all of it within the pool's deadline
+        (:func:`~cpis.adapters.postgres._connection.borrow`; an upload's gets longer
+        once it takes the upload lock)."""
+        deadline = Deadline(pool_seconds(self.pool))
         try:
-            async with self.pool.acquire(timeout=5) as conn, conn.transaction():
-                yield PgTransaction(conn, self._vault)
+            async with borrow(self.pool, deadline=deadline) as conn, conn.transaction():
+                yield PgTransaction(conn, self._vault, deadline)
         except UNAVAILABLE as exc:
             raise Unavailable("database unreachable") from exc
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[PgTransaction]:
-        """Like :meth:`transaction`, but each statement commits on its own."""
+        """Like :meth:`transaction`, but each statement commits on its own. A lookup's
+        read and write are on one of these: both within one deadline."""
         try:
-            async with self.pool.acquire(timeout=5) as conn:
+            async with borrow(self.pool) as conn:
                 yield PgTransaction(conn, self._vault)
         except UNAVAILABLE as exc:
             raise Unavailable("database unreachable") from exc
 
     async def append_audit(self, entry: AuditEntry, at: datetime) -> None:
+        """One audit line on a connection of its own, given up on after
+        :data:`AUDIT_SECONDS`: it is written after a request's answer is decided
+        (a 503 when the database did not answer, too), and holds that answer."""
         try:
-            async with self.pool.acquire(timeout=5) as conn:
+            within = min(AUDIT_SECONDS, pool_seconds(self.pool))
+            async with borrow(self.pool, within=within) as conn:
                 await append_audit_line(conn, self._vault, entry, at)
         except UNAVAILABLE as exc:
             raise Unavailable("database unreachable") from exc

@@ -12,7 +12,7 @@ import asyncpg
 import orjson
 
 from cpis.adapters.postgres._at_rest import open_viewer
-from cpis.adapters.postgres._connection import UNAVAILABLE
+from cpis.adapters.postgres._connection import UNAVAILABLE, borrow
 from cpis.errors import Unavailable
 from cpis.model import SettingType
 from cpis.model.la import InboxChild, InboxCursor
@@ -277,7 +277,7 @@ class PgInbox:
 
     async def _fetch(self, query: str, *args: Any) -> list[Any]:
         try:
-            async with self._pool.acquire(timeout=5) as conn:
+            async with borrow(self._pool) as conn:
                 return list(await conn.fetch(query, *args))
         except UNAVAILABLE as exc:
             raise Unavailable("database unreachable") from exc

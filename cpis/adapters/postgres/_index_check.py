@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from cpis.adapters.postgres._connection import UNAVAILABLE
+from cpis.adapters.postgres._connection import UNAVAILABLE, borrow
 from cpis.errors import Unavailable
 from cpis.model.persons import IndexPerson
 from cpis.ports.vault import Vault
@@ -64,7 +64,7 @@ class PgIndexCheckStore:
         if not by_key:
             return 0
         try:
-            async with self._pool.acquire(timeout=5) as conn, conn.transaction():
+            async with borrow(self._pool) as conn, conn.transaction():
                 owners = await conn.fetch(
                     "SELECT subject_key, la_ods, array_agg(la_plan_id ORDER BY la_plan_id)"
                     " AS plan_ids FROM plan WHERE subject_key = ANY($1::bytea[])"
@@ -99,7 +99,7 @@ class PgIndexCheckStore:
 
     async def _fetch(self, query: str, *args: Any) -> list[Any]:
         try:
-            async with self._pool.acquire(timeout=5) as conn:
+            async with borrow(self._pool) as conn:
                 return list(await conn.fetch(query, *args))
         except UNAVAILABLE as exc:
             raise Unavailable("database unreachable") from exc

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
-from cpis.adapters.postgres._connection import UNAVAILABLE
+from cpis.adapters.postgres._connection import UNAVAILABLE, Deadline, borrow, pool_seconds
 from cpis.errors import Unavailable
 
 
@@ -27,7 +27,7 @@ class PgMeshSenders:
 
     async def local_authorities(self, mailbox: str) -> frozenset[str]:
         try:
-            async with self._pool.acquire(timeout=5) as conn:
+            async with borrow(self._pool) as conn:
                 rows = await conn.fetch(
                     "SELECT la_ods FROM la_mesh WHERE upper(mailbox) = upper($1)", mailbox
                 )
@@ -49,11 +49,18 @@ class PgPollLock:
 
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[bool]:
+        deadline = Deadline(pool_seconds(self._pool))
         try:
-            async with self._pool.acquire(timeout=5) as conn, conn.transaction():
+            async with borrow(self._pool, deadline=deadline) as conn, conn.transaction():
                 got = await conn.fetchval(
                     "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))", self._key
                 )
-                yield bool(got)
+                # The poll is as long as the mailbox makes it, and sends nothing on this
+                # connection meanwhile; the commit that ends it has a deadline again.
+                deadline.stop()
+                try:
+                    yield bool(got)
+                finally:
+                    deadline.allow_statements(1)
         except UNAVAILABLE as exc:
             raise Unavailable("database unreachable") from exc

@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cpis.adapters.postgres._access_events import access_event_from_row
-from cpis.adapters.postgres._connection import UNAVAILABLE
+from cpis.adapters.postgres._connection import UNAVAILABLE, borrow
 from cpis.adapters.postgres._inbox import PgInbox
 from cpis.adapters.postgres._subscriptions import subscription_from_row
 from cpis.errors import Unavailable
@@ -84,7 +84,7 @@ class PgOutboxStore(PgInbox):
             raise Unavailable("database unreachable") from exc
 
     async def _fan_out(self, *, now: datetime, limit: int) -> int:
-        async with self._pool.acquire(timeout=5) as conn, conn.transaction():
+        async with borrow(self._pool) as conn, conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _FAN_OUT_LOCK):
                 return 0
             rows = await conn.fetch(
@@ -127,7 +127,7 @@ class PgOutboxStore(PgInbox):
         the :class:`Claim`, in the same transaction as the lock.
         """
         try:
-            async with self._pool.acquire(timeout=5) as conn, conn.transaction():
+            async with borrow(self._pool) as conn, conn.transaction():
                 row = await conn.fetchrow(_CLAIM, now)
                 yield None if row is None else Claim(conn, await self._load(conn, row))
         except UNAVAILABLE as exc:

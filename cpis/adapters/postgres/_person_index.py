@@ -32,7 +32,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from cpis.adapters.postgres._connection import UNAVAILABLE, Connection, Pool
+from cpis.adapters.postgres._connection import UNAVAILABLE, Connection, Pool, borrow
 from cpis.errors import (
     IndexFileRejected,
     IndexSearchTimedOut,
@@ -124,11 +124,12 @@ class LocalPersonIndex:
         if not by_key:
             return {}
         try:
-            rows = await self._pool.fetch(
-                "SELECT subject_key, sealed, sensitive, active FROM person_index"
-                " WHERE subject_key = ANY($1::bytea[])",
-                list(by_key),
-            )
+            async with borrow(self._pool) as conn:
+                rows = await conn.fetch(
+                    "SELECT subject_key, sealed, sensitive, active FROM person_index"
+                    " WHERE subject_key = ANY($1::bytea[])",
+                    list(by_key),
+                )
         except UNAVAILABLE as exc:
             raise PersonIndexUnavailable("person index unreachable") from exc
         return {
@@ -148,7 +149,8 @@ class LocalPersonIndex:
         if not keys or limit < 1:
             return ()
         try:
-            rows = await self._pool.fetch(SEARCH_SQL, _blocking_keys(self._vault, keys), limit)
+            async with borrow(self._pool) as conn:
+                rows = await conn.fetch(SEARCH_SQL, _blocking_keys(self._vault, keys), limit)
         except asyncpg.exceptions.QueryCanceledError as exc:
             # The statement timeout (57014), which UNAVAILABLE would call an outage.
             raise IndexSearchTimedOut("person index search did not finish in time") from exc
@@ -246,7 +248,8 @@ async def load_person_index(
     """
     copier = _Copier(vault, data)
     try:
-        async with pool.acquire() as conn, conn.transaction():
+        # No client deadline, as _load turns the server's statement timeout off.
+        async with borrow(pool, within=None) as conn, conn.transaction():
             return await _load(conn, vault, copier, replace=replace)
     except UNAVAILABLE as exc:
         raise Unavailable("database unreachable") from exc
@@ -384,6 +387,7 @@ async def _load(conn: Connection, vault: Vault, copier: _Copier, *, replace: boo
 async def local_index_size(pool: Pool) -> int:
     """How many numbers the local index holds (``serve`` warns when it is empty)."""
     try:
-        return int(await pool.fetchval("SELECT count(*) FROM person_index"))
+        async with borrow(pool) as conn:
+            return int(await conn.fetchval("SELECT count(*) FROM person_index"))
     except UNAVAILABLE as exc:
         raise Unavailable("database unreachable") from exc

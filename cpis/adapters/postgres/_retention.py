@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 
 from cpis import rules
+from cpis.adapters.postgres._connection import LONG_SECONDS, borrow
 from cpis.model import PlanFields, PlanType, PurgeResult
 from cpis.ports.vault import Vault
 
@@ -46,7 +47,8 @@ class PgRetention:
 
     async def purge(self, *, today: date, batch: int = 1000) -> PurgeResult:
         """Delete what retention says must go, as of ``today``; counts of what went."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        # Batches of statements, each held to the statement timeout; as many as are due.
+        async with borrow(self._pool, within=LONG_SECONDS) as conn, conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _PURGE_LOCK):
                 return PurgeResult(0, 0, 0)
             # Only plans that can be due: an explicit delete date, an end date, or a

@@ -11,7 +11,7 @@ from __future__ import annotations
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 
-from cpis.adapters.postgres._connection import Connection, Pool
+from cpis.adapters.postgres._connection import LONG_SECONDS, Connection, Pool, borrow
 from cpis.errors import StartupError
 
 # Where the SQL files are kept, inside the package.
@@ -56,7 +56,7 @@ async def migrate(pool: Pool, *, schema: Traversable = SCHEMA_DIR) -> list[str]:
     applied: list[str] = []
     migrations = schema_files("migrations", schema)
     schema_files("functions", schema)  # refuses a package without them before any change
-    async with pool.acquire() as conn:
+    async with borrow(pool, within=LONG_SECONDS) as conn:
         await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
         try:
             await conn.execute(

@@ -23,7 +23,7 @@ import asyncpg
 
 from cpis.adapters.crypto import FieldVault
 from cpis.adapters.keys import KeyMaterial, data_key_id
-from cpis.adapters.postgres._connection import Connection
+from cpis.adapters.postgres._connection import Connection, borrow
 from cpis.errors import StartupError, VaultError
 
 HASH_KEY = "key:hash"
@@ -48,7 +48,7 @@ async def _record(conn: Connection, name: str, value: str) -> None:
 
 async def keys_recorded(pool: asyncpg.Pool) -> bool:
     """Whether a start has already recorded this database's keys."""
-    async with pool.acquire() as conn:
+    async with borrow(pool) as conn:
         return bool(
             await conn.fetchval(
                 "SELECT EXISTS (SELECT 1 FROM service_setting WHERE name = $1)", HASH_KEY
@@ -65,7 +65,7 @@ async def agree_on_keys(
         f"this process's keys come from {source}: point CPIS_DATA_DIR (or CPIS_KEYS_*)"
         " at the keys `cpis serve` uses with this database"
     )
-    async with pool.acquire() as conn:
+    async with borrow(pool) as conn:
         first = not await _recorded(conn, HASH_KEY)
         if first:
             await _opens_what_is_stored(conn, vault, fix)
@@ -121,7 +121,7 @@ async def _opens_what_is_stored(conn: Connection, vault: FieldVault, fix: str) -
 
 async def recorded_person_index(pool: asyncpg.Pool) -> str | None:
     """The person index ``cpis serve`` last said it checks uploads against, if any."""
-    async with pool.acquire() as conn:
+    async with borrow(pool) as conn:
         value = await conn.fetchval(
             "SELECT value FROM service_setting WHERE name = $1", PERSON_INDEX
         )
@@ -130,7 +130,7 @@ async def recorded_person_index(pool: asyncpg.Pool) -> str | None:
 
 async def record_person_index(pool: asyncpg.Pool, mode: str) -> str | None:
     """Record ``mode`` as the service's person index; the one recorded before, if other."""
-    async with pool.acquire() as conn:
+    async with borrow(pool) as conn:
         before = await conn.fetchval(
             "WITH old AS (SELECT value FROM service_setting WHERE name = $1)"
             " INSERT INTO service_setting (name, value) VALUES ($1, $2)"

@@ -21,7 +21,7 @@ import asyncpg
 
 from cpis.adapters.postgres._access_events import access_event_from_row
 from cpis.adapters.postgres._at_rest import open_text, seal_text
-from cpis.adapters.postgres._connection import UNAVAILABLE
+from cpis.adapters.postgres._connection import UNAVAILABLE, borrow
 from cpis.errors import Unavailable, VersionMismatch
 from cpis.model import AccessEvent
 from cpis.model.notifications import NotificationEvent, Status, Subscription, SubscriptionRequest
@@ -73,7 +73,7 @@ class PgSubscriptionStore:
 
     async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         try:
-            async with self._pool.acquire(timeout=5) as conn:
+            async with borrow(self._pool) as conn:
                 return list(await conn.fetch(query, *args))
         except UNAVAILABLE as exc:
             raise Unavailable("database unreachable") from exc
@@ -178,7 +178,7 @@ class PgSubscriptionStore:
         Raises :class:`VersionMismatch` when ``if_match`` is not the version.
         """
         try:
-            async with self._pool.acquire(timeout=5) as conn, conn.transaction():
+            async with borrow(self._pool) as conn, conn.transaction():
                 deleted = await conn.fetchval(
                     "DELETE FROM subscription WHERE id = $1 AND la_ods = $2"
                     " AND ($3::integer IS NULL OR version = $3) RETURNING id",

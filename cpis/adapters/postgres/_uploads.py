@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from cpis.adapters.postgres._connection import Session
+from cpis.adapters.postgres._connection import UPLOAD_STATEMENTS, Session
 from cpis.formats.acknowledgement import acknowledgement_json, parse_acknowledgement
 from cpis.model.la import UploadSummary
 from cpis.model.uploads import Acknowledgement
@@ -17,6 +17,11 @@ class PgUploads(Session):
     """The :class:`~cpis.ports.uploads.UploadStore` port over one connection."""
 
     async def lock_uploads(self, la_ods: str) -> None:
+        """Take the LA's upload lock, first thing in an upload's transaction; from
+        then on the transaction is as long as the file, so its deadline is
+        :data:`UPLOAD_STATEMENTS` statements' worth, from now."""
+        if self._deadline is not None:
+            self._deadline.allow_statements(UPLOAD_STATEMENTS)
         await self._conn.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended('upload:' || $1, 0))", la_ods
         )
