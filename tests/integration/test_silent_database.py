@@ -21,11 +21,13 @@ from datetime import UTC, datetime
 import pytest
 
 from cpis.adapters.crypto import FieldVault
-from cpis.adapters.postgres import PgDatabase, Pool, create_pool
+from cpis.adapters.postgres import PgDatabase, PgOutboxStore, Pool, create_pool
 from cpis.adapters.postgres._connection import Connection, borrow
 from cpis.adapters.postgres._database import AUDIT_SECONDS
 from cpis.errors import Unavailable
 from cpis.model import AuditEntry
+from tests.integration.conftest import FakeClock
+from tests.integration.test_dispatcher import CHILD, add_subscription, seed, view
 
 STATEMENT_TIMEOUT_MS = 500
 DEADLINE = 1.5  # the statement timeout plus the one-second margin
@@ -130,6 +132,28 @@ async def test_long_work_is_given_its_own_deadline(database_url: str, vault: Fie
             async with db.transaction() as tx:
                 await tx._conn.execute("SET LOCAL statement_timeout = 0")
                 await tx._conn.execute(slow)
+
+
+async def test_a_delivery_slower_than_the_deadline_is_recorded(
+    database_url: str, vault: FieldVault, db: PgDatabase, clock: FakeClock
+) -> None:
+    """The dispatcher delivers while it holds its claim's connection: a delivery that
+    takes longer than the pool's deadline (an LA endpoint within the timeout it chose)
+    is still recorded, the outcome's statements having a deadline of their own."""
+    await seed(db, clock)
+    sub_id = await add_subscription(db, "http://127.0.0.1:9/hook", clock)
+    async with borrow(db.pool) as conn:
+        await conn.execute("UPDATE subscription SET status = 'active' WHERE id = $1", sub_id)
+    await view(db, clock, CHILD, "u1")
+    async with pool_of(database_url) as pool:
+        store = PgOutboxStore(pool, vault)
+        assert await store.fan_out(now=clock.now()) == 1
+        async with store.claim(now=clock.now()) as claim:
+            assert claim is not None
+            await asyncio.sleep(DEADLINE + 0.5)  # the endpoint taking its time
+            await claim.delivered(now=clock.now())
+    async with borrow(db.pool) as conn:
+        assert await conn.fetchval("SELECT state FROM delivery") == "delivered"
 
 
 async def test_a_silent_host_first_in_the_url_is_passed_over(database_url: str) -> None:

@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cpis.adapters.postgres._access_events import access_event_from_row
-from cpis.adapters.postgres._connection import UNAVAILABLE, borrow
+from cpis.adapters.postgres._connection import UNAVAILABLE, Deadline, borrow, pool_seconds
 from cpis.adapters.postgres._inbox import PgInbox
 from cpis.adapters.postgres._subscriptions import subscription_from_row
 from cpis.errors import Unavailable
@@ -126,10 +126,19 @@ class PgOutboxStore(PgInbox):
         The caller delivers inside the block and records the outcome through
         the :class:`Claim`, in the same transaction as the lock.
         """
+        deadline = Deadline(pool_seconds(self._pool))
         try:
-            async with borrow(self._pool) as conn, conn.transaction():
+            async with borrow(self._pool, deadline=deadline) as conn, conn.transaction():
                 row = await conn.fetchrow(_CLAIM, now)
-                yield None if row is None else Claim(conn, await self._load(conn, row))
+                delivery = None if row is None else await self._load(conn, row)
+                # The delivery takes as long as the LA's endpoint (up to the timeout it
+                # chose) and sends nothing on this connection meanwhile: no deadline
+                # until the outcome is recorded, and then one for that and the commit.
+                deadline.stop()
+                try:
+                    yield None if delivery is None else Claim(conn, delivery, deadline)
+                finally:
+                    deadline.allow_statements(1)
         except UNAVAILABLE as exc:
             raise Unavailable("database unreachable") from exc
 
@@ -246,11 +255,18 @@ class PgOutboxStore(PgInbox):
 class Claim:
     """A delivery locked for this worker, and how to record what happened to it."""
 
-    def __init__(self, conn: Any, delivery: Delivery) -> None:
+    def __init__(self, conn: Any, delivery: Delivery, deadline: Deadline | None = None) -> None:
         self._conn = conn
         self.delivery = delivery
+        self._deadline = deadline
+
+    def _recording(self) -> None:
+        # The delivery is over; what records it is held to a deadline again.
+        if self._deadline is not None:
+            self._deadline.allow_statements(1)
 
     async def delivered(self, *, now: datetime) -> None:
+        self._recording()
         delivery = self.delivery
         await self._conn.execute(
             "UPDATE delivery SET state = 'delivered', delivered_at = $2, attempts = attempts + 1,"
@@ -267,6 +283,7 @@ class Claim:
 
     async def failed(self, *, error: str, retry_at: datetime | None) -> None:
         """Record a failed attempt; ``retry_at`` None means give up (dead)."""
+        self._recording()
         delivery = self.delivery
         await self._conn.execute(
             "UPDATE delivery SET attempts = attempts + 1, last_error = $2,"
