@@ -52,8 +52,13 @@ test-packages:
 	fi
 
 # The demo OpenID provider runs beside the service and stops with it (Ctrl-C stops both).
+# demo/oidc/clients.json names the service at http://127.0.0.1:8080; another CPIS_PORT
+# or CPIS_PUBLIC_BASE_URL is put in its place, so signing in comes back to the service.
 run: $(STAMP) $(OIDC_STAMP)
-	DEMO_OIDC_PORT=$(DEMO_OIDC_PORT) node demo/oidc/server.mjs & oidc=$$!; \
+	base=$${CPIS_PUBLIC_BASE_URL:-http://127.0.0.1:$${CPIS_PORT:-8080}}; \
+	DEMO_OIDC_PORT=$(DEMO_OIDC_PORT) \
+	DEMO_OIDC_CLIENTS="$$(sed "s|http://127.0.0.1:8080|$${base%/}|g" demo/oidc/clients.json)" \
+	node demo/oidc/server.mjs & oidc=$$!; \
 	trap 'kill $$oidc 2>/dev/null' EXIT; \
 	CPIS_DEMO_OIDC_ISSUER=http://127.0.0.1:$(DEMO_OIDC_PORT) \
 	CPIS_PERSON_INDEX=$${CPIS_PERSON_INDEX:-local} $(BIN)/cpis serve --demo
