@@ -305,6 +305,18 @@ def _listener(settings: Settings) -> tuple[Settings, socket.socket | None]:
     return settings, None
 
 
+def _stop_on_signals() -> asyncio.Event:
+    """An event SIGINT or SIGTERM sets, heard from now on. Installed before anything is
+    started, so a stop during start-up (the embedded PostgreSQL starting, migrations)
+    is not Python's default death, which left the embedded PostgreSQL running: the
+    start-up finishes, then everything is closed in order."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
 async def _serve(settings: Settings, demo: bool) -> int:
     from cpis import demo as demo_data
     from cpis.adapters.tls import server_ssl_context
@@ -314,6 +326,7 @@ async def _serve(settings: Settings, demo: bool) -> int:
     settings, sock = _listener(settings)
     if demo:
         settings = demo_data.demo_settings(settings)
+    stop = _stop_on_signals()
     async with build(settings, start=Start.SERVE) as rt:
         app = create_app(rt)
         text = None
@@ -330,14 +343,13 @@ async def _serve(settings: Settings, demo: bool) -> int:
                 log.warning("person_index_empty", load_with="cpis person-index load FILE")
         from cpis.web.server import start_serving
 
+        if stop.is_set():  # told to stop while starting
+            log.info("stopping")
+            return 0
         try:
             runner = await start_serving(app, settings, ssl_context=ssl_context, sock=sock)
         except OSError as exc:  # taken since _check_listen looked
             raise _listen_error(settings, exc) from None
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         log.info("serving", host=settings.host, port=settings.port, base=settings.public_base_url)
         if text:
             print(text, flush=True)
@@ -707,16 +719,16 @@ async def _worker(settings: Settings) -> int:
 
     ssl_context = server_ssl_context(settings)
     settings, sock = _listener(settings)
+    stop = _stop_on_signals()
     async with build(settings) as rt:
+        if stop.is_set():  # told to stop while starting
+            log.info("stopping")
+            return 0
         app = create_worker_app(rt)
         try:
             runner = await start_serving(app, settings, ssl_context=ssl_context, sock=sock)
         except OSError as exc:  # taken since _check_listen looked
             raise _listen_error(settings, exc) from None
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         log.info(
             "worker_started",
             host=settings.host,

@@ -138,6 +138,15 @@ def _ours(root: Path) -> list[int]:
     return found
 
 
+def _is_postgres(pid: int) -> bool:
+    """Whether ``pid`` is (still) a PostgreSQL process: a frozen backend resumed may have
+    exited since, and its number been given to another process."""
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().startswith(b"postgres")
+    except OSError:
+        return False
+
+
 def _signal(pids: list[int], sig: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
@@ -182,6 +191,10 @@ class Cluster:
     etcd_peer_port: int
     etcd: asyncio.subprocess.Process | None = None
     bin_dir: Path = field(default_factory=lambda: postgres_bin_dir() or Path("/nonexistent"))
+    # What freeze() stopped: a backend's title ("postgres: cpis: ...") does not name the
+    # cluster's directory, so _ours() cannot find it, and one left stopped outlives
+    # the run (its postmaster killed, itself never resumed).
+    frozen: set[int] = field(default_factory=set)
 
     @classmethod
     def create(cls, size: int = 3) -> Cluster:
@@ -384,6 +397,7 @@ class Cluster:
         postmaster = node.postmaster_pid()
         if postmaster is not None:
             pids += [postmaster, *_children(postmaster)]
+        self.frozen.update(pids)
         _signal(pids, signal.SIGSTOP)
         return time.monotonic()
 
@@ -392,7 +406,9 @@ class Cluster:
         after 15 s, and remove the directory."""
         started = time.monotonic()
         ours = _ours(self.root)
-        _signal(ours, signal.SIGCONT)  # a frozen node must be able to hear SIGTERM
+        # a frozen node must be able to hear SIGTERM, and its backends their postmaster's
+        # death
+        _signal([*ours, *self.frozen], signal.SIGCONT)
         processes = [n.process for n in self.nodes if n.process is not None]
         _signal([p.pid for p in processes if p.returncode is None], signal.SIGTERM)
         for p in processes:
@@ -404,6 +420,7 @@ class Cluster:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.etcd.wait(), timeout=5)
         _signal(_ours(self.root), signal.SIGKILL)
+        _signal([pid for pid in self.frozen if _is_postgres(pid)], signal.SIGKILL)
         for p in [*processes, *([self.etcd] if self.etcd else [])]:
             if p.returncode is None:
                 with contextlib.suppress(TimeoutError):
