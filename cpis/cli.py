@@ -19,10 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import errno
-import os
-import signal
-import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -31,10 +27,8 @@ from typing import Any, TypeVar
 import orjson
 import structlog
 
-from cpis import cli_person_index, cli_sign_in, ods, rules
-from cpis.adapters.audit_log import ANCHOR_FILE, Anchor, AuditKeys, public_keys_of
-from cpis.adapters.keys import parse_audit_public_keys
-from cpis.app import Runtime, Start, build, create_app
+from cpis import cli_keys, cli_person_index, cli_serve, cli_sign_in, ods, rules
+from cpis.app import Runtime, Start, build
 from cpis.errors import CpisError, SettingsError, StartupError
 from cpis.log import configure_logging
 from cpis.model import LocalAuthority, Refused, Role, SettingType
@@ -252,113 +246,6 @@ async def _with_runtime(
         return await fn(rt)
 
 
-def _listen_error(settings: Settings, exc: OSError) -> StartupError:
-    reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
-    hint = (
-        " (another `cpis serve` or `cpis worker`, or another program, has it): set CPIS_PORT"
-        if exc.errno == errno.EADDRINUSE
-        else ": check CPIS_HOST and CPIS_PORT"
-    )
-    return StartupError(f"cannot listen on {settings.host}:{settings.port}: {reason}{hint}")
-
-
-def _bind_any_port(settings: Settings) -> socket.socket:
-    """For ``CPIS_PORT=0``: a listening socket on a port the system picks, bound before
-    anything starts so the public base URL (and the token audience) can name it."""
-    try:
-        family = socket.getaddrinfo(
-            settings.host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0][0]
-    except socket.gaierror:
-        raise StartupError(f"cannot listen on {settings.host}: no such host (CPIS_HOST)") from None
-    try:
-        return socket.create_server((settings.host, 0), family=family, backlog=128)
-    except OSError as exc:
-        raise _listen_error(settings, exc) from None
-
-
-def _check_listen(settings: Settings) -> None:
-    """Refuse at once an address serve could not listen on (issue 9, item 15)."""
-    try:
-        infos = socket.getaddrinfo(
-            settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-    except socket.gaierror:
-        raise StartupError(f"cannot listen on {settings.host}: no such host (CPIS_HOST)") from None
-    for family, kind, proto, _name, address in infos:
-        with socket.socket(family, kind, proto) as probe:
-            # As aiohttp will: SO_REUSEADDR, so only a live listener makes this fail.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(address)
-            except OSError as exc:
-                raise _listen_error(settings, exc) from None
-
-
-def _listener(settings: Settings) -> tuple[Settings, socket.socket | None]:
-    """For ``CPIS_PORT=0`` a socket bound on any free port, and the settings naming it;
-    otherwise no socket, once the configured address is known to be free."""
-    if settings.port == 0:
-        sock = _bind_any_port(settings)
-        return settings.listening_on(sock.getsockname()[1]), sock
-    _check_listen(settings)
-    return settings, None
-
-
-def _stop_on_signals() -> asyncio.Event:
-    """An event SIGINT or SIGTERM sets, heard from now on. Installed before anything is
-    started, so a stop during start-up (the embedded PostgreSQL starting, migrations)
-    is not Python's default death, which left the embedded PostgreSQL running: the
-    start-up finishes, then everything is closed in order."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
-
-
-async def _serve(settings: Settings, demo: bool) -> int:
-    from cpis import demo as demo_data
-    from cpis.adapters.tls import server_ssl_context
-
-    # Bad TLS files and a port in use are refused before anything is started.
-    ssl_context = server_ssl_context(settings)
-    settings, sock = _listener(settings)
-    if demo:
-        settings = demo_data.demo_settings(settings)
-    stop = _stop_on_signals()
-    async with build(settings, start=Start.SERVE) as rt:
-        app = create_app(rt)
-        text = None
-        if demo:
-            demo_data.serve_demo_issuer(app, settings)
-            children = await demo_data.seed(rt)
-            await demo_data.seed_person_index(rt)
-            text = demo_data.instructions(rt, children)
-        if settings.person_index == "local":
-            from cpis.adapters.postgres import local_index_size
-
-            if await local_index_size(rt.pool) == 0:
-                # Every upload would get CPR01 until an extract is loaded.
-                log.warning("person_index_empty", load_with="cpis person-index load FILE")
-        from cpis.web.server import start_serving
-
-        if stop.is_set():  # told to stop while starting
-            log.info("stopping")
-            return 0
-        try:
-            runner = await start_serving(app, settings, ssl_context=ssl_context, sock=sock)
-        except OSError as exc:  # taken since _check_listen looked
-            raise _listen_error(settings, exc) from None
-        log.info("serving", host=settings.host, port=settings.port, base=settings.public_base_url)
-        if text:
-            print(text, flush=True)
-        await stop.wait()
-        log.info("stopping")
-        await runner.cleanup()
-    return 0
-
-
 def _drama_note(*numbers: str) -> None:
     for number in numbers:
         if is_drama(number):
@@ -478,147 +365,6 @@ async def _client_add(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
-def _assertion(pem: bytes, client_id: str, url: str, kid: str) -> str:
-    """A client assertion signed with the key in ``pem``, its algorithm chosen by key type."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-
-    from cpis.adapters.tokens import make_client_assertion
-
-    key = serialization.load_pem_private_key(pem, password=None)
-    if isinstance(key, rsa.RSAPrivateKey):
-        alg = "RS512"
-    elif isinstance(key, ec.EllipticCurvePrivateKey):
-        alg = "ES384" if key.curve.name == "secp384r1" else "ES256"
-    elif isinstance(key, ed25519.Ed25519PrivateKey):
-        alg = "EdDSA"
-    else:
-        raise ValueError("unsupported key type")
-    return make_client_assertion(pem, client_id=client_id, token_url=url, kid=kid, alg=alg)  # type: ignore[arg-type]
-
-
-async def _token(settings: Settings, args: argparse.Namespace) -> int:
-    import aiohttp
-
-    url = args.url or settings.token_url
-    try:
-        assertion = _assertion(args.key.read_bytes(), args.client, url, args.kid or args.client)
-    except (OSError, ValueError, TypeError) as exc:
-        print(f"error: cannot use the key in {args.key}: {exc}", file=sys.stderr)
-        return 2
-    from cpis.web.oauth import ASSERTION_TYPE, ID_TOKEN_TYPE, TOKEN_EXCHANGE
-
-    form = {
-        "grant_type": "client_credentials",
-        "client_assertion_type": ASSERTION_TYPE,
-        "client_assertion": assertion,
-    }
-    if args.id_token:
-        form.update(
-            grant_type=TOKEN_EXCHANGE, subject_token=args.id_token, subject_token_type=ID_TOKEN_TYPE
-        )
-    try:
-        async with aiohttp.ClientSession() as session, session.post(url, data=form) as resp:
-            body = await resp.json(content_type=None)
-    except aiohttp.ClientError as exc:
-        print(f"error: cannot reach {url}: {exc} (is `cpis serve` running?)", file=sys.stderr)
-        return 1
-    if resp.status != 200 or "access_token" not in body:
-        print(
-            f"error: token refused ({resp.status}): {body.get('error_description', body)}",
-            file=sys.stderr,
-        )
-        return 1
-    print(body["access_token"])
-    return 0
-
-
-def _audit_verify_inputs(
-    settings: Settings, args: argparse.Namespace
-) -> tuple[Anchor | None, str | None, AuditKeys | None]:
-    """The anchor to check against (and where it came from) and any public keys given.
-
-    Raises ValueError or OSError with a message fit for the operator.
-    """
-    anchor, source = None, None
-    if args.anchor:
-        anchor, source = Anchor.parse(args.anchor), "--anchor"
-    elif args.anchor_file:
-        anchor, source = Anchor.from_file(args.anchor_file), str(args.anchor_file)
-    elif (settings.data_dir / ANCHOR_FILE).exists():
-        # Read before verify seals anything, which rewrites the file.
-        path = settings.data_dir / ANCHOR_FILE
-        anchor, source = Anchor.from_file(path), str(path)
-    keys = None
-    if args.public_key:
-        found = parse_audit_public_keys(args.public_key.read_bytes(), source=str(args.public_key))
-        if not found:
-            raise ValueError(f"{args.public_key} holds no PEM public key")
-        keys = public_keys_of(found)
-    return anchor, source, keys
-
-
-async def _audit_verify(rt: Runtime, args: argparse.Namespace) -> int:
-    """``cpis audit verify``: what was checked, then intact (0) or where it broke (1)."""
-    try:
-        anchor, source, keys = _audit_verify_inputs(rt.settings, args)
-    except (ValueError, OSError, SettingsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if anchor is not None:
-        print(f"checking against the anchor from {source}: {anchor}")
-    report = await rt.audit.verify(anchor=anchor, public_keys=keys)
-    for line in report.lines():
-        print(line)
-    if report.intact:
-        print("audit log intact")
-        return 0
-    where = "" if report.broken_seq is None else f" (at seq {report.broken_seq})"
-    print(f"audit log broken{where}: {report.problem}", file=sys.stderr)
-    return 1
-
-
-def _rotate_keys(settings: Settings, kind: str) -> int:
-    """Rotate keys kept in the data directory; keys given by CPIS_KEYS_* are the operator's."""
-    from cpis.adapters.keys import (
-        AUDIT_KEY_FILE,
-        DATA_KEYS_FILE,
-        SIGNING_KEY_FILE,
-        rotate_audit_key,
-        rotate_data_key,
-        rotate_signing_key,
-    )
-
-    given, name, variable = {
-        "data": (settings.keys_data, DATA_KEYS_FILE, "CPIS_KEYS_DATA"),
-        "signing": (settings.keys_signing, SIGNING_KEY_FILE, "CPIS_KEYS_SIGNING"),
-        "audit": (settings.keys_audit, AUDIT_KEY_FILE, "CPIS_KEYS_AUDIT"),
-    }[kind]
-    if given is not None:
-        print(f"error: the {kind} keys come from {variable}; rotate them there", file=sys.stderr)
-        return 2
-    path = settings.keys_dir.absolute() / name
-    if not path.exists():
-        # Rotating in the wrong directory would make a key no database was sealed with.
-        raise StartupError(
-            f"no {kind} keys to rotate: {path} does not exist (set CPIS_DATA_DIR to the data"
-            " directory `cpis serve` uses)"
-        )
-    if kind == "data":
-        kid = rotate_data_key(settings.keys_dir)
-        print(f"new active data key {kid}; restart every replica to start sealing with it")
-    elif kind == "signing":
-        rotate_signing_key(settings.keys_dir)
-        print("new signing key; the old public key stays published until the next rotation")
-    else:
-        kid = rotate_audit_key(settings.keys_dir)
-        print(
-            f"new audit key {kid}; restart every replica to sign seals with it (old public keys"
-            " are kept: seals never expire)"
-        )
-    return 0
-
-
 async def _la_mesh(rt: Runtime, args: argparse.Namespace) -> int:
     mailbox = await registration.set_la_mesh(
         rt.db, args.ods, mailbox=args.mailbox, workflow_id=args.workflow_id
@@ -709,38 +455,6 @@ async def _purge(rt: Runtime) -> int:
     return 0
 
 
-async def _worker(settings: Settings) -> int:
-    """The background work without the HTTP API: notification delivery, and upload
-    files from the MESH inbox when this service has a MESH mailbox; over HTTP (on
-    CPIS_HOST and CPIS_PORT, like serve) only the probes and /metrics."""
-    from cpis.adapters.tls import server_ssl_context
-    from cpis.app import create_worker_app, mesh_inbox_configured
-    from cpis.web.server import start_serving
-
-    ssl_context = server_ssl_context(settings)
-    settings, sock = _listener(settings)
-    stop = _stop_on_signals()
-    async with build(settings) as rt:
-        if stop.is_set():  # told to stop while starting
-            log.info("stopping")
-            return 0
-        app = create_worker_app(rt)
-        try:
-            runner = await start_serving(app, settings, ssl_context=ssl_context, sock=sock)
-        except OSError as exc:  # taken since _check_listen looked
-            raise _listen_error(settings, exc) from None
-        log.info(
-            "worker_started",
-            host=settings.host,
-            port=settings.port,
-            mesh_uploads=mesh_inbox_configured(settings),
-        )
-        await stop.wait()
-        log.info("stopping")
-        await runner.cleanup()
-    return 0
-
-
 async def _migrate(rt: Runtime) -> int:
     print("migrations current")
     return 0
@@ -756,9 +470,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     try:
         if args.command == "serve":
-            return _run(_serve(settings, args.demo))
+            return _run(cli_serve.serve(settings, args.demo))
         if args.command == "token":
-            return _run(_token(settings, args))
+            return _run(cli_keys.token(settings, args))
         if args.command == "demo-id-token":
             from cpis import demo
 
@@ -785,16 +499,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "purge":
             return _run(_with_runtime(settings, _purge))
         if args.command == "worker":
-            return _run(_worker(settings))
+            return _run(cli_serve.worker(settings))
         if args.command == "notifications":
             return _run(_with_runtime(settings, lambda rt: _notifications(rt, args)))
         if args.command == "client":
             act = _client_add if args.client_command == "add" else _client_deactivate
             return _run(_with_runtime(settings, lambda rt: act(rt, args)))
         if args.command == "keys":
-            return _rotate_keys(settings, args.kind)
+            return cli_keys.rotate_keys(settings, args.kind)
         if args.command == "audit":
-            return _run(_with_runtime(settings, lambda rt: _audit_verify(rt, args)))
+            return _run(_with_runtime(settings, lambda rt: cli_keys.audit_verify(rt, args)))
     except (CpisError, SettingsError, StartupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

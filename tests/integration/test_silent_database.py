@@ -88,6 +88,8 @@ async def test_a_lookups_statements_share_one_deadline(
         with pytest.raises(Unavailable):
             async with db.connection() as tx:
                 assert await tx.visible_plan_rows("9990000018") == []
+                # Half the deadline spent (time passing is what is tested, not a wait
+                # for something to happen): the write gets only what is left.
                 await asyncio.sleep(DEADLINE / 2)
                 with stopped(await backend(tx._conn)):
                     await tx.visible_plan_rows("9990000018")
@@ -150,7 +152,9 @@ async def test_a_delivery_slower_than_the_deadline_is_recorded(
         assert await store.fan_out(now=clock.now()) == 1
         async with store.claim(now=clock.now()) as claim:
             assert claim is not None
-            await asyncio.sleep(DEADLINE + 0.5)  # the endpoint taking its time
+            # The LA endpoint taking longer than the deadline (time passing is what is
+            # tested, not a wait for something to happen).
+            await asyncio.sleep(DEADLINE + 0.5)
             await claim.delivered(now=clock.now())
     async with borrow(db.pool) as conn:
         assert await conn.fetchval("SELECT state FROM delivery") == "delivered"

@@ -118,13 +118,16 @@ async def lookup(
 async def promotion(cluster: Cluster, old: Node) -> tuple[Node, float]:
     """The node the survivors agree leads once ``old`` is gone, and when it did."""
     survivors = [n for n in cluster.nodes if n is not old]
-    deadline = time.monotonic() + RECOVERY_LIMIT
-    while time.monotonic() < deadline:
+    found: list[Node] = []
+
+    async def promoted() -> bool:
         leader = await cluster.leader(among=survivors)
         if leader is not None and leader is not old:
-            return leader, time.monotonic()
-        await asyncio.sleep(0.1)
-    raise AssertionError("no standby was promoted")
+            found.append(leader)
+        return bool(found)
+
+    await wait_until(promoted, limit=RECOVERY_LIMIT, what="a standby to be promoted")
+    return found[0], time.monotonic()
 
 
 def log_events(server: Server) -> list[dict[str, object]]:

@@ -15,9 +15,11 @@ from tests.ports import listening_socket, port_of
 
 
 async def test_events_are_framed_with_heartbeats_between_them() -> None:
+    heard = asyncio.Event()  # the client has read a heartbeat
+
     async def events() -> AsyncIterator[Event]:
         yield Event("attendance", "one line", id="1")
-        await asyncio.sleep(0.25)
+        await asyncio.wait_for(heard.wait(), 10)
         yield Event("attendance", "two\nlines")
 
     async def handler(request: web.Request) -> web.StreamResponse:
@@ -36,7 +38,12 @@ async def test_events_are_framed_with_heartbeats_between_them() -> None:
         ):
             assert resp.headers["Content-Type"].startswith("text/event-stream")
             assert resp.headers["Cache-Control"] == "no-store"
-            body = await resp.text()
+            lines = []
+            async for line in resp.content:
+                lines.append(line.decode())
+                if line == b": keep-alive\n":
+                    heard.set()
+            body = "".join(lines)
     finally:
         await runner.cleanup()
     assert body.startswith("event: attendance\nid: 1\ndata: one line\n\n")

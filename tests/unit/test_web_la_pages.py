@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
@@ -13,13 +14,21 @@ from aiohttp import web
 from cpis.model.la import InboxCursor
 from cpis.web.pages._la import setting_name, spaced
 from cpis.web.pages.inbox import Bell, _newer
+from tests.polling import wait_until
+
+
+def _waiting(bell: Bell, streams: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return bell.waiting == streams
+
+    return check
 
 
 async def test_the_bell_wakes_every_waiting_stream_at_once() -> None:
     bell = Bell()
     started = time.monotonic()
     waiting = [asyncio.create_task(bell.wait(10)) for _ in range(3)]
-    await asyncio.sleep(0.05)
+    await wait_until(_waiting(bell, 3), limit=2, what="three streams waiting")
     bell.ring()
     await asyncio.wait_for(asyncio.gather(*waiting), 2)
     assert time.monotonic() - started < 2
@@ -36,7 +45,7 @@ async def test_closing_the_bell_at_shutdown_wakes_and_ends_the_streams() -> None
     """Otherwise the server's shutdown would wait for each open inbox's timeout."""
     bell = Bell()
     waiting = asyncio.create_task(bell.wait(10))
-    await asyncio.sleep(0.01)
+    await wait_until(_waiting(bell, 1), limit=2, what="the stream waiting")
     await bell.close(web.Application())
     await asyncio.wait_for(waiting, 2)
     assert bell.closed

@@ -70,6 +70,11 @@ class Bell:
         self.closed = True
         self.ring()
 
+    @property
+    def waiting(self) -> int:
+        """How many streams are waiting for it now."""
+        return len(self._waiting)
+
     def ring(self) -> None:
         for event in self._waiting:
             event.set()
