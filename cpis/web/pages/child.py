@@ -25,12 +25,11 @@ from cpis.web.context import info
 from cpis.web.notifications import INBOX
 from cpis.web.pages._la import LA_ROLES, actor, setting_name, spaced
 from cpis.web.pages._site import SESSION, page, render
-from cpis.web.pages.lookup import PLAN_NAMES
+from cpis.web.pages.lookup import PLAN_NAMES, entered_nhs_number, nhs_number_problem
 from cpis.web.pages.nav import nav_for
 from cpis.web.state import SERVICES
 
 PATH = "/children"
-_MAX_ENTERED = 40
 
 
 def _context(request: web.Request, **values: object) -> dict[str, object]:
@@ -52,28 +51,16 @@ async def form(request: web.Request) -> web.StreamResponse:
     return render(request, "child.html", _context(request))
 
 
-def _problem(raw: str) -> str:
-    digits = raw.replace(" ", "").replace("-", "")
-    if not digits:
-        return "Enter the child's NHS number"
-    if not (digits.isascii() and digits.isdigit()):
-        return "An NHS number has only digits"
-    if len(digits) != 10:
-        return "An NHS number has 10 digits"
-    return "This is not a valid NHS number: check each digit"
-
-
 @page(roles=LA_ROLES)
 async def show(request: web.Request) -> web.StreamResponse:
-    data = await request.post()
-    raw = data.get("nhs_number")
-    entered = raw.strip()[:_MAX_ENTERED] if isinstance(raw, str) else ""
+    entered = entered_nhs_number(await request.post())
     checked = nhs_number.check(entered)
     if checked.value is None:
+        problem = nhs_number_problem(entered, when_empty="Enter the child's NHS number")
         return render(
             request,
             "child.html",
-            _context(request, entered=entered, errors=[("nhs-number", _problem(entered))]),
+            _context(request, entered=entered, errors=[("nhs-number", problem)]),
             status=400,
         )
     svc = request.app[SERVICES]

@@ -9,6 +9,8 @@ which writes its own audit line with the person.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aiohttp import web
 
 from cpis.matching import nhs_number
@@ -45,10 +47,18 @@ async def form(request: web.Request) -> web.StreamResponse:
     return render(request, "lookup.html", _context(request))
 
 
-def _problem(raw: str) -> str:
-    digits = raw.replace(" ", "").replace("-", "")
+def entered_nhs_number(form: Mapping[str, object]) -> str:
+    """The form's ``nhs_number`` as typed, trimmed and cut to a length no NHS number
+    needs (it is shown back in the field when refused)."""
+    raw = form.get("nhs_number")
+    return raw.strip()[:_MAX_ENTERED] if isinstance(raw, str) else ""
+
+
+def nhs_number_problem(entered: str, *, when_empty: str) -> str:
+    """What is wrong with ``entered``, which :func:`nhs_number.check` refused."""
+    digits = entered.replace(" ", "").replace("-", "")
     if not digits:
-        return "Enter the NHS number"
+        return when_empty
     if not (digits.isascii() and digits.isdigit()):
         return "An NHS number has only digits"
     if len(digits) != 10:
@@ -58,15 +68,14 @@ def _problem(raw: str) -> str:
 
 @page(roles=[WebRole.CLINICIAN])
 async def look_up(request: web.Request) -> web.StreamResponse:
-    form_data = await request.post()
-    raw = form_data.get("nhs_number")
-    entered = raw.strip()[:_MAX_ENTERED] if isinstance(raw, str) else ""
+    entered = entered_nhs_number(await request.post())
     checked = nhs_number.check(entered)
     if checked.value is None:
+        problem = nhs_number_problem(entered, when_empty="Enter the NHS number")
         return render(
             request,
             "lookup.html",
-            _context(request, entered=entered, errors=[("nhs-number", _problem(entered))]),
+            _context(request, entered=entered, errors=[("nhs-number", problem)]),
             status=400,
         )
     svc = request.app[SERVICES]
