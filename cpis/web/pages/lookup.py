@@ -18,6 +18,7 @@ from cpis.model import PlanType
 from cpis.model.web import WebRole
 from cpis.services import web_lookup
 from cpis.web.context import info
+from cpis.web.pages._la import setting_name
 from cpis.web.pages._site import SESSION, page, render
 from cpis.web.pages.nav import nav_for
 from cpis.web.state import NOTIFICATIONS_QUEUED, SERVICES
@@ -37,6 +38,7 @@ def _context(request: web.Request, **values: object) -> dict[str, object]:
         "result": None,
         "entered": "",
         "plan_names": PLAN_NAMES,
+        "setting_name": setting_name,
         **nav_for(request[SESSION], PATH),
         **values,
     }
